@@ -1,0 +1,50 @@
+# attnmed: `make study` runs the default study; `make test` runs every test.
+# Each target sets itself up: .venv is created and the package installed (editable, with dev
+# extras) only when missing or when pyproject.toml changed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.attnmed-installed
+OUT    ?= outputs
+export MPLBACKEND := Agg
+export PYTHONWARNINGS := ignore::DeprecationWarning
+export JUPYTER_PLATFORM_DIRS := 1
+
+.PHONY: study test nbtest pytest export clean-nbs readme bench distclean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/python -m pip install -q -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/python -c "import attnmed, fastai, papermill, timm, captum, nbdev"
+	@touch $@
+
+## the default study on the embedded synthetic data, then its report: $(OUT)/default/report.html
+study: $(STAMP)
+	$(BIN)/attnmed-grid studies/default.yaml --out $(OUT)
+	$(BIN)/attnmed-report $(OUT)/default
+
+## every test: the notebooks (nbdev-test) and the pytest suite
+test: nbtest pytest
+
+nbtest: $(STAMP)
+	$(BIN)/nbdev-test --n-workers 2 --timing
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+## developer helpers
+export: $(STAMP)
+	$(BIN)/nbdev-export
+
+clean-nbs: $(STAMP)
+	$(BIN)/nbdev-clean
+
+readme: $(STAMP)
+	$(BIN)/python tools/render_readme.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/data.py
+
+distclean:
+	rm -rf $(VENV)

@@ -1,0 +1,83 @@
+"""The command line end to end: attnmed-grid, attnmed-report and papermill by hand, on tiny real trainings."""
+import json
+from pathlib import Path
+import pandas as pd
+import pytest
+from conftest import ROOT, tiny_study, run
+
+CELLS = ["synth-derm/resnet10t/none/noaug/seed0", "synth-derm/resnet10t/se/noaug/seed0"]
+METRIC_KEYS = {"accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "confusion_matrix", "params", "seconds"}
+
+def test_grid_report_and_resume(tmp):
+    study = tiny_study(tmp)
+    out = tmp / "out"
+    r = run(["attnmed-grid", str(study), "--out", str(out)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "grid tiny: 2 done, 0 skipped, 0 failed of 2 cells" in r.stdout
+    for key in CELLS:
+        cell = out / "tiny" / key
+        assert (cell / "experiment.ipynb").exists() and not (cell / "error.txt").exists()
+        m = json.loads((cell / "metrics.json").read_text())
+        assert METRIC_KEYS <= set(m), METRIC_KEYS - set(m)
+        assert m["params"]["attention"] == key.split("/")[2] and m["params"]["seed"] == 0
+        assert 0 <= m["balanced_accuracy"] <= 1 and m["seconds"] > 0
+        preds = pd.read_csv(cell / "predictions.csv")
+        assert list(preds.columns) == ["id", "label", "prediction", "prob_negative", "prob_positive"]
+        assert len(preds) == 32 and preds["id"].is_unique
+        # the metrics really come from the predictions
+        assert m["accuracy"] == pytest.approx((preds.label == preds.prediction).mean())
+        assert sum(map(sum, m["confusion_matrix"])) == 32
+    # the report holds both cells
+    r = run(["attnmed-report", str(out / "tiny")])
+    assert r.returncode == 0, r.stderr[-3000:]
+    html = (out / "tiny" / "report.html").read_text()
+    for key in CELLS: assert f'href="{key}/experiment.ipynb"' in html
+    assert "balanced_accuracy" in html and "data:image/png;base64" in html
+    # a second run skips both cells and changes nothing
+    before = {k: (out / "tiny" / k / "metrics.json").stat().st_mtime_ns for k in CELLS}
+    r = run(["attnmed-grid", str(study), "--out", str(out)])
+    assert r.returncode == 0 and "0 done, 2 skipped, 0 failed" in r.stdout, r.stdout + r.stderr[-2000:]
+    assert before == {k: (out / "tiny" / k / "metrics.json").stat().st_mtime_ns for k in CELLS}
+    # dry run lists the cells and their state
+    r = run(["attnmed-grid", str(study), "--out", str(out), "--dry-run"])
+    assert r.returncode == 0 and all(f"done    {k}" in r.stdout for k in CELLS)
+
+def test_failing_cell_does_not_stop_the_grid(tmp):
+    # at 16 px VGG-16's five poolings leave nothing to pool: that cell fails inside its notebook, the ResNet one completes
+    study = tiny_study(tmp, name="mixed", archs=["resnet10t", "vgg16"], attentions=["none"], image_size=16)
+    out = tmp / "out"
+    r = run(["attnmed-grid", str(study), "--out", str(out)])
+    assert r.returncode == 1, "a grid with a failed cell exits 1"
+    assert "1 done, 0 skipped, 1 failed" in r.stdout, r.stdout
+    good, bad = out / "mixed/synth-derm/resnet10t/none/noaug/seed0", out / "mixed/synth-derm/vgg16/none/noaug/seed0"
+    assert (good / "metrics.json").exists()
+    assert (bad / "experiment.ipynb").exists() and (bad / "error.txt").exists() and not (bad / "metrics.json").exists()
+    assert "PapermillExecutionError" in (bad / "error.txt").read_text()
+    # a rerun keeps the failure (not retried by default) and reports it
+    r = run(["attnmed-grid", str(study), "--out", str(out)])
+    assert r.returncode == 1 and "0 done, 1 skipped, 1 failed (1 failed earlier, not retried" in r.stdout, r.stdout
+    # the report renders with the failed cell listed
+    r = run(["attnmed-report", str(out / "mixed")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    html = (out / "mixed" / "report.html").read_text()
+    assert "Cells not in the results" in html and "vgg16" in html
+
+@pytest.mark.parametrize("over,message", [
+    (dict(epoch=3), "field 'epoch': unknown key(s) 'epoch'; valid keys are: name"),
+    (dict(datasets=[dict(name="m", format="medmnist", path="missing/chest.npz")]), "dataset 'm': path"),
+    (dict(archs=["resnet19"]), "field 'archs': unknown arch(s) ['resnet19']; valid: resnet10t"),
+])
+def test_bad_config_refused_before_training(tmp, over, message):
+    study = tiny_study(tmp, name="bad", **over)
+    r = run(["attnmed-grid", str(study), "--out", str(tmp / "out")])
+    assert r.returncode == 2
+    assert str(study) in r.stderr and message in r.stderr, r.stderr
+    assert not (tmp / "out").exists(), "nothing may be written before the config is accepted"
+
+def test_papermill_by_hand(tmp):
+    out_nb, cell = tmp / "out.ipynb", tmp / "cell"
+    r = run(["papermill", str(ROOT / "nbs/experiment.ipynb"), str(out_nb), "-p", "arch", "resnet10t", "-p", "attention", "cbam",
+             "-p", "epochs", "1", "-p", "image_size", "32", "-p", "out_dir", str(cell), "-p", "data_path", str(tmp / "data")])
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((cell / "metrics.json").read_text())
+    assert m["params"]["attention"] == "cbam" and m["params"]["image_size"] == 32
