@@ -152,11 +152,12 @@ class Cell:
                     seed=self.seed, **s)
 
 # %% ../nbs/00_config.ipynb #c018
-def expand_grid(study:Study) -> list[Cell]:
-    "Every cell of `study`: the product of datasets x archs x attentions x augment x seeds."
+def expand_grid(study:Study, keep=None) -> list[Cell]:
+    "Every cell of `study`: the product of datasets x archs x attentions x augment x seeds (only pairs where `keep(arch, attention)`, if given)."
     shared = {k: getattr(study, k) for k in SCALARS}
     return [Cell(study.name, ds["name"], arch, att, aug, seed, json.dumps({**shared, "dataset_spec": ds}, sort_keys=True))
-            for ds, arch, att, aug, seed in itertools.product(study.datasets, study.archs, study.attentions, study.augment, study.seeds)]
+            for ds, arch, att, aug, seed in itertools.product(study.datasets, study.archs, study.attentions, study.augment, study.seeds)
+            if keep is None or keep(arch, att)]
 
 # %% ../nbs/00_config.ipynb #c021
 def atomic_write_text(path:str|Path, text:str):

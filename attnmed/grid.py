@@ -9,13 +9,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 import yaml
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from .config import Study, Cell, StudyConfigError, load_study, expand_grid, atomic_write_text
 from .data import DataError, check_dataset, prepare_synthetic
-from .models import ARCHS, ATTENTIONS
+from .models import ARCHS, ATTENTIONS, compatible
 
 # %% auto #0
-__all__ = ['validate_study', 'cell_dir', 'cell_state', 'notebook_path', 'run_cell', 'prepare_datasets', 'run_grid', 'grid_cli']
+__all__ = ['validate_study', 'study_cells', 'cell_dir', 'cell_state', 'notebook_path', 'run_cell', 'prepare_datasets', 'run_grid',
+           'grid_cli']
 
 # %% ../nbs/06_grid.ipynb #c005
 def validate_study(study:Study) -> Study:
@@ -29,6 +30,10 @@ def validate_study(study:Study) -> Study:
     return study
 
 # %% ../nbs/06_grid.ipynb #c008
+def study_cells(study:Study) -> list[Cell]:
+    "The cells of `study` that can run: every compatible arch x attention pair."
+    return expand_grid(study, keep=compatible)
+
 def cell_dir(out:str|Path, cell:Cell) -> Path:
     "The folder of `cell`: `OUT/<study>/<dataset>/<arch>/<attention>/<aug|noaug>/seed<k>`."
     return Path(out) / cell.study / cell.key
@@ -50,7 +55,7 @@ def notebook_path(name:str="experiment.ipynb") -> Path:
 def run_cell(cell:Cell, out:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", params:dict|None=None) -> str:
     "Execute the experiment notebook for `cell` into its folder; returns 'done' or 'failed' (with `error.txt`)."
     import papermill as pm
-    folder = cell_dir(out, cell); folder.mkdir(parents=True, exist_ok=True)
+    folder = cell_dir(out, cell).resolve(); folder.mkdir(parents=True, exist_ok=True)  # absolute: the kernel runs inside the folder
     (folder / "error.txt").unlink(missing_ok=True)
     parameters = {**cell.parameters(), **(params or {}), "out_dir": str(folder)}
     try:
@@ -76,7 +81,9 @@ def run_grid(study:Study|str|Path, out:str|Path="outputs", jobs:int=1, retry_fai
     "Run every cell of `study` not yet done; returns counts of 'done' (run now), 'skipped' (done before), 'failed'."
     if not isinstance(study, Study): study = load_study(study)
     validate_study(study)
-    cells = expand_grid(study)
+    cells = study_cells(study)
+    skipped_pairs = [(a, t) for a in study.archs for t in study.attentions if not compatible(a, t)]
+    if skipped_pairs: log(f"not applicable, left out of the grid: {', '.join(f'{a}+{t}' for a, t in skipped_pairs)} (transformer baselines take attention 'none' only)")
     if only: cells = [c for c in cells if fnmatch.fnmatch(c.key, only) or only in c.key]
     states = {c: cell_state(cell_dir(out, c)) for c in cells}
     todo = [c for c in cells if states[c] == "todo" or (retry_failed and states[c] == "failed")]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from .config import atomic_write_text, parse_study, expand_grid
-from .grid import cell_dir, cell_state, notebook_path
+from .config import atomic_write_text, parse_study
+from .grid import cell_dir, cell_state, notebook_path, study_cells
 
 # %% auto #0
 __all__ = ['KEYS', 'SCALAR_METRICS', 'read_study', 'cell_table', 'collect_results', 'summarise', 'format_summary',
@@ -31,7 +31,7 @@ def cell_table(study_dir:str|Path) -> pd.DataFrame:
     "One row per cell of the study: keys, state (done / failed / todo), folder, and the first line of any error."
     study_dir = Path(study_dir); study = read_study(study_dir)
     rows = []
-    for c in expand_grid(study):
+    for c in study_cells(study):
         folder = cell_dir(study_dir.parent, c); state = cell_state(folder)
         err = (folder / "error.txt").read_text().splitlines()[1:2] if state == "failed" else []
         rows.append(dict(dataset=c.dataset, arch=c.arch, attention=c.attention, augment=c.augment, seed=c.seed, state=state,

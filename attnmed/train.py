@@ -20,6 +20,7 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, BalancedAccuracy
 from fastai.optimizer import Adam
 from fastai.torch_core import set_seed
+from .models import splitter
 
 # %% auto #0
 __all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'make_learner', 'fit', 'plot_history']
@@ -56,7 +57,7 @@ def make_learner(dls, model, lr:float=3e-3, weight_decay:float=0.01, class_weigh
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(weight=w, label_smoothing=label_smoothing),
                     opt_func=partial(Adam, decouple_wd=True), lr=lr, wd=weight_decay,
                     metrics=[accuracy, BalancedAccuracy()], path=Path(path) if path else Path(tempfile.mkdtemp()),
-                    model_dir=".", cbs=[NaNGuard()])
+                    model_dir=".", cbs=[NaNGuard()], splitter=splitter)
     if progress is None: progress = sys.stdout.isatty()
     if not progress: learn.remove_cb(ProgressCallback)
     if dls.device.type == "cuda":

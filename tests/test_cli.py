@@ -32,7 +32,8 @@ def test_grid_report_and_resume(tmp):
     assert r.returncode == 0, r.stderr[-3000:]
     html = (out / "tiny" / "report.html").read_text()
     for key in CELLS: assert f'href="{key}/experiment.ipynb"' in html
-    assert "balanced_accuracy" in html and "data:image/png;base64" in html
+    assert "balanced_accuracy" in html and html.count("data:image/png;base64") >= 1, "the bar chart is embedded"
+    assert "Warning" not in html, "no library warnings in the report"
     # a second run skips both cells and changes nothing
     before = {k: (out / "tiny" / k / "metrics.json").stat().st_mtime_ns for k in CELLS}
     r = run(["attnmed-grid", str(study), "--out", str(out)])
@@ -73,6 +74,15 @@ def test_bad_config_refused_before_training(tmp, over, message):
     assert r.returncode == 2
     assert str(study) in r.stderr and message in r.stderr, r.stderr
     assert not (tmp / "out").exists(), "nothing may be written before the config is accepted"
+
+def test_relative_out_folder(tmp):
+    "--out relative to the working directory (as `make study` uses it) puts results in the cell folders, not below them."
+    study = tiny_study(tmp, attentions=["none"])
+    r = run(["attnmed-grid", study.name, "--out", "rel-out"], cwd=tmp)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    cell = tmp / "rel-out/tiny/synth-derm/resnet10t/none/noaug/seed0"
+    assert (cell / "metrics.json").exists() and (cell / "predictions.csv").exists()
+    assert not (cell / "rel-out").exists()
 
 def test_papermill_by_hand(tmp):
     out_nb, cell = tmp / "out.ipynb", tmp / "cell"
