@@ -1,5 +1,5 @@
 """Every arch x attention at 64 px on the CPU: builds, trains a step, starts as the backbone, exposes its maps."""
-import os
+import os, subprocess, sys
 import pytest, timm, torch
 from attnmed.models import (ARCHS, ATTENTIONS, GatedResidual, MLDAMHead, ModelError, attention_maps, compatible,
                             copy_backbone_weights, create_model, splitter)
@@ -39,11 +39,12 @@ def test_identity_at_init(arch, attention):
     base = create_model(arch, img_size=64).eval()
     m = copy_backbone_weights(base, create_model(arch, attention, img_size=64)).eval()
     x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad(): torch.testing.assert_close(m(x), base(x), rtol=1e-4, atol=1e-5)
+    rel = lambda a, b: float((a - b).norm() / b.norm())
+    with torch.no_grad(): assert rel(m(x), base(x)) < 1e-4
     # and the insertion does change the computation once its gate opens
     for mod in m.modules():
         if isinstance(mod, GatedResidual): mod.gamma.data.fill_(1.0)
-    with torch.no_grad(): assert not torch.allclose(m(x), base(x), atol=1e-4)
+    with torch.no_grad(): assert rel(m(x), base(x)) > 1e-3
 
 @pytest.mark.parametrize("arch,attention,expected", [
     ("resnet18", "cbam", {"layer1.1": (32, 16), "layer2.1": (16, 8), "layer3.1": (8, 4), "layer4.1": (4, 2)}),
@@ -64,10 +65,15 @@ def test_bad_names_list_the_valid_ones():
     with pytest.raises(ModelError, match="valid attentions: none, se, cbam, eca, nonlocal, mhsa, mldam, mldam-seed, mlphead"): create_model("resnet18", "danet")
     with pytest.raises(ModelError, match="transformer baseline"): create_model("swin_tiny", "cbam")
 
-def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1"); monkeypatch.setenv("HF_HOME", str(tmp_path / "hf")); monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    with pytest.raises(ModelError, match="not in the local cache.*pretrained: false"):
-        create_model("resnet10t", pretrained=True, img_size=64)
+def test_pretrained_offline_is_a_clear_error(tmp_path):
+    "With no weights in the (empty) caches and no network, asking for pretrained weights is an error that says what to do."
+    code = ("from attnmed.models import create_model, ModelError\n"
+            "try: create_model('resnet10t', pretrained=True, img_size=64)\n"
+            "except ModelError as e: print('ERROR', e)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "torch")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert "ERROR pretrained ImageNet weights for 'resnet10t'" in r.stdout, r.stdout + r.stderr[-2000:]
+    assert "not in the local cache" in r.stdout and "pretrained: false" in r.stdout
 
 def test_pretrained_from_a_weights_file(tmp_path):
     src = timm.create_model("resnet10t", num_classes=1000)
