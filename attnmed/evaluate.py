@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 from .config import atomic_write_json, atomic_write_text
 
 # %% auto #0
-__all__ = ['classification_metrics', 'predictions_frame', 'write_cell_results']
+__all__ = ['CI_METRICS', 'classification_metrics', 'bootstrap_ci', 'predictions_frame', 'write_cell_results']
 
 # %% ../nbs/04_evaluate.ipynb #c005
 def classification_metrics(y_true, probs, class_names=None) -> dict:
@@ -31,12 +31,36 @@ def classification_metrics(y_true, probs, class_names=None) -> dict:
     if len(present) < 2: out["roc_auc"] = None
     elif n_classes == 2: out["roc_auc"] = skm.roc_auc_score(y_true, probs[:, 1])
     else: out["roc_auc"] = skm.roc_auc_score(y_true, probs, multi_class="ovr", labels=labels)
+    pc = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    names = list(class_names) if class_names is not None else [str(i) for i in labels]
+    out["per_class"] = {names[i]: dict(precision=float(pc[0][i]), recall=float(pc[1][i]), f1=float(pc[2][i]), support=int(pc[3][i])) for i in labels}
     out["confusion_matrix"] = skm.confusion_matrix(y_true, y_pred, labels=labels).tolist()
     out["n_test"] = int(len(y_true))
     if class_names is not None: out["class_names"] = list(class_names)
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}
 
 # %% ../nbs/04_evaluate.ipynb #c008
+CI_METRICS = {
+    "accuracy": lambda y, p: skm.accuracy_score(y, p.argmax(1)),
+    "balanced_accuracy": lambda y, p: skm.balanced_accuracy_score(y, p.argmax(1)),
+    "f1_macro": lambda y, p: skm.f1_score(y, p.argmax(1), average="macro", labels=list(range(p.shape[1])), zero_division=0),
+    "roc_auc": lambda y, p: skm.roc_auc_score(y, p[:, 1]) if p.shape[1] == 2 else skm.roc_auc_score(y, p, multi_class="ovr", labels=list(range(p.shape[1]))),
+}
+
+def bootstrap_ci(y_true, probs, n_boot:int=1000, alpha:float=0.05, seed:int=0, metrics=tuple(CI_METRICS)) -> dict:
+    "Stratified percentile-bootstrap (1 - alpha) intervals {metric: [low, high]} of the test metrics."
+    y, probs = np.asarray(y_true).astype(int), np.asarray(probs, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    by_class = [np.where(y == c)[0] for c in np.unique(y)]
+    vals = {m: [] for m in metrics}
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(ix, len(ix), replace=True) for ix in by_class])
+        for m in metrics:
+            try: vals[m].append(CI_METRICS[m](y[idx], probs[idx]))
+            except ValueError: pass                            # e.g. ROC-AUC with one class in the test set
+    return {m: [float(np.percentile(v, 100 * alpha / 2)), float(np.percentile(v, 100 * (1 - alpha / 2)))] for m, v in vals.items() if v}
+
+# %% ../nbs/04_evaluate.ipynb #c011
 def predictions_frame(ids, y_true, probs, class_names) -> pd.DataFrame:
     "One row per test item: id, true label, predicted label, and one probability column per class."
     probs = np.asarray(probs)
@@ -45,9 +69,11 @@ def predictions_frame(ids, y_true, probs, class_names) -> pd.DataFrame:
     return df
 
 def write_cell_results(out_dir:str|Path, metrics:dict, predictions:pd.DataFrame, params:dict, seconds:float) -> Path:
-    "Write `predictions.csv`, then `metrics.json` (metrics + params + seconds) last; returns the metrics path."
+    "Write `predictions.csv`, then `metrics.json` (metrics + `ci95` + params + seconds) last; returns the metrics path."
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "predictions.csv", predictions.to_csv(index=False))
-    res = {**metrics, "params": params, "seconds": round(float(seconds), 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    probs = predictions[[c for c in predictions.columns if c.startswith("prob_")]].values
+    ci = bootstrap_ci(predictions["label"].values, probs) if "ci95" not in metrics else metrics["ci95"]
+    res = {**metrics, "ci95": ci, "params": params, "seconds": round(float(seconds), 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic_write_json(out_dir / "metrics.json", res)
     return out_dir / "metrics.json"

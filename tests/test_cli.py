@@ -34,6 +34,15 @@ def test_grid_report_and_resume(tmp):
     for key in CELLS: assert f'href="{key}/experiment.ipynb"' in html
     assert "balanced_accuracy" in html and html.count("data:image/png;base64") >= 1, "the bar chart is embedded"
     assert "Warning" not in html, "no library warnings in the report"
+    assert "Does attention help?" in html and "+se on resnet10t, synth-derm" in html, "the verdict for the one comparison"
+    # a partial grid (one cell's result gone) still renders, listing the missing cell
+    import shutil
+    part = tmp / "partial"; shutil.copytree(out, part)
+    (part / "tiny" / CELLS[1] / "metrics.json").unlink()
+    r = run(["attnmed-report", str(part / "tiny")])
+    assert r.returncode == 0, r.stderr[-3000:]
+    html = (part / "tiny" / "report.html").read_text()
+    assert "Cells not in the results" in html and "1 todo" in html and f'href="{CELLS[0]}/experiment.ipynb"' in html
     # a second run skips both cells and changes nothing
     before = {k: (out / "tiny" / k / "metrics.json").stat().st_mtime_ns for k in CELLS}
     r = run(["attnmed-grid", str(study), "--out", str(out)])

@@ -30,3 +30,10 @@ def test_library_in_sync_with_notebooks(tmp_path):
     assert r.returncode == 0, r.stderr
     for f in (ROOT / "attnmed").glob("*.py"):
         assert (dst / "attnmed" / f.name).read_text() == f.read_text(), f"attnmed/{f.name} is out of step with nbs/: run nbdev-export"
+
+def test_parameterised_notebooks_keep_their_parameters_cell():
+    "papermill needs a cell tagged 'parameters'; nbdev-clean must not strip it (allowed_cell_metadata_keys)."
+    import nbformat
+    for name in ["experiment.ipynb", "report.ipynb"]:
+        nb = nbformat.read(ROOT / "nbs" / name, as_version=4)
+        assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1, name
