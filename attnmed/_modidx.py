@@ -95,6 +95,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'attnmed.models.SelfAttention2d.attention_weights': ( 'models.html#selfattention2d.attention_weights',
                                                                                       'attnmed/models.py'),
                                 'attnmed.models.SelfAttention2d.forward': ('models.html#selfattention2d.forward', 'attnmed/models.py'),
+                                'attnmed.models._botnet': ('models.html#_botnet', 'attnmed/models.py'),
                                 'attnmed.models._get_module': ('models.html#_get_module', 'attnmed/models.py'),
                                 'attnmed.models._load_timm': ('models.html#_load_timm', 'attnmed/models.py'),
                                 'attnmed.models._set_module': ('models.html#_set_module', 'attnmed/models.py'),

@@ -100,6 +100,7 @@ ATTENTIONS = {
     "eca": Attention(lambda c: create_attn("eca", c), "all", "efficient channel attention (Wang et al. 2020), timm"),
     "nonlocal": Attention(lambda c: SelfAttention2d(c, heads=1, rd_ratio=0.5, pos_embed=False), "mid", "non-local block (Wang et al. 2018), SDPA"),
     "mhsa": Attention(lambda c: SelfAttention2d(c, heads=4, pos_embed=True), "last", "BoTNet-style MHSA with learned position encoding, SDPA"),
+    "botnet": Attention(None, "replace", "BoTNet proper (ResNets): MHSA replaces the 3x3 convolutions of the last stage"),
     "mldam": Attention(None, "head", "multi-level dual attention (seed 001), principled form"),
     "mldam-seed": Attention(None, "head", "MLDAM with the seed-001 code's arithmetic, for exact reproduction"),
     "mlphead": Attention(None, "head", "control: no attention, MLDAM's MLP head on the last features"),
@@ -207,8 +208,17 @@ def _site_channels(model, sites, img_size:int):
     return chans
 
 def compatible(arch:str, attention:str) -> bool:
-    "Can `attention` be added to `arch`? (Transformer baselines take only 'none'.)"
+    "Can `attention` be added to `arch`? (Transformer baselines take only 'none'; `botnet` needs a ResNet.)"
+    if attention == "botnet": return ARCHS[arch].timm_name.startswith("resnet")
     return attention == "none" or ARCHS[arch].is_cnn
+
+def _botnet(model, spec:Arch):
+    "Replace the 3x3 convolution of every block of the last ResNet stage by multi-head self-attention (BoTNet)."
+    for blk in _get_module(model, spec.sites[-1]):
+        conv = blk.conv2               # Bottleneck: the 3x3 (strided in the first block); BasicBlock: the second 3x3 (stride 1)
+        mhsa = SelfAttention2d(conv.in_channels, heads=4, pos_embed=True)
+        if conv.out_channels != conv.in_channels: raise ModelError("botnet expects a 3x3 convolution with equal in/out channels")
+        blk.conv2 = nn.Sequential(mhsa, nn.AvgPool2d(2, 2)) if conv.stride[0] > 1 else mhsa
 
 def _timm_kwargs(spec:Arch, img_size:int):
     if spec.timm_name.startswith(("vit", "deit")): return dict(img_size=img_size)
@@ -222,13 +232,16 @@ def create_model(arch:str, attention:str="none", n_out:int=2, pretrained:bool|st
     "Backbone `arch` (`ARCHS`) with variant `attention` (`ATTENTIONS`), `n_out` outputs; `pretrained`: False, True (local cache) or a weights file."
     if arch not in ARCHS: raise ModelError(f"unknown arch {arch!r}; valid archs: {', '.join(ARCHS)}")
     if attention not in ATTENTIONS: raise ModelError(f"unknown attention {attention!r}; valid attentions: {', '.join(ATTENTIONS)}")
-    if not compatible(arch, attention): raise ModelError(f"{arch} is a transformer baseline: it takes attention 'none' only, not {attention!r}")
+    if not compatible(arch, attention):
+        raise ModelError(f"attention 'botnet' needs a ResNet, not {arch}" if attention == "botnet" else
+                         f"{arch} is a transformer baseline: it takes attention 'none' only, not {attention!r}")
     spec, variant = ARCHS[arch], ATTENTIONS[attention]
     kw = dict(num_classes=n_out, **_timm_kwargs(spec, img_size), **spec.kwargs)
     if variant.where == "head": kw["num_classes"] = 0
     model = _load_timm(arch, spec, pretrained, kw)
     if variant.where == "head":
         model = MLDAMNet(model, n_out, img_size, {"mldam": "principled", "mldam-seed": "seed", "mlphead": "none"}[attention])
+    elif variant.where == "replace": _botnet(model, spec)
     elif variant.make is not None:
         sites = _sites(spec, variant.where)
         chans = _site_channels(model, sites, img_size)

@@ -53,6 +53,7 @@ def test_identity_at_init(arch, attention):
     ("densenet121", "mhsa", {"features.norm5.1": (4, 2), "features.norm5.1.attn": (4, 2)}),
     ("resnet50", "mldam", {"head.pam": (4, 2)}),
     ("vgg16", "mldam-seed", {"head.pam": (4, 2)}),
+    ("resnet50", "botnet", {"layer4.0.conv2.0": (8, 4), "layer4.1.conv2": (4, 2), "layer4.2.conv2": (4, 2)}),
 ])
 @pytest.mark.parametrize("size_index,size", [(0, 128), (1, 64)])
 def test_attention_map_shapes(arch, attention, expected, size_index, size):
@@ -62,7 +63,7 @@ def test_attention_map_shapes(arch, attention, expected, size_index, size):
 
 def test_bad_names_list_the_valid_ones():
     with pytest.raises(ModelError, match="valid archs: resnet10t, resnet18, resnet50, vgg16, densenet121"): create_model("resnet101")
-    with pytest.raises(ModelError, match="valid attentions: none, se, cbam, eca, nonlocal, mhsa, mldam, mldam-seed, mlphead"): create_model("resnet18", "danet")
+    with pytest.raises(ModelError, match="valid attentions: none, se, cbam, eca, nonlocal, mhsa, botnet, mldam, mldam-seed, mlphead"): create_model("resnet18", "danet")
     with pytest.raises(ModelError, match="transformer baseline"): create_model("swin_tiny", "cbam")
 
 def test_pretrained_offline_is_a_clear_error(tmp_path):
@@ -81,6 +82,13 @@ def test_pretrained_from_a_weights_file(tmp_path):
     m = create_model("resnet10t", "se", pretrained=str(f), img_size=64)
     torch.testing.assert_close(m.conv1[0].weight, src.conv1[0].weight)
     with pytest.raises(ModelError, match="not found"): create_model("resnet10t", pretrained=str(tmp_path / "nope.pth"))
+
+def test_botnet_replaces_the_last_stage_convolutions():
+    from attnmed.models import SelfAttention2d
+    m = create_model("resnet50", "botnet", img_size=64)
+    assert all(isinstance(b.conv2, SelfAttention2d) or isinstance(b.conv2[0], SelfAttention2d) for b in m.layer4)
+    assert not any(isinstance(mod, torch.nn.Conv2d) and mod.kernel_size == (3, 3) for mod in m.layer4.modules())
+    assert all(isinstance(b.conv2, torch.nn.Conv2d) for b in m.layer3)   # earlier stages untouched
 
 def test_mldam_runs_the_backbone_once():
     m = create_model("resnet50", "mldam", img_size=64)
