@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['AXES', 'SCALARS', 'DEVICES', 'TOP_KEYS', 'DATASET_KEYS', 'StudyConfigError', 'Study', 'parse_study', 'load_study',
-           'Cell', 'expand_grid', 'atomic_write_text', 'atomic_write_json']
+__all__ = ['AXES', 'SCALARS', 'IMBALANCE', 'DEVICES', 'TOP_KEYS', 'DATASET_KEYS', 'PATH_OPTIONS', 'StudyConfigError', 'Study',
+           'parse_study', 'load_study', 'Cell', 'expand_grid', 'atomic_write_text', 'atomic_write_json']
 
 # %% ../nbs/00_config.ipynb #c005
 class StudyConfigError(ValueError):
@@ -32,10 +32,13 @@ SCALARS = dict(  # key: (type(s), default, help)
     weight_decay=(float, 0.01, "AdamW weight decay"),
     device=(str, "auto", "auto | cpu | cuda (auto picks cuda when available)"),
     pretrained=(bool, False, "start from ImageNet weights (must be in the local cache)"),
+    imbalance=(str, "none", "none | weighted_loss (class weights inversely proportional to training counts) | oversample (sample training items with replacement, classes equally often)"),
 )
+IMBALANCE = ("none", "weighted_loss", "oversample")
 DEVICES = ("auto", "cpu", "cuda")
 TOP_KEYS = ("name", "description", *AXES, *SCALARS)
 DATASET_KEYS = ("name", "format", "path")  # required in each dataset entry; other keys go to the reader
+PATH_OPTIONS = ("path", "cache", "root")   # dataset keys holding a file or folder
 
 # %% ../nbs/00_config.ipynb #c010
 def _check_type(value, typ, source, fld):
@@ -74,6 +77,7 @@ class Study:
     weight_decay:float = SCALARS["weight_decay"][1]
     device:str = SCALARS["device"][1]
     pretrained:bool = SCALARS["pretrained"][1]
+    imbalance:str = SCALARS["imbalance"][1]
     source:str = ""   # the file it came from
 
     def to_dict(self): return {k: v for k, v in asdict(self).items() if k != "source"}
@@ -96,8 +100,10 @@ def parse_study(raw:dict, source:str|Path="<study>", base_dir:str|Path|None=None
             if k not in d: raise StudyConfigError(f"is missing key '{k}' (each dataset needs {', '.join(DATASET_KEYS)})", source, fld)
         d = dict(d)
         _check_slug(d["name"], source, f"{fld}.name")
-        p = Path(os.path.expanduser(str(d["path"])))
-        d["path"] = str(p if p.is_absolute() else (base_dir / p).resolve())
+        for k in PATH_OPTIONS:   # file and folder options are relative to the study file, like `path`
+            if k in d and d[k] is not None:
+                p = Path(os.path.expanduser(str(d[k])))
+                d[k] = str(p if p.is_absolute() else (base_dir / p).resolve())
         datasets.append(d)
     names = [d["name"] for d in datasets]
     if len(set(names)) != len(names): raise StudyConfigError(f"dataset names must be unique, got {names}", source, "datasets")
@@ -113,6 +119,7 @@ def parse_study(raw:dict, source:str|Path="<study>", base_dir:str|Path|None=None
     for k in ("epochs", "image_size", "batch_size"):
         if kw[k] < 1: raise StudyConfigError(f"must be a positive integer, got {kw[k]}", source, k)
     if kw["lr"] <= 0: raise StudyConfigError(f"must be > 0, got {kw['lr']}", source, "lr")
+    if kw["imbalance"] not in IMBALANCE: raise StudyConfigError(f"expected one of {', '.join(IMBALANCE)}, got {kw['imbalance']!r}", source, "imbalance")
     if kw["device"] not in DEVICES: raise StudyConfigError(f"expected one of {', '.join(DEVICES)}, got {kw['device']!r}", source, "device")
     return Study(**kw, source=str(source))
 

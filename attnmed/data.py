@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['SPLITS', 'SYNTH_DEFAULTS', 'CONCEPTS', 'SYNTHETIC_KINDS', 'DATASET_FORMATS', 'IMAGENET_STATS', 'DataError',
-           'ImageSplits', 'generate_synth_derm', 'show_samples', 'plt_subplots', 'synthetic_options',
-           'synthetic_cache_file', 'prepare_synthetic', 'read_npz_splits', 'DatasetFormat', 'check_dataset',
-           'load_dataset', 'resize_splits', 'augmentation_transforms', 'TensorDataset', 'dataset_stats',
-           'make_dataloaders']
+__all__ = ['SPLITS', 'SYNTH_DEFAULTS', 'SYNTH_KIND_DEFAULTS', 'GENERATOR_VERSION', 'CONCEPTS', 'MAMMO_CONCEPTS',
+           'SYNTHETIC_KINDS', 'DATASET_FORMATS', 'IMAGENET_STATS', 'DataError', 'ImageSplits', 'generate_synth_derm',
+           'show_samples', 'plt_subplots', 'generate_synth_mammo', 'synthetic_options', 'synthetic_cache_file',
+           'prepare_synthetic', 'read_npz_splits', 'DatasetFormat', 'check_dataset', 'load_dataset', 'resize_splits',
+           'augmentation_transforms', 'TensorDataset', 'dataset_stats', 'class_weights', 'make_dataloaders']
 
 # %% ../nbs/01_data.ipynb #c005
 SPLITS = ("train", "val", "test")
@@ -60,12 +60,14 @@ class ImageSplits:
             seen = {s: set(self.patients[s]) for s in SPLITS if s in self.patients}
             for a, b in [("train", "val"), ("train", "test"), ("val", "test")]:
                 both = seen.get(a, set()) & seen.get(b, set())
-                if both: raise DataError(f"{source}: patient(s) {sorted(both)[:5]} appear in both '{a}' and '{b}' (splits must be grouped by patient)")
+                if both: raise DataError(f"{source}: patient(s) {sorted(map(str, both))[:5]} appear in both '{a}' and '{b}' (splits must be grouped by patient)")
         return self
 
 # %% ../nbs/01_data.ipynb #c007
 SYNTH_DEFAULTS = dict(n_train=800, n_val=200, n_test=400, positive_rate=0.5, visibility=1.0,
-                      shortcut_train=0.5, shortcut_test=0.5, hair_rate=0.3, images_per_patient=2, seed=0)
+                      shortcut_train=0.5, shortcut_test=0.5, images_per_patient=2, seed=0)
+SYNTH_KIND_DEFAULTS = {"synth-derm": dict(hair_rate=0.3), "synth-mammo": dict(dense_rate=0.3, calc_fraction=0.5)}
+GENERATOR_VERSION = 2   # part of the cache key: bump when a generator's output changes
 CONCEPTS = ("has_structure", "has_shortcut", "has_hair", "large_lesion")
 
 def _grid(size):
@@ -73,6 +75,19 @@ def _grid(size):
     return torch.meshgrid(c, c, indexing="ij")  # yy, xx in (0, 1)
 
 def _u(g, *shape, lo=0.0, hi=1.0): return lo + (hi - lo) * torch.rand(*shape, generator=g)
+
+def _local_window(cy:torch.Tensor, cx:torch.Tensor, half:float, size:int):
+    "Per image, the top-left pixel (oy, ox) and pixel-centre coordinates (N, W) of a W x W window of half-width `half` around (cy, cx)."
+    w = min(size, int(math.ceil(2 * half * size)) + 2)
+    oy = (cy * size - w / 2).round().long().clamp(0, size - w); ox = (cx * size - w / 2).round().long().clamp(0, size - w)
+    ar = torch.arange(w)
+    return oy, ox, (oy[:, None] + ar + 0.5) / size, (ox[:, None] + ar + 0.5) / size
+
+def _paste(full:torch.Tensor, local:torch.Tensor, oy, ox):
+    "Write the N x W x W `local` windows into `full` (N x S x S) at offsets (oy, ox)."
+    n, w = local.shape[0], local.shape[-1]; ar = torch.arange(w)
+    full[torch.arange(n)[:, None, None], oy[:, None, None] + ar[None, :, None], ox[:, None, None] + ar[None, None, :]] = local
+    return full
 
 # %% ../nbs/01_data.ipynb #c008
 def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, size:int, visibility:float, g:torch.Generator):
@@ -98,26 +113,32 @@ def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, 
     lcol = torch.tensor([0.47, 0.29, 0.19]) * (1 + 0.15 * torch.randn(n, 1, generator=g)) 
     lesion_col = lcol[:, :, None, None] * (0.8 + 0.2 * (r / Rt).clamp(max=1))[:, None]
     img = img * (1 - lesion_a[:, None]) + lesion_col * lesion_a[:, None]
-    # label evidence: a cluster of dark globules inside the lesion (positives only)
+    # label evidence: a cluster of dark globules inside the lesion (positives only), drawn in a local window (fast)
     n_dots = 7
     ang, rho = _u(g, n, 1, hi=2 * math.pi), _u(g, n, 1, hi=0.45) * R[:, 0]
     ccy, ccx = cy[:, 0] + rho * torch.sin(ang), cx[:, 0] + rho * torch.cos(ang) * ecc[:, 0]
     spread = max(0.04, 2.5 * px)
-    dys, dxs = ccy + spread * torch.randn(n, n_dots, generator=g), ccx + spread * torch.randn(n, n_dots, generator=g)
+    dys = ccy + spread * torch.randn(n, n_dots, generator=g).clamp(-2.5, 2.5)
+    dxs = ccx + spread * torch.randn(n, n_dots, generator=g).clamp(-2.5, 2.5)
     rd = torch.clamp(_u(g, n, n_dots, lo=.017, hi=.026), min=0.9 * px)
-    d = torch.sqrt((yy[:, None] - dys[..., None, None]) ** 2 + (xx[:, None] - dxs[..., None, None]) ** 2)  # N,D,S,S
-    dot_a = torch.sigmoid((rd[..., None, None] - d) / (0.35 * px)).amax(1) * labels[:, None, None] * visibility
-    evidence = ((d < 1.6 * rd[..., None, None]).any(1) & (labels[:, None, None] > 0))
+    oy, ox, wy, wx = _local_window(ccy[:, 0], ccx[:, 0], 2.5 * spread + 1.6 * 0.026 + 3 * px, size)
+    d = torch.sqrt((wy[:, None, :, None] - dys[..., None, None]) ** 2 + (wx[:, None, None, :] - dxs[..., None, None]) ** 2)  # N,D,W,W
+    dot_a = _paste(torch.zeros(n, size, size), torch.sigmoid((rd[..., None, None] - d) / (0.35 * px)).amax(1), oy, ox)
+    dot_a = dot_a * labels[:, None, None] * visibility
+    evidence = _paste(torch.zeros(n, size, size, dtype=torch.bool), (d < 1.6 * rd[..., None, None]).any(1), oy, ox) & (labels[:, None, None] > 0)
     img = img * (1 - dot_a[:, None]) + torch.tensor([0.16, 0.17, 0.27])[None, :, None, None] * dot_a[:, None]
-    # nuisance: hairs (slightly curved dark lines)
+    # nuisance: hairs (slightly curved dark lines), drawn only on the images that have them
     for _ in range(3):
         y0, x0, t = _u(g, n, 1, 1), _u(g, n, 1, 1), _u(g, n, 1, 1, hi=math.pi)
         k = _u(g, n, 1, 1, lo=-2, hi=2)
+        present = hair * (_u(g, n) < 0.7)
+        idx = present.nonzero()[:, 0]
+        if len(idx) == 0: continue
+        y0, x0, t, k = y0[idx], x0[idx], t[idx], k[idx]
         along = (xx - x0) * torch.cos(t) + (yy - y0) * torch.sin(t)
         dist = ((xx - x0) * -torch.sin(t) + (yy - y0) * torch.cos(t) + k * along ** 2).abs()
-        present = hair * (_u(g, n) < 0.7)
-        ha = torch.sigmoid((max(0.0035, 0.5 * px) - dist) / (0.3 * px)) * present[:, None, None]
-        img = img * (1 - 0.85 * ha[:, None]) + 0.85 * ha[:, None] * 0.12
+        ha = torch.sigmoid((max(0.0035, 0.5 * px) - dist) / (0.3 * px))[:, None]
+        img[idx] = img[idx] * (1 - 0.85 * ha) + 0.85 * ha * 0.12
     # shortcut: a ruler on the top or bottom border
     top = _u(g, n, 1, 1) < 0.5
     y_lo = torch.where(top, torch.full_like(R, 0.03), torch.full_like(R, 0.89))
@@ -132,36 +153,44 @@ def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, 
     return img, evidence, band, R.flatten()
 
 # %% ../nbs/01_data.ipynb #c009
-def _split_flags(n, rate_pos, shortcut_rate, hair_rate, g):
+def _split_flags(n, rate_pos, shortcut_rate, nuisance_rate, g):
     labels = (torch.rand(n, generator=g) < rate_pos).float()
     p_sc = torch.where(labels > 0, torch.tensor(shortcut_rate), torch.tensor(1 - shortcut_rate))
     shortcut = (torch.rand(n, generator=g) < p_sc).float()
-    hair = (torch.rand(n, generator=g) < hair_rate).float()
-    return labels, shortcut, hair
+    nuisance = (torch.rand(n, generator=g) < nuisance_rate).float()
+    return labels, shortcut, nuisance
 
-def generate_synth_derm(size:int=64, n_train:int=800, n_val:int=200, n_test:int=400, positive_rate:float=0.5,
-                        visibility:float=1.0, shortcut_train:float=0.5, shortcut_test:float=0.5, hair_rate:float=0.3,
-                        images_per_patient:int=2, seed:int=0, chunk:int=128) -> dict:
-    "Generate synth-derm as a dict of arrays in the MedMNIST npz layout plus ground truth (`*_masks`, `*_shortcut_masks`, `*_concepts`, `*_patients`)."
+def _generate(render, concept_names, nuisance_option, size, n_train, n_val, n_test, positive_rate, visibility, shortcut_train, shortcut_test,
+              nuisance_rate, images_per_patient, seed, chunk, **render_kw) -> dict:
+    "Shared driver of the synthetic generators: per split, draw labels / shortcut / nuisance flags, render in chunks, collect arrays."
     for k, v in dict(positive_rate=positive_rate, visibility=visibility, shortcut_train=shortcut_train,
-                     shortcut_test=shortcut_test, hair_rate=hair_rate).items():
+                     shortcut_test=shortcut_test, **{nuisance_option: nuisance_rate}, **render_kw).items():
         if not 0 <= v <= 1: raise DataError(f"synthetic option '{k}' must be in [0, 1], got {v}")
     if size < 16: raise DataError(f"synthetic image size must be at least 16 px, got {size}")
+    if images_per_patient < 1: raise DataError(f"synthetic option 'images_per_patient' must be at least 1, got {images_per_patient}")
     g = torch.Generator().manual_seed(int(seed))
-    out, pid0 = {"concept_names": np.array(CONCEPTS)}, 0
+    out, pid0 = {"concept_names": np.array(concept_names)}, 0
     for split, n, sc in [("train", n_train, shortcut_train), ("val", n_val, shortcut_train), ("test", n_test, shortcut_test)]:
         if n < 2: raise DataError(f"synthetic option 'n_{split}' must be at least 2, got {n}")
-        labels, shortcut, hair = _split_flags(n, positive_rate, sc, hair_rate, g)
-        parts = [_render_derm(labels[i:i + chunk], shortcut[i:i + chunk], hair[i:i + chunk], size, visibility, g) for i in range(0, n, chunk)]
-        imgs, ev, band, R = (torch.cat(p) for p in zip(*parts))
+        labels, shortcut, nuisance = _split_flags(n, positive_rate, sc, nuisance_rate, g)
+        parts = [render(labels[i:i + chunk], shortcut[i:i + chunk], nuisance[i:i + chunk], size, visibility, g, **render_kw) for i in range(0, n, chunk)]
+        imgs, ev, band, extra = (torch.cat(p) for p in zip(*parts))
         out[f"{split}_images"] = imgs.numpy()
         out[f"{split}_labels"] = labels.long().numpy()[:, None]          # N x 1, as MedMNIST
         out[f"{split}_masks"] = ev.numpy()
         out[f"{split}_shortcut_masks"] = band.numpy()
-        out[f"{split}_concepts"] = np.stack([labels.numpy(), shortcut.numpy(), hair.numpy(), (R > 0.215).float().numpy()], 1).astype(np.uint8)
+        out[f"{split}_concepts"] = torch.stack([labels, shortcut, nuisance, extra.float()], 1).to(torch.uint8).numpy()
         out[f"{split}_patients"] = np.array([f"P{pid0 + i // images_per_patient:05d}" for i in range(n)])
         pid0 += math.ceil(n / images_per_patient)
     return out
+
+def generate_synth_derm(size:int=64, n_train:int=800, n_val:int=200, n_test:int=400, positive_rate:float=0.5,
+                        visibility:float=1.0, shortcut_train:float=0.5, shortcut_test:float=0.5, hair_rate:float=0.3,
+                        images_per_patient:int=2, seed:int=0, chunk:int=8) -> dict:
+    "Generate synth-derm as a dict of arrays in the MedMNIST npz layout plus ground truth (`*_masks`, `*_shortcut_masks`, `*_concepts`, `*_patients`)."
+    render = lambda *a: (lambda img, ev, band, R: (img, ev, band, R > 0.215))(*_render_derm(*a))
+    return _generate(render, CONCEPTS, "hair_rate", size, n_train, n_val, n_test, positive_rate, visibility, shortcut_train, shortcut_test,
+                     hair_rate, images_per_patient, seed, chunk)
 
 # %% ../nbs/01_data.ipynb #c012
 def show_samples(data:dict, split:str="train", n:int=6, figsize=None):
@@ -184,27 +213,94 @@ def plt_subplots(*args, **kw):
     return plt.subplots(*args, **kw)
 
 # %% ../nbs/01_data.ipynb #c015
+MAMMO_CONCEPTS = ("has_structure", "has_shortcut", "dense_tissue", "calcification")
+
+def _tissue_texture(n:int, size:int, g:torch.Generator, amplitude_exponent:float=1.5) -> torch.Tensor:
+    "1/f-shaped noise, N x S x S, zero mean and unit std per image."
+    spec = torch.fft.rfft2(torch.randn(n, size, size, generator=g))
+    f = torch.sqrt(torch.fft.fftfreq(size)[:, None] ** 2 + torch.fft.rfftfreq(size)[None] ** 2).clamp(min=1.0 / size)
+    t = torch.fft.irfft2(spec * f ** -amplitude_exponent, s=(size, size))
+    return (t - t.mean((1, 2), keepdim=True)) / t.std((1, 2), keepdim=True)
+
+def _render_mammo(labels, shortcut, dense, size, visibility, g, calc_fraction=0.5):
+    "Render one chunk of synth-mammo images; returns uint8 images (N,S,S), evidence and shortcut masks, and the calcification flag."
+    n = len(labels); yy, xx = _grid(size); yy, xx = yy[None], xx[None]; px = 1.0 / size
+    left = _u(g, n, 1, 1) < 0.5
+    cx = torch.where(left, torch.zeros(n, 1, 1), torch.ones(n, 1, 1))
+    cy, ry, rx = _u(g, n, 1, 1, lo=.45, hi=.55), _u(g, n, 1, 1, lo=.40, hi=.49), _u(g, n, 1, 1, lo=.55, hi=.85)
+    r = torch.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
+    breast = torch.sigmoid((1 - r) / max(0.015, px))
+    tex = _tissue_texture(n, size, g)
+    tissue = (0.42 + 0.10 * tex) * (0.7 + 0.3 * (1 - r).clamp(0, 1) ** 0.3)
+    dense_region = torch.sigmoid((0.55 - r) / 0.08) * (1 + 0.4 * _tissue_texture(n, size, g)).clamp(min=0)
+    tissue = tissue + 0.22 * dense_region * dense[:, None, None]
+    img = 0.03 + breast * tissue
+    # label evidence, inside the breast: a mass or a calcification cluster, drawn in a local window
+    is_calc = (_u(g, n) < calc_fraction) & (labels > 0)
+    rho, ang = _u(g, n, lo=.2, hi=.65), _u(g, n, lo=-1.2, hi=1.2)
+    ly = cy[:, 0, 0] + ry[:, 0, 0] * rho * torch.sin(ang)
+    lx = torch.where(left[:, 0, 0], rx[:, 0, 0] * rho * torch.cos(ang), 1 - rx[:, 0, 0] * rho * torch.cos(ang))
+    oy, ox, wy, wx = _local_window(ly, lx, 0.075 + 3 * px, size)
+    dy, dx = wy[:, :, None] - ly[:, None, None], wx[:, None, :] - lx[:, None, None]
+    # mass: lobulated border
+    Rm = _u(g, n, 1, 1, lo=.035, hi=.055); th = torch.atan2(dy, dx); border = torch.ones_like(th)
+    for k in (3, 5, 7): border = border + _u(g, n, 1, 1, hi=0.12) * torch.cos(k * th + _u(g, n, 1, 1, hi=2 * math.pi))
+    d = torch.sqrt(dy ** 2 + dx ** 2)
+    mass_a = torch.sigmoid((Rm * border - d) / max(0.006, 0.7 * px))
+    mass_ev = d < Rm * border * 1.05
+    # calcifications: tiny bright specks
+    n_c = 9
+    cys = ly[:, None] + 0.022 * torch.randn(n, n_c, generator=g).clamp(-2.5, 2.5)
+    cxs = lx[:, None] + 0.022 * torch.randn(n, n_c, generator=g).clamp(-2.5, 2.5)
+    present = torch.arange(n_c)[None] < torch.randint(6, n_c + 1, (n, 1), generator=g)
+    rc = max(0.004, 0.6 * px)
+    dc = torch.sqrt((wy[:, None, :, None] - cys[..., None, None]) ** 2 + (wx[:, None, None, :] - cxs[..., None, None]) ** 2)
+    calc_a = (torch.sigmoid((rc - dc) / (0.3 * px)) * present[..., None, None]).amax(1)
+    calc_ev = ((dc < max(2.5 * rc, 1.5 * px)) & present[..., None, None]).any(1)
+    local_a = torch.where(is_calc[:, None, None], calc_a * 0.55, mass_a * 0.28) * visibility
+    local_ev = torch.where(is_calc[:, None, None], calc_ev, mass_ev)
+    ev_a = _paste(torch.zeros(n, size, size), local_a, oy, ox) * labels[:, None, None]
+    evidence = _paste(torch.zeros(n, size, size, dtype=torch.bool), local_ev, oy, ox) & (labels[:, None, None] > 0)
+    img = img + ev_a * breast
+    # shortcut: a text-like marker block in the top corner away from the breast
+    bw, bh = 0.2, max(0.07, 3 * px)
+    x0 = torch.where(left, torch.full_like(cy, 0.95 - bw), torch.full_like(cy, 0.05)); y0 = _u(g, n, 1, 1, lo=0.03, hi=0.08)
+    band = (yy >= y0) & (yy < y0 + bh) & (xx >= x0) & (xx < x0 + bw) & (shortcut[:, None, None] > 0)
+    glyph = (torch.remainder((xx - x0) / max(0.025, 1.5 * px), 1.0) < 0.55) & (torch.remainder((yy - y0) / bh * 2.3, 1.0) < 0.75)
+    img = torch.where(band, torch.where(glyph, torch.tensor(0.95), torch.tensor(0.55)), img)
+    img = img + 0.015 * torch.randn(img.shape, generator=g)
+    return (img.clamp(0, 1) * 255).round().to(torch.uint8), evidence, band, is_calc
+
+def generate_synth_mammo(size:int=64, n_train:int=800, n_val:int=200, n_test:int=400, positive_rate:float=0.5,
+                         visibility:float=1.0, shortcut_train:float=0.5, shortcut_test:float=0.5, dense_rate:float=0.3,
+                         calc_fraction:float=0.5, images_per_patient:int=2, seed:int=0, chunk:int=8) -> dict:
+    "Generate synth-mammo (greyscale) as a dict of arrays in the MedMNIST npz layout plus ground truth, like `generate_synth_derm`."
+    return _generate(_render_mammo, MAMMO_CONCEPTS, "dense_rate", size, n_train, n_val, n_test, positive_rate, visibility, shortcut_train,
+                     shortcut_test, dense_rate, images_per_patient, seed, chunk, calc_fraction=calc_fraction)
+
+# %% ../nbs/01_data.ipynb #c020
 def synthetic_options(spec:dict) -> dict:
     "The generator options of a `format: synthetic` dataset spec (defaults filled in); refuses unknown options."
-    opts = {k: v for k, v in spec.items() if k not in ("name", "format", "path", "kind")}
-    unknown = [k for k in opts if k not in SYNTH_DEFAULTS]
-    if unknown: raise DataError(f"dataset '{spec.get('name')}': unknown synthetic option(s) {unknown}; valid: {', '.join(SYNTH_DEFAULTS)}")
     kind = spec.get("kind", "synth-derm")
     if kind not in SYNTHETIC_KINDS: raise DataError(f"dataset '{spec.get('name')}': unknown synthetic kind {kind!r}; valid: {', '.join(SYNTHETIC_KINDS)}")
-    return {**SYNTH_DEFAULTS, **opts}
+    valid = {**SYNTH_DEFAULTS, **SYNTH_KIND_DEFAULTS[kind]}
+    opts = {k: v for k, v in spec.items() if k not in ("name", "format", "path", "kind")}
+    unknown = [k for k in opts if k not in valid]
+    if unknown: raise DataError(f"dataset '{spec.get('name')}': unknown option(s) {unknown} for kind {kind}; valid: {', '.join(valid)}")
+    return {**valid, **opts}
 
-SYNTHETIC_KINDS = {"synth-derm": generate_synth_derm}
+SYNTHETIC_KINDS = {"synth-derm": generate_synth_derm, "synth-mammo": generate_synth_mammo}
 
 def synthetic_cache_file(spec:dict, size:int) -> Path:
     "Where the generated dataset for `spec` at `size` px is cached."
     opts = synthetic_options(spec)
-    h = hashlib.sha1(json.dumps({**opts, "kind": spec.get("kind", "synth-derm"), "size": size}, sort_keys=True).encode()).hexdigest()[:10]
+    h = hashlib.sha1(json.dumps({**opts, "kind": spec.get("kind", "synth-derm"), "size": size, "version": GENERATOR_VERSION}, sort_keys=True).encode()).hexdigest()[:10]
     return Path(spec["path"]) / f"{spec.get('kind', 'synth-derm')}_{size}_{h}.npz"
 
-def _atomic_savez(path:Path, arrays:dict):
+def _atomic_savez(path:Path, arrays:dict, compress:bool=True):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
+    (np.savez_compressed if compress else np.savez)(tmp, **arrays)
     os.replace(tmp, path)
 
 def prepare_synthetic(spec:dict, size:int) -> Path:
@@ -215,7 +311,7 @@ def prepare_synthetic(spec:dict, size:int) -> Path:
         _atomic_savez(f, SYNTHETIC_KINDS[spec.get("kind", "synth-derm")](size=size, **opts))
     return f
 
-# %% ../nbs/01_data.ipynb #c017
+# %% ../nbs/01_data.ipynb #c022
 def read_npz_splits(path:str|Path, name:str="", label_column=None, class_names=None) -> ImageSplits:
     "Read a MedMNIST-layout npz into `ImageSplits` (ground truth arrays, when present, go to `extras`)."
     path = Path(path)
@@ -247,7 +343,7 @@ def read_npz_splits(path:str|Path, name:str="", label_column=None, class_names=N
     if class_names is None: class_names = [str(i) for i in range(max(n_classes, 2))]
     return ImageSplits(name or path.stem, images, labels, ids, list(class_names), patients, extras).check(str(path))
 
-# %% ../nbs/01_data.ipynb #c020
+# %% ../nbs/01_data.ipynb #c025
 @dataclass
 class DatasetFormat:
     "A reader: `check(spec)` refuses a spec that cannot work (before any training); `load(spec, size)` returns `ImageSplits`."
@@ -281,6 +377,7 @@ DATASET_FORMATS = {
 
 def check_dataset(spec:dict):
     "Refuse a dataset spec whose format is unknown or whose files are missing."
+    import attnmed.readers  # registers the real datasets' formats (isic2019, cbis-ddsm, mimic-cxr-jpg, folder, csv)
     fmt = spec.get("format")
     if fmt not in DATASET_FORMATS: raise DataError(f"dataset '{spec.get('name')}': unknown format {fmt!r}; valid formats: {', '.join(DATASET_FORMATS)}")
     DATASET_FORMATS[fmt].check(spec)
@@ -290,7 +387,7 @@ def load_dataset(spec:dict, size:int) -> ImageSplits:
     check_dataset(spec)
     return DATASET_FORMATS[spec["format"]].load(spec, size)
 
-# %% ../nbs/01_data.ipynb #c021
+# %% ../nbs/01_data.ipynb #c026
 def resize_splits(ds:ImageSplits, size:int) -> ImageSplits:
     "Resize every image (and mask) to `size` x `size` once, with antialiasing; a no-op when already that size."
     if ds.images["train"].shape[1:3] == (size, size): return ds
@@ -304,7 +401,7 @@ def resize_splits(ds:ImageSplits, size:int) -> ImageSplits:
     extras = {k: (rs(v.astype(np.float32), "nearest") if k.endswith("masks") else v) for k, v in ds.extras.items()}
     return ImageSplits(ds.name, images, ds.labels, ds.ids, ds.class_names, ds.patients, extras)
 
-# %% ../nbs/01_data.ipynb #c024
+# %% ../nbs/01_data.ipynb #c029
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
 def augmentation_transforms(size:int):
@@ -324,16 +421,24 @@ class TensorDataset:
     def __len__(self): return len(self.y)
     def __getitem__(self, i): return self.x[i], self.y[i]
 
-# %% ../nbs/01_data.ipynb #c025
+# %% ../nbs/01_data.ipynb #c030
 def dataset_stats(images:np.ndarray):
     "Per-channel mean and std (0..1 scale) of uint8 images, as 3-channel lists."
     x = images.reshape(len(images), -1, 1 if images.ndim == 3 else images.shape[-1]).astype(np.float64) / 255
     m, s = x.mean((0, 1)), x.std((0, 1))
     return ([float(m[0])] * 3, [float(s[0])] * 3) if len(m) == 1 else (m.tolist(), s.tolist())
 
-def make_dataloaders(data:ImageSplits, batch_size:int=64, augment:bool=False, device=None, pretrained:bool=False, num_workers:int=0):
-    "fastai `DataLoaders` (train, valid) plus a test `DataLoader`, with optional augmentation; returns `(dls, test_dl)`."
+def class_weights(labels:np.ndarray, n_classes:int) -> np.ndarray:
+    "Weights inversely proportional to class counts, normalised so that a balanced set gets 1 for every class."
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    if (counts == 0).any(): raise DataError(f"class(es) {np.where(counts == 0)[0].tolist()} have no items; cannot weight them")
+    return counts.sum() / (n_classes * counts)
+
+def make_dataloaders(data:ImageSplits, batch_size:int=64, augment:bool=False, device=None, pretrained:bool=False, num_workers:int=0,
+                     oversample:bool=False):
+    "fastai `DataLoaders` (train, valid) plus a test `DataLoader`, with optional augmentation and class-balanced oversampling; returns `(dls, test_dl)`."
     from fastai.data.core import DataLoaders, TfmdDL
+    from fastai.callback.data import WeightedDL
     from fastai.vision.augment import Normalize
     from fastai.data.transforms import IntToFloatTensor
     device = torch.device(device or "cpu")
@@ -345,6 +450,11 @@ def make_dataloaders(data:ImageSplits, batch_size:int=64, augment:bool=False, de
     mk = lambda s, shuffle, tfms: TfmdDL(TensorDataset(data.images[s], data.labels[s]), bs=batch_size, shuffle=shuffle,
                                               drop_last=shuffle and len(data.labels[s]) > batch_size, after_batch=tfms,
                                               device=device, num_workers=num_workers)
-    dls = DataLoaders(mk("train", True, train_tfms), mk("val", False, eval_tfms), device=device)
+    if oversample:   # each item drawn with probability proportional to its class weight: classes equally often per epoch
+        w = class_weights(data.labels["train"], data.n_classes)[data.labels["train"]]
+        train = WeightedDL(TensorDataset(data.images["train"], data.labels["train"]), wgts=w, bs=batch_size, shuffle=True,
+                           drop_last=len(w) > batch_size, after_batch=train_tfms, device=device, num_workers=num_workers)
+    else: train = mk("train", True, train_tfms)
+    dls = DataLoaders(train, mk("val", False, eval_tfms), device=device)
     dls.c, dls.vocab = data.n_classes, data.class_names
     return dls, mk("test", False, eval_tfms)
