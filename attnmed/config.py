@@ -10,8 +10,9 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['AXES', 'SCALARS', 'IMBALANCE', 'DEVICES', 'TOP_KEYS', 'DATASET_KEYS', 'PATH_OPTIONS', 'StudyConfigError', 'Study',
-           'parse_study', 'load_study', 'Cell', 'expand_grid', 'atomic_write_text', 'atomic_write_json']
+__all__ = ['AXES', 'SCALARS', 'IMBALANCE', 'DEVICES', 'SEARCH_DEFAULTS', 'TOP_KEYS', 'DATASET_KEYS', 'PATH_OPTIONS',
+           'StudyConfigError', 'Study', 'parse_search', 'parse_study', 'load_study', 'Cell', 'expand_grid',
+           'atomic_write_text', 'atomic_write_json']
 
 # %% ../nbs/00_config.ipynb #c005
 class StudyConfigError(ValueError):
@@ -32,11 +33,17 @@ SCALARS = dict(  # key: (type(s), default, help)
     weight_decay=(float, 0.01, "AdamW weight decay"),
     device=(str, "auto", "auto | cpu | cuda (auto picks cuda when available)"),
     pretrained=(bool, False, "start from ImageNet weights (must be in the local cache)"),
+    label_smoothing=(float, 0.0, "label smoothing of the cross-entropy (0: none)"),
+    grad_clip=(float, 0.0, "clip the gradients' global norm to this value (0: no clipping)"),
+    early_stopping=(int, 0, "stop after this many epochs without a better validation balanced accuracy (0: never)"),
+    freeze_epochs=(int, 0, "with pretrained: epochs with the backbone frozen first (fastai fine_tune), then `epochs` with all layers"),
+    compile=(bool, False, "torch.compile the model (worth it on a GPU for long runs)"),
     imbalance=(str, "none", "none | weighted_loss (class weights inversely proportional to training counts) | oversample (sample training items with replacement, classes equally often)"),
 )
 IMBALANCE = ("none", "weighted_loss", "oversample")
 DEVICES = ("auto", "cpu", "cuda")
-TOP_KEYS = ("name", "description", *AXES, *SCALARS)
+SEARCH_DEFAULTS = dict(trials=20, epochs=None, seed=0, lr=[1e-4, 1e-2], weight_decay=[1e-5, 1e-1], batch_size=[32, 64], pruner="median")
+TOP_KEYS = ("name", "description", *AXES, *SCALARS, "search")
 DATASET_KEYS = ("name", "format", "path")  # required in each dataset entry; other keys go to the reader
 PATH_OPTIONS = ("path", "cache", "root")   # dataset keys holding a file or folder
 
@@ -78,11 +85,39 @@ class Study:
     device:str = SCALARS["device"][1]
     pretrained:bool = SCALARS["pretrained"][1]
     imbalance:str = SCALARS["imbalance"][1]
+    label_smoothing:float = SCALARS["label_smoothing"][1]
+    grad_clip:float = SCALARS["grad_clip"][1]
+    early_stopping:int = SCALARS["early_stopping"][1]
+    freeze_epochs:int = SCALARS["freeze_epochs"][1]
+    compile:bool = SCALARS["compile"][1]
+    search:dict|None = None   # the hyperparameter search block (see `parse_search`), None: no search
     source:str = ""   # the file it came from
 
     def to_dict(self): return {k: v for k, v in asdict(self).items() if k != "source"}
 
-# %% ../nbs/00_config.ipynb #c012
+# %% ../nbs/00_config.ipynb #c013
+def parse_search(raw, source=None) -> dict:
+    "Check a `search:` block; returns it with defaults filled in."
+    fld = "search"
+    if not isinstance(raw, dict): raise StudyConfigError(f"expected a mapping with keys {', '.join(SEARCH_DEFAULTS)}, got {raw!r}", source, fld)
+    unknown = [k for k in raw if k not in SEARCH_DEFAULTS]
+    if unknown: raise StudyConfigError(f"unknown key(s) {unknown}; valid: {', '.join(SEARCH_DEFAULTS)}", source, fld)
+    s = {**SEARCH_DEFAULTS, **raw}
+    s["trials"] = _check_type(s["trials"], int, source, "search.trials")
+    if s["trials"] < 1: raise StudyConfigError(f"must be >= 1, got {s['trials']}", source, "search.trials")
+    if s["epochs"] is not None and (_check_type(s["epochs"], int, source, "search.epochs") < 1): raise StudyConfigError("must be >= 1", source, "search.epochs")
+    _check_type(s["seed"], int, source, "search.seed")
+    for k in ("lr", "weight_decay"):
+        v = s[k]
+        if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v) and v[0] < v[1]):
+            raise StudyConfigError(f"expected [low, high] with 0 < low < high (searched on a log scale), got {v!r}", source, f"search.{k}")
+        s[k] = [float(x) for x in v]
+    bs = _as_list(s["batch_size"], source, "search.batch_size")
+    s["batch_size"] = [_check_type(b, int, source, "search.batch_size") for b in bs]
+    if s["pruner"] not in ("median", "none"): raise StudyConfigError(f"expected median or none, got {s['pruner']!r}", source, "search.pruner")
+    return s
+
+# %% ../nbs/00_config.ipynb #c015
 def parse_study(raw:dict, source:str|Path="<study>", base_dir:str|Path|None=None) -> Study:
     "Check a study dict (as read from YAML) and return a `Study`; relative dataset paths are resolved against `base_dir`."
     if not isinstance(raw, dict): raise StudyConfigError(f"expected a mapping of keys at the top level, got {type(raw).__name__}", source)
@@ -119,11 +154,15 @@ def parse_study(raw:dict, source:str|Path="<study>", base_dir:str|Path|None=None
     for k in ("epochs", "image_size", "batch_size"):
         if kw[k] < 1: raise StudyConfigError(f"must be a positive integer, got {kw[k]}", source, k)
     if kw["lr"] <= 0: raise StudyConfigError(f"must be > 0, got {kw['lr']}", source, "lr")
+    for k in ("label_smoothing", "grad_clip", "early_stopping", "freeze_epochs"):
+        if kw[k] < 0: raise StudyConfigError(f"must be >= 0, got {kw[k]}", source, k)
+    if kw["label_smoothing"] >= 1: raise StudyConfigError(f"must be < 1, got {kw['label_smoothing']}", source, "label_smoothing")
+    if "search" in raw and raw["search"] is not None: kw["search"] = parse_search(raw["search"], source)
     if kw["imbalance"] not in IMBALANCE: raise StudyConfigError(f"expected one of {', '.join(IMBALANCE)}, got {kw['imbalance']!r}", source, "imbalance")
     if kw["device"] not in DEVICES: raise StudyConfigError(f"expected one of {', '.join(DEVICES)}, got {kw['device']!r}", source, "device")
     return Study(**kw, source=str(source))
 
-# %% ../nbs/00_config.ipynb #c013
+# %% ../nbs/00_config.ipynb #c016
 def load_study(path:str|Path) -> Study:
     "Read and check the study YAML at `path`."
     path = Path(path)
@@ -132,7 +171,7 @@ def load_study(path:str|Path) -> Study:
     except yaml.YAMLError as e: raise StudyConfigError(f"is not valid YAML: {e}", path) from None
     return parse_study(raw, source=path, base_dir=path.parent)
 
-# %% ../nbs/00_config.ipynb #c017
+# %% ../nbs/00_config.ipynb #c020
 @dataclass(frozen=True)
 class Cell:
     "One grid cell: a dataset, an arch, an attention variant, augmentation on/off and a seed, plus the study's shared settings."
@@ -158,7 +197,7 @@ class Cell:
                     data_options=opts, arch=self.arch, attention=self.attention, augment=self.augment,
                     seed=self.seed, **s)
 
-# %% ../nbs/00_config.ipynb #c018
+# %% ../nbs/00_config.ipynb #c021
 def expand_grid(study:Study, keep=None) -> list[Cell]:
     "Every cell of `study`: the product of datasets x archs x attentions x augment x seeds (only pairs where `keep(arch, attention)`, if given)."
     shared = {k: getattr(study, k) for k in SCALARS}
@@ -166,7 +205,7 @@ def expand_grid(study:Study, keep=None) -> list[Cell]:
             for ds, arch, att, aug, seed in itertools.product(study.datasets, study.archs, study.attentions, study.augment, study.seeds)
             if keep is None or keep(arch, att)]
 
-# %% ../nbs/00_config.ipynb #c021
+# %% ../nbs/00_config.ipynb #c024
 def atomic_write_text(path:str|Path, text:str):
     "Write `text` to `path` so that readers never see a partial file (temp file + `os.replace`)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)

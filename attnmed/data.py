@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['SPLITS', 'SYNTH_DEFAULTS', 'SYNTH_KIND_DEFAULTS', 'GENERATOR_VERSION', 'CONCEPTS', 'MAMMO_CONCEPTS',
+__all__ = ['SPLITS', 'SYNTH_DEFAULTS', 'SHORTCUT_MODES', 'SYNTH_KIND_DEFAULTS', 'GENERATOR_VERSION', 'CONCEPTS', 'MAMMO_CONCEPTS',
            'SYNTHETIC_KINDS', 'DATASET_FORMATS', 'IMAGENET_STATS', 'DataError', 'ImageSplits', 'generate_synth_derm',
            'show_samples', 'plt_subplots', 'generate_synth_mammo', 'synthetic_options', 'synthetic_cache_file',
            'prepare_synthetic', 'read_npz_splits', 'DatasetFormat', 'check_dataset', 'load_dataset', 'resize_splits',
@@ -65,7 +65,8 @@ class ImageSplits:
 
 # %% ../nbs/01_data.ipynb #c007
 SYNTH_DEFAULTS = dict(n_train=800, n_val=200, n_test=400, positive_rate=0.5, visibility=1.0,
-                      shortcut_train=0.5, shortcut_test=0.5, images_per_patient=2, seed=0)
+                      shortcut_train=0.5, shortcut_test=0.5, label_noise=0.0, images_per_patient=2, seed=0)
+SHORTCUT_MODES = ("as_is", "removed", "flipped")
 SYNTH_KIND_DEFAULTS = {"synth-derm": dict(hair_rate=0.3), "synth-mammo": dict(dense_rate=0.3, calc_fraction=0.5)}
 GENERATOR_VERSION = 2   # part of the cache key: bump when a generator's output changes
 CONCEPTS = ("has_structure", "has_shortcut", "has_hair", "large_lesion")
@@ -161,8 +162,10 @@ def _split_flags(n, rate_pos, shortcut_rate, nuisance_rate, g):
     return labels, shortcut, nuisance
 
 def _generate(render, concept_names, nuisance_option, size, n_train, n_val, n_test, positive_rate, visibility, shortcut_train, shortcut_test,
-              nuisance_rate, images_per_patient, seed, chunk, **render_kw) -> dict:
+              nuisance_rate, images_per_patient, seed, chunk, label_noise=0.0, shortcut_mode="as_is", **render_kw) -> dict:
     "Shared driver of the synthetic generators: per split, draw labels / shortcut / nuisance flags, render in chunks, collect arrays."
+    if shortcut_mode not in SHORTCUT_MODES: raise DataError(f"shortcut_mode must be one of {SHORTCUT_MODES}, got {shortcut_mode!r}")
+    if not 0 <= label_noise <= 0.5: raise DataError(f"synthetic option 'label_noise' must be in [0, 0.5], got {label_noise}")
     for k, v in dict(positive_rate=positive_rate, visibility=visibility, shortcut_train=shortcut_train,
                      shortcut_test=shortcut_test, **{nuisance_option: nuisance_rate}, **render_kw).items():
         if not 0 <= v <= 1: raise DataError(f"synthetic option '{k}' must be in [0, 1], got {v}")
@@ -173,10 +176,15 @@ def _generate(render, concept_names, nuisance_option, size, n_train, n_val, n_te
     for split, n, sc in [("train", n_train, shortcut_train), ("val", n_val, shortcut_train), ("test", n_test, shortcut_test)]:
         if n < 2: raise DataError(f"synthetic option 'n_{split}' must be at least 2, got {n}")
         labels, shortcut, nuisance = _split_flags(n, positive_rate, sc, nuisance_rate, g)
+        if shortcut_mode == "removed": shortcut = torch.zeros_like(shortcut)      # counterfactuals: same images, shortcut changed
+        elif shortcut_mode == "flipped": shortcut = 1 - shortcut
         parts = [render(labels[i:i + chunk], shortcut[i:i + chunk], nuisance[i:i + chunk], size, visibility, g, **render_kw) for i in range(0, n, chunk)]
         imgs, ev, band, extra = (torch.cat(p) for p in zip(*parts))
         out[f"{split}_images"] = imgs.numpy()
-        out[f"{split}_labels"] = labels.long().numpy()[:, None]          # N x 1, as MedMNIST
+        y = labels
+        if label_noise > 0:   # the label disagrees with the visible evidence for a fraction of images (as in real data)
+            y = torch.where(torch.rand(n, generator=g) < label_noise, 1 - labels, labels)
+        out[f"{split}_labels"] = y.long().numpy()[:, None]                # N x 1, as MedMNIST
         out[f"{split}_masks"] = ev.numpy()
         out[f"{split}_shortcut_masks"] = band.numpy()
         out[f"{split}_concepts"] = torch.stack([labels, shortcut, nuisance, extra.float()], 1).to(torch.uint8).numpy()
@@ -186,13 +194,13 @@ def _generate(render, concept_names, nuisance_option, size, n_train, n_val, n_te
 
 def generate_synth_derm(size:int=64, n_train:int=800, n_val:int=200, n_test:int=400, positive_rate:float=0.5,
                         visibility:float=1.0, shortcut_train:float=0.5, shortcut_test:float=0.5, hair_rate:float=0.3,
-                        images_per_patient:int=2, seed:int=0, chunk:int=8) -> dict:
+                        label_noise:float=0.0, images_per_patient:int=2, seed:int=0, chunk:int=8, shortcut_mode:str="as_is") -> dict:
     "Generate synth-derm as a dict of arrays in the MedMNIST npz layout plus ground truth (`*_masks`, `*_shortcut_masks`, `*_concepts`, `*_patients`)."
     render = lambda *a: (lambda img, ev, band, R: (img, ev, band, R > 0.215))(*_render_derm(*a))
     return _generate(render, CONCEPTS, "hair_rate", size, n_train, n_val, n_test, positive_rate, visibility, shortcut_train, shortcut_test,
-                     hair_rate, images_per_patient, seed, chunk)
+                     hair_rate, images_per_patient, seed, chunk, label_noise, shortcut_mode)
 
-# %% ../nbs/01_data.ipynb #c012
+# %% ../nbs/01_data.ipynb #c014
 def show_samples(data:dict, split:str="train", n:int=6, figsize=None):
     "Show `n` images of `split` with their evidence (red) and shortcut (blue) masks outlined."
     fig, axs = plt_subplots(2, n, figsize=figsize or (2 * n, 4.2))
@@ -212,7 +220,7 @@ def plt_subplots(*args, **kw):
     import matplotlib.pyplot as plt
     return plt.subplots(*args, **kw)
 
-# %% ../nbs/01_data.ipynb #c015
+# %% ../nbs/01_data.ipynb #c017
 MAMMO_CONCEPTS = ("has_structure", "has_shortcut", "dense_tissue", "calcification")
 
 def _tissue_texture(n:int, size:int, g:torch.Generator, amplitude_exponent:float=1.5) -> torch.Tensor:
@@ -273,12 +281,13 @@ def _render_mammo(labels, shortcut, dense, size, visibility, g, calc_fraction=0.
 
 def generate_synth_mammo(size:int=64, n_train:int=800, n_val:int=200, n_test:int=400, positive_rate:float=0.5,
                          visibility:float=1.0, shortcut_train:float=0.5, shortcut_test:float=0.5, dense_rate:float=0.3,
-                         calc_fraction:float=0.5, images_per_patient:int=2, seed:int=0, chunk:int=8) -> dict:
+                         calc_fraction:float=0.5, label_noise:float=0.0, images_per_patient:int=2, seed:int=0, chunk:int=8,
+                         shortcut_mode:str="as_is") -> dict:
     "Generate synth-mammo (greyscale) as a dict of arrays in the MedMNIST npz layout plus ground truth, like `generate_synth_derm`."
     return _generate(_render_mammo, MAMMO_CONCEPTS, "dense_rate", size, n_train, n_val, n_test, positive_rate, visibility, shortcut_train,
-                     shortcut_test, dense_rate, images_per_patient, seed, chunk, calc_fraction=calc_fraction)
+                     shortcut_test, dense_rate, images_per_patient, seed, chunk, label_noise, shortcut_mode, calc_fraction=calc_fraction)
 
-# %% ../nbs/01_data.ipynb #c020
+# %% ../nbs/01_data.ipynb #c022
 def synthetic_options(spec:dict) -> dict:
     "The generator options of a `format: synthetic` dataset spec (defaults filled in); refuses unknown options."
     kind = spec.get("kind", "synth-derm")
@@ -311,7 +320,7 @@ def prepare_synthetic(spec:dict, size:int) -> Path:
         _atomic_savez(f, SYNTHETIC_KINDS[spec.get("kind", "synth-derm")](size=size, **opts))
     return f
 
-# %% ../nbs/01_data.ipynb #c022
+# %% ../nbs/01_data.ipynb #c024
 def read_npz_splits(path:str|Path, name:str="", label_column=None, class_names=None) -> ImageSplits:
     "Read a MedMNIST-layout npz into `ImageSplits` (ground truth arrays, when present, go to `extras`)."
     path = Path(path)
@@ -343,7 +352,7 @@ def read_npz_splits(path:str|Path, name:str="", label_column=None, class_names=N
     if class_names is None: class_names = [str(i) for i in range(max(n_classes, 2))]
     return ImageSplits(name or path.stem, images, labels, ids, list(class_names), patients, extras).check(str(path))
 
-# %% ../nbs/01_data.ipynb #c025
+# %% ../nbs/01_data.ipynb #c027
 @dataclass
 class DatasetFormat:
     "A reader: `check(spec)` refuses a spec that cannot work (before any training); `load(spec, size)` returns `ImageSplits`."
@@ -387,7 +396,7 @@ def load_dataset(spec:dict, size:int) -> ImageSplits:
     check_dataset(spec)
     return DATASET_FORMATS[spec["format"]].load(spec, size)
 
-# %% ../nbs/01_data.ipynb #c026
+# %% ../nbs/01_data.ipynb #c028
 def resize_splits(ds:ImageSplits, size:int) -> ImageSplits:
     "Resize every image (and mask) to `size` x `size` once, with antialiasing; a no-op when already that size."
     if ds.images["train"].shape[1:3] == (size, size): return ds
@@ -401,7 +410,7 @@ def resize_splits(ds:ImageSplits, size:int) -> ImageSplits:
     extras = {k: (rs(v.astype(np.float32), "nearest") if k.endswith("masks") else v) for k, v in ds.extras.items()}
     return ImageSplits(ds.name, images, ds.labels, ds.ids, ds.class_names, ds.patients, extras)
 
-# %% ../nbs/01_data.ipynb #c029
+# %% ../nbs/01_data.ipynb #c031
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
 def augmentation_transforms(size:int):
@@ -421,7 +430,7 @@ class TensorDataset:
     def __len__(self): return len(self.y)
     def __getitem__(self, i): return self.x[i], self.y[i]
 
-# %% ../nbs/01_data.ipynb #c030
+# %% ../nbs/01_data.ipynb #c032
 def dataset_stats(images:np.ndarray):
     "Per-channel mean and std (0..1 scale) of uint8 images, as 3-channel lists."
     x = images.reshape(len(images), -1, 1 if images.ndim == 3 else images.shape[-1]).astype(np.float64) / 255

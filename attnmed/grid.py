@@ -4,19 +4,20 @@
 
 # %% ../nbs/07_grid.ipynb #c002
 from __future__ import annotations
-import argparse, fnmatch, os, sys, time, traceback
+import argparse, fnmatch, os, queue, sys, time, traceback
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 import yaml
 from tqdm import tqdm
 from .config import Study, Cell, StudyConfigError, load_study, expand_grid, atomic_write_text
-from .data import DataError, check_dataset, prepare_synthetic
+from .data import DataError, check_dataset, prepare_synthetic, load_dataset
 from .models import ARCHS, ATTENTIONS, compatible
+from .search import tuned_parameters, group_key
 
 # %% auto #0
-__all__ = ['validate_study', 'study_cells', 'cell_dir', 'cell_state', 'notebook_path', 'run_cell', 'prepare_datasets', 'run_grid',
-           'grid_cli']
+__all__ = ['validate_study', 'study_cells', 'cell_dir', 'cell_state', 'notebook_path', 'run_cell', 'gpu_slots',
+           'prepare_datasets', 'tuned_or_refuse', 'run_grid', 'grid_cli']
 
 # %% ../nbs/07_grid.ipynb #c005
 def validate_study(study:Study) -> Study:
@@ -52,15 +53,26 @@ def notebook_path(name:str="experiment.ipynb") -> Path:
     return p
 
 # %% ../nbs/07_grid.ipynb #c010
-def run_cell(cell:Cell, out:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", params:dict|None=None) -> str:
+def _kernel_manager_with(env:dict):
+    "A Jupyter kernel manager class whose kernels start with `env` added to the environment."
+    from jupyter_client.manager import AsyncKernelManager
+    extra = {k: str(v) for k, v in env.items()}
+    class EnvKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw["env"] = {**os.environ, **(kw.get("env") or {}), **extra}
+            return await super().start_kernel(**kw)
+    return EnvKernelManager
+
+def run_cell(cell:Cell, out:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", params:dict|None=None, env:dict|None=None) -> str:
     "Execute the experiment notebook for `cell` into its folder; returns 'done' or 'failed' (with `error.txt`)."
     import papermill as pm
     folder = cell_dir(out, cell).resolve(); folder.mkdir(parents=True, exist_ok=True)  # absolute: the kernel runs inside the folder
     (folder / "error.txt").unlink(missing_ok=True)
     parameters = {**cell.parameters(), **(params or {}), "out_dir": str(folder)}
+    extra = dict(kernel_manager_class=_kernel_manager_with(env)) if env else {}
     try:
         pm.execute_notebook(str(notebook or notebook_path()), str(folder / "experiment.ipynb"), parameters=parameters,
-                            kernel_name=kernel_name, progress_bar=False, cwd=str(folder))
+                            kernel_name=kernel_name, progress_bar=False, cwd=str(folder), **extra)
     except Exception as e:
         msg = f"{type(e).__name__}: {getattr(e, 'ename', '')} {getattr(e, 'evalue', '')}".strip() if hasattr(e, "ename") else f"{type(e).__name__}: {e}"
         atomic_write_text(folder / "error.txt", f"cell {cell.key} failed\n{msg}\n\n{''.join(traceback.format_exception(e))}")
@@ -71,16 +83,66 @@ def run_cell(cell:Cell, out:str|Path, notebook:str|Path|None=None, kernel_name:s
     return "done"
 
 # %% ../nbs/07_grid.ipynb #c012
+def gpu_slots(jobs:int, gpus:list|None=None) -> list:
+    "The GPU (or None) of each of `jobs` job slots: round-robin over `gpus` (default: every visible CUDA device)."
+    if gpus is None:
+        try:
+            import torch
+            gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        except Exception: gpus = []
+    return [gpus[i % len(gpus)] if gpus else None for i in range(max(1, jobs))]
+
+def _run_local(todo, out, notebook, jobs, gpus, params_of, on_done):
+    slots = queue.Queue()
+    for g in gpu_slots(jobs, gpus): slots.put(g)
+    def job(cell):
+        g = slots.get()
+        try: return run_cell(cell, out, notebook, params=params_of(cell), env={"CUDA_VISIBLE_DEVICES": g} if g is not None else None)
+        finally: slots.put(g)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(job, c): c for c in todo}
+        for f in as_completed(futures): on_done(futures[f], f.result())
+
+def _run_ray(todo, out, notebook, address, cpus_per_cell, gpus_per_cell, params_of, on_done):
+    try: import ray
+    except ImportError: raise StudyConfigError("--executor ray needs Ray: pip install 'ray[default]'") from None
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+    try:
+        task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(run_cell)
+        refs = {task.remote(c, str(Path(out).resolve()), str(notebook or notebook_path()), params=params_of(c)): c for c in todo}
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            cell = refs.pop(ready[0])
+            try: state = ray.get(ready[0])
+            except Exception as e:   # the worker died (node lost, out of memory): record it like any failure
+                atomic_write_text(cell_dir(out, cell) / "error.txt", f"cell {cell.key} failed on Ray\n{type(e).__name__}: {e}\n"); state = "failed"
+            on_done(cell, state)
+    finally: ray.shutdown()
+
+# %% ../nbs/07_grid.ipynb #c016
 def prepare_datasets(study:Study):
-    "Generate (once) what the cells share, before they run in parallel: the synthetic datasets' caches."
+    "Build once what the cells share, before they run in parallel: synthetic datasets and the real datasets' decoded-image caches."
     for spec in study.datasets:
         if spec["format"] == "synthetic": prepare_synthetic(spec, study.image_size)
+        elif spec["format"] != "medmnist": load_dataset(spec, study.image_size)
+
+def tuned_or_refuse(study:Study, out, cells:list) -> dict:
+    "The search's best parameters per cell when the study has a `search:` block; refuses cells whose group was not searched."
+    if not study.search: return {}
+    tuned = {c: tuned_parameters(out, c) for c in cells}
+    missing = sorted({group_key(c) for c, t in tuned.items() if t is None})
+    if missing:
+        raise StudyConfigError(f"has a search: block but {len(missing)} group(s) have no tuned parameters yet, e.g. {missing[:3]}; "
+                               f"run `attnmed-search {study.source} --out {out}` first", study.source, "search")
+    return {c: dict(t, tuned=t) for c, t in tuned.items()}
 
 def run_grid(study:Study|str|Path, out:str|Path="outputs", jobs:int=1, retry_failed:bool=False, only:str|None=None,
-             dry_run:bool=False, notebook=None, progress:bool=True, log=print) -> Counter:
+             dry_run:bool=False, notebook=None, progress:bool=True, log=print, executor:str="local", address:str|None=None,
+             gpus:list|None=None, cpus_per_cell:float=1, gpus_per_cell:float=0) -> Counter:
     "Run every cell of `study` not yet done; returns counts of 'done' (run now), 'skipped' (done before), 'failed'."
     if not isinstance(study, Study): study = load_study(study)
     validate_study(study)
+    if executor not in ("local", "ray"): raise StudyConfigError(f"unknown executor {executor!r}; valid: local, ray")
     cells = study_cells(study)
     skipped_pairs = [(a, t) for a in study.archs for t in study.attentions if not compatible(a, t)]
     if skipped_pairs: log(f"not applicable, left out of the grid: {', '.join(f'{a}+{t}' for a, t in skipped_pairs)} (transformer baselines take attention 'none' only)")
@@ -94,16 +156,19 @@ def run_grid(study:Study|str|Path, out:str|Path="outputs", jobs:int=1, retry_fai
         log(f"grid {study.name}: {len(cells)} cells: {counts['skipped']} done, {sum(s == 'failed' for s in states.values())} failed, "
             f"{sum(s == 'todo' for s in states.values())} to do (dry run: nothing was run)")
         return Counter(todo=len(todo), **counts)
+    tuned = tuned_or_refuse(study, out, todo)
+    if tuned: log(f"using the search's tuned lr / weight_decay / batch_size for {len({group_key(c) for c in tuned})} group(s)")
     study_dir = Path(out) / study.name; study_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(study_dir / "study.yaml", yaml.safe_dump(study.to_dict(), sort_keys=False))
     prepare_datasets(study)
     t0 = time.time()
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"grid {study.name}", unit="cell", disable=not progress, file=sys.stderr)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(run_cell, c, out, notebook): c for c in todo}
-        for f in as_completed(futures):
-            state = f.result(); counts[state] += 1; bar.update(1)
-            if state == "failed": log(f"failed: {futures[f].key} (see {cell_dir(out, futures[f]) / 'error.txt'})")
+    def on_done(cell, state):
+        counts[state] += 1; bar.update(1)
+        if state == "failed": log(f"failed: {cell.key} (see {cell_dir(out, cell) / 'error.txt'})")
+    params_of = lambda c: tuned.get(c)
+    if executor == "ray": _run_ray(todo, out, notebook, address, cpus_per_cell, gpus_per_cell, params_of, on_done)
+    else: _run_local(todo, out, notebook, jobs, gpus, params_of, on_done)
     bar.close()
     counts["failed"] += old_failed
     note = f" ({old_failed} failed earlier, not retried: use --retry-failed)" if old_failed else ""
@@ -111,9 +176,9 @@ def run_grid(study:Study|str|Path, out:str|Path="outputs", jobs:int=1, retry_fai
         f"of {len(cells)} cells in {time.time() - t0:.0f}s -> {study_dir}")
     return counts
 
-# %% ../nbs/07_grid.ipynb #c014
+# %% ../nbs/07_grid.ipynb #c018
 def grid_cli(argv=None):
-    "attnmed-grid STUDY.yaml [--out DIR] [--jobs N] [--retry-failed] [--only PATTERN] [--dry-run]"
+    "attnmed-grid STUDY.yaml [--out DIR] [--jobs N] [--retry-failed] [--only PATTERN] [--dry-run] [--gpus IDS] [--executor local|ray] [--address ADDR]"
     p = argparse.ArgumentParser(prog="attnmed-grid", description="Run every cell of a study (train + evaluate one configuration each) with papermill.")
     p.add_argument("study", help="the study YAML file")
     p.add_argument("--out", default="outputs", help="output folder (default: outputs); cells go to OUT/<study>/<dataset>/<arch>/<attention>/<aug|noaug>/seed<k>")
@@ -121,8 +186,15 @@ def grid_cli(argv=None):
     p.add_argument("--retry-failed", action="store_true", help="run again the cells that failed before")
     p.add_argument("--only", default=None, help="only cells whose key matches this glob or substring, e.g. 'synth-derm/resnet18/*'")
     p.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
+    p.add_argument("--gpus", default=None, help="local executor: comma-separated GPU ids the job slots are dealt over (default: all visible)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local", help="local (threads, --jobs) or ray (a task per cell on a Ray cluster)")
+    p.add_argument("--address", default=None, help="ray: the cluster address (e.g. 10.0.0.1:6379 or 'auto'); default: start a local Ray instance")
+    p.add_argument("--cpus-per-cell", type=float, default=1, help="ray: CPUs each cell asks for (default 1)")
+    p.add_argument("--gpus-per-cell", type=float, default=0, help="ray: GPUs each cell asks for; a fraction shares a GPU (default 0)")
     a = p.parse_args(argv)
-    try: counts = run_grid(a.study, a.out, a.jobs, a.retry_failed, a.only, a.dry_run)
+    gpus = [int(g) for g in a.gpus.split(",") if g.strip()] if a.gpus else None
+    try: counts = run_grid(a.study, a.out, a.jobs, a.retry_failed, a.only, a.dry_run, executor=a.executor, address=a.address,
+                           gpus=gpus, cpus_per_cell=a.cpus_per_cell, gpus_per_cell=a.gpus_per_cell)
     except (StudyConfigError, DataError, FileNotFoundError) as e:
         print(f"attnmed-grid: error: {e}", file=sys.stderr); sys.exit(2)
     sys.exit(1 if counts.get("failed") else 0)

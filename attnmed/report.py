@@ -14,7 +14,7 @@ from .grid import cell_dir, cell_state, notebook_path, study_cells
 
 # %% auto #0
 __all__ = ['KEYS', 'SCALAR_METRICS', 'read_study', 'cell_table', 'collect_results', 'load_cell_files', 'summarise',
-           'format_summary', 'render_report', 'report_cli']
+           'format_summary', 'render_explanations', 'render_report', 'report_cli']
 
 # %% ../nbs/08_report.ipynb #c005
 KEYS = ["dataset", "arch", "attention", "augment", "seed"]
@@ -80,13 +80,29 @@ def format_summary(summary:pd.DataFrame, metrics=("balanced_accuracy", "accuracy
     return out
 
 # %% ../nbs/08_report.ipynb #c011
-def render_report(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:str="python3") -> Path:
-    "Execute `report.ipynb` for `study_dir` into it and write `report.html`; returns the HTML path."
+def render_explanations(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", **params) -> bool:
+    "Execute `explain.ipynb` for `study_dir` into it (figures and tables in `explanations/`); False, with `explanations/error.txt`, when it fails."
+    import papermill as pm
+    study_dir = Path(study_dir).resolve()
+    (study_dir / "explanations").mkdir(exist_ok=True)
+    (study_dir / "explanations" / "error.txt").unlink(missing_ok=True)
+    try:
+        pm.execute_notebook(str(notebook or notebook_path("explain.ipynb")), str(study_dir / "explain.ipynb"), parameters=dict(study_dir=str(study_dir), **params),
+                            kernel_name=kernel_name, progress_bar=False, cwd=str(study_dir))
+        return True
+    except Exception as e:
+        atomic_write_text(study_dir / "explanations" / "error.txt", f"explain.ipynb failed: {type(e).__name__}: {getattr(e, 'evalue', e)}\n")
+        return False
+
+def render_report(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", explain:bool=True) -> Path:
+    "Run the explanations (unless `explain=False`), execute `report.ipynb` for `study_dir` into it and write `report.html`; returns the HTML path."
     import papermill as pm
     from nbconvert import HTMLExporter
     import nbformat
     study_dir = Path(study_dir).resolve()
     read_study(study_dir)  # a clear error for a folder that is not a study
+    if explain and not render_explanations(study_dir, kernel_name=kernel_name):
+        print(f"explanations failed: see {study_dir / 'explanations' / 'error.txt'} (the report is written without them)", file=sys.stderr)
     out_nb = study_dir / "report.ipynb"
     pm.execute_notebook(str(notebook or notebook_path("report.ipynb")), str(out_nb), parameters=dict(study_dir=str(study_dir)),
                         kernel_name=kernel_name, progress_bar=False, cwd=str(study_dir))
@@ -96,10 +112,11 @@ def render_report(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:s
     return study_dir / "report.html"
 
 def report_cli(argv=None):
-    "attnmed-report STUDY_DIR"
-    p = argparse.ArgumentParser(prog="attnmed-report", description="Aggregate every cell of a study into report.ipynb and report.html.")
+    "attnmed-report STUDY_DIR [--no-explain]"
+    p = argparse.ArgumentParser(prog="attnmed-report", description="Explain the study's models (explain.ipynb) and aggregate every cell into report.ipynb and report.html.")
     p.add_argument("study_dir", help="the study folder written by attnmed-grid, e.g. outputs/default")
+    p.add_argument("--no-explain", action="store_true", help="skip the explanation notebook (saliency figures, localisation, shortcut and concept tests)")
     a = p.parse_args(argv)
-    try: f = render_report(a.study_dir)
+    try: f = render_report(a.study_dir, explain=not a.no_explain)
     except FileNotFoundError as e: print(f"attnmed-report: error: {e}", file=sys.stderr); sys.exit(2)
     print(f"report: {f}")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #c002
 from __future__ import annotations
-import math, sys
+import io, math, sys, tempfile
 from functools import partial
 from pathlib import Path
 import numpy as np
@@ -14,7 +14,9 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback
 import fastai.callback.schedule  # adds Learner.fit_one_cycle
 import fastai.callback.fp16      # adds Learner.to_bf16
-from fastai.callback.tracker import SaveModelCallback
+from fastai.callback.tracker import SaveModelCallback, EarlyStoppingCallback
+from fastai.callback.training import GradientClip
+from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback, CSVLogger
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, BalancedAccuracy
@@ -23,7 +25,8 @@ from fastai.torch_core import set_seed
 from .models import splitter
 
 # %% auto #0
-__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'make_learner', 'fit', 'plot_history']
+__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'EpochLogger', 'make_learner', 'fit',
+           'plot_history']
 
 # %% ../nbs/03_train.ipynb #c005
 def resolve_device(device:str="auto") -> torch.device:
@@ -49,30 +52,52 @@ class NaNGuard(Callback):
             raise NonFiniteLossError(f"training loss became {float(self.learn.loss.detach().float().mean())} at epoch {self.epoch}, "
                                      f"iteration {self.iter} (learning rate {self.opt.hypers[-1]['lr']:.3g}); try a lower lr")
 
+class EpochLogger(Callback):
+    "One plain line per epoch (for logs and executed notebooks), instead of fastai's progress bar."
+    order = 60  # after the Recorder has the epoch's values
+    def __init__(self, print_fn=print): self.print_fn = print_fn
+    def after_epoch(self):
+        names, vals = self.recorder.metric_names[1:], self.recorder.log[1:]
+        parts = [f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, vals)]
+        self.print_fn(f"epoch {self.epoch + 1}/{self.n_epoch}  " + "  ".join(parts))
+
 # %% ../nbs/03_train.ipynb #c010
 def make_learner(dls, model, lr:float=3e-3, weight_decay:float=0.01, class_weights=None, label_smoothing:float=0.0,
-                 path:str|Path|None=None, progress:bool|None=None) -> Learner:
-    "A fastai `Learner`: cross-entropy (optional class weights, label smoothing), AdamW, accuracy and balanced accuracy."
+                 path:str|Path|None=None, progress:bool|None=None, compile:bool=False) -> Learner:
+    "A fastai `Learner`: cross-entropy (optional class weights, label smoothing), AdamW, accuracy and balanced accuracy; bf16 + channels_last on CUDA."
     w = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=dls.device)
+    if compile: model = torch.compile(model)
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(weight=w, label_smoothing=label_smoothing),
                     opt_func=partial(Adam, decouple_wd=True), lr=lr, wd=weight_decay,
                     metrics=[accuracy, BalancedAccuracy()], path=Path(path) if path else Path(tempfile.mkdtemp()),
                     model_dir=".", cbs=[NaNGuard()], splitter=splitter)
     if progress is None: progress = sys.stdout.isatty()
-    if not progress: learn.remove_cb(ProgressCallback)
+    if not progress:
+        learn.remove_cb(ProgressCallback)
+        learn.logger = lambda *a, **k: None   # the Recorder's raw lists; EpochLogger prints readable lines
+        learn.add_cb(EpochLogger())
     if dls.device.type == "cuda":
         learn.model.to(memory_format=torch.channels_last)
         learn.to_bf16()
     return learn
 
-# %% ../nbs/03_train.ipynb #c011
-def fit(learn:Learner, epochs:int, lr:float|None=None, history_file:str|Path|None=None) -> pd.DataFrame:
-    "`fit_one_cycle` keeping the epoch with the best validation balanced accuracy; returns the per-epoch history."
-    history_file = Path(history_file or Path(learn.path) / "history.csv")
-    cbs = [SaveModelCallback(monitor="balanced_accuracy_score", comp=np.greater, fname="best", with_opt=False),
-           CSVLogger(fname=str(history_file.resolve()))]
-    learn.fit_one_cycle(epochs, lr or learn.lr, cbs=cbs)
-    hist = pd.read_csv(history_file)
+# %% ../nbs/03_train.ipynb #c012
+def fit(learn:Learner, epochs:int, lr:float|None=None, history_file:str|Path|None=None, patience:int=0, grad_clip:float=0.0,
+        freeze_epochs:int=0, cbs:list|None=None) -> pd.DataFrame:
+    "Train, keeping the epoch with the best validation balanced accuracy; returns the per-epoch history (also written to `history_file`)."
+    history_file = Path(history_file or Path(learn.path) / "history.csv").resolve()
+    history_file.unlink(missing_ok=True)
+    extra = [SaveModelCallback(monitor="balanced_accuracy_score", comp=np.greater, fname="best", with_opt=False, reset_on_fit=False),
+             CSVLogger(fname=str(history_file), append=True), *(cbs or [])]
+    if patience: extra.append(EarlyStoppingCallback(monitor="balanced_accuracy_score", comp=np.greater, patience=patience, reset_on_fit=False))
+    if grad_clip: extra.append(GradientClip(max_norm=grad_clip))
+    if freeze_epochs: learn.fine_tune(epochs, base_lr=(lr or learn.lr) / 2, freeze_epochs=freeze_epochs, cbs=extra)
+    else: learn.fit_one_cycle(epochs, lr or learn.lr, cbs=extra)
+    lines = history_file.read_text().splitlines()
+    hist = pd.read_csv(io.StringIO("\n".join([lines[0]] + [l for l in lines[1:] if l != lines[0]])))  # fine_tune appends two phases, two headers
+    hist["epoch"] = range(len(hist))
+    if freeze_epochs: hist["phase"] = ["frozen"] * min(freeze_epochs, len(hist)) + ["all layers"] * max(0, len(hist) - freeze_epochs)
+    hist.to_csv(history_file, index=False)
     return hist
 
 def plot_history(hist:pd.DataFrame, ax=None):

@@ -1,0 +1,97 @@
+"""Explanations that are scored: every method on every model family, localisation scores, the shortcut and randomisation tests on
+really trained models, the concept test's error rates, and the explanation section of a real report."""
+import json
+import numpy as np, pandas as pd, pytest, torch
+from attnmed.data import load_dataset, make_dataloaders
+from attnmed.models import create_model
+from attnmed.train import make_learner, fit, seed_everything
+from attnmed.explain import (METHODS, ExplainError, explain, localisation_scores, shortcut_test_sets, shortcut_accuracies,
+                             randomisation_test, randomised_copy, concept_test, normalised, predict_logits)
+from conftest import tiny_study, run
+
+FAMILIES = [("resnet18", "se"), ("resnet18", "nonlocal"), ("resnet18", "botnet"), ("vgg16", "cbam"), ("densenet121", "mldam"),
+            ("efficientnet_b0", "eca"), ("convnext_tiny", "mhsa"), ("vit_small", "none"), ("swin_tiny", "none")]
+
+@pytest.mark.parametrize("arch,att", FAMILIES)
+def test_every_method_on_every_family(arch, att):
+    torch.manual_seed(0)
+    m = create_model(arch, att, img_size=64)
+    x = torch.randn(2, 3, 64, 64)
+    for method in METHODS:
+        if att == "none" and method == "attention":
+            with pytest.raises(ExplainError, match="no attention modules"): explain(m, x, method)
+            continue
+        a = explain(m, x, method)
+        assert a.shape == (2, 64, 64) and torch.isfinite(a).all() and (a >= 0).all(), method
+
+def test_localisation_scores_bounds():
+    masks = np.zeros((4, 32, 32), bool); masks[:, 10:14, 3:9] = True
+    assert localisation_scores(masks * 5.0, masks) == dict(relevance_mass=1.0, pointing_game=1.0, auroc=1.0, n=4)
+    u = localisation_scores(np.ones((4, 32, 32)), masks)
+    assert u["relevance_mass"] == pytest.approx(24 / 1024) and u["auroc"] == pytest.approx(0.5)
+    inverted = localisation_scores((~masks).astype(float), masks)
+    assert inverted["relevance_mass"] == 0 and inverted["auroc"] == pytest.approx(0.0)
+
+def train_tiny(tmp, shortcut_train, visibility=0.35, label_noise=0.0, epochs=4, size=32, seed=0):
+    spec = dict(name="d", format="synthetic", path=str(tmp), n_train=600, n_val=100, n_test=300, shortcut_train=shortcut_train,
+                shortcut_test=0.5, visibility=visibility, label_noise=label_noise, hair_rate=0.4)
+    seed_everything(seed)
+    data = load_dataset(spec, size)
+    dls, _ = make_dataloaders(data, batch_size=32)
+    learn = make_learner(dls, create_model("resnet10t", "none", img_size=size), lr=3e-3, path=tmp, progress=False)
+    fit(learn, epochs)
+    return spec, data, learn.model.eval()
+
+def shortcut_drop(spec, data, model, size=32):
+    predict = lambda imgs: predict_logits(model, normalised(imgs, data.images["train"])).argmax(1).numpy()
+    return shortcut_accuracies(predict, shortcut_test_sets(spec, size))
+
+def test_shortcut_test_detects_a_shortcut_model_and_not_a_clean_one(tmp_path):
+    biased = shortcut_drop(*train_tiny(tmp_path / "a", shortcut_train=1.0))
+    clean = shortcut_drop(*train_tiny(tmp_path / "b", shortcut_train=0.5))
+    assert biased["changed_flipped"] > 0.3, biased          # test co-occurrence 0.5: the accuracy barely moves, the predictions do
+    assert clean["changed_flipped"] < 0.1, clean
+    assert biased["changed_flipped"] > biased["changed_removed"]
+
+def test_randomisation_and_concepts_on_a_trained_model(tmp_path):
+    spec, data, model = train_tiny(tmp_path, shortcut_train=0.9, visibility=1.0, label_noise=0.1, epochs=6, size=64)   # at 48 px an undertrained model also reads hairs as globules
+    x = normalised(data.images["test"][:8], data.images["train"])
+    r = randomisation_test(model, x, "gradcam")
+    assert r["passed"] and r["spearman"] < 0.5, r
+    rand = randomised_copy(model)
+    assert all(not torch.equal(a, b) for (n, a), (_, b) in zip(model.state_dict().items(), rand.state_dict().items()) if a.is_floating_point() and a.numel() > 1 and "running" not in n)
+    lg = predict_logits(model, normalised(data.images["test"], data.images["train"])).numpy()
+    ct = concept_test(lg[:, 1] - lg[:, 0], data.labels["test"], data.extras["test_concepts"], data.extras["concept_names"]).set_index("concept")
+    assert ct.loc["has_structure", "used"] and ct.loc["has_structure", "effect"] > 0, ct
+    assert ct.loc["has_shortcut", "used"] and ct.loc["has_shortcut", "effect"] > 0, ct
+    assert not ct.loc["has_hair", "used"], ct
+
+def test_concept_test_error_rates_on_simulated_scores():
+    rng = np.random.default_rng(1)
+    null_hits, power_hits, sims = 0, 0, 200
+    for _ in range(sims):
+        y = rng.integers(0, 2, 200)
+        c_null = np.where(rng.random(200) < 0.7, y, 1 - y)          # correlated with the label, unused given the label
+        c_used = (rng.random(200) < 0.5).astype(int)
+        score = 1.5 * y + 0.5 * c_used + rng.normal(0, 1, 200)
+        ct = concept_test(score, y, np.stack([c_null, c_used], 1), ["null", "used"], n_perm=199, seed=int(rng.integers(1 << 30)), holm=False)
+        null_hits += ct.p[0] < 0.05; power_hits += ct.p[1] < 0.05
+    assert null_hits / sims < 0.09, f"type I error {null_hits / sims:.3f} at alpha 0.05"
+    assert power_hits / sims > 0.8, f"power {power_hits / sims:.3f}"
+
+def test_report_has_the_explanation_section(tmp):
+    study = tiny_study(tmp, name="expl", datasets=[dict(name="synth-derm", format="synthetic", path="data", n_train=96, n_val=32, n_test=48,
+                                                       shortcut_train=0.9, label_noise=0.1)])
+    out = tmp / "out"
+    assert run(["attnmed-grid", str(study), "--out", str(out)]).returncode == 0
+    r = run(["attnmed-report", str(out / "expl")])
+    assert r.returncode == 0, r.stderr[-3000:]
+    exp = out / "expl" / "explanations"
+    assert not (exp / "error.txt").exists(), (exp / "error.txt").read_text() if (exp / "error.txt").exists() else ""
+    loc = pd.read_csv(exp / "localisation.csv")
+    assert set(loc.method) == set(METHODS) and set(loc.attention) == {"none", "se"}
+    assert loc.relevance_mass.between(0, 1).all()
+    sc = pd.read_csv(exp / "shortcut.csv"); assert {"accuracy_as_is", "accuracy_removed", "accuracy_flipped"} <= set(sc.columns)
+    assert len(list(exp.glob("*.png"))) >= 3
+    html = (out / "expl" / "report.html").read_text()
+    for s in ("Explanations", "Shortcut reliance", "Randomisation test", "Concepts used", 'href="explain.ipynb"'): assert s in html, s
