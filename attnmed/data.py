@@ -34,6 +34,7 @@ class ImageSplits:
     class_names:list
     patients:dict = field(default_factory=dict)  # split -> str array (N,) when known
     extras:dict = field(default_factory=dict)    # e.g. 'test_masks', 'test_concepts', 'concept_names'
+    extra_tests:dict = field(default_factory=dict)  # name -> {images, labels, ids}: more test sets (e.g. out of distribution)
 
     @property
     def n_classes(self): return len(self.class_names)
@@ -65,7 +66,7 @@ class ImageSplits:
 
 # %% ../nbs/01_data.ipynb #c007
 SYNTH_DEFAULTS = dict(n_train=800, n_val=200, n_test=400, positive_rate=0.5, visibility=1.0,
-                      shortcut_train=0.5, shortcut_test=0.5, label_noise=0.0, images_per_patient=2, seed=0)
+                      shortcut_train=0.5, shortcut_test=0.5, label_noise=0.0, ood_shortcut=None, images_per_patient=2, seed=0)
 SHORTCUT_MODES = ("as_is", "removed", "flipped")
 SYNTH_KIND_DEFAULTS = {"synth-derm": dict(hair_rate=0.3), "synth-mammo": dict(dense_rate=0.3, calc_fraction=0.5)}
 GENERATOR_VERSION = 2   # part of the cache key: bump when a generator's output changes
@@ -162,10 +163,11 @@ def _split_flags(n, rate_pos, shortcut_rate, nuisance_rate, g):
     return labels, shortcut, nuisance
 
 def _generate(render, concept_names, nuisance_option, size, n_train, n_val, n_test, positive_rate, visibility, shortcut_train, shortcut_test,
-              nuisance_rate, images_per_patient, seed, chunk, label_noise=0.0, shortcut_mode="as_is", **render_kw) -> dict:
+              nuisance_rate, images_per_patient, seed, chunk, label_noise=0.0, shortcut_mode="as_is", ood_shortcut=None, **render_kw) -> dict:
     "Shared driver of the synthetic generators: per split, draw labels / shortcut / nuisance flags, render in chunks, collect arrays."
     if shortcut_mode not in SHORTCUT_MODES: raise DataError(f"shortcut_mode must be one of {SHORTCUT_MODES}, got {shortcut_mode!r}")
     if not 0 <= label_noise <= 0.5: raise DataError(f"synthetic option 'label_noise' must be in [0, 0.5], got {label_noise}")
+    if ood_shortcut is not None and not 0 <= ood_shortcut <= 1: raise DataError(f"synthetic option 'ood_shortcut' must be in [0, 1] or null, got {ood_shortcut}")
     for k, v in dict(positive_rate=positive_rate, visibility=visibility, shortcut_train=shortcut_train,
                      shortcut_test=shortcut_test, **{nuisance_option: nuisance_rate}, **render_kw).items():
         if not 0 <= v <= 1: raise DataError(f"synthetic option '{k}' must be in [0, 1], got {v}")
@@ -173,7 +175,9 @@ def _generate(render, concept_names, nuisance_option, size, n_train, n_val, n_te
     if images_per_patient < 1: raise DataError(f"synthetic option 'images_per_patient' must be at least 1, got {images_per_patient}")
     g = torch.Generator().manual_seed(int(seed))
     out, pid0 = {"concept_names": np.array(concept_names)}, 0
-    for split, n, sc in [("train", n_train, shortcut_train), ("val", n_val, shortcut_train), ("test", n_test, shortcut_test)]:
+    splits = [("train", n_train, shortcut_train), ("val", n_val, shortcut_train), ("test", n_test, shortcut_test)]
+    if ood_shortcut is not None: splits.append(("ood_test", n_test, ood_shortcut))   # a shifted test set: another shortcut co-occurrence
+    for split, n, sc in splits:
         if n < 2: raise DataError(f"synthetic option 'n_{split}' must be at least 2, got {n}")
         labels, shortcut, nuisance = _split_flags(n, positive_rate, sc, nuisance_rate, g)
         if shortcut_mode == "removed": shortcut = torch.zeros_like(shortcut)      # counterfactuals: same images, shortcut changed
@@ -194,11 +198,12 @@ def _generate(render, concept_names, nuisance_option, size, n_train, n_val, n_te
 
 def generate_synth_derm(size:int=64, n_train:int=800, n_val:int=200, n_test:int=400, positive_rate:float=0.5,
                         visibility:float=1.0, shortcut_train:float=0.5, shortcut_test:float=0.5, hair_rate:float=0.3,
-                        label_noise:float=0.0, images_per_patient:int=2, seed:int=0, chunk:int=8, shortcut_mode:str="as_is") -> dict:
+                        label_noise:float=0.0, ood_shortcut:float|None=None, images_per_patient:int=2, seed:int=0, chunk:int=8,
+                        shortcut_mode:str="as_is") -> dict:
     "Generate synth-derm as a dict of arrays in the MedMNIST npz layout plus ground truth (`*_masks`, `*_shortcut_masks`, `*_concepts`, `*_patients`)."
     render = lambda *a: (lambda img, ev, band, R: (img, ev, band, R > 0.215))(*_render_derm(*a))
     return _generate(render, CONCEPTS, "hair_rate", size, n_train, n_val, n_test, positive_rate, visibility, shortcut_train, shortcut_test,
-                     hair_rate, images_per_patient, seed, chunk, label_noise, shortcut_mode)
+                     hair_rate, images_per_patient, seed, chunk, label_noise, shortcut_mode, ood_shortcut)
 
 # %% ../nbs/01_data.ipynb #c014
 def show_samples(data:dict, split:str="train", n:int=6, figsize=None):
@@ -281,11 +286,11 @@ def _render_mammo(labels, shortcut, dense, size, visibility, g, calc_fraction=0.
 
 def generate_synth_mammo(size:int=64, n_train:int=800, n_val:int=200, n_test:int=400, positive_rate:float=0.5,
                          visibility:float=1.0, shortcut_train:float=0.5, shortcut_test:float=0.5, dense_rate:float=0.3,
-                         calc_fraction:float=0.5, label_noise:float=0.0, images_per_patient:int=2, seed:int=0, chunk:int=8,
-                         shortcut_mode:str="as_is") -> dict:
+                         calc_fraction:float=0.5, label_noise:float=0.0, ood_shortcut:float|None=None, images_per_patient:int=2, seed:int=0,
+                         chunk:int=8, shortcut_mode:str="as_is") -> dict:
     "Generate synth-mammo (greyscale) as a dict of arrays in the MedMNIST npz layout plus ground truth, like `generate_synth_derm`."
     return _generate(_render_mammo, MAMMO_CONCEPTS, "dense_rate", size, n_train, n_val, n_test, positive_rate, visibility, shortcut_train,
-                     shortcut_test, dense_rate, images_per_patient, seed, chunk, label_noise, shortcut_mode, calc_fraction=calc_fraction)
+                     shortcut_test, dense_rate, images_per_patient, seed, chunk, label_noise, shortcut_mode, ood_shortcut, calc_fraction=calc_fraction)
 
 # %% ../nbs/01_data.ipynb #c022
 def synthetic_options(spec:dict) -> dict:
@@ -348,9 +353,16 @@ def read_npz_splits(path:str|Path, name:str="", label_column=None, class_names=N
             for k in ("masks", "shortcut_masks", "concepts"):
                 if f"{s}_{k}" in z.files: extras[f"{s}_{k}"] = z[f"{s}_{k}"]
         if "concept_names" in z.files: extras["concept_names"] = [str(c) for c in z["concept_names"]]
+        extra_tests = {}
+        for name in sorted({k[:-len("_images")] for k in z.files if k.endswith("_images")} - set(SPLITS)):   # e.g. ood_test
+            if f"{name}_labels" not in z.files: continue
+            lb = z[f"{name}_labels"].reshape(len(z[f"{name}_labels"]), -1)
+            lb = lb[:, 0] if lb.shape[1] == 1 else ((lb.max(1) > 0).astype(np.int64) if label_column == "any" else lb[:, int(label_column or 0)])
+            im = z[f"{name}_images"]; im = im[..., 0] if im.ndim == 4 and im.shape[-1] == 1 else im
+            extra_tests[name] = dict(images=im, labels=lb.astype(np.int64), ids=np.array([f"{name}-{i:06d}" for i in range(len(im))]))
     n_classes = int(max(labels[s].max() for s in SPLITS)) + 1
     if class_names is None: class_names = [str(i) for i in range(max(n_classes, 2))]
-    return ImageSplits(name or path.stem, images, labels, ids, list(class_names), patients, extras).check(str(path))
+    return ImageSplits(name or path.stem, images, labels, ids, list(class_names), patients, extras, extra_tests).check(str(path))
 
 # %% ../nbs/01_data.ipynb #c027
 @dataclass
@@ -408,7 +420,8 @@ def resize_splits(ds:ImageSplits, size:int) -> ImageSplits:
         return t.round().clamp(0, 255).to(torch.uint8).numpy() if mode == "bilinear" else (t > 0.5).numpy()
     images = {s: rs(a, "bilinear") for s, a in ds.images.items()}
     extras = {k: (rs(v.astype(np.float32), "nearest") if k.endswith("masks") else v) for k, v in ds.extras.items()}
-    return ImageSplits(ds.name, images, ds.labels, ds.ids, ds.class_names, ds.patients, extras)
+    extra_tests = {k: dict(v, images=rs(v["images"], "bilinear")) for k, v in ds.extra_tests.items()}
+    return ImageSplits(ds.name, images, ds.labels, ds.ids, ds.class_names, ds.patients, extras, extra_tests)
 
 # %% ../nbs/01_data.ipynb #c031
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])

@@ -20,11 +20,13 @@ __all__ = ['validate_study', 'study_cells', 'cell_dir', 'cell_state', 'notebook_
            'prepare_datasets', 'tuned_or_refuse', 'run_grid', 'grid_cli']
 
 # %% ../nbs/07_grid.ipynb #c005
-def validate_study(study:Study) -> Study:
-    "Refuse unknown formats, archs and attentions and missing dataset files, naming the study file and field."
+def validate_study(study:Study, missing_data=None) -> Study:
+    "Refuse unknown formats, archs and attentions and missing dataset files, naming the study file and field; `missing_data(msg)`, if given, is told of missing data instead (a dry run plans a grid before its data is mounted)."
     for i, spec in enumerate(study.datasets):
         try: check_dataset(spec)
-        except DataError as e: raise StudyConfigError(str(e), study.source, f"datasets[{i}]") from None
+        except DataError as e:
+            if missing_data is not None and "not found" in str(e): missing_data(f"datasets[{i}]: {e}"); continue
+            raise StudyConfigError(str(e), study.source, f"datasets[{i}]") from None
     for fld, names, valid in [("archs", study.archs, ARCHS), ("attentions", study.attentions, ATTENTIONS)]:
         bad = [n for n in names if n not in valid]
         if bad: raise StudyConfigError(f"unknown {fld[:-1]}(s) {bad}; valid: {', '.join(valid)}", study.source, fld)
@@ -141,7 +143,7 @@ def run_grid(study:Study|str|Path, out:str|Path="outputs", jobs:int=1, retry_fai
              gpus:list|None=None, cpus_per_cell:float=1, gpus_per_cell:float=0) -> Counter:
     "Run every cell of `study` not yet done; returns counts of 'done' (run now), 'skipped' (done before), 'failed'."
     if not isinstance(study, Study): study = load_study(study)
-    validate_study(study)
+    validate_study(study, missing_data=(lambda m: log(f"warning: {m} (dry run: going on)")) if dry_run else None)
     if executor not in ("local", "ray"): raise StudyConfigError(f"unknown executor {executor!r}; valid: local, ray")
     cells = study_cells(study)
     skipped_pairs = [(a, t) for a in study.archs for t in study.attentions if not compatible(a, t)]

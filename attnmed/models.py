@@ -14,9 +14,9 @@ import timm
 from timm.layers import create_attn
 
 # %% auto #0
-__all__ = ['ARCHS', 'ATTENTIONS', 'Arch', 'GatedResidual', 'SelfAttention2d', 'Attention', 'MLDAMHead', 'MLDAMNet', 'ModelError',
-           'compatible', 'create_model', 'copy_backbone_weights', 'attention_maps', 'splitter', 'count_flops',
-           'model_table', 'n_params_of']
+__all__ = ['ARCHS', 'ATTENTIONS', 'Arch', 'GatedResidual', 'SelfAttention2d', 'LocalSelfAttention2d', 'Attention', 'MLDAMHead',
+           'MLDAMNet', 'ModelError', 'compatible', 'create_model', 'copy_backbone_weights', 'attention_maps',
+           'splitter', 'count_flops', 'model_table', 'n_params_of']
 
 # %% ../nbs/02_models.ipynb #c005
 @dataclass(frozen=True)
@@ -86,6 +86,43 @@ class SelfAttention2d(nn.Module):
         return self.attention_weights(x).mean(1).reshape(x.shape[0], *x.shape[-2:])
 
 # %% ../nbs/02_models.ipynb #c012
+class LocalSelfAttention2d(SelfAttention2d):
+    "Multi-head self-attention within each position's `kernel` x `kernel` neighbourhood, relative position embeddings, SDPA."
+    def __init__(self, channels:int, heads:int=4, kernel:int=7, rd_ratio:float=0.5):
+        super().__init__(channels, heads=heads, rd_ratio=rd_ratio, pos_embed=False)
+        self.kernel = kernel
+        self.rel = nn.Parameter(torch.randn(heads, kernel * kernel, self.inner // heads) * 0.02)
+
+    def _local(self, x):
+        B, _, H, W = x.shape
+        k, h, d = self.kernel, self.heads, self.inner // self.heads
+        q, kk, v = self.qkv(x).chunk(3, 1)                                           # B x inner x H x W each
+        q = q.reshape(B, h, d, H * W).permute(0, 3, 1, 2).reshape(B * H * W, h, 1, d)
+        nb = lambda t: F.unfold(t, k, padding=k // 2).view(B, h, d, k * k, H * W).permute(0, 4, 1, 3, 2).reshape(B * H * W, h, k * k, d)
+        keys, vals = nb(kk) + self.rel[None], nb(v)
+        valid = F.unfold(torch.ones(1, 1, H, W, device=x.device, dtype=x.dtype), k, padding=k // 2)[0] > 0   # k*k x HW
+        mask = valid.T[None].expand(B, -1, -1).reshape(B * H * W, 1, 1, k * k)
+        return q, keys, vals, mask
+
+    def forward(self, x):
+        B, _, H, W = x.shape
+        q, k, v, mask = self._local(x)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)                # BHW x heads x 1 x d
+        return self.proj(out.reshape(B, H * W, self.inner).transpose(1, 2).reshape(B, self.inner, H, W))
+
+    def attention_weights(self, x):
+        "Each position's weights over its neighbourhood, averaged over heads: B x HW x k*k (zero outside the image)."
+        q, k, _, mask = self._local(x)
+        w = torch.softmax((q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).masked_fill(~mask, float("-inf")), -1)
+        return w.mean(1)[:, 0].reshape(x.shape[0], -1, self.kernel ** 2)
+
+    def attention_map(self, x, out):
+        "Attention each position receives from its neighbours (N x h x w)."
+        B, _, H, W = x.shape
+        w = self.attention_weights(x).transpose(1, 2)                                 # B x k*k x HW
+        return F.fold(w, (H, W), self.kernel, padding=self.kernel // 2)[:, 0] / self.kernel ** 2
+
+# %% ../nbs/02_models.ipynb #c015
 @dataclass(frozen=True)
 class Attention:
     "An attention variant: `make(channels)` builds one module; `where` picks sites: 'all', 'mid' or 'last'."
@@ -101,15 +138,18 @@ ATTENTIONS = {
     "nonlocal": Attention(lambda c: SelfAttention2d(c, heads=1, rd_ratio=0.5, pos_embed=False), "mid", "non-local block (Wang et al. 2018), SDPA"),
     "mhsa": Attention(lambda c: SelfAttention2d(c, heads=4, pos_embed=True), "last", "BoTNet-style MHSA with learned position encoding, SDPA"),
     "botnet": Attention(None, "replace", "BoTNet proper (ResNets): MHSA replaces the 3x3 convolutions of the last stage"),
+    "ga": Attention(lambda c: SelfAttention2d(c, heads=8, rd_ratio=0.5, pos_embed=True), "late", "seed 000's global self-attention: MHSA over all positions after each of the last two stages"),
+    "la": Attention(lambda c: LocalSelfAttention2d(c, heads=8, kernel=7, rd_ratio=0.5), "late", "seed 000's local self-attention: 7x7 neighbourhoods, relative positions, after each of the last two stages"),
+    "ela": Attention(None, "embed", "seed 000's embedded local self-attention: local SA replaces the spatial convolution inside the last stage's blocks"),
     "mldam": Attention(None, "head", "multi-level dual attention (seed 001), principled form"),
     "mldam-seed": Attention(None, "head", "MLDAM with the seed-001 code's arithmetic, for exact reproduction"),
     "mlphead": Attention(None, "head", "control: no attention, MLDAM's MLP head on the last features"),
 }
 
 def _sites(arch:Arch, where:str):
-    return {"all": arch.sites, "mid": arch.sites[-2:-1], "last": arch.sites[-1:]}[where]
+    return {"all": arch.sites, "mid": arch.sites[-2:-1], "last": arch.sites[-1:], "late": arch.sites[-2:]}[where]
 
-# %% ../nbs/02_models.ipynb #c014
+# %% ../nbs/02_models.ipynb #c017
 def _tile_channels(x:torch.Tensor, c:int) -> torch.Tensor:
     "Repeat the channels of `x` until there are `c` of them (cut when they do not divide `c`)."
     r = math.ceil(c / x.shape[1])
@@ -160,7 +200,7 @@ class MLDAMHead(nn.Module):
         att = torch.softmax((qf @ kf).flatten(1), -1).view(B, H * W, H * W) if self.mode == "seed" else torch.softmax(qf @ kf / math.sqrt(C), -1)
         return att.mean(1).view(B, H, W)
 
-# %% ../nbs/02_models.ipynb #c015
+# %% ../nbs/02_models.ipynb #c018
 class MLDAMNet(nn.Module):
     "A timm backbone run once, with levels A (stride 8) and B (stride 16) tapped by hooks, and C its last features, into `MLDAMHead`."
     def __init__(self, backbone:nn.Module, n_out:int, img_size:int, mode:str="principled"):
@@ -182,7 +222,7 @@ class MLDAMNet(nn.Module):
 
     def forward(self, x): return self.head(*self.features(x))
 
-# %% ../nbs/02_models.ipynb #c017
+# %% ../nbs/02_models.ipynb #c020
 class ModelError(ValueError):
     "A model that cannot be built; the message says what is valid."
 
@@ -210,6 +250,7 @@ def _site_channels(model, sites, img_size:int):
 def compatible(arch:str, attention:str) -> bool:
     "Can `attention` be added to `arch`? (Transformer baselines take only 'none'; `botnet` needs a ResNet.)"
     if attention == "botnet": return ARCHS[arch].timm_name.startswith("resnet")
+    if attention == "ela": return ARCHS[arch].timm_name.startswith(("resnet", "efficientnet"))
     return attention == "none" or ARCHS[arch].is_cnn
 
 def _botnet(model, spec:Arch):
@@ -220,6 +261,16 @@ def _botnet(model, spec:Arch):
         if conv.out_channels != conv.in_channels: raise ModelError("botnet expects a 3x3 convolution with equal in/out channels")
         blk.conv2 = nn.Sequential(mhsa, nn.AvgPool2d(2, 2)) if conv.stride[0] > 1 else mhsa
 
+def _embed_local(model, spec:Arch):
+    "ELA: replace the spatial convolution inside every block of the last stage by local self-attention (ResNet: the 3x3 conv2; EfficientNet: the depthwise conv)."
+    for blk in _get_module(model, spec.sites[-1]):
+        name = "conv2" if hasattr(blk, "conv2") and not hasattr(blk, "conv_dw") else "conv_dw"
+        conv = getattr(blk, name)
+        if conv.out_channels != conv.in_channels: raise ModelError(f"ela expects a spatial convolution with equal in/out channels in {type(blk).__name__}")
+        heads = 8 if conv.in_channels % 8 == 0 else 4
+        lsa = LocalSelfAttention2d(conv.in_channels, heads=heads, kernel=7, rd_ratio=0.25 if name == "conv_dw" else 0.5)
+        setattr(blk, name, nn.Sequential(lsa, nn.AvgPool2d(2, 2)) if conv.stride[0] > 1 else lsa)
+
 def _timm_kwargs(spec:Arch, img_size:int):
     if spec.timm_name.startswith(("vit", "deit")): return dict(img_size=img_size)
     if spec.timm_name.startswith("swin"):
@@ -227,13 +278,14 @@ def _timm_kwargs(spec:Arch, img_size:int):
         return dict(img_size=img_size, window_size=w)
     return {}
 
-# %% ../nbs/02_models.ipynb #c018
+# %% ../nbs/02_models.ipynb #c021
 def create_model(arch:str, attention:str="none", n_out:int=2, pretrained:bool|str=False, img_size:int=224) -> nn.Module:
     "Backbone `arch` (`ARCHS`) with variant `attention` (`ATTENTIONS`), `n_out` outputs; `pretrained`: False, True (local cache) or a weights file."
     if arch not in ARCHS: raise ModelError(f"unknown arch {arch!r}; valid archs: {', '.join(ARCHS)}")
     if attention not in ATTENTIONS: raise ModelError(f"unknown attention {attention!r}; valid attentions: {', '.join(ATTENTIONS)}")
     if not compatible(arch, attention):
         raise ModelError(f"attention 'botnet' needs a ResNet, not {arch}" if attention == "botnet" else
+                         f"attention 'ela' needs a ResNet or an EfficientNet, not {arch}" if attention == "ela" else
                          f"{arch} is a transformer baseline: it takes attention 'none' only, not {attention!r}")
     spec, variant = ARCHS[arch], ATTENTIONS[attention]
     kw = dict(num_classes=n_out, **_timm_kwargs(spec, img_size), **spec.kwargs)
@@ -242,6 +294,7 @@ def create_model(arch:str, attention:str="none", n_out:int=2, pretrained:bool|st
     if variant.where == "head":
         model = MLDAMNet(model, n_out, img_size, {"mldam": "principled", "mldam-seed": "seed", "mlphead": "none"}[attention])
     elif variant.where == "replace": _botnet(model, spec)
+    elif variant.where == "embed": _embed_local(model, spec)
     elif variant.make is not None:
         sites = _sites(spec, variant.where)
         chans = _site_channels(model, sites, img_size)
@@ -262,7 +315,7 @@ def _load_timm(arch, spec, pretrained, kw):
                          f"and copy the Hugging Face cache (HF_HOME, default ~/.cache/huggingface) here, or give `pretrained:` the path of a "
                          f"weights file; or set `pretrained: false`.") from None
 
-# %% ../nbs/02_models.ipynb #c022
+# %% ../nbs/02_models.ipynb #c025
 def copy_backbone_weights(src:nn.Module, dst:nn.Module):
     "Copy `src`'s weights into the backbone of `dst` (same arch with attention modules inserted); returns `dst`."
     inserted = tuple(f"{n}." for n, m in dst.named_modules() if isinstance(m, GatedResidual))
@@ -272,7 +325,7 @@ def copy_backbone_weights(src:nn.Module, dst:nn.Module):
     dst.load_state_dict({**dst.state_dict(), **dict(zip(dst_keys, src_sd.values()))})
     return dst
 
-# %% ../nbs/02_models.ipynb #c025
+# %% ../nbs/02_models.ipynb #c028
 def attention_maps(model:nn.Module, x:torch.Tensor) -> dict:
     "Run `model` on `x` and return {module name: N x h x w map} for every attention module."
     maps, hooks = {}, []
@@ -289,7 +342,7 @@ def attention_maps(model:nn.Module, x:torch.Tensor) -> dict:
         for h in hooks: h.remove()
     return maps
 
-# %% ../nbs/02_models.ipynb #c028
+# %% ../nbs/02_models.ipynb #c031
 def splitter(model:nn.Module) -> list:
     "fastai splitter: [backbone parameters, new parameters (attention modules, gates, heads)]."
     new = set()
@@ -300,7 +353,7 @@ def splitter(model:nn.Module) -> list:
     params = list(model.parameters())
     return [[p for p in params if id(p) not in new], [p for p in params if id(p) in new]]
 
-# %% ../nbs/02_models.ipynb #c031
+# %% ../nbs/02_models.ipynb #c034
 def count_flops(model:nn.Module, img_size:int=224) -> float:
     "FLOPs of one forward pass of one image (multiply-add = 2 FLOPs)."
     from torch.utils.flop_counter import FlopCounterMode

@@ -13,8 +13,8 @@ from .config import atomic_write_text, parse_study
 from .grid import cell_dir, cell_state, notebook_path, study_cells
 
 # %% auto #0
-__all__ = ['KEYS', 'SCALAR_METRICS', 'read_study', 'cell_table', 'collect_results', 'load_cell_files', 'summarise',
-           'format_summary', 'render_explanations', 'render_report', 'report_cli']
+__all__ = ['KEYS', 'SCALAR_METRICS', 'read_study', 'cell_table', 'extra_test_metrics', 'collect_results', 'load_cell_files',
+           'summarise', 'format_summary', 'render_explanations', 'render_report', 'report_cli']
 
 # %% ../nbs/08_report.ipynb #c005
 KEYS = ["dataset", "arch", "attention", "augment", "seed"]
@@ -38,14 +38,19 @@ def cell_table(study_dir:str|Path) -> pd.DataFrame:
                          folder=c.key, error=err[0] if err else ""))
     return pd.DataFrame(rows)
 
+def extra_test_metrics(results:pd.DataFrame) -> list:
+    "The balanced-accuracy columns of extra test sets (e.g. `balanced_accuracy_ood_test`) in `results`."
+    return sorted(c for c in results.columns if c.startswith("balanced_accuracy_") and c not in ("balanced_accuracy_ci_low", "balanced_accuracy_ci_high"))
+
 def collect_results(study_dir:str|Path) -> pd.DataFrame:
-    "One row per done cell: its keys, scalar metrics, seconds and folder."
+    "One row per done cell: its keys, scalar metrics (with `balanced_accuracy_<set>` for extra test sets), seconds and folder."
     study_dir = Path(study_dir); rows = []
     for _, r in cell_table(study_dir).query("state == 'done'").iterrows():
         m = json.loads((study_dir / r.folder / "metrics.json").read_text())
         ci = m.get("ci95", {}).get("balanced_accuracy", [np.nan, np.nan])
+        extra = {k: v for k, v in m.items() if k.startswith("balanced_accuracy_") and k not in ("balanced_accuracy_ci_low", "balanced_accuracy_ci_high") and isinstance(v, (int, float))}
         rows.append({**{k: r[k] for k in KEYS}, **{k: m.get(k) for k in SCALAR_METRICS if k in m}, "balanced_accuracy_ci_low": ci[0],
-                     "balanced_accuracy_ci_high": ci[1], "seconds": m.get("seconds"), "folder": r.folder})
+                     "balanced_accuracy_ci_high": ci[1], **extra, "seconds": m.get("seconds"), "folder": r.folder})
     df = pd.DataFrame(rows, columns=None if rows else KEYS + ["folder"])
     for k in SCALAR_METRICS:
         if k in df: df[k] = pd.to_numeric(df[k], errors="coerce")

@@ -54,6 +54,10 @@ def test_identity_at_init(arch, attention):
     ("resnet50", "mldam", {"head.pam": (4, 2)}),
     ("vgg16", "mldam-seed", {"head.pam": (4, 2)}),
     ("resnet50", "botnet", {"layer4.0.conv2.0": (8, 4), "layer4.1.conv2": (4, 2), "layer4.2.conv2": (4, 2)}),
+    ("resnet18", "ga", {"layer3.1": (8, 4), "layer3.1.attn": (8, 4), "layer4.1": (4, 2), "layer4.1.attn": (4, 2)}),
+    ("efficientnet_b0", "la", {"blocks.4.1": (8, 4), "blocks.4.1.attn": (8, 4), "blocks.6.1": (4, 2), "blocks.6.1.attn": (4, 2)}),
+    ("resnet18", "ela", {"layer4.0.conv2": (4, 2), "layer4.1.conv2": (4, 2)}),
+    ("efficientnet_b0", "ela", {"blocks.6.0.conv_dw": (4, 2)}),
 ])
 @pytest.mark.parametrize("size_index,size", [(0, 128), (1, 64)])
 def test_attention_map_shapes(arch, attention, expected, size_index, size):
@@ -63,7 +67,7 @@ def test_attention_map_shapes(arch, attention, expected, size_index, size):
 
 def test_bad_names_list_the_valid_ones():
     with pytest.raises(ModelError, match="valid archs: resnet10t, resnet18, resnet50, vgg16, densenet121"): create_model("resnet101")
-    with pytest.raises(ModelError, match="valid attentions: none, se, cbam, eca, nonlocal, mhsa, botnet, mldam, mldam-seed, mlphead"): create_model("resnet18", "danet")
+    with pytest.raises(ModelError, match="valid attentions: none, se, cbam, eca, nonlocal, mhsa, botnet, ga, la, ela, mldam, mldam-seed, mlphead"): create_model("resnet18", "danet")
     with pytest.raises(ModelError, match="transformer baseline"): create_model("swin_tiny", "cbam")
 
 def test_pretrained_offline_is_a_clear_error(tmp_path):
@@ -89,6 +93,14 @@ def test_botnet_replaces_the_last_stage_convolutions():
     assert all(isinstance(b.conv2, SelfAttention2d) or isinstance(b.conv2[0], SelfAttention2d) for b in m.layer4)
     assert not any(isinstance(mod, torch.nn.Conv2d) and mod.kernel_size == (3, 3) for mod in m.layer4.modules())
     assert all(isinstance(b.conv2, torch.nn.Conv2d) for b in m.layer3)   # earlier stages untouched
+
+def test_ela_embeds_local_attention_in_the_last_stage():
+    from attnmed.models import LocalSelfAttention2d
+    r = create_model("resnet18", "ela", img_size=64)
+    assert all(isinstance(b.conv2, LocalSelfAttention2d) for b in r.layer4) and all(isinstance(b.conv2, torch.nn.Conv2d) for b in r.layer3)
+    e = create_model("efficientnet_b0", "ela", img_size=64)
+    assert all(isinstance(b.conv_dw, LocalSelfAttention2d) for b in e.blocks[6]) and isinstance(e.blocks[5][0].conv_dw, torch.nn.Conv2d)
+    with pytest.raises(ModelError, match="needs a ResNet or an EfficientNet"): create_model("vgg16", "ela")
 
 def test_mldam_runs_the_backbone_once():
     m = create_model("resnet50", "mldam", img_size=64)
