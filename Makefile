@@ -31,7 +31,7 @@ nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2 --timing
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --durations=15 tests   # 2 workers, 1 thread each: CI's 2 cores
 
 ## developer helpers
 export: $(STAMP)

@@ -94,6 +94,17 @@ def test_botnet_replaces_the_last_stage_convolutions():
     assert not any(isinstance(mod, torch.nn.Conv2d) and mod.kernel_size == (3, 3) for mod in m.layer4.modules())
     assert all(isinstance(b.conv2, torch.nn.Conv2d) for b in m.layer3)   # earlier stages untouched
 
+@pytest.mark.parametrize("arch", ["resnet18", "efficientnet_b0"])
+@pytest.mark.parametrize("attention", ["ga", "la", "ela"])
+def test_seed000_variants_train_a_step_and_expose_maps(arch, attention):
+    torch.manual_seed(0)
+    m = create_model(arch, attention, img_size=64).train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    loss = torch.nn.functional.cross_entropy(m(torch.randn(4, 3, 64, 64)), torch.tensor([0, 1, 0, 1]))
+    loss.backward(); opt.step()
+    maps = attention_maps(m.eval(), torch.randn(2, 3, 64, 64))
+    assert maps and all(v.shape[0] == 2 and v.ndim == 3 and torch.isfinite(v).all() for v in maps.values())
+
 def test_ela_embeds_local_attention_in_the_last_stage():
     from attnmed.models import LocalSelfAttention2d
     r = create_model("resnet18", "ela", img_size=64)
