@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_grid.ipynb #c002
 from __future__ import annotations
-import argparse, fnmatch, os, queue, sys, time, traceback
+import argparse, fnmatch, os, queue, sys, tempfile, time, traceback, uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -16,8 +16,8 @@ from .models import ARCHS, ATTENTIONS, compatible
 from .search import tuned_parameters, group_key
 
 # %% auto #0
-__all__ = ['validate_study', 'study_cells', 'cell_dir', 'cell_state', 'notebook_path', 'run_cell', 'gpu_slots',
-           'prepare_datasets', 'tuned_or_refuse', 'run_grid', 'grid_cli']
+__all__ = ['validate_study', 'study_cells', 'cell_dir', 'cell_state', 'notebook_path', 'cell_kernel_manager', 'run_cell',
+           'gpu_slots', 'prepare_datasets', 'tuned_or_refuse', 'run_grid', 'grid_cli']
 
 # %% ../nbs/07_grid.ipynb #c005
 def validate_study(study:Study, missing_data=None) -> Study:
@@ -55,15 +55,20 @@ def notebook_path(name:str="experiment.ipynb") -> Path:
     return p
 
 # %% ../nbs/07_grid.ipynb #c010
-def _kernel_manager_with(env:dict):
-    "A Jupyter kernel manager class whose kernels start with `env` added to the environment."
+def cell_kernel_manager(env:dict|None=None):
+    "A Jupyter kernel manager class whose kernels use uniquely named Unix sockets (POSIX) and start with `env` added to the environment."
     from jupyter_client.manager import AsyncKernelManager
-    extra = {k: str(v) for k, v in env.items()}
-    class EnvKernelManager(AsyncKernelManager):
+    extra = {k: str(v) for k, v in (env or {}).items()}
+    class CellKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            if os.name == "posix":   # no TCP port to race for; the socket files are removed when the kernel shuts down
+                self.transport = "ipc"
+                self.ip = str(Path(tempfile.gettempdir()) / f"attnmed-kernel-{uuid.uuid4().hex[:12]}")
         async def start_kernel(self, **kw):
-            kw["env"] = {**os.environ, **(kw.get("env") or {}), **extra}
+            if extra: kw["env"] = {**os.environ, **(kw.get("env") or {}), **extra}
             return await super().start_kernel(**kw)
-    return EnvKernelManager
+    return CellKernelManager
 
 def run_cell(cell:Cell, out:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", params:dict|None=None, env:dict|None=None) -> str:
     "Execute the experiment notebook for `cell` into its folder; returns 'done' or 'failed' (with `error.txt`)."
@@ -71,10 +76,9 @@ def run_cell(cell:Cell, out:str|Path, notebook:str|Path|None=None, kernel_name:s
     folder = cell_dir(out, cell).resolve(); folder.mkdir(parents=True, exist_ok=True)  # absolute: the kernel runs inside the folder
     (folder / "error.txt").unlink(missing_ok=True)
     parameters = {**cell.parameters(), **(params or {}), "out_dir": str(folder)}
-    extra = dict(kernel_manager_class=_kernel_manager_with(env)) if env else {}
     try:
         pm.execute_notebook(str(notebook or notebook_path()), str(folder / "experiment.ipynb"), parameters=parameters,
-                            kernel_name=kernel_name, progress_bar=False, cwd=str(folder), **extra)
+                            kernel_name=kernel_name, progress_bar=False, cwd=str(folder), kernel_manager_class=cell_kernel_manager(env))
     except Exception as e:
         msg = f"{type(e).__name__}: {getattr(e, 'ename', '')} {getattr(e, 'evalue', '')}".strip() if hasattr(e, "ename") else f"{type(e).__name__}: {e}"
         atomic_write_text(folder / "error.txt", f"cell {cell.key} failed\n{msg}\n\n{''.join(traceback.format_exception(e))}")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from .config import atomic_write_text, parse_study
-from .grid import cell_dir, cell_state, notebook_path, study_cells
+from .grid import cell_dir, cell_kernel_manager, cell_state, notebook_path, study_cells
 
 # %% auto #0
 __all__ = ['KEYS', 'SCALAR_METRICS', 'read_study', 'cell_table', 'extra_test_metrics', 'collect_results', 'load_cell_files',
@@ -93,7 +93,7 @@ def render_explanations(study_dir:str|Path, notebook:str|Path|None=None, kernel_
     (study_dir / "explanations" / "error.txt").unlink(missing_ok=True)
     try:
         pm.execute_notebook(str(notebook or notebook_path("explain.ipynb")), str(study_dir / "explain.ipynb"), parameters=dict(study_dir=str(study_dir), **params),
-                            kernel_name=kernel_name, progress_bar=False, cwd=str(study_dir))
+                            kernel_name=kernel_name, progress_bar=False, cwd=str(study_dir), kernel_manager_class=cell_kernel_manager())
         return True
     except Exception as e:
         atomic_write_text(study_dir / "explanations" / "error.txt", f"explain.ipynb failed: {type(e).__name__}: {getattr(e, 'evalue', e)}\n")
@@ -110,7 +110,7 @@ def render_report(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:s
         print(f"explanations failed: see {study_dir / 'explanations' / 'error.txt'} (the report is written without them)", file=sys.stderr)
     out_nb = study_dir / "report.ipynb"
     pm.execute_notebook(str(notebook or notebook_path("report.ipynb")), str(out_nb), parameters=dict(study_dir=str(study_dir)),
-                        kernel_name=kernel_name, progress_bar=False, cwd=str(study_dir))
+                        kernel_name=kernel_name, progress_bar=False, cwd=str(study_dir), kernel_manager_class=cell_kernel_manager())
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     html, _ = exporter.from_notebook_node(nbformat.read(out_nb, as_version=4))
     atomic_write_text(study_dir / "report.html", html)
