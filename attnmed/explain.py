@@ -22,11 +22,11 @@ METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
 class ExplainError(ValueError):
     "An explanation that cannot be computed for this model or input."
 
-def gradcam_layer(model:torch.nn.Module, x:torch.Tensor):
-    "The module producing the last square N x C x h x w (h > 1) feature map in a forward pass on `x`: Grad-CAM's layer."
+def gradcam_layer(model:torch.nn.Module, x:torch.Tensor, min_size:int=7):
+    "(name, module) producing the last square N x C x h x w feature map with h >= `min_size` in a forward pass on `x` (none: the last of the largest, h > 1): Grad-CAM's layer."
     found, hooks = [], []
     for name, m in model.named_modules():
-        if name: hooks.append(m.register_forward_hook(lambda mod, i, o, name=name: found.append((name, mod)) if (
+        if name: hooks.append(m.register_forward_hook(lambda mod, i, o, name=name: found.append((name, mod, o.shape[2])) if (
             torch.is_tensor(o) and o.ndim == 4 and o.shape[2] == o.shape[3] > 1) else None))
     was = model.training; model.eval()
     try:
@@ -35,12 +35,13 @@ def gradcam_layer(model:torch.nn.Module, x:torch.Tensor):
         for h in hooks: h.remove()
         model.train(was)
     if not found: raise ExplainError(f"{type(model).__name__} has no convolutional feature map for Grad-CAM")
-    return found[-1]
+    large = [f for f in found if f[2] >= min_size] or [f for f in found if f[2] == max(h for *_, h in found)]
+    return large[-1][:2]
 
 def _upsample(maps:torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
 
-def explain(model:torch.nn.Module, images:torch.Tensor, method:str="saliency", targets=None, ig_steps:int=16) -> torch.Tensor:
+def explain(model:torch.nn.Module, images:torch.Tensor, method:str="saliency", targets=None, ig_steps:int=16, gradcam_min_size:int=7) -> torch.Tensor:
     "Attribution maps (N x H x W, >= 0) of `model` for `images` (normalised N x 3 x H x W) by `method`, for `targets` (default: predicted class)."
     if method not in METHODS: raise ExplainError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     model = model.eval()
@@ -55,7 +56,7 @@ def explain(model:torch.nn.Module, images:torch.Tensor, method:str="saliency", t
         att = IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=targets, n_steps=ig_steps, internal_batch_size=max(len(x), 16))
         return att.abs().sum(1).detach()
     if method == "gradcam":
-        _, layer = gradcam_layer(model, x)
+        _, layer = gradcam_layer(model, x, gradcam_min_size)
         att = LayerGradCam(model, layer).attribute(x, target=targets, relu_attributions=True)
         return _upsample(att.sum(1).detach(), size).clamp(min=0)
     maps = attention_maps(model, x)
@@ -101,10 +102,10 @@ def relevance_mass(maps:np.ndarray, masks:np.ndarray) -> np.ndarray:
     return np.where(tot > 0, (maps * masks).reshape(len(maps), -1).sum(1) / np.where(tot > 0, tot, 1), np.nan)
 
 def pointing_game(maps:np.ndarray, masks:np.ndarray) -> np.ndarray:
-    "Per image: 1.0 if the map's maximum falls inside the mask, else 0.0."
-    maps, masks = np.asarray(maps), np.asarray(masks, dtype=bool)
-    flat = maps.reshape(len(maps), -1).argmax(1)
-    return masks.reshape(len(masks), -1)[np.arange(len(maps)), flat].astype(float)
+    "Per image: 1.0 if the map's maximum falls inside the mask, else 0.0; ties: the share of the maximal pixels inside it."
+    maps = np.asarray(maps).reshape(len(maps), -1); masks = np.asarray(masks, dtype=bool).reshape(len(masks), -1)
+    top = maps == maps.max(1, keepdims=True)
+    return (top & masks).sum(1) / top.sum(1)
 
 def mask_auroc(maps:np.ndarray, masks:np.ndarray) -> np.ndarray:
     "Per image: ROC-AUC of pixel attributions as a detector of mask pixels (NaN when the mask is empty or full)."

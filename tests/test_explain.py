@@ -54,6 +54,16 @@ def test_shortcut_test_detects_a_shortcut_model_and_not_a_clean_one(tmp_path):
     assert clean["changed_flipped"] < 0.1 and clean["accuracy_as_is"] > 0.85, clean
     assert biased["changed_flipped"] > biased["changed_removed"]
 
+def test_gradcam_localises_the_evidence_of_a_trained_model(tmp_path):
+    # at 64 px the last stage is 2 x 2: upsampled, it cannot peak on a small central structure; the default layer (>= 7 x 7) can
+    spec, data, model = train_tiny(tmp_path, shortcut_train=0.5, visibility=1.0, epochs=6, size=64)
+    pos = np.where(data.labels["test"] == 1)[0][:48]
+    x, masks, target = normalised(data.images["test"][pos], data.images["train"]), data.extras["test_masks"][pos], torch.ones(len(pos), dtype=torch.long)
+    default = localisation_scores(explain(model, x, "gradcam", targets=target).numpy(), masks)
+    last_stage = localisation_scores(explain(model, x, "gradcam", targets=target, gradcam_min_size=1).numpy(), masks)
+    assert default["pointing_game"] > 0.5 and default["auroc"] > 0.9, default
+    assert default["pointing_game"] > last_stage["pointing_game"] + 0.3, (default, last_stage)
+
 def test_randomisation_and_concepts_on_a_trained_model(tmp_path):
     spec, data, model = train_tiny(tmp_path, shortcut_train=0.9, visibility=1.0, label_noise=0.1, epochs=6, size=64)   # at 48 px an undertrained model also reads hairs as globules
     x = normalised(data.images["test"][:8], data.images["train"])
