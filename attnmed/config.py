@@ -5,7 +5,7 @@
 # %% ../nbs/00_config.ipynb #c002
 from __future__ import annotations
 import itertools, json, os, re, tempfile
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import yaml
 

@@ -38,9 +38,12 @@ def cell_table(study_dir:str|Path) -> pd.DataFrame:
                          folder=c.key, error=err[0] if err else ""))
     return pd.DataFrame(rows)
 
+def _is_extra_test_metric(name:str) -> bool:
+    return name.startswith("balanced_accuracy_") and name not in ("balanced_accuracy_ci_low", "balanced_accuracy_ci_high")   # not the bootstrap CI bounds
+
 def extra_test_metrics(results:pd.DataFrame) -> list:
     "The balanced-accuracy columns of extra test sets (e.g. `balanced_accuracy_ood_test`) in `results`."
-    return sorted(c for c in results.columns if c.startswith("balanced_accuracy_") and c not in ("balanced_accuracy_ci_low", "balanced_accuracy_ci_high"))
+    return sorted(c for c in results.columns if _is_extra_test_metric(c))
 
 def collect_results(study_dir:str|Path) -> pd.DataFrame:
     "One row per done cell: its keys, scalar metrics (with `balanced_accuracy_<set>` for extra test sets), seconds and folder."
@@ -48,7 +51,7 @@ def collect_results(study_dir:str|Path) -> pd.DataFrame:
     for _, r in cell_table(study_dir).query("state == 'done'").iterrows():
         m = json.loads((study_dir / r.folder / "metrics.json").read_text())
         ci = m.get("ci95", {}).get("balanced_accuracy", [np.nan, np.nan])
-        extra = {k: v for k, v in m.items() if k.startswith("balanced_accuracy_") and k not in ("balanced_accuracy_ci_low", "balanced_accuracy_ci_high") and isinstance(v, (int, float))}
+        extra = {k: v for k, v in m.items() if _is_extra_test_metric(k) and isinstance(v, (int, float))}
         rows.append({**{k: r[k] for k in KEYS}, **{k: m.get(k) for k in SCALAR_METRICS if k in m}, "balanced_accuracy_ci_low": ci[0],
                      "balanced_accuracy_ci_high": ci[1], **extra, "seconds": m.get("seconds"), "folder": r.folder})
     df = pd.DataFrame(rows, columns=None if rows else KEYS + ["folder"])

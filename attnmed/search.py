@@ -6,7 +6,6 @@
 from __future__ import annotations
 import argparse, json, sys, tempfile, time
 from pathlib import Path
-import numpy as np
 from fastai.callback.core import Callback
 from .config import Study, Cell, StudyConfigError, load_study, expand_grid, atomic_write_text
 from .data import DataError, load_dataset, make_dataloaders, class_weights

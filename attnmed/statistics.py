@@ -5,7 +5,6 @@
 # %% ../nbs/05_statistics.ipynb #c002
 from __future__ import annotations
 import math
-from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #c002
 from __future__ import annotations
-import io, math, sys, tempfile
+import io, sys, tempfile
 from functools import partial
 from pathlib import Path
 import numpy as np
@@ -16,7 +16,6 @@ import fastai.callback.schedule  # adds Learner.fit_one_cycle
 import fastai.callback.fp16      # adds Learner.to_bf16
 from fastai.callback.tracker import SaveModelCallback, EarlyStoppingCallback
 from fastai.callback.training import GradientClip
-from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback, CSVLogger
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, BalancedAccuracy

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np, torch
 from PIL import Image
 from attnmed.data import generate_synth_derm, generate_synth_mammo, load_dataset, make_dataloaders
-from attnmed.readers import write_sample_folder
 
 def epoch(dls):
     n = 0
@@ -40,7 +39,7 @@ def main(argv=None):
             Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(d / f"{i:05d}.jpg", quality=90)
         for s in ("valid", "test"): shutil.copytree(root / "train", root / s)
         spec = dict(name="bench", format="folder", path=str(root), cache=str(tmp / "cache"))
-        n_train, total = a.n_jpeg, 3 * a.n_jpeg   # train + valid + test are decoded together
+        total = 3 * a.n_jpeg   # train + valid + test are decoded together
         t = time.perf_counter(); ds = load_dataset(spec, a.size); cold = time.perf_counter() - t
         t = time.perf_counter(); ds = load_dataset(spec, a.size); cached = time.perf_counter() - t
         dls, _ = make_dataloaders(ds, batch_size=64); epoch(dls)

@@ -7,7 +7,7 @@ mhsa/nonlocal <= 35 %). Without a GPU: CPU at 64 px, batch 16 (what this machine
 """
 import argparse, time
 import torch, pandas as pd
-from attnmed.models import ARCHS, ATTENTIONS, compatible, create_model
+from attnmed.models import ATTENTIONS, compatible, create_model
 
 def images_per_second(model, size, batch, steps, device, warmup=3):
     "Forward + backward + AdamW step on random data already on the device; median-free mean over `steps` after `warmup`."

@@ -7,7 +7,7 @@ Without a GPU it runs a small CPU setting (what this machine can show, not the t
 
     python bench/train.py [--archs resnet50,vgg16,densenet121] [--size 224] [--batch 64] [--n 1024] [--epochs 2]
 """
-import argparse, json, tempfile, time, warnings
+import argparse, tempfile, time, warnings
 from pathlib import Path
 warnings.filterwarnings("ignore")
 import numpy as np, torch
