@@ -41,7 +41,7 @@ clean-nbs: $(STAMP)
 	$(BIN)/nbdev-clean
 
 readme: $(STAMP)
-	$(BIN)/python tools/render_readme.py
+	$(BIN)/python tools/render_readme.py --execute
 
 bench: $(STAMP)
 	$(BIN)/python bench/data.py

@@ -9,12 +9,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import Saliency, IntegratedGradients, LayerGradCam
-from .models import attention_maps
+from .datasets import as_chw3
+from .models import attention_maps, create_model, get_arch, randomised_copy
 
 # %% auto #0
 __all__ = ['METHODS', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison', 'relevance_mass',
-           'pointing_game', 'mask_auroc', 'localisation_scores', 'shortcut_accuracies', 'shortcut_test_sets',
-           'randomised_copy', 'randomisation_test', 'concept_test', 'load_cell_model', 'normalised', 'predict_logits']
+           'pointing_game', 'mask_auroc', 'localisation_scores', 'localisation_sentence', 'shortcut_accuracies',
+           'randomisation_test', 'concept_test', 'load_cell_model', 'normalised', 'cell_input_stats', 'predict_logits']
 
 # %% ../nbs/06_explain.ipynb #c005
 METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
@@ -124,6 +125,14 @@ def localisation_scores(maps, masks) -> dict:
                 auroc=float(np.nanmean(mask_auroc(maps, masks))), n=int(keep.sum()))
 
 # %% ../nbs/06_explain.ipynb #c014
+def localisation_sentence(row:dict) -> str:
+    "One sentence for a localisation comparison row (`method`, `attention`, `arch`, `dataset`, `augment`, `variant_mean`, `baseline_mean`, `seeds`, `p_ttest_holm`)."
+    p = row.get("p_ttest_holm", np.nan)
+    ptxt = f"p={p:.2g} after Holm" if p is not None and np.isfinite(p) else f"{row['seeds']} seed(s): no test possible"
+    return (f"{row['method'].replace('_', ' ')}: +{row['attention']} on {row['arch']}, {row['dataset']}{' (aug)' if row['augment'] else ''} puts "
+            f"**{100 * row['variant_mean']:.0f} %** of attribution on the evidence vs **{100 * row['baseline_mean']:.0f} %** for the baseline ({ptxt}).")
+
+# %% ../nbs/06_explain.ipynb #c017
 def shortcut_accuracies(predict, test_sets:dict) -> dict:
     "Accuracy of `predict(images) -> predicted classes` on each counterfactual test set (`{mode: (images, labels)}`), the drops vs `as_is` (pp), and the share of predictions that change."
     preds = {m: np.asarray(predict(x)) for m, (x, _) in test_sets.items()}
@@ -135,33 +144,7 @@ def shortcut_accuracies(predict, test_sets:dict) -> dict:
             out[f"changed_{m}"] = float((preds[m] != preds["as_is"]).mean())
     return out
 
-def shortcut_test_sets(spec:dict, size:int) -> dict:
-    "The synthetic test split of `spec` as rendered, with the shortcut removed, and flipped: `{mode: (uint8 images, labels)}`."
-    from attnmed.data import synthetic_options, SYNTHETIC_KINDS, SHORTCUT_MODES
-    gen = SYNTHETIC_KINDS[spec.get("kind", "synth-derm")]
-    opts = synthetic_options(spec)
-    out = {}
-    for mode in SHORTCUT_MODES:
-        d = gen(size=size, **opts, shortcut_mode=mode)
-        out[mode] = (d["test_images"], d["test_labels"][:, 0])
-    return out
-
-# %% ../nbs/06_explain.ipynb #c017
-def randomised_copy(model:torch.nn.Module, seed:int=0) -> torch.nn.Module:
-    "A copy of `model` with every parameter re-initialised (modules' own `reset_parameters`, else normal noise)."
-    m = copy.deepcopy(model)
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    for mod in m.modules():
-        if hasattr(mod, "reset_parameters") and mod is not m:
-            try: mod.reset_parameters()
-            except Exception: pass
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if "gate" in name or p.ndim <= 1 and p.abs().sum() == 0:   # zero-initialised gates would keep the copy an identity
-                p.copy_(0.5 * torch.randn(p.shape, generator=g))
-    return m
-
+# %% ../nbs/06_explain.ipynb #c020
 def randomisation_test(model, images:torch.Tensor, method:str, threshold:float=0.5) -> dict:
     "Mean Spearman correlation between the maps of `model` and of its randomised copy; `passed` when below `threshold`."
     from scipy.stats import spearmanr
@@ -171,7 +154,7 @@ def randomisation_test(model, images:torch.Tensor, method:str, threshold:float=0
     r = float(np.nanmean(rho))
     return dict(method=method, spearman=r, passed=bool(r < threshold))
 
-# %% ../nbs/06_explain.ipynb #c019
+# %% ../nbs/06_explain.ipynb #c022
 def concept_test(scores:np.ndarray, labels:np.ndarray, concepts:np.ndarray, names:list, n_perm:int=999, seed:int=0, alpha:float=0.05, holm:bool=True):
     "Per concept: effect on `scores` given `labels` (OLS coefficient), within-label permutation p-value, Holm-adjusted p (unless `holm=False`), `used`. A pandas DataFrame."
     import pandas as pd
@@ -201,12 +184,11 @@ def concept_test(scores:np.ndarray, labels:np.ndarray, concepts:np.ndarray, name
     df["used"] = df.p_holm < alpha
     return df
 
-# %% ../nbs/06_explain.ipynb #c023
+# %% ../nbs/06_explain.ipynb #c026
 def load_cell_model(folder, n_out:int, device="cpu") -> torch.nn.Module:
     "The model of the grid cell in `folder`, with its best-validation weights, in eval mode."
     import json
     from pathlib import Path
-    from attnmed.models import create_model
     folder = Path(folder)
     p = json.loads((folder / "metrics.json").read_text())["params"]
     f = folder / "best.pth"
@@ -217,12 +199,15 @@ def load_cell_model(folder, n_out:int, device="cpu") -> torch.nn.Module:
     model.load_state_dict(state)
     return model.to(device).eval()
 
-def normalised(images:np.ndarray, train_images:np.ndarray, pretrained:bool=False, device="cpu") -> torch.Tensor:
-    "uint8 images (N x H x W or N x H x W x 3) as the normalised float N x 3 x H x W tensor the models were trained on."
-    from attnmed.data import IMAGENET_STATS, dataset_stats, _to_chw3
-    mean, std = IMAGENET_STATS if pretrained else dataset_stats(train_images)
-    x = _to_chw3(images).float().div(255)
+def normalised(images:np.ndarray, stats:tuple, device="cpu") -> torch.Tensor:
+    "uint8 images (N x H x W or N x H x W x 3) as the normalised float N x 3 x H x W tensor a model with input statistics `stats` takes."
+    mean, std = stats
+    x = as_chw3(images).float().div(255)
     return ((x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)).to(device)
+
+def cell_input_stats(params:dict, data) -> tuple:
+    "The input statistics the cell with `params` was trained with (its arch's, `Arch.input_stats`)."
+    return get_arch(params["arch"]).input_stats(params["pretrained"], data.images["train"])
 
 @torch.no_grad()
 def predict_logits(model, x:torch.Tensor, batch_size:int=128) -> torch.Tensor:

@@ -12,7 +12,9 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from pathlib import Path
 import numpy as np, torch
 from PIL import Image
-from attnmed.data import generate_synth_derm, generate_synth_mammo, load_dataset, make_dataloaders
+from functools import partial
+from attnmed.synthetic import generate
+from attnmed.datasets import load_dataset, make_dataloaders
 
 def epoch(dls):
     n = 0
@@ -26,7 +28,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     rows = []
-    for name, gen in [("synth-derm", generate_synth_derm), ("synth-mammo", generate_synth_mammo)]:
+    for name, gen in [(k, partial(generate, k)) for k in ("synth-derm", "synth-mammo")]:
         t = time.perf_counter(); gen(size=a.size, n_train=a.n_synth, n_val=2, n_test=2); dt = time.perf_counter() - t
         rows.append((f"generate {name} ({a.n_synth} at {a.size} px)", a.n_synth / dt, dt))
     tmp = Path(tempfile.mkdtemp(prefix="attnmed-bench-"))

@@ -11,7 +11,8 @@ import argparse, tempfile, time, warnings
 from pathlib import Path
 warnings.filterwarnings("ignore")
 import numpy as np, torch
-from attnmed.data import ImageSplits, SPLITS, make_dataloaders, dataset_stats
+from attnmed.data import ImageSplits, SPLITS
+from attnmed.datasets import make_dataloaders, dataset_stats
 from attnmed.models import create_model
 from attnmed.train import make_learner, seed_everything
 
@@ -24,8 +25,7 @@ def fake_data(n, size, seed=0):
 def attnmed_epoch_time(data, arch, batch, device, epochs):
     seed_everything(0)
     dls, _ = make_dataloaders(data, batch_size=batch, device=device)
-    learn = make_learner(dls, create_model(arch, "none", img_size=data.images["train"].shape[1]), progress=False)
-    learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "EpochLogger"])
+    learn = make_learner(dls, create_model(arch, "none", img_size=data.images["train"].shape[1]), progress=False, log=False)
     times = []
     class Timer(__import__("fastai").callback.core.Callback):
         def before_epoch(self):
@@ -63,14 +63,16 @@ def plain_epoch_time(data, arch, batch, device, epochs):
     return min(times[1:] or times)
 
 def papermill_overhead(repeats=3):
-    import nbformat, papermill as pm
+    "Seconds per run of a trivial notebook through attnmed's own notebook runner (`attnmed.execute.execute_notebook`, as the grid runs cells)."
+    import nbformat
+    from attnmed.execute import execute_notebook
     with tempfile.TemporaryDirectory() as d:
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell("y = x + 1")])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
         f = Path(d) / "trivial.ipynb"; nbformat.write(nb, f)
         ts = []
         for i in range(repeats):
-            t = time.perf_counter(); pm.execute_notebook(str(f), str(Path(d) / f"out{i}.ipynb"), parameters={"x": i}, progress_bar=False); ts.append(time.perf_counter() - t)
+            t = time.perf_counter(); execute_notebook(f, Path(d) / f"out{i}.ipynb", {"x": i}); ts.append(time.perf_counter() - t)
     return float(np.median(ts))
 
 def main(argv=None):

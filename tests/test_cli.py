@@ -75,7 +75,7 @@ def test_failing_cell_does_not_stop_the_grid(tmp):
 @pytest.mark.parametrize("over,message", [
     (dict(epoch=3), "field 'epoch': unknown key(s) 'epoch'; valid keys are: name"),
     (dict(datasets=[dict(name="m", format="medmnist", path="missing/chest.npz")]), "dataset 'm': path"),
-    (dict(archs=["resnet19"]), "field 'archs': unknown arch(s) ['resnet19']; valid: resnet10t"),
+    (dict(archs=["resnet19"]), "field 'archs': unknown arch 'resnet19' (did you mean 'resnet18'?); valid archs: resnet10t"),
 ])
 def test_bad_config_refused_before_training(tmp, over, message):
     study = tiny_study(tmp, name="bad", **over)
@@ -96,7 +96,8 @@ def test_relative_out_folder(tmp):
 def test_papermill_by_hand(tmp):
     out_nb, cell = tmp / "out.ipynb", tmp / "cell"
     r = run(["papermill", str(ROOT / "nbs/experiment.ipynb"), str(out_nb), "-p", "arch", "resnet10t", "-p", "attention", "cbam",
-             "-p", "epochs", "1", "-p", "image_size", "32", "-p", "out_dir", str(cell), "-p", "data_path", str(tmp / "data")])
+             "-p", "epochs", "1", "-p", "image_size", "32", "-p", "out_dir", str(cell),
+             "-y", f"dataset: {{name: d, format: synthetic, path: {tmp / 'data'}, n_train: 64, n_val: 32, n_test: 32}}"])
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((cell / "metrics.json").read_text())
     assert m["params"]["attention"] == "cbam" and m["params"]["image_size"] == 32

@@ -4,7 +4,8 @@ from pathlib import Path
 import nbformat, pytest, yaml
 from conftest import ROOT, BIN, tiny_study, run
 from attnmed.config import load_study
-from attnmed.grid import run_cell, study_cells, cell_dir
+from attnmed.grid import run_cell
+from attnmed.study import study_cells, cell_dir
 
 def test_kill_and_resume_loses_and_redoes_nothing(tmp):
     study = tiny_study(tmp, name="kill", seeds=[0, 1])          # 4 cells
@@ -33,8 +34,8 @@ def test_kernel_env_pins_gpu(tmp):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
     f = tmp / "probe.ipynb"; nbformat.write(nb, f)
     cell = study_cells(load_study(tiny_study(tmp)))[0]
-    assert run_cell(cell, tmp / "out", notebook=f, env={"CUDA_VISIBLE_DEVICES": 3}) == "done"
-    assert json.loads((cell_dir(tmp / "out", cell) / "metrics.json").read_text())["cvd"] == "3"
+    assert run_cell(cell, tmp / "out" / "tiny", notebook=f, env={"CUDA_VISIBLE_DEVICES": 3}) == "done"
+    assert json.loads((cell_dir(tmp / "out" / "tiny", cell) / "metrics.json").read_text())["cvd"] == "3"
     assert os.environ.get("CUDA_VISIBLE_DEVICES") != "3"
 
 def test_search_feeds_the_grid(tmp):

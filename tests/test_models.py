@@ -1,58 +1,78 @@
-"""Every arch x attention at 64 px on the CPU: builds, trains a step, starts as the backbone, exposes its maps."""
-import os, subprocess, sys
+"""Every registered arch x attention variant, driven by the registries' declarations (no variant is tested by its name here):
+it builds, trains a step with a gradient in every parameter, puts what it added in the group that trains while the backbone is
+frozen, starts as the backbone when it is inserted, exposes its maps, and survives the randomisation test's copy."""
+import functools, os, subprocess, sys
 import pytest, timm, torch
-from attnmed.models import (ARCHS, ATTENTIONS, GatedResidual, MLDAMHead, ModelError, attention_maps, compatible,
-                            copy_backbone_weights, create_model, splitter)
+from attnmed.models import (ARCHS, ATTENTIONS, ModelError, added_modules, attention_maps, compatible, create_model, get_attention,
+                            randomised_copy, splitter)
+from attnmed.explain import randomisation_test
 
 PAIRS = [(a, t) for a in ARCHS for t in ATTENTIONS if compatible(a, t)]
-INSERTED = [t for t, v in ATTENTIONS.items() if v.make is not None]
-n_params = lambda m: sum(p.numel() for p in m.parameters())
+SIZE = 64
+
+@functools.lru_cache(maxsize=2)
+def bare(arch):
+    "The arch with attention 'none', seed 0 (shared by the pairs of one arch)."
+    return create_model(arch, "none", n_out=3, img_size=SIZE, seed=0).eval()
+
+def as_if_trained(model):
+    """Move every parameter off its initial value (zero-initialised gates to 0.5, the rest by a little noise), so that no zero init
+    (the gates, timm's zero-initialised last BatchNorm of each residual block) keeps a used parameter off the gradient path."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 0 and p == 0: p.fill_(0.5)
+            else: p.add_(0.01 * torch.randn(p.shape, generator=g))
 
 @pytest.mark.parametrize("arch,attention", PAIRS, ids=[f"{a}-{t}" for a, t in PAIRS])
-def test_forward_backward_and_gradients(arch, attention):
-    torch.manual_seed(0)
-    m = create_model(arch, attention, n_out=3, img_size=64).train()
-    for mod in m.modules():   # open the zero-initialised gates so every new parameter is on the gradient path
-        if isinstance(mod, GatedResidual): mod.gamma.data.fill_(0.5)
-        if isinstance(mod, MLDAMHead) and mod.mode == "principled": mod.gamma_pam.data.fill_(0.5); mod.gamma_cam.data.fill_(0.5)
-    x = torch.randn(2, 3, 64, 64)
+def test_every_pair(arch, attention):
+    variant = get_attention(attention)
+    base = bare(arch)
+    m = create_model(arch, attention, n_out=3, img_size=SIZE, seed=0)
+    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    # paired by seed: an inserted variant starts as the backbone (same weights, same function)
+    if variant.kind == "inserted":
+        with torch.no_grad(): torch.testing.assert_close(m.eval()(x), base(x), rtol=1e-4, atol=1e-5)
+    # what the variant added (every parameter the bare model does not have) trains while the backbone is frozen
+    base_params = [p.detach() for p in base.parameters()]
+    frozen, trainable = splitter(m)
+    trainable_ids = {id(p) for p in trainable}
+    new = [n for n, p in m.named_parameters() if not any(q.shape == p.shape and torch.equal(q, p.detach()) for q in base_params)]
+    assert not [n for n, p in m.named_parameters() if n in new and id(p) not in trainable_ids], "added parameters in the frozen group"
+    if attention != "none": assert new and added_modules(m), "the variant adds modules and marks them"
+    assert len(frozen) > 0
+    # one training step: every parameter of the model receives a gradient (nothing sits unused)
+    as_if_trained(m); m.train()
     out = m(x)
     assert out.shape == (2, 3) and torch.isfinite(out).all()
     out.square().sum().backward()
-    backbone, new = splitter(m)
-    assert len(backbone) > 0
-    if attention != "none":
-        assert new, "the variant adds parameters"
-        dead = [i for i, p in enumerate(new) if p.grad is None or p.grad.abs().sum() == 0]
-        assert not dead, f"{len(dead)} of {len(new)} new parameter tensors got no gradient"
+    dead = [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead, f"parameters without a gradient: {dead[:8]}"
+    # the opened insertion changes the computation
+    if variant.kind == "inserted":
+        with torch.no_grad(): assert (m.eval()(x) - base(x)).abs().max() > 1e-4
+    # maps of the added attention modules, at the module's resolution
+    maps = attention_maps(m.eval(), x)
+    assert all(v.ndim == 3 and v.shape[0] == 2 and torch.isfinite(v).all() for v in maps.values())
 
-@pytest.mark.parametrize("arch", list(ARCHS))
-def test_none_is_exactly_the_library_model(arch):
-    from attnmed.models import _timm_kwargs
-    spec = ARCHS[arch]
-    assert n_params(create_model(arch, img_size=64)) == n_params(timm.create_model(spec.timm_name, num_classes=2, **_timm_kwargs(spec, 64)))
-
-CNN_INSERTED = [(a, t) for a in ARCHS if ARCHS[a].is_cnn for t in INSERTED]
-@pytest.mark.parametrize("arch,attention", CNN_INSERTED, ids=[f"{a}-{t}" for a, t in CNN_INSERTED])
-def test_identity_at_init(arch, attention):
-    torch.manual_seed(1)
-    base = create_model(arch, img_size=64).eval()
-    m = copy_backbone_weights(base, create_model(arch, attention, img_size=64)).eval()
-    x = torch.randn(2, 3, 64, 64)
-    rel = lambda a, b: float((a - b).norm() / b.norm())
-    with torch.no_grad(): assert rel(m(x), base(x)) < 1e-4
-    # and the insertion does change the computation once its gate opens
-    for mod in m.modules():
-        if isinstance(mod, GatedResidual): mod.gamma.data.fill_(1.0)
-    with torch.no_grad(): assert rel(m(x), base(x)) > 1e-3
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
+def test_randomisation_test_works_for_every_variant(attention):
+    "The sanity test's randomised copy of every registered variant runs on its own weights (and hooks) and differs everywhere."
+    arch = next(a for a in ["resnet10t", *ARCHS] if compatible(a, attention))
+    m = create_model(arch, attention, img_size=SIZE, seed=0).eval()
+    as_if_trained(m)
+    r = randomised_copy(m).eval()
+    assert all(not torch.equal(a, b) for a, b in zip(m.parameters(), r.parameters()))
+    res = randomisation_test(m, torch.randn(2, 3, SIZE, SIZE), "saliency")
+    assert -1 <= res["spearman"] <= 1
 
 @pytest.mark.parametrize("arch,attention,expected", [
     ("resnet18", "cbam", {"layer1.1": (32, 16), "layer2.1": (16, 8), "layer3.1": (8, 4), "layer4.1": (4, 2)}),
     ("resnet18", "nonlocal", {"layer3.1": (8, 4), "layer3.1.attn": (8, 4)}),
     ("vgg16", "se", {"features.15.1": (32, 16), "features.22.1": (16, 8), "features.29.1": (8, 4)}),
     ("densenet121", "mhsa", {"features.norm5.1": (4, 2), "features.norm5.1.attn": (4, 2)}),
-    ("resnet50", "mldam", {"head.pam": (4, 2)}),
-    ("vgg16", "mldam-seed", {"head.pam": (4, 2)}),
+    ("resnet50", "mldam", {"head": (4, 2)}),
+    ("vgg16", "mldam-seed", {"head": (4, 2)}),
     ("resnet50", "botnet", {"layer4.0.conv2.0": (8, 4), "layer4.1.conv2": (4, 2), "layer4.2.conv2": (4, 2)}),
     ("resnet18", "ga", {"layer3.1": (8, 4), "layer3.1.attn": (8, 4), "layer4.1": (4, 2), "layer4.1.attn": (4, 2)}),
     ("efficientnet_b0", "la", {"blocks.4.1": (8, 4), "blocks.4.1.attn": (8, 4), "blocks.6.1": (4, 2), "blocks.6.1.attn": (4, 2)}),
@@ -65,10 +85,17 @@ def test_attention_map_shapes(arch, attention, expected, size_index, size):
     maps = attention_maps(m, torch.randn(2, 3, size, size))
     assert {k: tuple(v.shape) for k, v in maps.items()} == {k: (2, hw[size_index], hw[size_index]) for k, hw in expected.items()}
 
-def test_bad_names_list_the_valid_ones():
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_none_is_exactly_the_library_model(arch):
+    a = ARCHS[arch]
+    assert sum(p.numel() for p in create_model(arch, img_size=SIZE).parameters()) == sum(
+        p.numel() for p in timm.create_model(a.timm_name, num_classes=2, **a.timm_kwargs(SIZE)).parameters())
+
+def test_bad_names_and_unsupported_pairs_say_why():
     with pytest.raises(ModelError, match="valid archs: resnet10t, resnet18, resnet50, vgg16, densenet121"): create_model("resnet101")
     with pytest.raises(ModelError, match="valid attentions: none, se, cbam, eca, nonlocal, mhsa, botnet, ga, la, ela, mldam, mldam-seed, mlphead"): create_model("resnet18", "danet")
-    with pytest.raises(ModelError, match="transformer baseline"): create_model("swin_tiny", "cbam")
+    with pytest.raises(ModelError, match="swin_tiny is a transformer baseline"): create_model("swin_tiny", "cbam")
+    with pytest.raises(ModelError, match="vgg16 has no spatial convolution"): create_model("vgg16", "ela")
 
 def test_pretrained_offline_is_a_clear_error(tmp_path):
     "With no weights in the (empty) caches and no network, asking for pretrained weights is an error that says what to do."
@@ -88,34 +115,27 @@ def test_pretrained_from_a_weights_file(tmp_path):
     with pytest.raises(ModelError, match="not found"): create_model("resnet10t", pretrained=str(tmp_path / "nope.pth"))
 
 def test_botnet_replaces_the_last_stage_convolutions():
-    from attnmed.models import SelfAttention2d
+    from attnmed.layers import SelfAttention2d
     m = create_model("resnet50", "botnet", img_size=64)
     assert all(isinstance(b.conv2, SelfAttention2d) or isinstance(b.conv2[0], SelfAttention2d) for b in m.layer4)
     assert not any(isinstance(mod, torch.nn.Conv2d) and mod.kernel_size == (3, 3) for mod in m.layer4.modules())
     assert all(isinstance(b.conv2, torch.nn.Conv2d) for b in m.layer3)   # earlier stages untouched
 
-@pytest.mark.parametrize("arch", ["resnet18", "efficientnet_b0"])
-@pytest.mark.parametrize("attention", ["ga", "la", "ela"])
-def test_seed000_variants_train_a_step_and_expose_maps(arch, attention):
-    torch.manual_seed(0)
-    m = create_model(arch, attention, img_size=64).train()
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
-    loss = torch.nn.functional.cross_entropy(m(torch.randn(4, 3, 64, 64)), torch.tensor([0, 1, 0, 1]))
-    loss.backward(); opt.step()
-    maps = attention_maps(m.eval(), torch.randn(2, 3, 64, 64))
-    assert maps and all(v.shape[0] == 2 and v.ndim == 3 and torch.isfinite(v).all() for v in maps.values())
-
 def test_ela_embeds_local_attention_in_the_last_stage():
-    from attnmed.models import LocalSelfAttention2d
+    from attnmed.layers import LocalSelfAttention2d
     r = create_model("resnet18", "ela", img_size=64)
     assert all(isinstance(b.conv2, LocalSelfAttention2d) for b in r.layer4) and all(isinstance(b.conv2, torch.nn.Conv2d) for b in r.layer3)
     e = create_model("efficientnet_b0", "ela", img_size=64)
     assert all(isinstance(b.conv_dw, LocalSelfAttention2d) for b in e.blocks[6]) and isinstance(e.blocks[5][0].conv_dw, torch.nn.Conv2d)
-    with pytest.raises(ModelError, match="needs a ResNet or an EfficientNet"): create_model("vgg16", "ela")
 
-def test_mldam_runs_the_backbone_once():
-    m = create_model("resnet50", "mldam", img_size=64)
+def test_mldam_runs_the_backbone_once_and_mlphead_is_mldam_without_attention():
+    m = create_model("resnet50", "mldam", img_size=64, seed=0)
     calls = []
     m.backbone.conv1.register_forward_hook(lambda *a: calls.append(1))
     m(torch.randn(1, 3, 64, 64))
     assert len(calls) == 1
+    ctrl = create_model("resnet50", "mlphead", img_size=64, seed=0)
+    assert set(m.state_dict()) - set(ctrl.state_dict()) == {"head.gamma_pam", "head.gamma_cam"}
+    ctrl.load_state_dict({k: v for k, v in m.state_dict().items() if k in ctrl.state_dict()})
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad(): torch.testing.assert_close(m.eval()(x), ctrl.eval()(x))   # MLDAM with its attention at zero = the control

@@ -8,6 +8,14 @@ from render_readme import render_readme
 def test_readme_is_rendered_from_index():
     assert (ROOT / "README.md").read_text() == render_readme(), "README.md differs from nbs/index.ipynb: run `make readme`"
 
+def test_readme_tables_are_the_registries():
+    "The README's tables (settings, formats and their options, archs, attention variants) are what the registries say now."
+    import nbformat
+    from render_readme import INDEX, is_generated, generated_text, run_generated
+    cells = [c for c in nbformat.read(INDEX, as_version=4).cells if is_generated(c)]
+    assert len(cells) >= 4
+    for c in cells: assert generated_text(c) == run_generated(c), f"a README table is out of date: run `make readme`\n{c.source}"
+
 def test_readme_starts_with_the_two_commands():
     text = (ROOT / "README.md").read_text()
     first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", text, re.S).group(1)
@@ -34,6 +42,50 @@ def test_library_in_sync_with_notebooks(tmp_path):
 def test_parameterised_notebooks_keep_their_parameters_cell():
     "papermill needs a cell tagged 'parameters'; nbdev-clean must not strip it (allowed_cell_metadata_keys)."
     import nbformat
-    for name in ["experiment.ipynb", "report.ipynb"]:
+    for name in ["experiment.ipynb", "explain.ipynb", "report.ipynb"]:
         nb = nbformat.read(ROOT / "nbs" / name, as_version=4)
         assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1, name
+
+def test_layers_never_point_up():
+    "No import cycle among attnmed's modules, no module takes another's private name, and no notebook imports a higher-numbered one."
+    import ast
+    pkg = ROOT / "attnmed"
+    mods = {f.stem: f for f in pkg.glob("*.py") if f.stem not in ("__init__", "_modidx")}
+    edges, private = {}, []
+    for name, f in mods.items():
+        deps = set()
+        for n in ast.walk(ast.parse(f.read_text())):
+            if isinstance(n, ast.ImportFrom) and n.module is not None and (n.level or n.module.startswith("attnmed")):
+                target = n.module.split(".")[-1]
+                if target in mods: deps.add(target)
+                deps |= {a.name for a in n.names if a.name in mods}
+                private += [f"{name} takes {target}.{a.name}" for a in n.names if a.name.startswith("_") and target in mods]
+            elif isinstance(n, ast.ImportFrom) and n.level and n.module is None: deps |= {a.name for a in n.names if a.name in mods}
+        edges[name] = deps - {name}
+    def reach(start):
+        seen, todo = set(), list(edges[start])
+        while todo:
+            m = todo.pop()
+            if m not in seen: seen.add(m); todo += list(edges.get(m, ()))
+        return seen
+    assert not [m for m in mods if m in reach(m)], "import cycle"
+    assert not private, private
+    nb_of = {}   # module -> its notebook's number prefix
+    for nb in (ROOT / "nbs").glob("*.ipynb"):
+        m = re.search(r"#\|\s*default_exp\s+(\w+)", nb.read_text())
+        if m: nb_of[m.group(1)] = nb.stem
+    for nb in (ROOT / "nbs").glob("[0-9]*.ipynb"):
+        used = set(re.findall(r"(?:from|import) attnmed\.(\w+)", nb.read_text()))
+        higher = [u for u in used if u in nb_of and nb_of[u] > nb.stem]
+        assert not higher, f"{nb.name} imports higher notebooks' modules {higher}"
+
+def test_experiment_parameters_cell_matches_the_declarations():
+    "The experiment notebook's parameters cell assigns exactly a cell's parameters, each setting at its declared default."
+    import ast, nbformat
+    from attnmed.config import PARAMS, CELL_KEYS
+    nb = nbformat.read(ROOT / "nbs" / "experiment.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    values = {t.id: ast.literal_eval(n.value) for n in ast.parse(cell.source).body for t in n.targets}
+    assert set(CELL_KEYS) <= set(values), set(CELL_KEYS) - set(values)
+    assert set(values) - set(CELL_KEYS) == {"tuned", "out_dir", "n_saliency"}
+    for k, p in PARAMS.items(): assert values[k] == p.default and type(values[k]) is p.type, (k, values[k], p.default)

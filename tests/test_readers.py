@@ -3,8 +3,9 @@ import json, os, shutil
 from pathlib import Path
 import numpy as np, pandas as pd
 import pytest, yaml
-from attnmed.data import DataError, SPLITS, load_dataset, check_dataset
-from attnmed import readers as R
+from attnmed.data import DataError, DatasetFormat, SPLITS, FORMATS
+from attnmed.datasets import load_dataset, check_dataset
+from attnmed import readers as R, testing as T
 from conftest import run
 
 def n_items(ds): return sum(len(ds.labels[s]) for s in SPLITS)
@@ -15,7 +16,7 @@ def load(tmp, **spec):
 # --- ISIC 2019 -------------------------------------------------------------------------------------------------
 
 def test_isic2019_groups_by_lesion_and_maps_binary(tmp):
-    root = R.write_sample_isic2019(tmp / "isic", n=60)
+    root = T.write_sample_isic2019(tmp / "isic", n=60)
     ds = load(tmp, format="isic2019", path=str(root), positive="MEL")
     assert ds.class_names == ["other", "MEL"] and n_items(ds) == 60
     lesions = {s: set(ds.patients[s]) for s in SPLITS}
@@ -25,7 +26,7 @@ def test_isic2019_groups_by_lesion_and_maps_binary(tmp):
     assert no_lesion and all(i in set().union(*lesions.values()) for i in no_lesion), "an image without lesion_id is its own group"
 
 def test_isic2019_without_metadata_and_errors(tmp):
-    root = R.write_sample_isic2019(tmp / "isic", n=40)
+    root = T.write_sample_isic2019(tmp / "isic", n=40)
     (root / "ISIC_2019_Training_Metadata.csv").unlink()
     assert n_items(load(tmp, format="isic2019", path=str(root))) == 40
     with pytest.raises(DataError, match="option 'positive' has unknown class"): load(tmp, format="isic2019", path=str(root), positive=["MELANOMA"])
@@ -34,7 +35,7 @@ def test_isic2019_without_metadata_and_errors(tmp):
     with pytest.raises(DataError, match=r"GroundTruth.csv, line 8, column 'NV': expected 0.0 or 1.0, got 'yes'"): load(tmp, format="isic2019", path=str(root))
     df.drop(columns=["SCC"]).to_csv(gt, index=False)
     with pytest.raises(DataError, match=r"missing column\(s\) \['SCC'\]"): load(tmp, format="isic2019", path=str(root))
-    R.write_sample_isic2019(root, n=40)
+    T.write_sample_isic2019(root, n=40)
     (root / "ISIC_2019_Training_Input" / "ISIC_0000007.jpg").unlink()
     with pytest.raises(DataError, match=r"1 of 40 listed image file\(s\) not found, e.g. \['.*ISIC_0000007.jpg'\]"): load(tmp, format="isic2019", path=str(root))
     shutil.rmtree(root / "ISIC_2019_Training_Input")
@@ -44,7 +45,7 @@ def test_isic2019_without_metadata_and_errors(tmp):
 
 @pytest.mark.parametrize("jpeg", [False, True])
 def test_cbis_ddsm_official_split_and_swapped_crops(tmp, jpeg):
-    root = R.write_sample_cbis_ddsm(tmp / "cbis", jpeg=jpeg, swap_every=2)
+    root = T.write_sample_cbis_ddsm(tmp / "cbis", jpeg=jpeg, swap_every=2)
     ds = load(tmp, format="cbis-ddsm", path=str(root))
     assert ds.channels == 1 and ds.class_names == ["benign", "malignant"]
     for s in SPLITS: assert not np.isin(ds.images[s], (0, 255)).all((1, 2)).any(), "an ROI mask was taken for a crop"
@@ -56,7 +57,7 @@ def test_cbis_ddsm_official_split_and_swapped_crops(tmp, jpeg):
 
 def test_cbis_ddsm_tcia_retriever_layout_and_monochrome1(tmp):
     "TCIA's downloader renames files (1-1.dcm) and adds date/series folders: the reader finds them under the case folder."
-    root = R.write_sample_cbis_ddsm(tmp / "cbis", n_patients=6)
+    root = T.write_sample_cbis_ddsm(tmp / "cbis", n_patients=6)
     for f in list((root / "CBIS-DDSM").rglob("*.dcm")):
         case, study, series = f.relative_to(root / "CBIS-DDSM").parts[:3]
         new = root / "CBIS-DDSM" / case / "07-20-2016-DDSM-74994" / f"1.000000-{series[-5:]}" / f"1-{f.stem[-1]}.dcm"
@@ -65,13 +66,13 @@ def test_cbis_ddsm_tcia_retriever_layout_and_monochrome1(tmp):
     crops = load(tmp, format="cbis-ddsm", path=str(root), image="crop")
     assert n_items(full) == n_items(crops) == 24
     a = np.zeros((20, 20), np.uint8); a[5:10] = 200
-    f = R.write_dicom(tmp / "m1.dcm", a, monochrome1=True)
+    f = T.write_dicom(tmp / "m1.dcm", a, monochrome1=True)
     assert R.read_dicom(f)[7, 0] > 200 and R.read_dicom(f)[0, 0] < 50, "MONOCHROME1 is inverted back"
 
 def test_cbis_ddsm_errors(tmp):
-    root = R.write_sample_cbis_ddsm(tmp / "cbis", n_patients=12)
-    with pytest.raises(DataError, match="option 'abnormality' must be mass, calc or both"): load(tmp, format="cbis-ddsm", path=str(root), abnormality="masses")
-    with pytest.raises(DataError, match=r"unknown option\(s\) \['crop'\] for format cbis-ddsm"): load(tmp, format="cbis-ddsm", path=str(root), crop=True)
+    root = T.write_sample_cbis_ddsm(tmp / "cbis", n_patients=12)
+    with pytest.raises(DataError, match="field 'abnormality': expected one of mass, calc, both, got 'masses'"): load(tmp, format="cbis-ddsm", path=str(root), abnormality="masses")
+    with pytest.raises(DataError, match=r"unknown option 'crop' for format cbis-ddsm"): load(tmp, format="cbis-ddsm", path=str(root), crop=True)
     (root / R.CBIS_FILES[("calc", "test")]).unlink()
     with pytest.raises(DataError, match="calc_case_description_test_set.csv: file not found"): load(tmp, format="cbis-ddsm", path=str(root))
     assert n_items(load(tmp, format="cbis-ddsm", path=str(root), abnormality="mass")) > 0
@@ -81,7 +82,7 @@ def test_cbis_ddsm_errors(tmp):
 # --- MIMIC-CXR-JPG ----------------------------------------------------------------------------------------------
 
 def test_mimic_cxr_views_uncertainty_and_split(tmp, capsys):
-    root = R.write_sample_mimic_cxr(tmp / "mimic", n_subjects=20)
+    root = T.write_sample_mimic_cxr(tmp / "mimic", n_subjects=20)
     spec = dict(format="mimic-cxr-jpg", path=str(root), finding="Pleural Effusion")
     ign, zeros, ones = (load(tmp, **spec, uncertain=u) for u in ("ignore", "zeros", "ones"))
     assert "left out 40 image(s): view not in PA/AP" in capsys.readouterr().out, "dropped images are counted, not silent"
@@ -94,9 +95,9 @@ def test_mimic_cxr_views_uncertainty_and_split(tmp, capsys):
     assert n_items(pa_only) == 20
 
 def test_mimic_cxr_errors(tmp):
-    root = R.write_sample_mimic_cxr(tmp / "mimic", n_subjects=10)
+    root = T.write_sample_mimic_cxr(tmp / "mimic", n_subjects=10)
     spec = dict(format="mimic-cxr-jpg", path=str(root), finding="Pleural Effusion")
-    with pytest.raises(DataError, match="option 'uncertain' must be ignore, zeros or ones"): load(tmp, **spec, uncertain="maybe")
+    with pytest.raises(DataError, match="field 'uncertain': expected one of ignore, zeros, ones"): load(tmp, **spec, uncertain="maybe")
     f = root / "mimic-cxr-2.0.0-split.csv.gz"
     df = pd.read_csv(f, dtype=str); df.loc[3, "split"] = "valid"; df.to_csv(f, index=False, compression="gzip")
     with pytest.raises(DataError, match=r"split.csv.gz, line 5, column 'split': expected train, validate or test, got 'valid'"): load(tmp, **spec)
@@ -106,7 +107,7 @@ def test_mimic_cxr_errors(tmp):
 # --- folder and csv ---------------------------------------------------------------------------------------------
 
 def test_folder_errors(tmp):
-    root = R.write_sample_folder(tmp / "tree")
+    root = T.write_sample_folder(tmp / "tree")
     (root / "extra").mkdir()
     with pytest.raises(DataError, match="mixes split folders"): load(tmp, format="folder", path=str(root))
     (root / "extra").rmdir()
@@ -114,11 +115,11 @@ def test_folder_errors(tmp):
     with pytest.raises(DataError, match=r"class\(es\) \['malignant'\] have no folder in the training split"): load(tmp, format="folder", path=str(root))
     (root / "train" / "malignant").mkdir()
     with pytest.raises(DataError, match="malignant: class folder holds no images"): load(tmp, format="folder", path=str(root))
-    flat = R.write_sample_folder(tmp / "flat", splits=None)
+    flat = T.write_sample_folder(tmp / "flat", splits=None)
     with pytest.raises(DataError, match="does not match file name"): load(tmp, format="folder", path=str(flat), patient_pattern=r"^(patient\d+)")
 
 def test_csv_errors_and_official_split(tmp):
-    f = R.write_sample_csv(tmp / "c", n=40)
+    f = T.write_sample_csv(tmp / "c", n=40)
     df = pd.read_csv(f)
     df["set"] = ["test" if i < 9 else "train" for i in range(40)]; df.to_csv(f, index=False)   # patients pt0..pt2
     spec = dict(format="csv", path=str(f), label_column="diagnosis", patient_column="patient", split_column="set")
@@ -136,7 +137,7 @@ def test_csv_errors_and_official_split(tmp):
 # --- decoding, corrupt files, cache ------------------------------------------------------------------------------
 
 def test_truncated_jpeg_is_named_or_skipped_and_listed(tmp):
-    root = R.write_sample_isic2019(tmp / "isic", n=40)
+    root = T.write_sample_isic2019(tmp / "isic", n=40)
     img = root / "ISIC_2019_Training_Input" / "ISIC_0000011.jpg"
     img.write_bytes(img.read_bytes()[:200])
     with pytest.raises(DataError, match=r"1 image file\(s\) cannot be decoded, e.g. .*ISIC_0000011.jpg.*skip_corrupt: true"): load(tmp, format="isic2019", path=str(root))
@@ -144,7 +145,7 @@ def test_truncated_jpeg_is_named_or_skipped_and_listed(tmp):
     assert n_items(ds) == 39 and len(ds.extras["skipped"]) == 1 and "ISIC_0000011.jpg" in ds.extras["skipped"][0]
 
 def test_cache_is_reused_and_invalidated(tmp, monkeypatch):
-    f = R.write_sample_csv(tmp / "c", n=30)
+    f = T.write_sample_csv(tmp / "c", n=30)
     spec = dict(format="csv", path=str(f), label_column="diagnosis")
     first = load(tmp, **spec)
     calls = []
@@ -158,23 +159,21 @@ def test_cache_is_reused_and_invalidated(tmp, monkeypatch):
     assert len(calls) == 30, "a changed file rebuilds the cache"
     assert len(list((tmp / "cache").glob("*.npz"))) == 2
 
-# --- every format through attnmed-grid ----------------------------------------------------------------------------
+# --- every registered format through attnmed-grid ----------------------------------------------------------------
+
+def test_every_format_has_an_example():
+    "Every registered format can write a small sample of itself (the registry-driven test below needs it)."
+    for name, fmt in FORMATS.items():
+        assert type(fmt).example is not DatasetFormat.example, f"format {name} has no example()"
 
 def test_one_epoch_study_on_every_format(tmp):
-    rng = np.random.default_rng(0)
-    npz = tmp / "pneumoniamnist.npz"
-    np.savez(npz, **{f"{s}_images": rng.integers(0, 255, (40, 28, 28), dtype=np.uint8) for s in SPLITS},
-             **{f"{s}_labels": (np.arange(40) % 2)[:, None].astype(np.uint8) for s in SPLITS})
-    datasets = [
-        dict(name="derm", format="synthetic", path="synth", n_train=48, n_val=16, n_test=16),
-        dict(name="mammo", format="synthetic", kind="synth-mammo", path="synth", n_train=48, n_val=16, n_test=16),
-        dict(name="pneumonia", format="medmnist", path=str(npz)),
-        dict(name="isic", format="isic2019", path=str(R.write_sample_isic2019(tmp / "isic", n=40)), positive=["MEL"], cache="cache"),
-        dict(name="cbis", format="cbis-ddsm", path=str(R.write_sample_cbis_ddsm(tmp / "cbis", jpeg=True)), cache="cache"),
-        dict(name="cxr", format="mimic-cxr-jpg", path=str(R.write_sample_mimic_cxr(tmp / "mimic")), finding="Pleural Effusion", uncertain="ones", cache="cache"),
-        dict(name="tree", format="folder", path=str(R.write_sample_folder(tmp / "tree")), cache="cache"),
-        dict(name="table", format="csv", path=str(R.write_sample_csv(tmp / "c")), label_column="diagnosis", patient_column="patient", cache="cache"),
-    ]
+    "A 1-epoch grid on a sample of every registered format (camelyon17 included), with a study-relative cache folder."
+    datasets = []
+    for name, fmt in FORMATS.items():
+        spec = dict(name=name, **fmt.example(tmp / "data" / name))
+        if any(o.name == "cache" for o in fmt.options_for(spec)): spec["cache"] = "cache"
+        datasets.append(spec)
+    datasets.append(dict(name="mammo", **{**FORMATS["synthetic"].example(tmp / "data" / "mammo"), "kind": "synth-mammo"}))
     study = tmp / "formats.yaml"
     study.write_text(yaml.safe_dump(dict(name="formats", datasets=datasets, archs=["resnet10t"], attentions=["none"], seeds=[0],
                                          epochs=1, image_size=32, batch_size=16, device="cpu", imbalance="weighted_loss")))
@@ -182,5 +181,7 @@ def test_one_epoch_study_on_every_format(tmp):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     for d in datasets:
         m = json.loads((tmp / "out" / "formats" / d["name"] / "resnet10t/none/noaug/seed0/metrics.json").read_text())
-        assert 0 <= m["balanced_accuracy"] <= 1 and m["params"]["data_format"] == d["format"] and m["params"]["imbalance"] == "weighted_loss"
-    assert list((tmp / "cache").glob("cbis_32px_1ch_*.npz")), "the study-relative cache folder was used"
+        assert 0 <= m["balanced_accuracy"] <= 1 and m["params"]["dataset"]["format"] == d["format"] and m["params"]["imbalance"] == "weighted_loss"
+    assert list((tmp / "cache").glob("cbis-ddsm_32px_1ch_*.npz")), "the study-relative cache folder was used"
+    m = json.loads((tmp / "out/formats/camelyon17/resnet10t/none/noaug/seed0/metrics.json").read_text())
+    assert 0 <= m["balanced_accuracy_ood_test"] <= 1, "camelyon17's out-of-distribution hospital is evaluated"
