@@ -4,10 +4,12 @@
 
 # %% ../nbs/00_config.ipynb #c002
 from __future__ import annotations
-import dataclasses, datetime, importlib, importlib.util, itertools, json, math, os, re, sys, tempfile
+import dataclasses, datetime, importlib, importlib.util, itertools, json, math, os, re, sys, tempfile, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
+# fastai's import runs torch.jit.script, which torch now deprecates: a warning nobody using attnmed can act on
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 # %% auto #0
 __all__ = ['PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS', 'CELL_KEYS',
@@ -101,6 +103,11 @@ PARAMS = {p.name: p for p in [
     Param("compile", bool, False, "torch.compile the model (worth it on a GPU for long runs)"),
     Param("imbalance", str, "none", "class imbalance: weighted_loss weights the loss by inverse class frequency, oversample draws classes equally often",
           choices=("none", "weighted_loss", "oversample")),
+    Param("head", str, "pooled", "classifier of none and the inserted variants: pooled (timm's: global average pooling + linear) or flatten (the last feature map flattened into one linear layer, as Gonçalves & Cardoso's baselines)",
+          choices=("pooled", "flatten")),
+    Param("protocol", str, "attnmed", "training protocol: attnmed (AdamW, one-cycle, best validation balanced accuracy, flips / rotation / zoom / lighting) or seed001 (Gonçalves & Cardoso's: Adam, constant learning rate, best validation loss, their affine augmentation and horizontal flip)",
+          choices=("attnmed", "seed001")),
+    Param("split_seeds", bool, False, "each seed draws its own data split (carved splits; the synthetic benchmark's sample), so the split's variation enters the comparisons"),
 ]}
 
 # %% ../nbs/00_config.ipynb #c014
@@ -113,6 +120,9 @@ Study = dataclasses.make_dataclass("Study", [
     *[(p.name, p.type, field(default=p.default)) for p in PARAMS.values()],
     ("search", dict | None, field(default=None)),       # the hyperparameter search block (`parse_search`); None: no search
     ("plugins", list, field(default_factory=list)),     # Python files (absolute paths) or module names imported first
+    ("comparisons", list, field(default_factory=list)), # declared comparisons [{variant, baseline}]; empty: every variant vs none
+    ("equivalence_margin", float, field(default=1.0)),  # pp of balanced accuracy
+    ("alpha", float, field(default=0.05)),              # family-wise error rate
     ("source", str, field(default="")),                 # the file it came from
     ("base_dir", str, field(default="")),               # relative dataset paths are taken relative to this folder
 ], namespace=dict(
@@ -157,6 +167,9 @@ STUDY_KEYS = {   # the keys that are not shared settings: (default, meaning)
     "seeds": ("`[0]`", "list of integers (0 to 2^32 - 1)"),
     "search": ("none", "optional hyperparameter search: `{trials, epochs, seed, lr: [lo, hi], weight_decay: [lo, hi], batch_size: [choices], pruner: median \\| none}`"),
     "plugins": ("`[]`", "Python files (relative to the study file) or module names imported first: a study's own dataset formats and attention variants"),
+    "comparisons": ('`[{variant: "*", baseline: none}]`', "the declared comparisons (the primary family the error rate is shared by): `{variant, baseline}` pairs, `variant: \"*\"` for every attention but the baseline; other variant-vs-none pairs are reported as exploratory"),
+    "equivalence_margin": ("`1.0`", "effects within ± this many percentage points of balanced accuracy count as no effect (the equivalence test's margin)"),
+    "alpha": ("`0.05`", "family-wise error rate of the declared comparisons"),
 }
 TOP_KEYS = (*STUDY_KEYS, *PARAMS)
 DATASET_KEYS = ("name", "format", "path")  # required in each dataset entry; other keys are options of the format
@@ -216,7 +229,19 @@ def parse_study(raw:dict, source:str|Path="<study>", base_dir:str|Path|None=None
     if raw.get("search") is not None: kw["search"] = parse_search(raw["search"], source)
     plugins = raw.get("plugins") or []
     kw["plugins"] = [_plugin_ref(p, base_dir, source, f"plugins[{i}]") for i, p in enumerate(plugins if isinstance(plugins, list) else [plugins])]
+    comparisons = raw.get("comparisons") or []
+    kw["comparisons"] = [_parse_comparison(c, i, source) for i, c in enumerate(comparisons if isinstance(comparisons, list) else [comparisons])]
+    kw["equivalence_margin"] = check_value(raw.get("equivalence_margin", 1.0), float, source, "equivalence_margin", low=0, high=100, open_low=True)
+    kw["alpha"] = check_value(raw.get("alpha", 0.05), float, source, "alpha", low=0, high=0.5, open_low=True, open_high=True)
     return Study(**kw, source=str(source), base_dir=str(base_dir))
+
+def _parse_comparison(c, i, source):
+    fld = f"comparisons[{i}]"
+    if not isinstance(c, dict) or set(c) != {"variant", "baseline"}:
+        raise StudyConfigError(f"expected a mapping {{variant: <attention or \"*\">, baseline: <attention>}}, got {_describe(c)}", source, fld)
+    if c["variant"] != "*": check_name(c["variant"], source, f"{fld}.variant")
+    check_name(c["baseline"], source, f"{fld}.baseline")
+    return dict(variant=c["variant"], baseline=c["baseline"])
 
 # %% ../nbs/00_config.ipynb #c022
 def _md_value(v) -> str:

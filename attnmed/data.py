@@ -64,9 +64,12 @@ class ImageSplits:
             if len(present) < 2: raise DataError(f"{source}: split '{s}' holds only class {self.class_names[int(present[0])]!r}; every split needs at least two classes (balanced accuracy means nothing otherwise)")
         empty = [c for c, n in zip(self.class_names, np.bincount(self.labels["train"], minlength=self.n_classes)) if n == 0]
         if empty: raise DataError(f"{source}: class(es) {empty} have no training items")
-        if self.patients and not self.shared_groups:
+        if self.patients:
             seen = {s: set(self.patients[s]) for s in SPLITS if s in self.patients}
-            for a, b in [("train", "val"), ("train", "test"), ("val", "test")]:
+            seen.update({k: set(v["patients"]) for k, v in self.extra_tests.items() if "patients" in v})
+            pairs = [] if self.shared_groups else [("train", "val"), ("train", "test"), ("val", "test")]
+            pairs += [("train", k) for k in self.extra_tests]   # an extra test set is only new data if it shares no patient with training
+            for a, b in pairs:
                 both = seen.get(a, set()) & seen.get(b, set())
                 if both: raise DataError(f"{source}: patient(s) {sorted(map(str, both))[:5]} appear in both '{a}' and '{b}' (splits must be grouped by patient)")
         return self
@@ -192,6 +195,10 @@ class DatasetFormat:
     def example(self, root:str|Path) -> dict:
         "Write a small sample of this format under `root`; returns its spec (without a name)."
         raise NotImplementedError(f"format {self.name} has no example()")
+
+    def resampled(self, spec:dict, seed:int) -> dict:
+        "The entry with its data split (or sample) redrawn by `seed`, for `split_seeds`; formats whose split is fixed refuse."
+        raise DataError(f"format {self.name} has a fixed split: split_seeds cannot redraw it")
 
     def counterfactual_tests(self, spec:dict, size:int) -> dict|None:
         "`{mode: (uint8 images, labels)}` of the test set as is, with the shortcut 'removed' and 'flipped'; None when the format cannot render them."

@@ -4,17 +4,19 @@
 
 # %% ../nbs/01c_datasets.ipynb #c002
 from __future__ import annotations
-import json, random
+import json, math, random
 import numpy as np
 import torch
+import torch.nn.functional as F
 from fasttransform import Pipeline, Transform
+from fastai.torch_core import TensorImage
 from .data import SPLITS, FORMATS, DataError, ImageSplits, dataset_format
 from . import synthetic, readers   # register the built-in formats
 
 # %% auto #0
-__all__ = ['check_dataset', 'load_dataset', 'prepare_dataset', 'dataset_fingerprint', 'formats_markdown',
-           'augmentation_transforms', 'PairedAugmentation', 'as_chw3', 'TensorDataset', 'dataset_stats',
-           'class_weights', 'make_dataloaders']
+__all__ = ['PROTOCOLS', 'check_dataset', 'load_dataset', 'prepare_dataset', 'dataset_fingerprint', 'formats_markdown',
+           'Seed001Augmentation', 'augmentation_transforms', 'PairedAugmentation', 'as_chw3', 'TensorDataset',
+           'dataset_stats', 'class_weights', 'make_dataloaders']
 
 # %% ../nbs/01c_datasets.ipynb #c005
 def check_dataset(spec:dict):
@@ -48,8 +50,25 @@ def formats_markdown() -> str:
     return "\n".join(out).strip()
 
 # %% ../nbs/01c_datasets.ipynb #c011
-def augmentation_transforms():
-    "The study's augmentation, as fastai GPU batch transforms."
+PROTOCOLS = ("attnmed", "seed001")
+
+class Seed001Augmentation(Transform):
+    "Gonçalves & Cardoso's training augmentation as one GPU batch transform: RandomAffine(degrees=10, translate=(0.05, 0.1), scale=(0.95, 1.05)), then a horizontal flip with probability 0.5."
+    split_idx, order = 0, 30
+    def encodes(self, x:TensorImage):
+        n, dev = x.shape[0], x.device
+        u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, device=dev)
+        ang, scale = u(-math.pi / 18, math.pi / 18), u(0.95, 1.05)
+        tx, ty = u(-0.05, 0.05) * 2, u(-0.1, 0.1) * 2                # affine_grid's coordinates span 2 per image side
+        flip = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0)
+        cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale     # the inverse map: output pixel -> input pixel
+        theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return TensorImage(F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+
+def augmentation_transforms(protocol:str="attnmed") -> list:
+    "The study's augmentation as GPU batch transforms: attnmed's (fastai) or Gonçalves & Cardoso's (`protocol='seed001'`)."
+    if protocol == "seed001": return [Seed001Augmentation()]
     from fastai.vision.augment import aug_transforms
     return aug_transforms(do_flip=True, flip_vert=True, max_rotate=10.0, max_zoom=1.1, max_lighting=0.2, max_warp=0.0, size=None)
 
@@ -105,7 +124,8 @@ def make_dataloaders(data:ImageSplits,    # the dataset
                      device=None,           # where batches go (default: cpu)
                      num_workers:int=0,
                      oversample:bool=False, # draw training items so that classes come equally often
-                     seed:int=0):           # seeds the augmentation's own random stream
+                     seed:int=0,            # seeds the augmentation's own random stream
+                     protocol:str="attnmed"): # whose augmentation (`augmentation_transforms`)
     "fastai `DataLoaders` (train, valid) plus a test `DataLoader`; returns `(dls, test_dl)`."
     from fastai.data.core import DataLoaders, TfmdDL
     from fastai.callback.data import WeightedDL
@@ -114,7 +134,7 @@ def make_dataloaders(data:ImageSplits,    # the dataset
     device = torch.device(device or "cpu")
     mean, std = stats or dataset_stats(data.images["train"])
     norm = Normalize(torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1))
-    train_tfms = [IntToFloatTensor(), *([PairedAugmentation(augmentation_transforms(), seed)] if augment else []), norm]
+    train_tfms = [IntToFloatTensor(), *([PairedAugmentation(augmentation_transforms(protocol), seed)] if augment else []), norm]
     eval_tfms = [IntToFloatTensor(), norm]
     mk = lambda s, shuffle, tfms: TfmdDL(TensorDataset(data.images[s], data.labels[s]), bs=batch_size, shuffle=shuffle,
                                           drop_last=shuffle and len(data.labels[s]) > batch_size, after_batch=tfms,

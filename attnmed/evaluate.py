@@ -42,25 +42,35 @@ def classification_metrics(y_true, probs, class_names=None) -> dict:
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}
 
 # %% ../nbs/04_evaluate.ipynb #c008
-CI_METRICS = {
-    "accuracy": lambda y, p: skm.accuracy_score(y, p.argmax(1)),
-    "balanced_accuracy": lambda y, p: skm.balanced_accuracy_score(y, p.argmax(1)),
-    "f1_macro": lambda y, p: skm.f1_score(y, p.argmax(1), average="macro", labels=list(range(p.shape[1])), zero_division=0),
-    "roc_auc": lambda y, p: skm.roc_auc_score(y, p[:, 1]) if p.shape[1] == 2 else skm.roc_auc_score(y, p, multi_class="ovr", labels=list(range(p.shape[1]))),
-}
+CI_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
 
-def bootstrap_ci(y_true, probs, n_boot:int=1000, alpha:float=0.05, seed:int=0, metrics=tuple(CI_METRICS)) -> dict:
-    "Stratified percentile-bootstrap (1 - alpha) intervals {metric: [low, high]} of the test metrics."
+def _auc_binary(pos:np.ndarray, neg:np.ndarray) -> np.ndarray:
+    "ROC-AUC of each row's positive scores against its negative scores (Mann-Whitney, ties count one half): B x n1, B x n0 -> B."
+    neg = np.sort(neg, axis=1)
+    return np.array([(np.searchsorted(n, p, "left") + np.searchsorted(n, p, "right")).sum() / (2 * len(p) * len(n)) for p, n in zip(pos, neg)])
+
+def bootstrap_ci(y_true, probs, n_boot:int=1000, alpha:float=0.05, seed:int=0, metrics=CI_METRICS) -> dict:
+    "Stratified percentile-bootstrap (1 - alpha) intervals {metric: [low, high]} of the test metrics (vectorised over resamples)."
     y, probs = np.asarray(y_true).astype(int), np.asarray(probs, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    by_class = [np.where(y == c)[0] for c in np.unique(y)]
-    vals = {m: [] for m in metrics}
-    for _ in range(n_boot):
-        idx = np.concatenate([rng.choice(ix, len(ix), replace=True) for ix in by_class])
-        for m in metrics:
-            try: vals[m].append(CI_METRICS[m](y[idx], probs[idx]))
-            except ValueError: pass                            # e.g. ROC-AUC with one class in the test set
-    return {m: [float(np.percentile(v, 100 * alpha / 2)), float(np.percentile(v, 100 * (1 - alpha / 2)))] for m, v in vals.items() if v}
+    classes = np.unique(y); K, C = len(classes), probs.shape[1]
+    idx = np.concatenate([rng.choice(np.where(y == c)[0], (n_boot, int((y == c).sum())), replace=True) for c in classes], axis=1)   # B x n
+    yb, pb = y[idx], probs.argmax(1)[idx]
+    vals = {}
+    if "accuracy" in metrics: vals["accuracy"] = (yb == pb).mean(1)
+    if "balanced_accuracy" in metrics: vals["balanced_accuracy"] = np.mean([((yb == pb) & (yb == c)).sum(1) / (yb == c).sum(1) for c in classes], axis=0)
+    if "f1_macro" in metrics:
+        f1 = []
+        for c in range(C):
+            tp, fp, fn = ((pb == c) & (yb == c)).sum(1), ((pb == c) & (yb != c)).sum(1), ((pb != c) & (yb == c)).sum(1)
+            f1.append(np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0))
+        vals["f1_macro"] = np.mean(f1, axis=0)
+    if "roc_auc" in metrics and K == C == 2:
+        s, pos = probs[:, 1][idx], y[idx[0]] == 1    # stratified: every resample has its positives in the same columns
+        vals["roc_auc"] = _auc_binary(s[:, pos], s[:, ~pos])
+    elif "roc_auc" in metrics and K == C > 2:   # multi-class one-vs-rest: scikit-learn per resample (rare, slower)
+        vals["roc_auc"] = np.array([skm.roc_auc_score(y[i], probs[i], multi_class="ovr", labels=list(range(C))) for i in idx])
+    return {m: [float(np.percentile(v, 100 * alpha / 2)), float(np.percentile(v, 100 * (1 - alpha / 2)))] for m, v in vals.items()}
 
 # %% ../nbs/04_evaluate.ipynb #c011
 def predictions_frame(ids, y_true, probs, class_names) -> pd.DataFrame:

@@ -8,14 +8,14 @@ import copy
 import numpy as np
 import torch
 import torch.nn.functional as F
-from captum.attr import Saliency, IntegratedGradients, LayerGradCam
 from .datasets import as_chw3
 from .models import attention_maps, create_model, get_arch, randomised_copy
 
 # %% auto #0
 __all__ = ['METHODS', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison', 'relevance_mass',
            'pointing_game', 'mask_auroc', 'localisation_scores', 'localisation_sentence', 'shortcut_accuracies',
-           'randomisation_test', 'concept_test', 'load_cell_model', 'normalised', 'cell_input_stats', 'predict_logits']
+           'randomisation_test', 'concept_test', 'holm_adjust', 'load_cell_model', 'normalised', 'cell_input_stats',
+           'predict_logits']
 
 # %% ../nbs/06_explain.ipynb #c005
 METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
@@ -51,6 +51,7 @@ def explain(model:torch.nn.Module, images:torch.Tensor, method:str="saliency", t
     if targets is None:
         with torch.no_grad(): targets = model(x).argmax(1)
     targets = torch.as_tensor(targets, device=x.device)
+    from captum.attr import Saliency, IntegratedGradients, LayerGradCam   # imported here: a cell's kernel that never explains need not load captum
     if method == "saliency":
         return Saliency(model).attribute(x.requires_grad_(True), target=targets, abs=True).amax(1).detach()
     if method == "integrated_gradients":
@@ -117,20 +118,21 @@ def mask_auroc(maps:np.ndarray, masks:np.ndarray) -> np.ndarray:
     return np.array(out)
 
 def localisation_scores(maps, masks) -> dict:
-    "Mean relevance mass, pointing game and AUROC over the images with a non-empty mask."
+    "Mean relevance mass, pointing game and AUROC over the images with a non-empty mask, each with its chance level (a uniform map's score)."
     keep = np.asarray(masks, dtype=bool).reshape(len(masks), -1).any(1)
-    maps, masks = np.asarray(maps)[keep], np.asarray(masks)[keep]
-    if not keep.any(): return dict(relevance_mass=np.nan, pointing_game=np.nan, auroc=np.nan, n=0)
+    maps, masks = np.asarray(maps)[keep], np.asarray(masks, dtype=bool)[keep]
+    if not keep.any(): return dict(relevance_mass=np.nan, pointing_game=np.nan, auroc=np.nan, n=0, relevance_mass_chance=np.nan, pointing_game_chance=np.nan, auroc_chance=0.5)
+    area = float(masks.reshape(len(masks), -1).mean(1).mean())   # a uniform map puts this share in the mask, and points into it this often
     return dict(relevance_mass=float(np.nanmean(relevance_mass(maps, masks))), pointing_game=float(pointing_game(maps, masks).mean()),
-                auroc=float(np.nanmean(mask_auroc(maps, masks))), n=int(keep.sum()))
+                auroc=float(np.nanmean(mask_auroc(maps, masks))), n=int(keep.sum()), relevance_mass_chance=area, pointing_game_chance=area, auroc_chance=0.5)
 
 # %% ../nbs/06_explain.ipynb #c014
 def localisation_sentence(row:dict) -> str:
-    "One sentence for a localisation comparison row (`method`, `attention`, `arch`, `dataset`, `augment`, `variant_mean`, `baseline_mean`, `seeds`, `p_ttest_holm`)."
-    p = row.get("p_ttest_holm", np.nan)
-    ptxt = f"p={p:.2g} after Holm" if p is not None and np.isfinite(p) else f"{row['seeds']} seed(s): no test possible"
-    return (f"{row['method'].replace('_', ' ')}: +{row['attention']} on {row['arch']}, {row['dataset']}{' (aug)' if row['augment'] else ''} puts "
-            f"**{100 * row['variant_mean']:.0f} %** of attribution on the evidence vs **{100 * row['baseline_mean']:.0f} %** for the baseline ({ptxt}).")
+    "One sentence for a localisation comparison row of `attnmed.statistics.compare` (with `method`)."
+    where = f"{row['method'].replace('_', ' ')}: {row['variant']} vs {row['baseline']} on {row['arch']}, {row['dataset']}{' (aug)' if row['augment'] else ''}"
+    s = f"{where} puts **{100 * row['variant_mean']:.0f} %** of attribution on the evidence vs **{100 * row['baseline_mean']:.0f} %**"
+    if row["seeds"] < 2 or not np.isfinite(row.get("ci_low", np.nan)): return s + f" ({row['seeds']} seed: no interval)."
+    return s + f" ({row['effect']:+.1f} pp, {100 * row['ci_level']:.1f} % CI [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}], {row['seeds']} seeds: {row['verdict']})."
 
 # %% ../nbs/06_explain.ipynb #c017
 def shortcut_accuracies(predict, test_sets:dict) -> dict:
@@ -146,45 +148,59 @@ def shortcut_accuracies(predict, test_sets:dict) -> dict:
 
 # %% ../nbs/06_explain.ipynb #c020
 def randomisation_test(model, images:torch.Tensor, method:str, threshold:float=0.5) -> dict:
-    "Mean Spearman correlation between the maps of `model` and of its randomised copy; `passed` when below `threshold`."
+    "Mean Spearman correlation between the maps of `model` and of its randomised copy: 'passes' below `threshold`, 'fails' above, 'undefined' when no correlation exists (a constant map)."
     from scipy.stats import spearmanr
     a = explain(model, images, method).cpu().numpy()
     b = explain(randomised_copy(model), images, method).cpu().numpy()
-    rho = [spearmanr(x.ravel(), y.ravel()).statistic for x, y in zip(a, b)]
-    r = float(np.nanmean(rho))
-    return dict(method=method, spearman=r, passed=bool(r < threshold))
+    rho = [spearmanr(x.ravel(), y.ravel()).statistic if x.std() > 0 and y.std() > 0 else np.nan for x, y in zip(a, b)]
+    r = float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+    verdict = "undefined" if not np.isfinite(r) else "passes" if r < threshold else "fails"
+    return dict(method=method, spearman=r, verdict=verdict, passed=None if verdict == "undefined" else verdict == "passes")
 
-# %% ../nbs/06_explain.ipynb #c022
-def concept_test(scores:np.ndarray, labels:np.ndarray, concepts:np.ndarray, names:list, n_perm:int=999, seed:int=0, alpha:float=0.05, holm:bool=True):
-    "Per concept: effect on `scores` given `labels` (OLS coefficient), within-label permutation p-value, Holm-adjusted p (unless `holm=False`), `used`. A pandas DataFrame."
+# %% ../nbs/06_explain.ipynb #c023
+def concept_test(scores:np.ndarray,    # the model's score per test item (e.g. the positive-class logit difference)
+                 labels:np.ndarray,    # true labels
+                 concepts:np.ndarray,  # N x C binary concepts
+                 names:list,           # the C concept names
+                 n_perm:int=999, seed:int=0, alpha:float=0.05,
+                 holm:bool=True):      # correct over the concepts (Holm)
+    "Per concept: its coefficient on `scores` given the label and the other concepts, Freedman-Lane permutation p-value, Holm-adjusted p, `used`, `testable`. A pandas DataFrame."
     import pandas as pd
-    from statsmodels.stats.multitest import multipletests
-    scores, labels, concepts = np.asarray(scores, float), np.asarray(labels), np.asarray(concepts, float)
+    y, labels, C = np.asarray(scores, float), np.asarray(labels), np.asarray(concepts, float)
     rng = np.random.default_rng(seed)
-    strata = [np.where(labels == v)[0] for v in np.unique(labels)]
-    rs = scores.copy()
-    for idx in strata: rs[idx] -= scores[idx].mean()                  # residualise on the label
+    classes = np.unique(labels)
+    strata = [np.where(labels == v)[0] for v in classes]
+    L = np.column_stack([np.ones(len(y))] + [(labels == v).astype(float) for v in classes[1:]])
+    resid = lambda A, b: b - A @ np.linalg.lstsq(A, b, rcond=None)[0]
+    testable = [j for j in range(C.shape[1]) if resid(L, C[:, j]).var() > 1e-9 * max(C[:, j].var(), 1e-12)]
     rows = []
     for j, name in enumerate(names):
-        rc = concepts[:, j].copy()
-        for idx in strata: rc[idx] -= concepts[idx, j].mean()
-        ss = (rc ** 2).sum()
-        if ss < 1e-12:
-            rows.append(dict(concept=name, effect=np.nan, p=np.nan, testable=False)); continue
-        coef = (rc * rs).sum() / ss
-        perms = np.empty((n_perm, len(rc)))
-        for idx in strata: perms[:, idx] = rc[rng.permuted(np.tile(idx, (n_perm, 1)), axis=1)]   # permute within the label
-        null = perms @ rs / ss
+        if j not in testable: rows.append(dict(concept=name, effect=np.nan, p=np.nan, testable=False)); continue
+        Z = np.column_stack([L, C[:, [k for k in testable if k != j]]])
+        r = resid(Z, C[:, j]); ss = float(r @ r)
+        if ss < 1e-9 * max(float(C[:, j] @ C[:, j]), 1e-12): rows.append(dict(concept=name, effect=np.nan, p=np.nan, testable=False)); continue
+        e = resid(Z, y)
+        coef = float(r @ e / ss)
+        perm = np.tile(np.arange(len(y)), (n_perm, 1))
+        for idx in strata: perm[:, idx] = idx[rng.permuted(np.tile(np.arange(len(idx)), (n_perm, 1)), axis=1)]   # within each label
+        null = e[perm] @ r / ss
         p = (1 + (np.abs(null) >= abs(coef) - 1e-12).sum()) / (n_perm + 1)
-        rows.append(dict(concept=name, effect=float(coef), p=float(p), testable=True))
+        rows.append(dict(concept=name, effect=coef, p=float(p), testable=True))
     df = pd.DataFrame(rows)
-    t = df.testable
+    t = df.testable.astype(bool)
     df["p_holm"] = np.nan
-    if t.any(): df.loc[t, "p_holm"] = multipletests(df.loc[t, "p"], method="holm")[1] if holm else df.loc[t, "p"]
+    if t.any(): df.loc[t, "p_holm"] = holm_adjust(df.loc[t, "p"].to_numpy(float)) if holm else df.loc[t, "p"]
     df["used"] = df.p_holm < alpha
     return df
 
-# %% ../nbs/06_explain.ipynb #c026
+def holm_adjust(p:np.ndarray) -> np.ndarray:
+    "Holm's step-down adjusted p-values."
+    p = np.asarray(p, float); order = np.argsort(p); m = len(p)
+    adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out = np.empty(m); out[order] = adj
+    return out
+
+# %% ../nbs/06_explain.ipynb #c027
 def load_cell_model(folder, n_out:int, device="cpu") -> torch.nn.Module:
     "The model of the grid cell in `folder`, with its best-validation weights, in eval mode."
     import json
@@ -193,7 +209,7 @@ def load_cell_model(folder, n_out:int, device="cpu") -> torch.nn.Module:
     p = json.loads((folder / "metrics.json").read_text())["params"]
     f = folder / "best.pth"
     if not f.exists(): raise ExplainError(f"{f}: checkpoint not found (the cell's best-validation weights); re-run the cell")
-    model = create_model(p["arch"], p["attention"], n_out=n_out, pretrained=False, img_size=p["image_size"])
+    model = create_model(p["arch"], p["attention"], n_out=n_out, pretrained=False, img_size=p["image_size"], head=p.get("head", "pooled"))
     state = torch.load(f, map_location="cpu", weights_only=True)
     state = {k.replace("_orig_mod.", ""): v for k, v in state.items()}   # saved from a torch.compile'd model
     model.load_state_dict(state)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07d_grid.ipynb #c002
 from __future__ import annotations
-import argparse, fnmatch, queue, sys, tempfile, time
+import argparse, fnmatch, os, queue, sys, tempfile, time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -16,8 +16,8 @@ from .study import (cell_dir, cell_state, check_study, load_checked_study, prepa
                            tuned_parameters, write_study_record)
 
 # %% auto #0
-__all__ = ['cell_parameters', 'run_cell', 'gpu_slots', 'run_local', 'run_ray', 'tuned_or_refuse', 'run_grid', 'demo_study',
-           'grid_cli']
+__all__ = ['cell_parameters', 'run_cell', 'gpu_slots', 'slot_env', 'run_local', 'run_ray', 'tuned_or_refuse', 'run_grid',
+           'demo_study', 'grid_cli']
 
 # %% ../nbs/07d_grid.ipynb #c005
 def cell_parameters(cell:Cell, tuned:dict|None=None, out_dir:str|Path|None=None) -> dict:
@@ -47,13 +47,20 @@ def gpu_slots(jobs:int, gpus:list|None=None) -> list:
         except Exception: gpus = []
     return [gpus[i % len(gpus)] if gpus else None for i in range(max(1, jobs))]
 
+def slot_env(gpu, jobs:int) -> dict:
+    "The environment a job slot's kernels get: their GPU, or, on the CPU, their share of the cores (unless OMP_NUM_THREADS is set already)."
+    if gpu is not None: return {"CUDA_VISIBLE_DEVICES": gpu}
+    if "OMP_NUM_THREADS" in os.environ: return {}
+    n = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
 def run_local(todo:list, folder, notebook, jobs:int, gpus, tuned_of, on_done):
-    "Run `todo` cells in `jobs` threads, dealing GPU slots; `on_done(cell, state)` after each."
+    "Run `todo` cells in `jobs` threads, dealing GPU slots (or the CPU cores); `on_done(cell, state)` after each."
     slots = queue.Queue()
     for g in gpu_slots(jobs, gpus): slots.put(g)
     def job(cell):
         g = slots.get()
-        try: return run_cell(cell, folder, notebook, tuned=tuned_of(cell), env={"CUDA_VISIBLE_DEVICES": g} if g is not None else None)
+        try: return run_cell(cell, folder, notebook, tuned=tuned_of(cell), env=slot_env(g, jobs))
         finally: slots.put(g)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(job, c): c for c in todo}

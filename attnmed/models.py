@@ -18,11 +18,12 @@ from .layers import GatedResidual, SelfAttention2d, LocalSelfAttention2d, MLDAMH
 from .datasets import dataset_stats
 
 # %% auto #0
-__all__ = ['ARCHS', 'RESNET_STAGES', 'ATTENTIONS', 'ModelError', 'Arch', 'register_arch', 'get_arch', 'load_backbone',
+__all__ = ['ARCHS', 'RESNET_STAGES', 'ATTENTIONS', 'HEADS', 'ModelError', 'Arch', 'register_arch', 'get_arch', 'load_backbone',
            'get_module', 'set_module', 'stage_channels', 'mark_added', 'added_modules', 'AttentionVariant',
-           'NoAttention', 'InsertedAttention', 'ReplacingAttention', 'MLDAMNet', 'HeadAttention', 'register_attention',
-           'get_attention', 'unsupported_reason', 'compatible', 'attentions_markdown', 'archs_markdown', 'create_model',
-           'attention_maps', 'splitter', 'randomised_copy', 'n_params_of', 'count_flops', 'model_table']
+           'NoAttention', 'InsertedAttention', 'ReplacingAttention', 'features_only', 'MLDAMNet', 'HeadAttention',
+           'register_attention', 'get_attention', 'unsupported_reason', 'compatible', 'attentions_markdown',
+           'archs_markdown', 'FlattenHeadNet', 'create_model', 'attention_maps', 'splitter', 'randomised_copy',
+           'n_params_of', 'count_flops', 'model_table']
 
 # %% ../nbs/02b_models.ipynb #c005
 class ModelError(ValueError):
@@ -186,6 +187,20 @@ class ReplacingAttention(AttentionVariant):
         return model
 
 # %% ../nbs/02b_models.ipynb #c013
+def features_only(backbone:nn.Module, img_size:int) -> torch.Size:
+    "Strip `backbone` to what its `forward_features` uses (the classifier, VGG's fc6/fc7, ConvNeXt's head norm go), in place; returns the feature map's shape at `img_size`."
+    backbone.reset_classifier(0)
+    called, hooks = set(), [m.register_forward_hook(lambda m, i, o: called.add(id(m))) for m in backbone.modules()]
+    was = backbone.training; backbone.eval()
+    try:
+        with torch.no_grad(): shape = backbone.forward_features(torch.zeros(1, 3, img_size, img_size)).shape
+    finally:
+        backbone.train(was)
+        for h in hooks: h.remove()
+    for name, child in list(backbone.named_children()):
+        if id(child) not in called and any(True for _ in child.parameters()): setattr(backbone, name, nn.Identity())
+    return shape
+
 class MLDAMNet(nn.Module):
     "A timm backbone run once, with levels A (stride 8) and B (stride 16) tapped by hooks, and C its last features, into `MLDAMHead`."
     def __init__(self, backbone:nn.Module, n_out:int, img_size:int, mode:str="principled"):
@@ -193,19 +208,10 @@ class MLDAMNet(nn.Module):
         red = {f["reduction"]: f["module"] for f in getattr(backbone, "feature_info", [])}
         self.taps = (red.get(8), red.get(16))
         if None in self.taps: raise ModelError(f"MLDAM needs stride-8 and stride-16 features; {type(backbone).__name__} has strides {sorted(red)}")
-        backbone.reset_classifier(0)
+        shape = features_only(backbone, img_size)
         self.backbone, self._levels = backbone, {}
         for t in self.taps: get_module(backbone, t).register_forward_hook(partial(self._tap, t))
-        called, hooks = set(), [m.register_forward_hook(lambda m, i, o: called.add(id(m))) for m in backbone.modules()]
-        was = backbone.training; backbone.eval()
-        try:
-            with torch.no_grad(): c = backbone.forward_features(torch.zeros(1, 3, img_size, img_size))
-        finally:
-            backbone.train(was); self._levels.clear()
-            for h in hooks: h.remove()
-        for name, child in list(backbone.named_children()):   # the classifier's parts the head replaces (VGG's fc6/fc7, ConvNeXt's head norm): gone
-            if id(child) not in called and any(True for _ in child.parameters()): setattr(backbone, name, nn.Identity())
-        self.head = mark_added(MLDAMHead(c.shape[1], tuple(c.shape[-2:]), n_out, mode))
+        self.head = mark_added(MLDAMHead(shape[1], tuple(shape[-2:]), n_out, mode))
 
     def _tap(self, name, module, inputs, output): self._levels[name] = output
 
@@ -279,20 +285,42 @@ def archs_markdown() -> str:
     return "\n".join(["| arch | model | family | note |", "|---|---|---|---|", *rows])
 
 # %% ../nbs/02b_models.ipynb #c019
-def create_model(arch:str, attention:str="none", n_out:int=2, pretrained:bool|str=False, img_size:int=224, seed:int|None=None) -> nn.Module:
-    "Backbone `arch` with attention variant `attention`, `n_out` outputs; `pretrained`: False, True or a weights file; `seed`: paired initialisation."
+HEADS = ("pooled", "flatten")
+
+class FlattenHeadNet(nn.Module):
+    "A timm backbone's last feature map flattened into one linear layer (no pooling): the seed-001 baselines' head."
+    def __init__(self, backbone:nn.Module, n_out:int, img_size:int):
+        super().__init__()
+        shape = features_only(backbone, img_size)
+        self.backbone, self.head = backbone, mark_added(nn.Sequential(nn.Flatten(), nn.Linear(shape[1] * shape[2] * shape[3], n_out)))
+    def forward(self, x): return self.head(self.backbone.forward_features(x))
+
+# %% ../nbs/02b_models.ipynb #c022
+def create_model(arch:str,                 # a registered backbone (`ARCHS`)
+                 attention:str="none",     # a registered attention variant (`ATTENTIONS`)
+                 n_out:int=2,              # outputs (classes)
+                 pretrained:bool|str=False,# False, True (timm's weights) or a weights file
+                 img_size:int=224,         # the input size (sets position encodings, window sizes, the flatten head's width)
+                 seed:int|None=None,       # paired initialisation: every variant of an arch starts from the same backbone weights
+                 head:str="pooled") -> nn.Module: # "pooled" (timm's) or "flatten" (the seed-001 baselines'); MLDAM variants bring their own
+    "Backbone `arch` with attention variant `attention` and a classifier `head`, `n_out` outputs."
     a, v = get_arch(arch), get_attention(attention)
     reason = v.supports(a)
     if reason: raise ModelError(f"attention {attention!r} cannot be added to {arch}: {reason}")
+    if head not in HEADS: raise ModelError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
+    if head == "flatten" and not a.is_cnn: raise ModelError(f"head 'flatten' flattens a CNN's last feature map; {arch} is a transformer baseline")
     with (torch.random.fork_rng(devices=[]) if seed is not None else nullcontext()):
         if seed is not None: torch.manual_seed(int(seed))
         model = load_backbone(a, n_out, pretrained, img_size)
         if seed is not None: torch.manual_seed(int(seed) + 1)
         model = v.apply(model, a, n_out, img_size)
-    model.arch, model.attention = arch, attention
+        if head == "flatten" and v.kind != "head":
+            if seed is not None: torch.manual_seed(int(seed) + 2)   # the same head for every variant of this seed
+            model = FlattenHeadNet(model, n_out, img_size)
+    model.arch, model.attention, model.head_kind = arch, attention, head
     return model
 
-# %% ../nbs/02b_models.ipynb #c025
+# %% ../nbs/02b_models.ipynb #c028
 def attention_maps(model:nn.Module, x:torch.Tensor) -> dict:
     "Run `model` on `x` and return {module name: N x h x w map} for every attention module a variant added."
     maps, hooks = {}, []
@@ -310,7 +338,7 @@ def attention_maps(model:nn.Module, x:torch.Tensor) -> dict:
         for h in hooks: h.remove()
     return maps
 
-# %% ../nbs/02b_models.ipynb #c028
+# %% ../nbs/02b_models.ipynb #c031
 def splitter(model:nn.Module) -> list:
     "fastai splitter: [backbone parameters, new parameters (every module an attention variant added, and the classifier)]."
     new = {id(p) for m in added_modules(model).values() for p in m.parameters()}
@@ -318,7 +346,7 @@ def splitter(model:nn.Module) -> list:
     params = list(model.parameters())
     return [[p for p in params if id(p) not in new], [p for p in params if id(p) in new]]
 
-# %% ../nbs/02b_models.ipynb #c031
+# %% ../nbs/02b_models.ipynb #c034
 def randomised_copy(model:nn.Module, seed:int=0) -> nn.Module:
     "A copy of `model` with every parameter re-initialised (modules' own `reset_parameters`, else normal noise)."
     m = copy.deepcopy(model)
@@ -335,7 +363,7 @@ def randomised_copy(model:nn.Module, seed:int=0) -> nn.Module:
                 p.copy_(0.5 * torch.randn_like(p) if p.ndim == 0 else torch.randn_like(p) * max(float(p.std()) if p.numel() > 1 else 0.0, 0.02))
     return m
 
-# %% ../nbs/02b_models.ipynb #c034
+# %% ../nbs/02b_models.ipynb #c037
 def n_params_of(m:nn.Module) -> int:
     "Number of parameters of `m`."
     return sum(p.numel() for p in m.parameters())

@@ -162,7 +162,8 @@ def splits_from_table(table:pd.DataFrame, class_names:list, name:str, size:int, 
     data = ImageSplits(name, {s: arrays[f"{s}_images"] for s in SPLITS}, {s: arrays[f"{s}_labels"][:, 0] for s in SPLITS},
                        {s: arrays[f"{s}_ids"] for s in SPLITS}, list(class_names), {s: arrays[f"{s}_patients"] for s in SPLITS},
                        {"skipped": skipped, "cache_file": str(cache)},
-                       {e: dict(images=arrays[f"{e}_images"], labels=arrays[f"{e}_labels"][:, 0], ids=arrays[f"{e}_ids"]) for e in map(str, arrays.get("extra_sets", []))},
+                       {e: dict(images=arrays[f"{e}_images"], labels=arrays[f"{e}_labels"][:, 0], ids=arrays[f"{e}_ids"], patients=arrays[f"{e}_patients"])
+                        for e in map(str, arrays.get("extra_sets", []))},
                        shared_groups)
     return data.check(source)
 
@@ -197,6 +198,10 @@ class TableFormat(DatasetFormat):
     def fingerprint(self, spec, size):
         table, class_names, opts = self.image_table(spec)
         return table_hash(table, size, opts["channels"], class_names)
+
+    def resampled(self, spec, seed):
+        "The carved splits redrawn with `seed` (official splits stay as published)."
+        return {**spec, "split_seed": int(seed)}
 
 # %% ../nbs/01b_readers.ipynb #c021
 ISIC_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
@@ -477,7 +482,8 @@ def camelyon17_table(spec:dict, opts:dict):
     p, n, x, yv = vals["patient"], vals["node"], vals["x_coord"], vals["y_coord"]
     paths = [str(root / "patches" / f"patient_{a:03d}_node_{b}" / f"patch_patient_{a:03d}_node_{b}_x_{c}_y_{d}.png") for a, b, c, d in zip(p, n, x, yv)]
     ids = [f"p{a:03d}_n{b}_x{c}_y{d}_h{h}" for a, b, c, d, h in zip(p, n, x, yv, vals["center"])]
-    table = pd.DataFrame(dict(path=paths, label=vals["tumor"], split=split, patient="", id=ids))
+    slides = [f"patient{a:03d}_node{b}" for a, b in zip(p, n)]   # a slide is one lymph node of one patient
+    table = pd.DataFrame(dict(path=paths, label=vals["tumor"], split=split, patient=slides, id=ids))
     return table, ["normal", "tumor"]
 
 @register_format
@@ -487,6 +493,8 @@ class Camelyon17(TableFormat):
     path_kind = "the Camelyon17-WILDS folder"
     options = (Option("id_test_fraction", float, 0.5, "share of WILDS's in-distribution validation patches used as the in-distribution test set", low=0, high=1, open_low=True, open_high=True),)
     required_files = ("metadata.csv", "patches")
+    shared_groups = ("Camelyon17-WILDS splits hospitals 0, 3 and 4 by patch, so their validation and test patches come from the training slides (WILDS's design): "
+                     "the in-distribution test measures new patches of known slides; the out-of-distribution hospitals 1 and 2 share no slide with training")
     def table(self, spec, opts): return camelyon17_table(spec, opts)
     def example(self, root): return dict(format=self.name, path=str(write_sample_camelyon17(Path(root) / "camelyon17_v1.0")))
 

@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 from .config import atomic_write_text
 from .execute import NotebookError, execute_notebook, notebook_path
-from .study import KEYS, read_study
+from .statistics import compare, plan, pooled_effects
+from .study import KEYS, extra_test_metrics, load_cell_files, load_results, read_study
 
 # %% auto #0
-__all__ = ['summarise', 'format_summary', 'render_explanations', 'render_report', 'report_cli']
+__all__ = ['summarise', 'format_summary', 'study_comparisons', 'design_table', 'render_explanations', 'render_report', 'plan_cli',
+           'report_cli']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame, metrics=("balanced_accuracy", "accuracy", "f1_macro", "roc_auc")) -> pd.DataFrame:
@@ -35,6 +37,32 @@ def format_summary(summary:pd.DataFrame, metrics=("balanced_accuracy", "accuracy
     return out
 
 # %% ../nbs/08_report.ipynb #c008
+def study_comparisons(results:pd.DataFrame,  # `attnmed.study.load_results`
+                      predictions:dict,      # {(dataset, arch, augment, attention, seed): predictions frame}
+                      study,                 # the study (its comparisons, margin and alpha)
+                      extra_predictions:dict|None=None) -> dict:  # {set name: predictions dict} for the extra test sets
+    "{test set: {'comparisons': rows of `compare`, 'pooled': rows of `pooled_effects`}} for the test set ('test') and each extra test set."
+    out = {}
+    sets = {"test": ("balanced_accuracy", predictions or None)}
+    for col in extra_test_metrics(results): sets[col.replace("balanced_accuracy_", "")] = (col, (extra_predictions or {}).get(col.replace("balanced_accuracy_", "")))
+    for name, (metric, preds) in sets.items():
+        sub = results.dropna(subset=[metric])
+        c = compare(sub, study.comparisons, metric=metric, predictions=preds, margin=study.equivalence_margin, alpha=study.alpha)
+        out[name] = dict(comparisons=c, pooled=pooled_effects(c, study.equivalence_margin, study.alpha) if len(c) else pd.DataFrame())
+    return out
+
+def design_table(comparisons:pd.DataFrame, effects=(1.0, 2.0, 3.0, 5.0)) -> tuple:
+    "(what each declared comparison could detect, seeds a follow-up needs per effect) from rows of `compare`."
+    prim = comparisons[comparisons.family == "primary"]
+    t = prim[["dataset", "arch", "augment", "variant", "baseline", "seeds", "items", "sd_seed", "mde"]].rename(
+        columns={"sd_seed": "seed-to-seed sd (pp)", "mde": "detectable with 80 % power (± pp)"}).round(2)
+    ok = prim[prim.se.notna()]
+    if not len(ok): return t, None
+    m = len(prim)
+    alpha = (1 - float(ok.ci_level.iloc[0])) * m          # the family-wise level the intervals were made at
+    return t, plan(float(np.median(ok.var_seed * ok.seeds)), float(np.median(ok.var_item)), effects, family_size=m, alpha=alpha)
+
+# %% ../nbs/08_report.ipynb #c011
 def render_explanations(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", **params) -> bool:
     "Execute `explain.ipynb` for `study_dir` into it (figures and tables in `explanations/`); False, with `explanations/error.txt`, when it fails."
     study_dir = Path(study_dir).resolve()
@@ -60,6 +88,27 @@ def render_report(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:s
     html, _ = exporter.from_notebook_node(nbformat.read(out_nb, as_version=4))
     atomic_write_text(study_dir / "report.html", html)
     return study_dir / "report.html"
+
+def plan_cli(argv=None):
+    "attnmed-plan STUDY_DIR [--effect PP ...]: what a follow-up of a finished study needs, from its variance components."
+    p = argparse.ArgumentParser(prog="attnmed-plan", description="Seeds (and test items) a follow-up study needs to detect a given gain, from a finished study's variance.")
+    p.add_argument("study_dir", help="the study folder written by attnmed-grid (the pilot)")
+    p.add_argument("--effect", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0], help="gains in balanced accuracy (pp) to detect with 80 %% power")
+    a = p.parse_args(argv)
+    try:
+        study = read_study(a.study_dir)
+        results = load_results(a.study_dir, study)
+    except (FileNotFoundError, ValueError) as e: print(f"attnmed-plan: error: {e}", file=sys.stderr); sys.exit(2)
+    if not len(results): print("attnmed-plan: error: no finished cell in this study yet", file=sys.stderr); sys.exit(2)
+    main = study_comparisons(results, load_cell_files(a.study_dir, results, "predictions.csv"), study)["test"]["comparisons"]
+    if not len(main) or not (main.family == "primary").any(): print("attnmed-plan: error: no declared comparison has finished cells", file=sys.stderr); sys.exit(2)
+    t, plan_t = design_table(main, a.effect)
+    print(f"study {study.name}: what each declared comparison can detect now (80 % power, family-wise alpha {study.alpha:g}):")
+    print(t.to_string(index=False))
+    if plan_t is None: print("\nno comparison with at least 2 seeds: the seed-to-seed spread is unknown, so no plan can be made; run 3 or more seeds")
+    else:
+        print("\nseeds needed per configuration, from the median variance of the declared comparisons (test items: multiples of this study's):")
+        print(plan_t.to_string(index=False))
 
 def report_cli(argv=None):
     "attnmed-report STUDY_DIR [--no-explain]"

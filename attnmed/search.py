@@ -11,7 +11,7 @@ from .config import Study, Cell, StudyConfigError, atomic_write_text
 from .data import DataError
 from .datasets import load_dataset
 from .study import check_study, load_checked_study, study_cells, study_folder, best_file, prepare_datasets
-from .train import train_cell, NonFiniteLossError
+from .train import train_cell, cell_dataset, NonFiniteLossError
 
 # %% auto #0
 __all__ = ['search_groups', 'OptunaPruning', 'train_trial', 'run_search', 'search_cli']
@@ -43,8 +43,9 @@ class OptunaPruning(Callback):
 def train_trial(cell:Cell, lr:float, weight_decay:float, batch_size:int, trial=None, data_cache:dict|None=None) -> float:
     "Train `cell` with these hyperparameters (`attnmed.train.train_cell`); returns its best validation balanced accuracy."
     params = {**cell.parameters(), "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
-    key = (json.dumps(params["dataset"], sort_keys=True), params["image_size"])
-    data = (data_cache or {}).get(key) or load_dataset(params["dataset"], params["image_size"])
+    spec = cell_dataset(params)
+    key = (json.dumps(spec, sort_keys=True), params["image_size"])
+    data = (data_cache or {}).get(key) or load_dataset(spec, params["image_size"])
     if data_cache is not None: data_cache[key] = data
     with tempfile.TemporaryDirectory(prefix="attnmed-trial-") as tmp:
         run = train_cell(params, tmp, cbs=[OptunaPruning(trial)] if trial is not None else [], data=data, log=False)

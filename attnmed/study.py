@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 from .config import (PARAMS, Cell, Study, StudyConfigError, atomic_write_text, expand_grid, import_plugins, load_study, parse_study,
                             read_yaml)
-from .data import DataError, resolve_spec
+from .data import DataError, dataset_format, resolve_spec
 from .datasets import check_dataset, prepare_dataset
 from .models import ModelError, get_arch, get_attention, unsupported_reason
 
@@ -39,6 +39,14 @@ def check_study(study:Study, missing_data=None) -> Study:
         for name in getattr(study, fld):
             try: get(name)
             except ModelError as e: raise StudyConfigError(str(e), study.source, fld) from None
+    for i, c in enumerate(study.comparisons):
+        for k in ("variant", "baseline"):
+            if c[k] != "*" and c[k] not in study.attentions:
+                raise StudyConfigError(f"{c[k]!r} is not one of the study's attentions {study.attentions}", study.source, f"comparisons[{i}].{k}")
+    if study.split_seeds:
+        for i, spec in enumerate(datasets):
+            try: dataset_format(spec["format"]).resampled(spec, 0)
+            except DataError as e: raise StudyConfigError(f"split_seeds: {e}", study.source, f"datasets[{i}]") from None
     return dataclasses.replace(study, datasets=datasets)
 
 def load_checked_study(path:str|Path, missing_data=None) -> Study:
@@ -103,8 +111,10 @@ def tuned_parameters(folder:str|Path, cell:Cell) -> dict|None:
 
 # %% ../nbs/07a_study.ipynb #c019
 def prepare_datasets(study:Study):
-    "Build once what the cells of `study` share (generated data, decode caches)."
-    for spec in study.datasets: prepare_dataset(spec, study.image_size)
+    "Build once what the cells of `study` share (generated data, decode caches; one per seed with `split_seeds`)."
+    for spec in study.datasets:
+        for s in (study.seeds if study.split_seeds else [None]):
+            prepare_dataset(spec if s is None else dataset_format(spec["format"]).resampled(spec, s), study.image_size)
 
 # %% ../nbs/07a_study.ipynb #c021
 KEYS = ["dataset", "arch", "attention", "augment", "seed"]
@@ -137,7 +147,7 @@ def load_results(folder:str|Path, study:Study|None=None) -> pd.DataFrame:
         ci = m.get("ci95", {}).get("balanced_accuracy", [np.nan, np.nan])
         extra = {k: v for k, v in m.items() if is_extra_test_metric(k) and isinstance(v, (int, float))}
         rows.append({**{k: r[k] for k in KEYS}, **{k: m.get(k) for k in SCALAR_METRICS if k in m}, "balanced_accuracy_ci_low": ci[0],
-                     "balanced_accuracy_ci_high": ci[1], **extra, "seconds": m.get("seconds"), "folder": r.folder})
+                     "balanced_accuracy_ci_high": ci[1], **extra, "seconds": m.get("seconds"), "shared_groups": m.get("shared_groups", ""), "folder": r.folder})
     df = pd.DataFrame(rows, columns=None if rows else KEYS + ["folder"])
     for k in SCALAR_METRICS:
         if k in df: df[k] = pd.to_numeric(df[k], errors="coerce")

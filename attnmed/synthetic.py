@@ -244,12 +244,43 @@ SYNTHETIC_KINDS["synth-mammo"] = SyntheticKind(_render_mammo, MAMMO_CONCEPTS, (
     Option("calc_fraction", float, 0.5, "share of positives whose evidence is a calcification cluster (else a mass)", low=0, high=1)), grey=True)
 
 # %% ../nbs/01a_synthetic.ipynb #c017
+def _render_pair(labels, shortcut, distractor, size, visibility, g, n_colours:int=6):
+    "Render one chunk of synth-pair images; returns uint8 images (N,S,S,3), evidence and shortcut masks, and the same-height flag."
+    n = len(labels); yy, xx = _grid(size); yy, xx = yy[None], xx[None]
+    palette = torch.tensor([[0.85, 0.25, 0.2], [0.2, 0.6, 0.25], [0.2, 0.35, 0.85], [0.9, 0.8, 0.2], [0.65, 0.25, 0.75], [0.2, 0.8, 0.8],
+                            [0.95, 0.55, 0.15], [0.45, 0.3, 0.15]])[:int(n_colours)]
+    img = 0.5 + 0.06 * torch.randn(n, 3, size, size, generator=g)
+    first = torch.randint(0, len(palette), (n,), generator=g)
+    second = torch.where(labels > 0, (first + torch.randint(1, len(palette), (n,), generator=g)) % len(palette), first)
+    half = 0.075
+    cy = _u(g, n, 2, lo=half + 0.05, hi=1 - half - 0.05)
+    cx = torch.stack([_u(g, n, lo=0.08 + half, hi=0.3), _u(g, n, lo=0.7, hi=0.92 - half)], 1)
+    evidence = torch.zeros(n, size, size, dtype=torch.bool)
+    for j, colour in ((0, first), (1, second)):
+        box = ((yy - cy[:, j, None, None]).abs() < half) & ((xx - cx[:, j, None, None]).abs() < half)
+        evidence |= box
+        c = 0.5 + visibility * (palette[colour] - 0.5)
+        img = torch.where(box[:, None], c[:, :, None, None].expand(-1, -1, size, size), img)
+    third = torch.randint(0, len(palette), (n,), generator=g)
+    dy = _u(g, n, lo=0.3, hi=0.7)
+    dbox = ((yy - dy[:, None, None]).abs() < half * 0.8) & ((xx - 0.5).abs() < half * 0.8) & (distractor[:, None, None] > 0)
+    img = torch.where(dbox[:, None], (0.5 + visibility * (palette[third] - 0.5))[:, :, None, None].expand(-1, -1, size, size), img)
+    band = (yy < 0.08) & ((xx - 0.5).abs() < 0.15) & (shortcut[:, None, None] > 0)
+    img = torch.where(band[:, None], torch.tensor(0.1), img)
+    img = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    return img, evidence, band, (cy[:, 0] - cy[:, 1]).abs() < 0.1
+
+SYNTHETIC_KINDS["synth-pair"] = SyntheticKind(_render_pair, ("has_asymmetry", "has_shortcut", "has_distractor", "same_height"), (
+    Option("distractor_rate", float, 0.3, "share of images with a third, distracting patch in the middle (the nuisance)", low=0, high=1),
+    Option("n_colours", int, 6, "colours a patch can have", low=2, high=8)))
+
+# %% ../nbs/01a_synthetic.ipynb #c020
 @register_format
 class Synthetic(DatasetFormat):
     "The embedded synthetic benchmark (`kind: synth-derm | synth-mammo`), generated once and cached under `path`."
     name, doc = "synthetic", "the embedded synthetic benchmark with ground truth, generated once and cached under `path` (a folder)"
     path_kind = "a folder for the generated cache"
-    options = (Option("kind", str, "synth-derm", "which benchmark", choices=("synth-derm", "synth-mammo")), *SYNTHETIC_OPTIONS)
+    options = (Option("kind", str, "synth-derm", "which benchmark", choices=("synth-derm", "synth-mammo", "synth-pair")), *SYNTHETIC_OPTIONS)
 
     def options_for(self, spec):
         kind = spec.get("kind", "synth-derm")
@@ -280,6 +311,10 @@ class Synthetic(DatasetFormat):
 
     def load(self, spec, size) -> ImageSplits:
         return read_npz_splits(self.prepare(spec, size), name=spec["name"], class_names=["negative", "positive"])
+
+    def resampled(self, spec, seed) -> dict:
+        "A fresh sample of the benchmark (train, validation and test) for each seed."
+        return {**spec, "seed": (int(spec.get("seed", 0)) + 7919 * (int(seed) + 1)) % 2 ** 32}
 
     def example(self, root) -> dict:
         return dict(format="synthetic", path=str(root), n_train=48, n_val=16, n_test=24, shortcut_train=0.9, label_noise=0.1)

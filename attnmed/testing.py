@@ -164,7 +164,7 @@ def write_sample_camelyon17(root:str|Path, per_center:int=24, seed:int=0) -> Pat
     root = Path(root); rng = np.random.default_rng(seed); rows = []
     for center in range(5):
         for i in range(per_center):
-            patient, node = 10 * center + i % 3, i % 2
+            patient, node = 10 * center + i % 2, (i // 2) % 2   # ID validation patches share slides with training, as in WILDS
             x, y = 1000 + 32 * i, 2000 + 16 * i
             tumor = int(i % 2 == 0)
             rows.append(dict(patient=patient, node=node, x_coord=x, y_coord=y, tumor=tumor, slide=2 * patient + node, center=center,

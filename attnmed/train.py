@@ -11,25 +11,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from .config import check_parameters, import_plugins   # first: it quiets a warning fastai's import raises
 from fastai.learner import Learner
 from fastai.callback.core import Callback
 import fastai.callback.schedule  # adds Learner.fit_one_cycle
 import fastai.callback.fp16      # adds Learner.to_bf16
-from fastai.callback.tracker import SaveModelCallback, EarlyStoppingCallback
+from fastai.callback.tracker import SaveModelCallback, EarlyStoppingCallback, TrackerCallback
 from fastai.callback.training import GradientClip
 from fastai.callback.progress import ProgressCallback, CSVLogger
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, BalancedAccuracy
 from fastai.optimizer import Adam
 from fastai.torch_core import set_seed
-from .config import check_parameters, import_plugins
-from .data import ImageSplits
+from .data import ImageSplits, dataset_format
 from .datasets import load_dataset, make_dataloaders, class_weights
 from .models import get_arch, create_model, splitter
 
 # %% auto #0
-__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'EpochLogger', 'make_learner', 'fit',
-           'plot_history', 'CellRun', 'setup_cell', 'train_cell']
+__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'make_learner',
+           'fit', 'plot_history', 'CellRun', 'cell_dataset', 'setup_cell', 'train_cell']
 
 # %% ../nbs/03_train.ipynb #c005
 def resolve_device(device:str="auto") -> torch.device:
@@ -55,23 +55,33 @@ class NaNGuard(Callback):
             raise NonFiniteLossError(f"training loss became {float(self.learn.loss.detach().float().mean())} at epoch {self.epoch}, "
                                      f"iteration {self.iter} (learning rate {self.opt.hypers[-1]['lr']:.3g}); try a lower lr")
 
-class EpochLogger(Callback):
-    "One plain line per epoch (for logs and executed notebooks), instead of fastai's progress bar."
-    order = 60  # after the Recorder has the epoch's values
-    def __init__(self, print_fn=print): self.print_fn = print_fn
+class KeepBest(SaveModelCallback):
+    "fastai's `SaveModelCallback` on a metric, quietly: it keeps the best epoch's weights and reloads them at the end (the epoch line marks the best)."
     def after_epoch(self):
+        TrackerCallback.after_epoch(self)
+        if self.new_best: self._save(self.fname)
+
+class EpochLogger(Callback):
+    "One plain line per training epoch (for logs and executed notebooks), instead of fastai's progress bar; epochs counted from 1."
+    order = KeepBest.order + 1   # after the Recorder has the epoch's values and KeepBest knows whether it is the best
+    def __init__(self, print_fn=print): self.print_fn, self.fitting = print_fn, False
+    def before_fit(self): self.fitting = True
+    def after_fit(self): self.fitting = False
+    def after_epoch(self):
+        if not self.fitting: return       # fastai also runs epoch events when predicting (get_preds): nothing to log then
         names, vals = self.recorder.metric_names[1:], self.recorder.log[1:]
         parts = [f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, vals)]
-        self.print_fn(f"epoch {self.epoch + 1}/{self.n_epoch}  " + "  ".join(parts))
+        best = any(getattr(cb, "new_best", False) for cb in self.learn.cbs if isinstance(cb, KeepBest))
+        self.print_fn(f"epoch {self.epoch + 1}/{self.n_epoch}  " + "  ".join(parts) + ("  (best so far: kept)" if best else ""))
 
 # %% ../nbs/03_train.ipynb #c010
 def make_learner(dls, model, lr:float=3e-3, weight_decay:float=0.01, class_weights=None, label_smoothing:float=0.0,
-                 path:str|Path|None=None, progress:bool|None=None, compile:bool=False, log:bool=True) -> Learner:
-    "A fastai `Learner`: cross-entropy (optional class weights, label smoothing), AdamW, accuracy and balanced accuracy; bf16 + channels_last on CUDA."
+                 path:str|Path|None=None, progress:bool|None=None, compile:bool=False, log:bool=True, protocol:str="attnmed") -> Learner:
+    "A fastai `Learner`: cross-entropy (optional class weights, label smoothing), AdamW (plain Adam with `protocol='seed001'`), accuracy and balanced accuracy; bf16 + channels_last on CUDA."
     w = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=dls.device)
     if compile: model = torch.compile(model)
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(weight=w, label_smoothing=label_smoothing),
-                    opt_func=partial(Adam, decouple_wd=True), lr=lr, wd=weight_decay,
+                    opt_func=partial(Adam, decouple_wd=protocol != "seed001"), lr=lr, wd=weight_decay,
                     metrics=[accuracy, BalancedAccuracy()], path=Path(path) if path else Path(tempfile.mkdtemp()),
                     model_dir=".", cbs=[NaNGuard()], splitter=splitter)
     if progress is None: progress = sys.stdout.isatty()
@@ -86,18 +96,23 @@ def make_learner(dls, model, lr:float=3e-3, weight_decay:float=0.01, class_weigh
 
 # %% ../nbs/03_train.ipynb #c012
 def fit(learn:Learner, epochs:int, lr:float|None=None, history_file:str|Path|None=None, patience:int=0, grad_clip:float=0.0,
-        freeze_epochs:int=0, cbs:list|None=None) -> pd.DataFrame:
-    "Train, keeping the epoch with the best validation balanced accuracy; returns the per-epoch history (also written to `history_file`)."
+        freeze_epochs:int=0, cbs:list|None=None, protocol:str="attnmed") -> pd.DataFrame:
+    "Train, keeping the epoch with the best validation balanced accuracy (validation loss with `protocol='seed001'`); returns the per-epoch history (also written to `history_file`)."
     history_file = Path(history_file or Path(learn.path) / "history.csv").resolve()
     history_file.unlink(missing_ok=True)
-    extra = [SaveModelCallback(monitor="balanced_accuracy_score", comp=np.greater, fname="best", with_opt=False, reset_on_fit=False),
+    monitor, comp = ("valid_loss", np.less) if protocol == "seed001" else ("balanced_accuracy_score", np.greater)
+    extra = [KeepBest(monitor=monitor, comp=comp, fname="best", with_opt=False, reset_on_fit=False),
              CSVLogger(fname=str(history_file), append=True), *(cbs or [])]
-    if patience: extra.append(EarlyStoppingCallback(monitor="balanced_accuracy_score", comp=np.greater, patience=patience, reset_on_fit=False))
+    if patience: extra.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience, reset_on_fit=False))
     if grad_clip: extra.append(GradientClip(max_norm=grad_clip))
-    if freeze_epochs: learn.fine_tune(epochs, base_lr=(lr or learn.lr) / 2, freeze_epochs=freeze_epochs, cbs=extra)
-    else: learn.fit_one_cycle(epochs, lr or learn.lr, cbs=extra)
+    lr = lr or learn.lr
+    if protocol == "seed001":   # Adam at a constant learning rate, as Gonçalves & Cardoso trained
+        if freeze_epochs: learn.freeze(); learn.fit(freeze_epochs, lr, cbs=extra); learn.unfreeze()
+        learn.fit(epochs, lr, cbs=extra)
+    elif freeze_epochs: learn.fine_tune(epochs, base_lr=lr / 2, freeze_epochs=freeze_epochs, cbs=extra)
+    else: learn.fit_one_cycle(epochs, lr, cbs=extra)
     lines = history_file.read_text().splitlines()
-    hist = pd.read_csv(io.StringIO("\n".join([lines[0]] + [l for l in lines[1:] if l != lines[0]])))  # fine_tune appends two phases, two headers
+    hist = pd.read_csv(io.StringIO("\n".join([lines[0]] + [l for l in lines[1:] if l != lines[0]])))  # two phases, two headers
     hist["epoch"] = range(len(hist))
     if freeze_epochs: hist["phase"] = ["frozen"] * min(freeze_epochs, len(hist)) + ["all layers"] * max(0, len(hist) - freeze_epochs)
     hist.to_csv(history_file, index=False)
@@ -131,9 +146,14 @@ class CellRun:
         "Train with the cell's settings, keeping the best validation epoch; returns (and keeps) the history."
         p, t0 = self.params, time.time()
         self.history = fit(self.learn, p["epochs"], p["lr"], history_file=self.out_dir / "history.csv", patience=p["early_stopping"],
-                           grad_clip=p["grad_clip"], freeze_epochs=p["freeze_epochs"] if p["pretrained"] else 0, cbs=cbs)
+                           grad_clip=p["grad_clip"], freeze_epochs=p["freeze_epochs"] if p["pretrained"] else 0, cbs=cbs, protocol=p["protocol"])
         self.seconds += time.time() - t0
         return self.history
+
+def cell_dataset(params:dict) -> dict:
+    "The dataset entry a cell trains on: the study's, or, with `split_seeds`, that entry with its split redrawn by the cell's seed."
+    spec = params["dataset"]
+    return dataset_format(spec["format"]).resampled(spec, params["seed"]) if params["split_seeds"] else spec
 
 def setup_cell(params:dict,                 # a cell's parameters (`Cell.parameters()`)
                out_dir:str|Path|None=None,  # where the checkpoint and history go (default: a temporary folder)
@@ -146,14 +166,14 @@ def setup_cell(params:dict,                 # a cell's parameters (`Cell.paramet
     dev = resolve_device(p["device"])
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="attnmed-cell-")); out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(p["seed"])
-    if data is None: data = load_dataset(p["dataset"], p["image_size"])
+    if data is None: data = load_dataset(cell_dataset(p), p["image_size"])
     stats = get_arch(p["arch"]).input_stats(p["pretrained"], data.images["train"])
     dls, test_dl = make_dataloaders(data, stats, batch_size=p["batch_size"], augment=p["augment"], device=dev,
-                                    oversample=p["imbalance"] == "oversample", seed=p["seed"])
-    model = create_model(p["arch"], p["attention"], n_out=data.n_classes, pretrained=p["pretrained"], img_size=p["image_size"], seed=p["seed"])
+                                    oversample=p["imbalance"] == "oversample", seed=p["seed"], protocol=p["protocol"])
+    model = create_model(p["arch"], p["attention"], n_out=data.n_classes, pretrained=p["pretrained"], img_size=p["image_size"], seed=p["seed"], head=p["head"])
     weights = class_weights(data.labels["train"], data.n_classes) if p["imbalance"] == "weighted_loss" else None
     learn = make_learner(dls, model, lr=p["lr"], weight_decay=p["weight_decay"], class_weights=weights, label_smoothing=p["label_smoothing"],
-                         path=out_dir, compile=p["compile"], log=log)
+                         path=out_dir, compile=p["compile"], log=log, protocol=p["protocol"])
     return CellRun(p, data, dls, test_dl, learn, out_dir, seconds=time.time() - t0)
 
 def train_cell(params:dict, out_dir:str|Path|None=None, cbs:list|None=None, data:ImageSplits|None=None, log:bool=True) -> CellRun:

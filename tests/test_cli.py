@@ -34,7 +34,8 @@ def test_grid_report_and_resume(tmp):
     for key in CELLS: assert f'href="{key}/experiment.ipynb"' in html
     assert "balanced_accuracy" in html and html.count("data:image/png;base64") >= 1, "the bar chart is embedded"
     assert "Warning" not in html, "no library warnings in the report"
-    assert "Does attention help?" in html and "+se on resnet10t, synth-derm" in html, "the verdict for the one comparison"
+    assert "does attention help?" in html and "se vs none on resnet10t, synth-derm" in html, "the verdict for the one comparison"
+    assert html.index('id="The-answer"') < html.index('id="Results"') < html.index("(study.yaml)"), "the answer first, the configuration last"
     # a partial grid (one cell's result gone) still renders, listing the missing cell
     import shutil
     part = tmp / "partial"; shutil.copytree(out, part)

@@ -4,16 +4,17 @@ frozen, starts as the backbone when it is inserted, exposes its maps, and surviv
 import functools, os, subprocess, sys
 import pytest, timm, torch
 from attnmed.models import (ARCHS, ATTENTIONS, ModelError, added_modules, attention_maps, compatible, create_model, get_attention,
-                            randomised_copy, splitter)
+                            get_module, randomised_copy, splitter)
 from attnmed.explain import randomisation_test
 
-PAIRS = [(a, t) for a in ARCHS for t in ATTENTIONS if compatible(a, t)]
+PAIRS = [(a, t, "pooled") for a in ARCHS for t in ATTENTIONS if compatible(a, t)]
+PAIRS += [(a, t, "flatten") for a in ("vgg16", "resnet50", "densenet121") for t in ("none", "se", "ela", "mldam") if compatible(a, t)]   # the seed-001 baselines' head
 SIZE = 64
 
 @functools.lru_cache(maxsize=2)
-def bare(arch):
+def bare(arch, head="pooled"):
     "The arch with attention 'none', seed 0 (shared by the pairs of one arch)."
-    return create_model(arch, "none", n_out=3, img_size=SIZE, seed=0).eval()
+    return create_model(arch, "none", n_out=3, img_size=SIZE, seed=0, head=head).eval()
 
 def as_if_trained(model):
     """Move every parameter off its initial value (zero-initialised gates to 0.5, the rest by a little noise), so that no zero init
@@ -24,17 +25,21 @@ def as_if_trained(model):
             if p.ndim == 0 and p == 0: p.fill_(0.5)
             else: p.add_(0.01 * torch.randn(p.shape, generator=g))
 
-@pytest.mark.parametrize("arch,attention", PAIRS, ids=[f"{a}-{t}" for a, t in PAIRS])
-def test_every_pair(arch, attention):
+@pytest.mark.parametrize("arch,attention,head", PAIRS, ids=[f"{a}-{t}-{h}" for a, t, h in PAIRS])
+def test_every_pair(arch, attention, head):
     variant = get_attention(attention)
-    base = bare(arch)
-    m = create_model(arch, attention, n_out=3, img_size=SIZE, seed=0)
+    base = bare(arch, head)
+    m = create_model(arch, attention, n_out=3, img_size=SIZE, seed=0, head=head)
     x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
     # paired by seed: an inserted variant starts as the backbone (same weights, same function)
     if variant.kind == "inserted":
         with torch.no_grad(): torch.testing.assert_close(m.eval()(x), base(x), rtol=1e-4, atol=1e-5)
-    # what the variant added (every parameter the bare model does not have) trains while the backbone is frozen
+    # paired by seed: the variant starts from the bare model's backbone weights (its first stage, compared by value)
     base_params = [p.detach() for p in base.parameters()]
+    if ARCHS[arch].is_cnn:
+        core = base.backbone if hasattr(base, "backbone") else base
+        for p in get_module(core, ARCHS[arch].stages[0]).parameters(): assert any(q.shape == p.shape and torch.equal(q.detach(), p.detach()) for q in m.parameters())
+    # what the variant added (every parameter the bare model does not have) trains while the backbone is frozen
     frozen, trainable = splitter(m)
     trainable_ids = {id(p) for p in trainable}
     new = [n for n, p in m.named_parameters() if not any(q.shape == p.shape and torch.equal(q, p.detach()) for q in base_params)]

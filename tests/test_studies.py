@@ -26,8 +26,18 @@ def test_small_seed000_runs_with_in_and_out_of_distribution_tests(tmp):
     html = (out / "seed000-small" / "report.html").read_text()
     assert "test (in distribution)" in html and "On the extra test set <code>ood_test</code>" in html
 
-def test_small_seed001_runs_the_four_use_cases(tmp):
+def test_small_seed001_runs_the_four_use_cases_and_both_declared_comparisons(tmp):
     out = tmp / "out"
     r = run(["attnmed-grid", str(ROOT / "studies" / "seed001-small.yaml"), "--out", str(out), "--jobs", "2"])
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "12 done, 0 skipped, 0 failed of 12 cells" in r.stdout
+    assert "18 done, 0 skipped, 0 failed of 18 cells" in r.stdout
+    r = run(["attnmed-report", str(out / "seed001-small")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    exp = out / "seed001-small" / "explanations"
+    assert not (exp / "error.txt").exists(), (exp / "error.txt").read_text() if (exp / "error.txt").exists() else ""
+    html = (out / "seed001-small" / "report.html").read_text()
+    answer = html[html.index('id="The-answer"'):html.index('id="Results"')]
+    for cmp in ("mldam vs mlphead on resnet50", "mldam vs none on resnet50", "mldam vs mlphead on vgg16", "mldam vs none on densenet121"): assert cmp in answer, cmp
+    assert "Declared comparisons: mldam vs mlphead, mldam vs none" in answer
+    sanity = pd.read_csv(exp / "sanity.csv")
+    assert {"mldam", "mlphead"} <= set(sanity.attention), "the randomisation test ran on the MLDAM family"
