@@ -15,7 +15,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 __all__ = ['PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS', 'CELL_KEYS',
            'StudyConfigError', 'check_value', 'Param', 'parse_search', 'check_name', 'parse_study',
            'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell', 'expand_grid',
-           'check_parameters', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json']
+           'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json']
 
 # %% ../nbs/00_config.ipynb #c005
 class StudyConfigError(ValueError):
@@ -105,8 +105,8 @@ PARAMS = {p.name: p for p in [
           choices=("none", "weighted_loss", "oversample")),
     Param("head", str, "pooled", "classifier of none and the inserted variants: pooled (timm's: global average pooling + linear) or flatten (the last feature map flattened into one linear layer, as Gonçalves & Cardoso's baselines)",
           choices=("pooled", "flatten")),
-    Param("protocol", str, "attnmed", "training protocol: attnmed (AdamW, one-cycle, best validation balanced accuracy, flips / rotation / zoom / lighting) or seed001 (Gonçalves & Cardoso's: Adam, constant learning rate, best validation loss, their affine augmentation and horizontal flip)",
-          choices=("attnmed", "seed001")),
+    Param("protocol", str, "attnmed", "training protocol: attnmed (AdamW, one-cycle, best validation balanced accuracy, flips / rotation / zoom / lighting) or goncalves-cardoso (Gonçalves & Cardoso's: Adam, constant learning rate, best validation loss, their affine augmentation and horizontal flip)",
+          choices=("attnmed", "goncalves-cardoso")),
     Param("split_seeds", bool, False, "each seed draws its own data split (carved splits; the synthetic benchmark's sample), so the split's variation enters the comparisons"),
 ]}
 
@@ -357,9 +357,12 @@ def check_parameters(params:dict, source:str="cell parameters") -> dict:
     return out
 
 # %% ../nbs/00_config.ipynb #c039
-def _umask() -> int:
-    m = os.umask(0o022); os.umask(m)
-    return m
+_UMASK = None
+def umask() -> int:
+    "This process's umask (read once: reading it means setting it)."
+    global _UMASK
+    if _UMASK is None: _UMASK = os.umask(0o022); os.umask(_UMASK)
+    return _UMASK
 
 def atomic_write_bytes(path:str|Path, data:bytes):
     "Write `data` to `path` so that readers never see a partial file (temp file + `os.replace`)."
@@ -367,7 +370,7 @@ def atomic_write_bytes(path:str|Path, data:bytes):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f: f.write(data); f.flush(); os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.unlink(tmp)

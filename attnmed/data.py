@@ -48,8 +48,8 @@ class ImageSplits:
         rows = {s: np.bincount(self.labels[s], minlength=self.n_classes) for s in SPLITS}
         return pd.DataFrame(rows, index=self.class_names).T.assign(total=lambda d: d.sum(axis=1))
 
-    def check(self, source=""):
-        "Refuse empty or one-class splits, labels out of range, mismatched lengths or sizes, and patients shared between splits."
+    def check(self, source="", same_size:bool=True):
+        "Refuse empty or one-class splits, labels out of range, mismatched lengths, channels or (`same_size`) sizes, and patients shared between splits."
         sets = {s: (self.images.get(s), self.labels.get(s)) for s in SPLITS}
         sets.update({k: (v["images"], v["labels"]) for k, v in self.extra_tests.items()})
         shape = None
@@ -57,7 +57,9 @@ class ImageSplits:
             if im is None or len(im) == 0: raise DataError(f"{source}: split '{s}' has no items")
             if len(im) != len(lb): raise DataError(f"{source}: split '{s}' has {len(im)} images but {len(lb)} labels")
             if shape is None: shape = im.shape[1:]
-            elif im.shape[1:] != shape: raise DataError(f"{source}: split '{s}' has images of shape {im.shape[1:]}, split 'train' {shape} (every split must have one size)")
+            elif im.shape[3:] != shape[2:] or im.ndim != len(shape) + 1:
+                raise DataError(f"{source}: split '{s}' has images of shape {im.shape[1:]}, split 'train' {shape} (every split must have the same channels)")
+            elif same_size and im.shape[1:] != shape: raise DataError(f"{source}: split '{s}' has images of shape {im.shape[1:]}, split 'train' {shape} (every split must have one size)")
             bad = (lb < 0) | (lb >= self.n_classes)
             if bad.any(): raise DataError(f"{source}: split '{s}' has label {lb[bad][0]} outside 0..{self.n_classes-1} ({self.class_names})")
             present = np.unique(lb)
@@ -124,7 +126,8 @@ class Option:
                 try:
                     if t is list:
                         items = check_value(value, list, where, self.name)
-                        if self.item_type is not None: items = [check_value(v, self.item_type, where, self.name, choices=self.choices) for v in items]
+                        if self.item_type is not None:   # the choices of a list option are its items' (of a str-or-list option, the string's)
+                            items = [check_value(v, self.item_type, where, self.name, choices=self.choices if len(types) == 1 else ()) for v in items]
                         return items
                     bounds = (self.low, self.high, self.open_low, self.open_high) if t in (int, float) else (None, None, False, False)
                     return check_value(value, t, where, self.name, *bounds, choices=self.choices if t is not bool else ())
@@ -266,7 +269,7 @@ def _npz_images(im:np.ndarray, key:str, path) -> np.ndarray:
     return im[..., 0] if im.ndim == 4 and im.shape[-1] == 1 else im
 
 def read_npz_splits(path:str|Path, name:str="", label_column=None, class_names=None) -> ImageSplits:
-    "Read a MedMNIST-layout npz into `ImageSplits` (ground truth arrays, when present, go to `extras`)."
+    "Read a MedMNIST-layout npz into `ImageSplits` (ground truth arrays, when present, go to `extras`); splits may differ in size (`resize_splits` brings them to one)."
     path = Path(path)
     if not path.exists(): raise DataError(f"{path}: file not found (expected a MedMNIST-layout .npz)")
     try: z = np.load(path, allow_pickle=False)
@@ -289,7 +292,7 @@ def read_npz_splits(path:str|Path, name:str="", label_column=None, class_names=N
     n_classes = int(max(labels[s].max() for s in SPLITS)) + 1
     if class_names is None: class_names = [str(i) for i in range(max(n_classes, 2))]
     elif len(class_names) < n_classes: raise DataError(f"{path}: labels go up to {n_classes - 1} but class_names has {len(class_names)} name(s): {list(class_names)}")
-    return ImageSplits(name or path.stem, images, labels, ids, list(class_names), patients, extras, extra_tests).check(str(path))
+    return ImageSplits(name or path.stem, images, labels, ids, list(class_names), patients, extras, extra_tests).check(str(path), same_size=False)
 
 # %% ../nbs/01_data.ipynb #c021
 def resize_splits(ds:ImageSplits, size:int) -> ImageSplits:

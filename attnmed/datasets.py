@@ -15,7 +15,7 @@ from . import synthetic, readers   # register the built-in formats
 
 # %% auto #0
 __all__ = ['PROTOCOLS', 'check_dataset', 'load_dataset', 'prepare_dataset', 'dataset_fingerprint', 'formats_markdown',
-           'Seed001Augmentation', 'augmentation_transforms', 'PairedAugmentation', 'as_chw3', 'TensorDataset',
+           'GoncalvesCardosoAugmentation', 'augmentation_transforms', 'PairedAugmentation', 'as_chw3', 'TensorDataset',
            'dataset_stats', 'class_weights', 'make_dataloaders']
 
 # %% ../nbs/01c_datasets.ipynb #c005
@@ -50,9 +50,9 @@ def formats_markdown() -> str:
     return "\n".join(out).strip()
 
 # %% ../nbs/01c_datasets.ipynb #c011
-PROTOCOLS = ("attnmed", "seed001")
+PROTOCOLS = ("attnmed", "goncalves-cardoso")
 
-class Seed001Augmentation(Transform):
+class GoncalvesCardosoAugmentation(Transform):
     "Gonçalves & Cardoso's training augmentation as one GPU batch transform: RandomAffine(degrees=10, translate=(0.05, 0.1), scale=(0.95, 1.05)), then a horizontal flip with probability 0.5."
     split_idx, order = 0, 30
     def encodes(self, x:TensorImage):
@@ -67,8 +67,8 @@ class Seed001Augmentation(Transform):
         return TensorImage(F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
 
 def augmentation_transforms(protocol:str="attnmed") -> list:
-    "The study's augmentation as GPU batch transforms: attnmed's (fastai) or Gonçalves & Cardoso's (`protocol='seed001'`)."
-    if protocol == "seed001": return [Seed001Augmentation()]
+    "The study's augmentation as GPU batch transforms: attnmed's (fastai) or Gonçalves & Cardoso's (`protocol='goncalves-cardoso'`)."
+    if protocol == "goncalves-cardoso": return [GoncalvesCardosoAugmentation()]
     from fastai.vision.augment import aug_transforms
     return aug_transforms(do_flip=True, flip_vert=True, max_rotate=10.0, max_zoom=1.1, max_lighting=0.2, max_warp=0.0, size=None)
 

@@ -80,13 +80,15 @@ def predictions_frame(ids, y_true, probs, class_names) -> pd.DataFrame:
     for i, c in enumerate(class_names): df[f"prob_{c}"] = probs[:, i]
     return df
 
-def write_cell_results(out_dir:str|Path, metrics:dict, predictions:pd.DataFrame, params:dict, seconds:float) -> Path:
-    "Write `predictions.csv`, then `metrics.json` (metrics + `ci95` + params + seconds) last; returns the metrics path."
+def write_cell_results(out_dir:str|Path, metrics:dict, predictions:pd.DataFrame, params:dict, seconds:float, recorded:dict|None=None) -> Path:
+    "Write `predictions.csv`, then `metrics.json` (metrics + `ci95` + params + seconds + attnmed's version + `recorded`, e.g. the grid's fingerprints) last; returns the metrics path."
+    import attnmed
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "predictions.csv", predictions.to_csv(index=False))
     probs = predictions[[c for c in predictions.columns if c.startswith("prob_")]].values
     ci = bootstrap_ci(predictions["label"].values, probs) if "ci95" not in metrics else metrics["ci95"]
-    res = {**metrics, "ci95": ci, "params": params, "seconds": round(float(seconds), 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    res = {**metrics, "ci95": ci, "params": params, "seconds": round(float(seconds), 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+           "version": attnmed.__version__, **(recorded or {})}
     atomic_write_json(out_dir / "metrics.json", res)
     return out_dir / "metrics.json"
 
@@ -97,11 +99,11 @@ class CellResults:
     metrics:dict
     predictions:dict
 
-    def write(self, out_dir:str|Path, params:dict, seconds:float) -> Path:
-        "Write the extra sets' predictions, `predictions.csv` and, last, `metrics.json`; returns the metrics path."
+    def write(self, out_dir:str|Path, params:dict, seconds:float, **recorded) -> Path:
+        "Write the extra sets' predictions, `predictions.csv` and, last, `metrics.json` (with `recorded`, e.g. `fingerprint=...`); returns the metrics path."
         for name, frame in self.predictions.items():
             if name != "test": atomic_write_text(Path(out_dir) / f"predictions_{name}.csv", frame.to_csv(index=False))
-        return write_cell_results(out_dir, self.metrics, self.predictions["test"], params, seconds)
+        return write_cell_results(out_dir, self.metrics, self.predictions["test"], params, seconds, recorded)
 
 def evaluate_cell(run) -> CellResults:
     "Predict the test set (and extra test sets) of a trained `attnmed.train.CellRun` with its kept checkpoint; returns the metrics and predictions."

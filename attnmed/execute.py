@@ -4,12 +4,13 @@
 
 # %% ../nbs/07b_execute.ipynb #c002
 from __future__ import annotations
-import glob, os, tempfile, traceback, uuid
+import glob, os, signal, tempfile, traceback, uuid
 from pathlib import Path
 import attnmed
 
 # %% auto #0
-__all__ = ['notebook_path', 'kernel_manager', 'NotebookError', 'execute_notebook']
+__all__ = ['RUNNING_KERNELS', 'notebook_path', 'kernel_manager', 'kill_running_kernels', 'NotebookError', 'notebook_parameters',
+           'execute_notebook']
 
 # %% ../nbs/07b_execute.ipynb #c005
 def notebook_path(name:str="experiment.ipynb") -> Path:
@@ -19,8 +20,10 @@ def notebook_path(name:str="experiment.ipynb") -> Path:
     return p
 
 # %% ../nbs/07b_execute.ipynb #c008
-def kernel_manager(env:dict|None=None, socket_prefix:str|None=None):
-    "A Jupyter kernel manager class whose kernels use Unix sockets named `socket_prefix-*` (POSIX) and start with `env` added to the environment."
+RUNNING_KERNELS = set()   # the kernel managers of the notebooks running now (so that an interrupt can stop them)
+
+def kernel_manager(env:dict|None=None, socket_prefix:str|None=None, cwd:str|Path|None=None):
+    "A Jupyter kernel manager class whose kernels use Unix sockets named `socket_prefix-*` (POSIX) and start in `cwd` with `env` added to the environment."
     from jupyter_client.manager import AsyncKernelManager
     extra = {k: str(v) for k, v in (env or {}).items()}
     prefix = socket_prefix or str(Path(tempfile.gettempdir()) / f"attnmed-kernel-{uuid.uuid4().hex[:12]}")
@@ -30,14 +33,36 @@ def kernel_manager(env:dict|None=None, socket_prefix:str|None=None):
             if os.name == "posix": self.transport, self.ip = "ipc", prefix
         async def start_kernel(self, **kw):
             if extra: kw["env"] = {**os.environ, **(kw.get("env") or {}), **extra}
-            return await super().start_kernel(**kw)
+            if cwd is not None: kw["cwd"] = str(cwd)
+            out = await super().start_kernel(**kw)
+            RUNNING_KERNELS.add(self)
+            return out
+        async def shutdown_kernel(self, *a, **kw):
+            RUNNING_KERNELS.discard(self)
+            return await super().shutdown_kernel(*a, **kw)
     return CellKernelManager
+
+def kill_running_kernels() -> int:
+    "Kill the kernel of every notebook running now (their executions then fail); returns how many were killed."
+    n = 0
+    for km in list(RUNNING_KERNELS):
+        pid = getattr(getattr(km, "provisioner", None), "pid", None)
+        if pid:
+            try: os.kill(pid, signal.SIGKILL); n += 1
+            except ProcessLookupError: pass
+        RUNNING_KERNELS.discard(km)
+    return n
 
 # %% ../nbs/07b_execute.ipynb #c010
 class NotebookError(RuntimeError):
     "A notebook that failed: `short` (one line), `details` (the traceback)."
     def __init__(self, short:str, details:str=""):
         super().__init__(short); self.short, self.details = short, details
+
+def notebook_parameters(notebook:str|Path) -> list:
+    "The parameter names declared in `notebook`'s cell tagged `parameters`."
+    import papermill as pm
+    return list(pm.inspect_notebook(str(notebook)))
 
 def execute_notebook(notebook:str|Path,        # the parameterised notebook
                      output:str|Path,          # where the executed copy goes
@@ -47,10 +72,12 @@ def execute_notebook(notebook:str|Path,        # the parameterised notebook
                      kernel_name:str="python3"):
     "Execute `notebook` with `parameters` into `output` with papermill; a `NotebookError` when it fails."
     import papermill as pm
+    unknown = [k for k in (parameters or {}) if k not in notebook_parameters(notebook)]
+    if unknown: raise NotebookError(f"{Path(notebook).name} has no parameter(s) {unknown}: its parameters cell declares {notebook_parameters(notebook)}")
     prefix = str(Path(tempfile.gettempdir()) / f"attnmed-kernel-{uuid.uuid4().hex[:12]}")
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters or {}, kernel_name=kernel_name, progress_bar=False,
-                            cwd=str(cwd or Path(output).parent), kernel_manager_class=kernel_manager(env, prefix))
+                            kernel_manager_class=kernel_manager(env, prefix, Path(cwd or Path(output).parent).resolve()))
     except Exception as e:
         short = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}"
         raise NotebookError(short.strip(), "".join(traceback.format_exception(e))) from None

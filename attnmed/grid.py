@@ -4,40 +4,79 @@
 
 # %% ../nbs/07d_grid.ipynb #c002
 from __future__ import annotations
-import argparse, fnmatch, os, queue, sys, tempfile, time
+import argparse, fnmatch, json, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from tqdm import tqdm
 from .config import Cell, Study, StudyConfigError, atomic_write_text, parse_study
 from .data import DataError
-from .execute import NotebookError, execute_notebook, notebook_path
-from .study import (cell_dir, cell_state, check_study, load_checked_study, prepare_datasets, skipped_pairs, study_cells, study_folder,
-                           tuned_parameters, write_study_record)
+from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
+from .study import (HEARTBEAT, STATES, acquire_lock, cell_dir, cell_state, check_runnable, check_study, data_fingerprints, data_key,
+                           expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
+                           tuned_parameters, what_changed, write_study_record)
 
 # %% auto #0
-__all__ = ['cell_parameters', 'run_cell', 'gpu_slots', 'slot_env', 'run_local', 'run_ray', 'tuned_or_refuse', 'run_grid',
-           'demo_study', 'grid_cli']
+__all__ = ['STOP', 'cell_parameters', 'run_cell', 'gpu_slots', 'slot_env', 'run_local', 'run_ray', 'select_cells',
+           'tuned_or_refuse', 'describe_changes', 'grid_summary', 'run_grid', 'demo_study', 'gpu_ids', 'grid_cli']
 
 # %% ../nbs/07d_grid.ipynb #c005
-def cell_parameters(cell:Cell, tuned:dict|None=None, out_dir:str|Path|None=None) -> dict:
-    "The experiment notebook's parameters for `cell`: its parameters with the (already checked) `tuned` values in, `tuned` and `out_dir`."
-    return {**cell.parameters(), **(tuned or {}), "tuned": tuned, "out_dir": str(out_dir) if out_dir else None}
+STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
 
-def run_cell(cell:Cell, folder:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", tuned:dict|None=None, env:dict|None=None) -> str:
-    "Execute the experiment notebook for `cell` into its folder in the study folder `folder`; returns 'done' or 'failed' (with `error.txt`)."
-    d = cell_dir(folder, cell).resolve(); d.mkdir(parents=True, exist_ok=True)  # absolute: the kernel runs inside the folder
+def cell_parameters(cell:Cell, tuned:dict|None=None, out_dir:str|Path|None=None, fingerprint:str|None=None, data_fingerprint:str|None=None) -> dict:
+    "The experiment notebook's parameters for `cell`: its parameters with the (already checked) `tuned` values in, and `tuned`, `out_dir`, the fingerprints."
+    return {**cell.parameters(), **(tuned or {}), "tuned": tuned, "out_dir": str(out_dir) if out_dir else None,
+            "fingerprint": fingerprint, "data_fingerprint": data_fingerprint}
+
+def _heartbeat(folder:Path, stop:threading.Event):
+    while not stop.wait(HEARTBEAT): touch_lock(folder)
+
+def _publish(attempt:Path, d:Path):
+    "Move a complete attempt's files into the cell folder, metrics.json last."
+    files = sorted(attempt.iterdir(), key=lambda f: f.name == "metrics.json")
     (d / "error.txt").unlink(missing_ok=True)
-    try: execute_notebook(notebook or notebook_path(), d / "experiment.ipynb", cell_parameters(cell, tuned, d), cwd=d, env=env, kernel_name=kernel_name)
-    except NotebookError as e:
-        atomic_write_text(d / "error.txt", f"cell {cell.key} failed\n{e.short}\n\n{e.details}")
-        return "failed"
-    if not (d / "metrics.json").exists():
-        atomic_write_text(d / "error.txt", f"cell {cell.key}: the notebook finished without writing metrics.json\n")
-        return "failed"
-    return "done"
+    for f in files:
+        target = d / f.name
+        if f.is_dir():
+            shutil.rmtree(target, ignore_errors=True); shutil.move(str(f), str(target))
+        else: os.replace(f, target)
 
-# %% ../nbs/07d_grid.ipynb #c007
+def _record_failure(cell:Cell, attempt:Path, d:Path, message:str):
+    "Keep a failed attempt's executed notebook and write `error.txt`; an earlier result becomes `metrics.previous.json`."
+    try:
+        if (d / "metrics.json").exists(): os.replace(d / "metrics.json", d / "metrics.previous.json")
+        if (attempt / "experiment.ipynb").exists(): os.replace(attempt / "experiment.ipynb", d / "experiment.ipynb")
+        atomic_write_text(d / "error.txt", f"cell {cell.key} failed\n{message}")
+    except OSError as e: print(f"attnmed-grid: cell {cell.key} failed ({message.splitlines()[0]}) and its error could not be written: {e}", file=sys.stderr)
+
+def run_cell(cell:Cell, folder:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", tuned:dict|None=None, env:dict|None=None,
+             fingerprint:str|None=None, data_fingerprint:str|None=None) -> str:
+    "Execute the experiment notebook for `cell` in the study folder `folder`: 'done', 'failed' (with `error.txt`), 'skipped' (done meanwhile), 'running' (another grid has it) or 'interrupted'."
+    d = cell_dir(folder, cell).resolve()   # absolute: the kernel runs inside it
+    try:
+        if not acquire_lock(d): return "running"
+    except OSError as e: print(f"attnmed-grid: cell {cell.key}: cannot write its folder: {e}", file=sys.stderr); return "failed"
+    stop = threading.Event(); threading.Thread(target=_heartbeat, args=(d, stop), daemon=True).start()
+    attempt = d / f".attempt-{uuid.uuid4().hex[:8]}"
+    try:
+        if fingerprint is not None and cell_state(d, fingerprint) == "done": return "skipped"
+        for old in d.glob(".attempt-*"): shutil.rmtree(old, ignore_errors=True)   # left by a killed grid
+        attempt.mkdir()
+        params = cell_parameters(cell, tuned, attempt, fingerprint, data_fingerprint)
+        try: execute_notebook(notebook or notebook_path(), attempt / "experiment.ipynb", params, cwd=attempt, env=env, kernel_name=kernel_name)
+        except NotebookError as e:
+            if STOP.is_set(): return "interrupted"
+            _record_failure(cell, attempt, d, f"{e.short}\n\n{e.details}"); return "failed"
+        if not (attempt / "metrics.json").exists():
+            _record_failure(cell, attempt, d, "the notebook finished without writing metrics.json\n"); return "failed"
+        _publish(attempt, d)
+        return "done"
+    except OSError as e:
+        _record_failure(cell, attempt, d, f"{type(e).__name__}: {e}\n"); return "failed"
+    finally:
+        stop.set(); shutil.rmtree(attempt, ignore_errors=True); release_lock(d)
+
+# %% ../nbs/07d_grid.ipynb #c009
 def gpu_slots(jobs:int, gpus:list|None=None) -> list:
     "The GPU (or None) of each of `jobs` job slots: round-robin over `gpus` (default: every visible CUDA device)."
     if gpus is None:
@@ -54,87 +93,163 @@ def slot_env(gpu, jobs:int) -> dict:
     n = max(1, (os.cpu_count() or 1) // max(1, jobs))
     return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
-def run_local(todo:list, folder, notebook, jobs:int, gpus, tuned_of, on_done):
-    "Run `todo` cells in `jobs` threads, dealing GPU slots (or the CPU cores); `on_done(cell, state)` after each."
+def run_local(todo:list, folder, notebook, jobs:int, gpus, kwargs_of, on_done):
+    "Run `todo` cells in `jobs` threads, dealing GPU slots (or the CPU cores); `on_done(cell, state)` after each. Ctrl-C stops the running cells' kernels at once, reports every cell and raises `KeyboardInterrupt`."
     slots = queue.Queue()
     for g in gpu_slots(jobs, gpus): slots.put(g)
     def job(cell):
+        if STOP.is_set(): return "not_started"
         g = slots.get()
-        try: return run_cell(cell, folder, notebook, tuned=tuned_of(cell), env=slot_env(g, jobs))
+        try: return run_cell(cell, folder, notebook, env=slot_env(g, jobs), **kwargs_of(cell))
         finally: slots.put(g)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(job, c): c for c in todo}
-        for f in as_completed(futures): on_done(futures[f], f.result())
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    futures = {pool.submit(job, c): c for c in todo}
+    reported = set()
+    try:
+        for f in as_completed(futures): reported.add(f); on_done(futures[f], f.result())
+    except KeyboardInterrupt:
+        quiet = threading.current_thread() is threading.main_thread()
+        if quiet: signal.signal(signal.SIGINT, signal.SIG_IGN)   # a second Ctrl-C while the kernels stop: no second traceback
+        try:
+            STOP.set(); kill_running_kernels()
+            for f in futures: f.cancel()
+            pool.shutdown(wait=True)
+            for f, c in futures.items():
+                if f not in reported: on_done(c, "not_started" if f.cancelled() else f.result())
+        finally:
+            if quiet: signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise
+    finally: pool.shutdown(wait=False)
 
-def run_ray(todo:list, folder, notebook, address, cpus_per_cell, gpus_per_cell, tuned_of, on_done):
+def run_ray(todo:list, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done):
     "Run `todo` cells as Ray tasks (each `run_cell`); `on_done(cell, state)` after each."
     try: import ray
     except ImportError: raise StudyConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from None
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
     try:
         task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(run_cell)
-        refs = {task.remote(c, str(Path(folder).resolve()), str(notebook or notebook_path()), tuned=tuned_of(c)): c for c in todo}
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
-            cell = refs.pop(ready[0])
-            try: state = ray.get(ready[0])
-            except Exception as e:   # the worker died (node lost, out of memory): record it like any failure
-                atomic_write_text(cell_dir(folder, cell) / "error.txt", f"cell {cell.key} failed on Ray\n{type(e).__name__}: {e}\n"); state = "failed"
-            on_done(cell, state)
+        refs = {task.remote(c, str(Path(folder).resolve()), str(notebook or notebook_path()), **kwargs_of(c)): c for c in todo}
+        try:
+            while refs:
+                ready, _ = ray.wait(list(refs), num_returns=1)
+                cell = refs.pop(ready[0])
+                try: state = ray.get(ready[0])
+                except Exception as e:   # the worker died (node lost, out of memory): record it like any failure
+                    atomic_write_text(cell_dir(folder, cell) / "error.txt", f"cell {cell.key} failed on Ray\n{type(e).__name__}: {e}\n"); state = "failed"
+                on_done(cell, state)
+        except KeyboardInterrupt:
+            for r, c in refs.items(): ray.cancel(r, force=True); on_done(c, "interrupted")   # Ray cannot tell started from queued
+            raise
     finally: ray.shutdown()
 
-# %% ../nbs/07d_grid.ipynb #c011
-def tuned_or_refuse(study:Study, folder, cells:list) -> dict:
-    "The search's best (checked) values per cell when the study has a `search:` block; refuses cells whose group was not searched."
+# %% ../nbs/07d_grid.ipynb #c013
+def select_cells(cells:list, only:str) -> list:
+    "The cells whose key has the path components of one of the comma-separated patterns in `only`, in a row, each matched as a glob."
+    pats = [p.strip().strip("/").split("/") for p in only.split(",") if p.strip().strip("/")]
+    def hit(key):
+        parts = key.split("/")
+        return any(all(fnmatch.fnmatchcase(parts[i + j], pat[j]) for j in range(len(pat))) for pat in pats for i in range(len(parts) - len(pat) + 1))
+    return [c for c in cells if hit(c.key)]
+
+def tuned_or_refuse(study:Study, folder, cells:list, refuse:bool=True) -> dict:
+    "The search's best (checked) values per cell when the study has a `search:` block; refuses (`refuse`) cells whose group was not searched."
     if not study.search: return {}
     tuned = {c: tuned_parameters(folder, c) for c in cells}
     missing = sorted({c.group for c, t in tuned.items() if t is None})
-    if missing:
+    if missing and refuse:
         raise StudyConfigError(f"has a search: block but {len(missing)} group(s) have no tuned parameters yet, e.g. {missing[:3]}; "
                                f"run `attnmed-search {study.source} --out {Path(folder).parent}` first", study.source, "search")
     return tuned
 
-def run_grid(study:Study|str|Path, out:str|Path="outputs", jobs:int=1, retry_failed:bool=False, only:str|None=None,
-             dry_run:bool=False, notebook=None, progress:bool=True, log=print, executor:str="local", address:str|None=None,
-             gpus:list|None=None, cpus_per_cell:float=1, gpus_per_cell:float=0) -> Counter:
-    "Run every cell of `study` not yet done; returns counts of 'done' (run now), 'skipped' (done before), 'failed'."
+def describe_changes(folder, cells:list, expected:dict, fingerprints:dict, study:Study) -> list:
+    "One line per distinct change among the changed `cells`: what changed, and in how many cells."
+    by = Counter()
+    for c in cells:
+        spec = json.loads(c.settings)["dataset_spec"]
+        by["; ".join(what_changed(cell_dir(folder, c), c, expected[c], fingerprints.get(data_key(spec, c.seed, study))))] += 1
+    return [f"{what} ({n} cell{'s' if n > 1 else ''})" for what, n in by.most_common()]
+
+def grid_summary(name:str, counts:Counter, n_cells:int, seconds:float, folder) -> str:
+    "The grid's one summary line."
+    parts = [f"{counts['done']} done", f"{counts['skipped']} skipped", f"{counts['failed']} failed"]
+    extra = dict(interrupted="interrupted", not_started="not started", changed="changed (kept, not rerun: use --rerun-changed)", running="running in another grid",
+                 old_failed="failed earlier (not retried: use --retry-failed)")
+    parts += [f"{counts[k]} {v}" for k, v in extra.items() if counts[k]]
+    return f"grid {name}: {', '.join(parts)} of {n_cells} cells in {seconds:.0f}s -> {folder}"
+
+def run_grid(study:Study|str|Path,           # the study (or its YAML file)
+             out:str|Path="outputs",         # the output folder; the study goes to OUT/<name>
+             jobs:int=1,                     # cells run at the same time (local executor)
+             retry_failed:bool=False,        # run the failed cells again
+             only:str|None=None,             # select cells by key components (see `select_cells`)
+             dry_run:bool=False,             # list the cells and their states; run nothing
+             notebook=None,                  # the cell notebook (default: nbs/experiment.ipynb)
+             progress:bool=True,             # a progress bar on stderr
+             log=print,                      # where the grid's lines go
+             executor:str="local",           # local (threads) or ray
+             address:str|None=None,          # ray: the cluster's address
+             gpus:list|None=None,            # local: GPU ids the job slots are dealt over
+             cpus_per_cell:float=1,          # ray: CPUs per cell
+             gpus_per_cell:float=0,          # ray: GPUs per cell
+             rerun_changed:bool=False) -> Counter: # run again the cells whose results came from other settings, data or code
+    "Run every selected cell of `study` that is not done; returns counts ('done' now, 'skipped', 'failed', 'interrupted', 'changed', ...)."
+    STOP.clear()
     warn = (lambda m: log(f"warning: {m} (dry run: going on)")) if dry_run else None
     study = check_study(study, warn) if isinstance(study, Study) else load_checked_study(study, warn)
     if executor not in ("local", "ray"): raise StudyConfigError(f"unknown executor {executor!r}; valid: local, ray")
-    cells = study_cells(study)
+    every = study_cells(study)
     for a, t, reason in skipped_pairs(study): log(f"left out of the grid: {a}+{t} ({reason})")
-    if only: cells = [c for c in cells if fnmatch.fnmatch(c.key, only) or only in c.key]
+    if not every: raise StudyConfigError("no cell can run: every arch x attention pair is left out (see above)", study.source, "attentions")
+    cells = select_cells(every, only) if only else every
+    if not cells: raise StudyConfigError(f"--only {only!r} selects none of the {len(every)} cells (keys look like {every[0].key}; patterns match whole components)", study.source)
     folder = study_folder(out, study)
-    states = {c: cell_state(cell_dir(folder, c)) for c in cells}
-    todo = [c for c in cells if states[c] == "todo" or (retry_failed and states[c] == "failed")]
-    counts = Counter(skipped=sum(s == "done" for s in states.values()))
-    old_failed = sum(s == "failed" for s in states.values()) if not retry_failed else 0
+    tuned = tuned_or_refuse(study, folder, cells, refuse=not dry_run)
+    if not dry_run:
+        check_runnable(study, cells, device_here=executor == "local")
+        prepare_datasets(study)
+    try: fps = data_fingerprints(study)
+    except (DataError, OSError):
+        if not dry_run: raise
+        fps = {}
+    expected = {c: expected_fingerprint(study, c, tuned.get(c), fps) for c in cells}
+    states = {c: cell_state(cell_dir(folder, c), expected[c]) for c in cells}
+    n = Counter(states.values())
+    run_states = {"todo", "damaged"} | ({"failed"} if retry_failed else set()) | ({"changed"} if rerun_changed else set())
+    todo = [c for c in cells if states[c] in run_states]
+    changed = [c for c in cells if states[c] == "changed"]
+    if changed:
+        log(f"{len(changed)} cell(s) have results from other settings, data or code than the study's now"
+            + (" (rerunning them: --rerun-changed):" if rerun_changed else " (kept, left out of the report; rerun them with --rerun-changed):"))
+        for line in describe_changes(folder, changed, expected, fps, study): log(f"  {line}")
     if dry_run:
-        for c in cells: log(f"{states[c]:6s}  {c.key}")
-        log(f"grid {study.name}: {len(cells)} cells: {counts['skipped']} done, {sum(s == 'failed' for s in states.values())} failed, "
-            f"{sum(s == 'todo' for s in states.values())} to do (dry run: nothing was run)")
-        return Counter(todo=len(todo), **counts)
-    tuned = tuned_or_refuse(study, folder, todo)
+        for c in cells: log(f"{states[c]:7s} {c.key}")
+        log(f"grid {study.name}: {len(cells)} cells: " + ", ".join(f"{n[k]} {k}" for k in STATES if n[k] or k in ("done", "todo"))
+            + f"; {len(todo)} would run (dry run: nothing was run)")
+        return Counter(n) + Counter(would_run=len(todo))
     if tuned: log(f"using the search's tuned lr / weight_decay / batch_size for {len({c.group for c in tuned})} group(s)")
     folder.mkdir(parents=True, exist_ok=True)
-    write_study_record(study, folder)
-    prepare_datasets(study)
+    write_study_record(study, folder, fps)
+    counts = Counter(skipped=n["done"], running=n["running"], changed=0 if rerun_changed else n["changed"],
+                     old_failed=0 if retry_failed else n["failed"])
     t0 = time.time()
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"grid {study.name}", unit="cell", disable=not progress, file=sys.stderr)
     def on_done(cell, state):
         counts[state] += 1; bar.update(1)
         if state == "failed": log(f"failed: {cell.key} (see {cell_dir(folder, cell) / 'error.txt'})")
-    tuned_of = lambda c: tuned.get(c)
-    if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, tuned_of, on_done)
-    else: run_local(todo, folder, notebook, jobs, gpus, tuned_of, on_done)
+    def kwargs_of(c):
+        spec = json.loads(c.settings)["dataset_spec"]
+        return dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=fps.get(data_key(spec, c.seed, study)))
+    try:
+        if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done)
+        else: run_local(todo, folder, notebook, jobs, gpus, kwargs_of, on_done)
+    except (KeyboardInterrupt, OSError):
+        bar.close(); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder)); raise
     bar.close()
-    counts["failed"] += old_failed
-    note = f" ({old_failed} failed earlier, not retried: use --retry-failed)" if old_failed else ""
-    log(f"grid {study.name}: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed{note} "
-        f"of {len(cells)} cells in {time.time() - t0:.0f}s -> {folder}")
+    log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder))
+    counts["failed"] += counts.pop("old_failed", 0)
     return counts
 
-# %% ../nbs/07d_grid.ipynb #c015
+# %% ../nbs/07d_grid.ipynb #c019
 def demo_study(out:str|Path|None=None, **overrides) -> Path:
     "Run a tiny real study (resnet10t, none vs se, synth-derm) through the grid in `out` (default: a temporary folder); returns its study folder."
     out = Path(out or tempfile.mkdtemp(prefix="attnmed-demo-"))
@@ -145,25 +260,37 @@ def demo_study(out:str|Path|None=None, **overrides) -> Path:
     if counts.get("failed"): raise RuntimeError(f"the demonstration study failed: see the error.txt files under {out}")
     return out / "demo"
 
-# %% ../nbs/07d_grid.ipynb #c017
+# %% ../nbs/07d_grid.ipynb #c021
+def gpu_ids(text:str) -> list:
+    "`--gpus` parsed: comma-separated non-negative integers."
+    ids = [g.strip() for g in text.split(",") if g.strip()]
+    if not ids or not all(g.isdigit() for g in ids): raise argparse.ArgumentTypeError(f"expected comma-separated GPU ids such as 0,1; got {text!r}")
+    return [int(g) for g in ids]
+
 def grid_cli(argv=None):
-    "attnmed-grid STUDY.yaml [--out DIR] [--jobs N] [--retry-failed] [--only PATTERN] [--dry-run] [--gpus IDS] [--executor local|ray] [--address ADDR]"
+    "attnmed-grid STUDY.yaml [--out DIR] [--jobs N] [--retry-failed] [--rerun-changed] [--only PATTERN] [--dry-run] [--gpus IDS] [--executor local|ray] ..."
     p = argparse.ArgumentParser(prog="attnmed-grid", description="Run every cell of a study (train + evaluate one configuration each) with papermill.")
     p.add_argument("study", help="the study YAML file")
     p.add_argument("--out", default="outputs", help="output folder (default: outputs); cells go to OUT/<study>/<dataset>/<arch>/<attention>/<aug|noaug>/seed<k>")
     p.add_argument("--jobs", type=int, default=1, help="cells run at the same time (default 1)")
     p.add_argument("--retry-failed", action="store_true", help="run again the cells that failed before")
-    p.add_argument("--only", default=None, help="only cells whose key matches this glob or substring, e.g. 'synth-derm/resnet18/*'")
+    p.add_argument("--rerun-changed", action="store_true", help="run again the cells whose results came from other settings, data or code")
+    p.add_argument("--only", default=None, help="only cells whose key has these components, each a glob, e.g. 'seed1', 'resnet18/se', 'synth-derm/*/none' (comma-separated: any of them)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
-    p.add_argument("--gpus", default=None, help="local executor: comma-separated GPU ids the job slots are dealt over (default: all visible)")
+    p.add_argument("--gpus", type=gpu_ids, default=None, help="local executor: comma-separated GPU ids the job slots are dealt over (default: all visible)")
     p.add_argument("--executor", choices=["local", "ray"], default="local", help="local (threads, --jobs) or ray (a task per cell on a Ray cluster)")
     p.add_argument("--address", default=None, help="ray: the cluster address (e.g. 10.0.0.1:6379 or 'auto'); default: start a local Ray instance")
     p.add_argument("--cpus-per-cell", type=float, default=1, help="ray: CPUs each cell asks for (default 1)")
     p.add_argument("--gpus-per-cell", type=float, default=0, help="ray: GPUs each cell asks for; a fraction shares a GPU (default 0)")
+    p.add_argument("--notebook", default=None, help="the notebook each cell executes (default: attnmed's nbs/experiment.ipynb); it must declare the same parameters")
     a = p.parse_args(argv)
-    gpus = [int(g) for g in a.gpus.split(",") if g.strip()] if a.gpus else None
-    try: counts = run_grid(a.study, a.out, a.jobs, a.retry_failed, a.only, a.dry_run, executor=a.executor, address=a.address,
-                           gpus=gpus, cpus_per_cell=a.cpus_per_cell, gpus_per_cell=a.gpus_per_cell)
+    if a.jobs < 1: p.error(f"--jobs must be at least 1, got {a.jobs}")
+    try: counts = run_grid(a.study, a.out, a.jobs, a.retry_failed, a.only, a.dry_run, notebook=a.notebook, executor=a.executor, address=a.address,
+                           gpus=a.gpus, cpus_per_cell=a.cpus_per_cell, gpus_per_cell=a.gpus_per_cell, rerun_changed=a.rerun_changed)
     except (StudyConfigError, DataError, FileNotFoundError) as e:
         print(f"attnmed-grid: error: {e}", file=sys.stderr); sys.exit(2)
+    except KeyboardInterrupt:
+        print("attnmed-grid: interrupted; the interrupted cells will run again next time", file=sys.stderr); sys.exit(130)
+    except OSError as e:
+        print(f"attnmed-grid: error: {type(e).__name__}: {e}", file=sys.stderr); sys.exit(1)
     sys.exit(1 if counts.get("failed") else 0)

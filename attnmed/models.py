@@ -269,7 +269,7 @@ for v in [
     ReplacingAttention("ela", "Piater et al.'s embedded local self-attention: the same local attention replaces the spatial convolution inside the blocks (ResNet 3x3 conv2, EfficientNet depthwise conv)",
                        lambda conv: LocalSelfAttention2d(conv.in_channels, heads=8 if conv.in_channels % 8 == 0 else 4, kernel=7, rd_ratio=0.25 if conv.groups > 1 else 0.5)),
     HeadAttention("mldam", "Gonçalves & Cardoso's multi-level dual attention (position + channel branches on three feature levels), principled form", "principled"),
-    HeadAttention("mldam-seed", "the same with the seed code's arithmetic, for exact reproduction", "seed"),
+    HeadAttention("mldam-original", "the same with the seed code's arithmetic, for exact reproduction", "seed"),
     HeadAttention("mlphead", "control: MLDAM with its two attention branches removed, all else identical (isolates the attention)", "none"),
 ]: register_attention(v)
 
@@ -288,7 +288,7 @@ def archs_markdown() -> str:
 HEADS = ("pooled", "flatten")
 
 class FlattenHeadNet(nn.Module):
-    "A timm backbone's last feature map flattened into one linear layer (no pooling): the seed-001 baselines' head."
+    "A timm backbone's last feature map flattened into one linear layer (no pooling): Gonçalves & Cardoso's baselines' head."
     def __init__(self, backbone:nn.Module, n_out:int, img_size:int):
         super().__init__()
         shape = features_only(backbone, img_size)
@@ -302,7 +302,7 @@ def create_model(arch:str,                 # a registered backbone (`ARCHS`)
                  pretrained:bool|str=False,# False, True (timm's weights) or a weights file
                  img_size:int=224,         # the input size (sets position encodings, window sizes, the flatten head's width)
                  seed:int|None=None,       # paired initialisation: every variant of an arch starts from the same backbone weights
-                 head:str="pooled") -> nn.Module: # "pooled" (timm's) or "flatten" (the seed-001 baselines'); MLDAM variants bring their own
+                 head:str="pooled") -> nn.Module: # "pooled" (timm's) or "flatten" (Gonçalves & Cardoso's baselines'); MLDAM variants bring their own
     "Backbone `arch` with attention variant `attention` and a classifier `head`, `n_out` outputs."
     a, v = get_arch(arch), get_attention(attention)
     reason = v.supports(a)

@@ -14,11 +14,12 @@ from .testing import (write_sample_camelyon17, write_sample_cbis_ddsm, write_sam
                       write_sample_medmnist, write_sample_mimic_cxr)
 
 # %% auto #0
-__all__ = ['COMMON_OPTIONS', 'ISIC_CLASSES', 'CBIS_FILES', 'CBIS_PATH_COLUMNS', 'CBIS_PATHOLOGY', 'CHEXPERT_FINDINGS',
-           'MIMIC_SPLITS', 'IMAGE_SUFFIXES', 'SPLIT_NAMES', 'CAMELYON_COLUMNS', 'CAMELYON_ID_CENTERS', 'CAMELYON_OOD',
-           'read_table', 'row_ref', 'assign_splits', 'read_dicom', 'read_image', 'default_cache_dir', 'prepare_table',
-           'table_hash', 'splits_from_table', 'TableFormat', 'isic2019_table', 'ISIC2019', 'cbis_ddsm_table',
-           'CBISDDSM', 'mimic_cxr_table', 'MIMICCXRJPG', 'folder_table', 'csv_table', 'Folder', 'CSV',
+__all__ = ['COMMON_OPTIONS', 'HIGH_DEPTH_MODES', 'ISIC_CLASSES', 'CBIS_FILES', 'CBIS_PATH_COLUMNS', 'CBIS_PATHOLOGY',
+           'CHEXPERT_FINDINGS', 'MIMIC_SPLITS', 'IMAGE_SUFFIXES', 'SPLIT_NAMES', 'MISSING_LABELS', 'CAMELYON_COLUMNS',
+           'CAMELYON_ID_CENTERS', 'CAMELYON_OOD', 'read_table', 'row_ref', 'assign_splits', 'check_window', 'to_uint8',
+           'dicom_value_range', 'read_dicom', 'read_image', 'default_cache_dir', 'prepare_table', 'table_hash',
+           'splits_from_table', 'TableFormat', 'isic2019_table', 'ISIC2019', 'cbis_ddsm_table', 'CBISDDSM',
+           'mimic_cxr_table', 'MIMICCXRJPG', 'check_inferred_classes', 'folder_table', 'csv_table', 'Folder', 'CSV',
            'camelyon17_table', 'Camelyon17', 'MedMNIST']
 
 # %% ../nbs/01b_readers.ipynb #c005
@@ -29,6 +30,9 @@ COMMON_OPTIONS = (
     Option("skip_corrupt", bool, False, "true: unreadable images are skipped, counted and listed (never silently); false: an error naming the file"),
     Option("cache", str, None, "folder of the resized-image cache (default: $ATTNMED_CACHE or ~/.cache/attnmed)", path=True),
     Option("channels", int, None, "1 (grey) or 3 (RGB); default: the reader's (grey for mammograms and X-rays, RGB otherwise)", choices=(1, 3)),
+    Option("window", (str, list), "auto", "how 16-bit and float pixels become 8-bit: auto (DICOM: its own VOI LUT or window, else its stored bit depth; "
+           "other files: their bit depth, 16-bit 0..65535, float 0..1), image (each image stretched to its own min..max) or [low, high] (a fixed window)",
+           choices=("auto", "image"), item_type=float),
 )
 
 # %% ../nbs/01b_readers.ipynb #c007
@@ -70,25 +74,65 @@ def assign_splits(table:pd.DataFrame, val_fraction:float=0.15, test_fraction:flo
     return df
 
 # %% ../nbs/01b_readers.ipynb #c013
-def read_dicom(path:str|Path) -> np.ndarray:
-    "A DICOM image as a 2-D uint8 array: scaled on its own min..max range; MONOCHROME1 inverted so that dense is bright."
-    import pydicom
-    ds = pydicom.dcmread(str(path))
-    a = ds.pixel_array.astype(np.float32)
-    if a.ndim == 3: a = a[..., 0] if a.shape[-1] in (3, 4) else a[0]
-    lo, hi = float(a.min()), float(a.max())
-    a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-    if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1": a = 1 - a
-    return (a * 255).round().astype(np.uint8)
+def check_window(window, source:str="") -> str|list:
+    "The `window` option checked: 'auto', 'image' or [low, high] with low < high."
+    if isinstance(window, list) and (len(window) != 2 or not window[0] < window[1]):
+        raise DataError(f"{source}: option 'window' must be auto, image or [low, high] with low < high, got {window!r}")
+    return window
 
-def read_image(path:str|Path, size:int, channels:int=3) -> np.ndarray:
-    "Decode one image file (JPEG, PNG, TIFF, ..., or DICOM) and resize it to `size` x `size`; uint8, H x W (grey) or H x W x 3."
+def to_uint8(a:np.ndarray, window="auto") -> np.ndarray:
+    "Pixels `a` as uint8, mapped linearly from a window onto 0..255 (clipped): [low, high], 'image' (its own min..max) or 'auto' (8-bit as is; the bit depth: 16-bit 0..65535, float 0..1)."
+    a = np.asarray(a)
+    if window == "auto" and a.dtype == np.uint8: return a
+    x = np.nan_to_num(a.astype(np.float64))
+    if isinstance(window, (list, tuple)): lo, hi = map(float, window)
+    elif window == "image": lo, hi = float(x.min()), float(x.max())
+    elif a.dtype.kind == "f":
+        lo, hi = 0.0, 1.0
+        if x.min() < 0 or x.max() > 1:
+            raise DataError(f"float pixels in [{x.min():g}, {x.max():g}], not 0..1: set the dataset option window to image (each image's own range) or [low, high]")
+    elif a.dtype.kind in "ui":
+        lo, hi = (0.0, 65535.0) if a.dtype.itemsize > 2 and x.min() >= 0 and x.max() <= 65535 else map(float, (np.iinfo(a.dtype).min, np.iinfo(a.dtype).max))
+    else: raise DataError(f"unsupported pixel type {a.dtype}")
+    if hi <= lo: return np.zeros(a.shape, np.uint8)
+    return (np.clip((x - lo) / (hi - lo), 0, 1) * 255).round().astype(np.uint8)
+
+def dicom_value_range(ds) -> tuple:
+    "The range of a DICOM image's values after its modality LUT: `BitsStored` (signed or not), rescaled by `RescaleSlope` / `RescaleIntercept` (as pydicom's windowing takes it)."
+    if ds.get("ModalityLUTSequence"): return 0.0, 2.0 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1
+    b = int(ds.BitsStored)
+    lo, hi = (0.0, 2.0 ** b - 1) if int(ds.get("PixelRepresentation", 0)) == 0 else (-(2.0 ** (b - 1)), 2.0 ** (b - 1) - 1)
+    slope, icpt = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and icpt is not None: lo, hi = sorted((lo * float(slope) + float(icpt), hi * float(slope) + float(icpt)))
+    return lo, hi
+
+def read_dicom(path:str|Path, window="auto") -> np.ndarray:
+    "A DICOM image as a 2-D uint8 array, MONOCHROME1 inverted so that dense is bright; `window` 'auto': its VOI LUT or window where it has one, else its stored bit depth."
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    ds = pydicom.dcmread(str(path))
+    a = ds.pixel_array
+    if a.ndim == 3: a = a[..., 0] if a.shape[-1] in (3, 4) else a[0]
+    a = apply_modality_lut(a, ds)
+    if window == "auto":
+        if ds.get("VOILUTSequence"): a, window = apply_voi_lut(a, ds), [0, 2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1]
+        elif "WindowCenter" in ds and "WindowWidth" in ds: a, window = apply_voi_lut(a, ds), list(dicom_value_range(ds))
+        else: window = list(dicom_value_range(ds))
+    out = to_uint8(a, window)
+    return 255 - out if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1" else out
+
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+def read_image(path:str|Path, size:int, channels:int=3, window="auto") -> np.ndarray:
+    "Decode one image file (JPEG, PNG, TIFF, ..., 8- or 16-bit or float, or DICOM), bring it to 8 bits (`window`, see `to_uint8`) and resize it to `size` x `size`; uint8, H x W (grey) or H x W x 3."
     from PIL import Image
     path = Path(path); mode = "L" if channels == 1 else "RGB"
-    if path.suffix.lower() in (".dcm", ".dicom"): im = Image.fromarray(read_dicom(path))
+    if path.suffix.lower() in (".dcm", ".dicom"): im = Image.fromarray(read_dicom(path, window))
     else:
         im = Image.open(path)
-        im.draft(mode, (size, size))   # JPEG: decode at a reduced scale, at least `size`
+        if im.mode in HIGH_DEPTH_MODES: im = Image.fromarray(to_uint8(np.asarray(im), window))
+        elif window != "auto": im = Image.fromarray(to_uint8(np.asarray(im.convert(mode)), window))
+        else: im.draft(mode, (size, size))   # JPEG: decode at a reduced scale, at least `size`
     im = im.convert(mode).resize((size, size), Image.BILINEAR, reducing_gap=2.0)
     return np.asarray(im, dtype=np.uint8)
 
@@ -102,10 +146,10 @@ def _check_files(table:pd.DataFrame, source:str):
     if missing:
         raise DataError(f"{source}: {len(missing)} of {len(table)} listed image file(s) not found, e.g. {missing[:3]}")
 
-def _decode_all(paths:list, size:int, channels:int, skip_corrupt:bool, source:str, desc:str="decoding"):
+def _decode_all(paths:list, size:int, channels:int, skip_corrupt:bool, source:str, desc:str="decoding", window="auto"):
     from tqdm.auto import tqdm
     def one(p):
-        try: return read_image(p, size, channels), None
+        try: return read_image(p, size, channels, window), None
         except Exception as e: return None, f"{p}: {type(e).__name__}: {e}"
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         results = list(tqdm(pool.map(one, paths), total=len(paths), desc=desc, unit="img", mininterval=2, disable=len(paths) < 200))
@@ -123,6 +167,13 @@ def prepare_table(table:pd.DataFrame, class_names:list, opts:dict, source:str) -
     counts = np.bincount(table["label"].astype(int), minlength=len(class_names))
     empty = [c for c, n in zip(class_names, counts) if n == 0]
     if empty: raise DataError(f"{source}: class(es) {empty} have no images (classes: {class_names})")
+    where = table["path"].map(lambda p: os.path.normpath(os.path.abspath(p)))
+    dup = where.duplicated(keep=False)
+    if dup.any():
+        first = where[dup].iloc[0]; rows = table[where == first]
+        labels = sorted({class_names[int(i)] for i in rows["label"]})
+        raise DataError(f"{source}: image {first} is listed {len(rows)} times" + (f", with different labels {labels}" if len(labels) > 1 else "")
+                        + f" ({int(dup.sum())} rows list an image that another row lists too); each image must be listed once")
     table = assign_splits(table, opts["val_fraction"], opts["test_fraction"], int(opts["split_seed"]), source)
     extra = sorted(set(table["split"].dropna()) - set(SPLITS) - {""})      # extra evaluation sets, e.g. WILDS's OOD val / test
     order = {k: i for i, k in enumerate([*SPLITS, *extra])}
@@ -130,9 +181,10 @@ def prepare_table(table:pd.DataFrame, class_names:list, opts:dict, source:str) -
     _check_files(table, source)
     return table
 
-def table_hash(table:pd.DataFrame, size:int, channels:int, class_names:list) -> str:
-    "A hash of the prepared table, the image files' sizes and times, the size, channels and classes: the cache key and the data's fingerprint."
-    h = hashlib.sha1(json.dumps(dict(size=size, channels=channels, classes=list(class_names)), sort_keys=True, default=str).encode())
+def table_hash(table:pd.DataFrame, size:int, channels:int, class_names:list, window="auto") -> str:
+    "A hash of the prepared table, the image files' sizes and times, the size, channels, classes and window: the cache key and the data's fingerprint."
+    key = dict(size=size, channels=channels, classes=list(class_names), **({} if window == "auto" else dict(window=window)))
+    h = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode())
     for row in table[["path", "label", "split", "patient", "id"]].itertuples(index=False):
         st = os.stat(row.path)
         h.update(f"{row.path}|{row.label}|{row.split}|{row.patient}|{row.id}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -142,11 +194,11 @@ def splits_from_table(table:pd.DataFrame, class_names:list, name:str, size:int, 
     "Decode, resize and cache the images of a prepared table (`prepare_table`); returns checked `ImageSplits`."
     extra = [s for s in dict.fromkeys(table["split"]) if s not in SPLITS]
     channels = int(opts["channels"] or 3)
-    cache = Path(opts["cache"] or default_cache_dir()) / f"{name}_{size}px_{channels}ch_{table_hash(table, size, channels, class_names)}.npz"
+    cache = Path(opts["cache"] or default_cache_dir()) / f"{name}_{size}px_{channels}ch_{table_hash(table, size, channels, class_names, opts['window'])}.npz"
     if cache.exists():
         with np.load(cache, allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
     else:
-        imgs, bad = _decode_all(table["path"].tolist(), size, channels, bool(opts["skip_corrupt"]), source, f"{name}: decoding")
+        imgs, bad = _decode_all(table["path"].tolist(), size, channels, bool(opts["skip_corrupt"]), source, f"{name}: decoding", opts["window"])
         keep = np.array([a is not None for a in imgs])
         shape = (size, size) if channels == 1 else (size, size, 3)
         stack = np.stack([a for a in imgs if a is not None]) if keep.any() else np.zeros((0, *shape), np.uint8)
@@ -176,6 +228,11 @@ class TableFormat(DatasetFormat):
 
     def options_for(self, spec): return (*COMMON_OPTIONS, *self.options)
 
+    def values(self, spec):
+        v = super().values(spec)
+        check_window(v["window"], f"dataset '{spec.get('name')}'")
+        return v
+
     def check_files(self, spec):
         super().check_files(spec)
         for r in self.required_files:
@@ -197,7 +254,7 @@ class TableFormat(DatasetFormat):
 
     def fingerprint(self, spec, size):
         table, class_names, opts = self.image_table(spec)
-        return table_hash(table, size, opts["channels"], class_names)
+        return table_hash(table, size, opts["channels"], class_names, opts["window"])
 
     def resampled(self, spec, seed):
         "The carved splits redrawn with `seed` (official splits stay as published)."
@@ -378,6 +435,23 @@ class MIMICCXRJPG(TableFormat):
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validate": "val", "validation": "val", "test": "test", "testing": "test"}
 
+MISSING_LABELS = {"nan", "na", "n/a", "none", "null", "?"}
+
+def check_inferred_classes(names, source:str, what:str="label"):
+    "Refuse class names taken from the data that are likely mistakes: case variants of one name ('Melanoma' beside 'melanoma'), missing-value markers, numbers that are not integer ids."
+    by = {}
+    for n in names: by.setdefault(n.casefold(), []).append(n)
+    twins = [v for v in by.values() if len(v) > 1]
+    if twins: raise DataError(f"{source}: {what}s {twins[0]} differ only in case (they would be {len(twins[0])} classes); fix the data, or list them in class_names to keep them apart")
+    odd = [n for n in names if n.strip().lower() in MISSING_LABELS]
+    if odd: raise DataError(f"{source}: {what} {odd[0]!r} looks like a missing value, not a class; fix the data, or list it in class_names if it is a class")
+    def non_integer(n):
+        try: x = float(n)
+        except ValueError: return False
+        return not np.isfinite(x) or x != round(x)
+    bad = [n for n in names if non_integer(n)]
+    if bad: raise DataError(f"{source}: {what} {bad[0]!r} is a number but not an integer class id; labels are class names or integer ids")
+
 def _patients_from_names(paths, pattern, source):
     if not pattern: return [""] * len(paths)
     rx = re.compile(pattern); out = []
@@ -391,18 +465,20 @@ def folder_table(spec:dict, opts:dict):
     "The image table and class names of a class-per-folder tree (optionally under train/valid/test)."
     root = Path(spec["path"])
     if not root.is_dir(): raise DataError(f"{root}: folder not found (format folder: one sub-folder per class, optionally under train/ valid/ test/)")
-    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith((".", "__MACOSX"))]
     split_dirs = {SPLIT_NAMES[d.name.lower()]: d for d in subdirs if d.name.lower() in SPLIT_NAMES}
     if split_dirs and len(split_dirs) != len(subdirs):
         raise DataError(f"{root}: mixes split folders {sorted(d.name for d in split_dirs.values())} with other folders {[d.name for d in subdirs if d not in split_dirs.values()]}")
     parents = split_dirs or {"": root}
-    classes_by_split = {s: sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")) for s, p in parents.items()}
+    classes_by_split = {s: sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith((".", "__MACOSX"))) for s, p in parents.items()}
     class_names = list(opts["class_names"] or sorted(set().union(*classes_by_split.values())))
+    if not opts["class_names"]: check_inferred_classes(class_names, str(root), "class folder")
     rows = []
     for s, parent in parents.items():
         for c in classes_by_split[s]:
             if c not in class_names: raise DataError(f"{parent / c}: class folder {c!r} is not in class_names {class_names}")
-            files = sorted(f for f in (parent / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(f for f in (parent / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+                           and not any(part.startswith(".") for part in f.relative_to(parent / c).parts))   # no hidden files: macOS's ._* copies
             if not files: raise DataError(f"{parent / c}: class folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
             rows += [dict(path=str(f), label=class_names.index(c), split=s, id=f"{s or 'all'}/{c}/{f.stem}") for f in files]
     if not rows: raise DataError(f"{root}: no class folders found (expected {root}/<class>/*.png or {root}/train/<class>/*.png)")
@@ -422,9 +498,17 @@ def csv_table(spec:dict, opts:dict):
     labels = df[opts["label_column"]].str.strip()
     if (labels == "").any(): raise DataError(f"{row_ref(f, np.where(labels == '')[0][0])}, column '{opts['label_column']}': empty label")
     class_names = [str(c) for c in opts["class_names"]] if opts["class_names"] else sorted(labels.unique(), key=lambda v: (len(v), v) if v.isdigit() else (0, v))
+    if not opts["class_names"]: check_inferred_classes(class_names, f"{f}, column '{opts['label_column']}'")
     unknown = ~labels.isin(class_names)
     if unknown.any(): raise DataError(f"{row_ref(f, np.where(unknown)[0][0])}, column '{opts['label_column']}': label {labels[unknown].iloc[0]!r} is not one of class_names {class_names}")
-    table = pd.DataFrame(dict(path=[str(p if Path(p).is_absolute() else base / p) for p in df[opts["path_column"]].str.strip()],
+    paths = df[opts["path_column"]].str.strip()
+    inside = os.path.normpath(os.path.abspath(base))
+    for i, p in enumerate(paths):
+        full = os.path.normpath(os.path.abspath(p if Path(p).is_absolute() else base / p))
+        if (opts["root"] or not Path(p).is_absolute()) and os.path.commonpath([inside, full]) != inside:
+            raise DataError(f"{row_ref(f, i)}, column '{opts['path_column']}': {p!r} is outside {inside}; image paths must stay inside "
+                            + ("root" if opts["root"] else "the CSV's folder (set root to read images elsewhere)"))
+    table = pd.DataFrame(dict(path=[str(p if Path(p).is_absolute() else base / p) for p in paths],
                               label=labels.map(class_names.index).to_numpy(), id=df[opts["path_column"]].str.strip().to_numpy()))
     if opts["split_column"]:
         sp = df[opts["split_column"]].str.strip().str.lower()
@@ -456,7 +540,7 @@ class CSV(TableFormat):
     def table(self, spec, opts): return csv_table(spec, opts)
     def example(self, root): return dict(format=self.name, path=str(write_sample_csv(Path(root) / "csv")), label_column="diagnosis", patient_column="patient")
 
-# %% ../nbs/01b_readers.ipynb #c033
+# %% ../nbs/01b_readers.ipynb #c035
 CAMELYON_COLUMNS = ["patient", "node", "x_coord", "y_coord", "tumor", "slide", "center", "split"]
 CAMELYON_ID_CENTERS, CAMELYON_OOD = (0, 3, 4), {1: "ood_val", 2: "ood_test"}
 
@@ -498,15 +582,27 @@ class Camelyon17(TableFormat):
     def table(self, spec, opts): return camelyon17_table(spec, opts)
     def example(self, root): return dict(format=self.name, path=str(write_sample_camelyon17(Path(root) / "camelyon17_v1.0")))
 
-# %% ../nbs/01b_readers.ipynb #c036
+# %% ../nbs/01b_readers.ipynb #c038
 @register_format
 class MedMNIST(DatasetFormat):
     name, doc = "medmnist", "a MedMNIST .npz file (train / val / test images and labels)"
     path_kind = "a MedMNIST .npz file"
     options = (Option("label_column", (int, str), None, "multi-label files: a column index, or any (any finding vs none)", low=0),
                Option("class_names", list, None, "names of the classes, in label order", item_type=str))
+    def check_files(self, spec):
+        "The file exists, and `label_column` fits its labels (checked before any cell starts)."
+        super().check_files(spec)
+        lc = self.values(spec)["label_column"]
+        if isinstance(lc, str) and lc != "any": raise DataError(f"dataset '{spec['name']}': option 'label_column' must be a column index or 'any', got {lc!r}")
+        try:
+            with np.load(spec["path"], allow_pickle=False) as z: lb = z["train_labels"] if "train_labels" in z.files else None
+        except Exception as e: raise DataError(f"{spec['path']}: cannot be read as .npz ({type(e).__name__}: {e})") from None
+        if lb is None: return   # the reader names the missing keys
+        n = lb.reshape(len(lb), -1).shape[1]
+        if n > 1 and lc is None: raise DataError(f"{spec['path']}: 'train_labels' has {n} label columns (multi-label); set the dataset option label_column to a column index or 'any'")
+        if isinstance(lc, int) and lc >= n: raise DataError(f"dataset '{spec['name']}': label_column {lc} does not exist; {spec['path']} has label column(s) 0..{n - 1}")
+
     def load(self, spec, size):
-        o = self.values(spec)
-        if isinstance(o["label_column"], str) and o["label_column"] != "any": raise DataError(f"dataset '{spec['name']}': option 'label_column' must be a column index or 'any', got {o['label_column']!r}")
-        return resize_splits(read_npz_splits(spec["path"], spec["name"], o["label_column"], o["class_names"]), size)
+        self.check_files(spec); o = self.values(spec)
+        return resize_splits(read_npz_splits(spec["path"], spec["name"], o["label_column"], o["class_names"]), size).check(str(spec["path"]))
     def example(self, root): return dict(format=self.name, path=str(write_sample_medmnist(Path(root) / "pneumoniamnist.npz")))

@@ -285,7 +285,7 @@ def mean_ci(v, alpha:float=0.05):
     return float(v.mean()), float(stats.t.ppf(1 - alpha / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
 
 def use_case_table(results:pd.DataFrame, attention:str, metric:str="balanced_accuracy", baseline:str="none", digits:int=3) -> pd.DataFrame:
-    "The seed-001 study's Table 1 shape for `attention`: rows (dataset, arch), columns the four use-cases, 'mean ± 95 % CI half-width'."
+    "Gonçalves & Cardoso's Table 1 shape for `attention`: rows (dataset, arch), columns the four use-cases, 'mean ± 95 % CI half-width'."
     cases = {"baseline": (baseline, False), "+aug": (baseline, True), f"+{attention}": (attention, False), f"+{attention}+aug": (attention, True)}
     rows = []
     for (ds, arch), g in results.groupby(["dataset", "arch"], sort=False):

@@ -4,22 +4,24 @@
 
 # %% ../nbs/07a_study.ipynb #c002
 from __future__ import annotations
-import dataclasses, json
+import dataclasses, hashlib, json, os, socket, time, uuid
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from .config import (PARAMS, Cell, Study, StudyConfigError, atomic_write_text, expand_grid, import_plugins, load_study, parse_study,
-                            read_yaml)
+from .config import (PARAMS, Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, expand_grid, import_plugins, load_study,
+                            parse_study, read_yaml, umask)
 from .data import DataError, dataset_format, resolve_spec
 from .datasets import check_dataset, prepare_dataset
-from .models import ModelError, get_arch, get_attention, unsupported_reason
+from .models import ModelError, create_model, get_arch, get_attention, unsupported_reason
 
 # %% auto #0
-__all__ = ['KEYS', 'SCALAR_METRICS', 'check_study', 'load_checked_study', 'study_cells', 'skipped_pairs', 'study_folder',
-           'cell_dir', 'cell_state', 'write_study_record', 'read_study', 'best_file', 'tuned_parameters',
-           'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'load_results',
-           'load_cell_files']
+__all__ = ['STATES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS', 'check_study', 'load_checked_study', 'check_runnable',
+           'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir', 'cell_fingerprint', 'read_metrics', 'cell_state',
+           'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock', 'write_study_record',
+           'read_study', 'data_key', 'data_fingerprints', 'expected_fingerprint', 'read_fingerprints', 'best_file',
+           'tuned_parameters', 'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics',
+           'load_results', 'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study, missing_data=None) -> Study:
@@ -54,6 +56,21 @@ def load_checked_study(path:str|Path, missing_data=None) -> Study:
     return check_study(load_study(path), missing_data)
 
 # %% ../nbs/07a_study.ipynb #c008
+def check_runnable(study:Study, cells:list, device_here:bool=True):
+    "Refuse `cells` of `study` that could not run: a model that cannot be built or run at the image size; `device: cuda` without a GPU (when `device_here`: the cells run on this machine)."
+    import torch
+    if device_here and study.device == "cuda" and not torch.cuda.is_available():
+        raise StudyConfigError("is cuda but this machine has no CUDA GPU (use auto or cpu)", study.source, "device")
+    for arch, att in dict.fromkeys((c.arch, c.attention) for c in cells):
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                model = create_model(arch, att, n_out=2, pretrained=False, img_size=study.image_size, seed=0, head=study.head).eval()
+                model(torch.randn(2, 3, study.image_size, study.image_size))
+        except Exception as e:
+            raise StudyConfigError(f"{arch} + {att} cannot run at image_size {study.image_size} with head {study.head}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                                   study.source, "archs") from None
+
+# %% ../nbs/07a_study.ipynb #c011
 def study_cells(study:Study) -> list[Cell]:
     "The cells of `study` that can run: every arch x attention pair the variant supports."
     return expand_grid(study, keep=lambda a, t: unsupported_reason(a, t) is None)
@@ -62,7 +79,9 @@ def skipped_pairs(study:Study) -> list:
     "`(arch, attention, reason)` for every pair of the study that is left out."
     return [(a, t, r) for a in study.archs for t in study.attentions if (r := unsupported_reason(a, t))]
 
-# %% ../nbs/07a_study.ipynb #c011
+# %% ../nbs/07a_study.ipynb #c014
+STATES = ("done", "changed", "damaged", "failed", "running", "todo")
+
 def study_folder(out:str|Path, study:Study) -> Path:
     "The folder of `study` in the output folder `out`."
     return Path(out) / study.name
@@ -71,18 +90,85 @@ def cell_dir(folder:str|Path, cell:Cell) -> Path:
     "The folder of `cell` in the study folder `folder`."
     return Path(folder) / cell.key
 
-def cell_state(folder:str|Path) -> str:
-    "'done', 'failed' or 'todo'."
+def cell_fingerprint(cell:Cell, tuned:dict|None=None, data:str|None=None) -> str:
+    "A hash of what determines `cell`'s result: its parameters, the `tuned` values, the `data` fingerprint and attnmed's version."
+    import attnmed
+    key = dict(params=cell.parameters(), tuned=tuned or {}, data=data, version=attnmed.__version__)
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+def read_metrics(folder:str|Path) -> dict|None:
+    "The cell's `metrics.json`, or None when it is missing or unreadable."
+    try: return json.loads((Path(folder) / "metrics.json").read_text())
+    except (OSError, ValueError): return None
+
+def cell_state(folder:str|Path, fingerprint:str|None=None) -> str:
+    "One of `STATES` for the cell folder `folder`; `fingerprint`: what the study asks for now (None: any finished result counts)."
     folder = Path(folder)
-    if (folder / "metrics.json").exists(): return "done"
+    if (folder / "metrics.json").exists():
+        m = read_metrics(folder)
+        if m is None: return "damaged"
+        return "done" if fingerprint is None or m.get("fingerprint") == fingerprint else "changed"
+    if lock_owner(folder) is not None: return "running"
     if (folder / "error.txt").exists(): return "failed"
     return "todo"
 
-# %% ../nbs/07a_study.ipynb #c013
-def write_study_record(study:Study, folder:str|Path) -> Path:
-    "Write the checked `study` to `folder/study.yaml`."
+def what_changed(folder:str|Path, cell:Cell, fingerprint:str, data:str|None=None) -> list:
+    "What differs between the results in `folder` and what `cell` asks for now, in words (settings that changed, the data, the version)."
+    import attnmed
+    m = read_metrics(folder) or {}
+    old, new = m.get("params", {}), cell.parameters()
+    out = [f"{k} {json.dumps(old.get(k))} -> {json.dumps(new[k])}" for k in new if k in old and old.get(k) != new[k] and k != "dataset"]
+    if old.get("dataset") != new["dataset"]: out.append("dataset options")
+    if m.get("data_fingerprint") not in (None, data): out.append("the data")
+    if m.get("version") not in (None, attnmed.__version__): out.append(f"attnmed {m.get('version')} -> {attnmed.__version__}")
+    return out or ["tuned values or other inputs"]
+
+# %% ../nbs/07a_study.ipynb #c016
+HEARTBEAT, STALE_AFTER = 20, 120   # seconds
+
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0); return True
+    except ProcessLookupError: return False
+    except PermissionError: return True
+
+def lock_owner(folder:str|Path) -> dict|None:
+    "The live owner of the cell folder's lock ({host, pid, started}), or None (no lock, or a stale one)."
+    f = Path(folder) / ".lock"
+    try: info, age = json.loads(f.read_text()), time.time() - f.stat().st_mtime
+    except (OSError, ValueError): return None
+    if age > STALE_AFTER: return None
+    if info.get("host") == socket.gethostname() and not _alive(int(info.get("pid", 0))): return None
+    return info
+
+def acquire_lock(folder:str|Path) -> bool:
+    "Take the cell folder's lock (taking over a stale one); False when another live grid holds it."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True); f = folder / ".lock"
+    for _ in range(3):
+        try:
+            fd = os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~umask())
+            with os.fdopen(fd, "w") as fh: json.dump(dict(host=socket.gethostname(), pid=os.getpid(), started=time.time()), fh)
+            return True
+        except FileExistsError:
+            if lock_owner(folder) is not None: return False
+            try: os.rename(f, folder / f".lock.stale-{uuid.uuid4().hex[:8]}")   # only one taker wins the rename
+            except FileNotFoundError: pass
+    return False
+
+def touch_lock(folder:str|Path):
+    "Refresh the lock's heartbeat."
+    try: os.utime(Path(folder) / ".lock")
+    except OSError: pass
+
+def release_lock(folder:str|Path):
+    "Give the cell folder's lock back (and clear stale ones)."
+    for f in [Path(folder) / ".lock", *Path(folder).glob(".lock.stale-*")]: f.unlink(missing_ok=True)
+
+# %% ../nbs/07a_study.ipynb #c019
+def write_study_record(study:Study, folder:str|Path, fingerprints:dict|None=None) -> Path:
+    "Write the checked `study` to `folder/study.yaml` (and its data's fingerprints to `folder/fingerprints.json`)."
     f = Path(folder) / "study.yaml"
     atomic_write_text(f, yaml.safe_dump(study.to_dict(), sort_keys=False))
+    if fingerprints is not None: atomic_write_json(Path(folder) / "fingerprints.json", fingerprints)
     return f
 
 def read_study(folder:str|Path) -> Study:
@@ -93,7 +179,31 @@ def read_study(folder:str|Path) -> Study:
     import_plugins(study.plugins)
     return study
 
-# %% ../nbs/07a_study.ipynb #c016
+def data_key(spec:dict, seed:int, study:Study) -> str:
+    "The key of the data a cell trains on: the dataset's name, with the seed when each seed has its own split."
+    return f"{spec['name']}@seed{seed}" if study.split_seeds else spec["name"]
+
+def data_fingerprints(study:Study) -> dict:
+    "{data key: fingerprint} of every dataset of `study` (every seed's split with `split_seeds`)."
+    out = {}
+    for spec in study.datasets:
+        for seed in study.seeds:
+            k = data_key(spec, seed, study)
+            if k not in out:
+                d = dataset_format(spec["format"]).resampled(spec, seed) if study.split_seeds else spec
+                out[k] = dataset_format(d["format"]).fingerprint(d, study.image_size)
+    return out
+
+def expected_fingerprint(study:Study, cell:Cell, tuned:dict|None, fingerprints:dict) -> str:
+    "The fingerprint `cell` of `study` asks for, with the search's `tuned` values and the data `fingerprints` (`data_fingerprints`)."
+    return cell_fingerprint(cell, tuned, fingerprints.get(data_key(json.loads(cell.settings)["dataset_spec"], cell.seed, study)))
+
+def read_fingerprints(folder:str|Path) -> dict|None:
+    "The data fingerprints the grid recorded in the study folder (None for a folder from before fingerprints)."
+    try: return json.loads((Path(folder) / "fingerprints.json").read_text())
+    except (OSError, ValueError): return None
+
+# %% ../nbs/07a_study.ipynb #c022
 def best_file(folder:str|Path, cell:Cell) -> Path:
     "Where the search writes the best parameters of `cell`'s group, in the study folder `folder`."
     return Path(folder) / "search" / cell.group / "best.json"
@@ -109,23 +219,29 @@ def tuned_parameters(folder:str|Path, cell:Cell) -> dict|None:
     if bad: raise StudyConfigError(f"holds {bad}, which the search does not tune (tunable: {', '.join(k for k, p in PARAMS.items() if p.tunable)})", f, "params")
     return {k: PARAMS[k].check(v, f, f"params.{k}") for k, v in params.items()}
 
-# %% ../nbs/07a_study.ipynb #c019
+# %% ../nbs/07a_study.ipynb #c025
 def prepare_datasets(study:Study):
     "Build once what the cells of `study` share (generated data, decode caches; one per seed with `split_seeds`)."
     for spec in study.datasets:
         for s in (study.seeds if study.split_seeds else [None]):
             prepare_dataset(spec if s is None else dataset_format(spec["format"]).resampled(spec, s), study.image_size)
 
-# %% ../nbs/07a_study.ipynb #c021
+# %% ../nbs/07a_study.ipynb #c027
 KEYS = ["dataset", "arch", "attention", "augment", "seed"]
 SCALAR_METRICS = ["balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "precision", "recall", "f1"]
 
 def cell_table(folder:str|Path, study:Study|None=None) -> pd.DataFrame:
-    "One row per cell of the study in `folder`: keys, state (done / failed / todo), folder, and the first line of any error."
+    "One row per cell of the study in `folder`: keys, state (see `STATES`), folder, and the first line of any error."
     folder = Path(folder); study = study or read_study(folder)
+    fps = read_fingerprints(folder)
     rows = []
     for c in study_cells(study):
-        d = cell_dir(folder, c); state = cell_state(d)
+        d = cell_dir(folder, c)
+        expected = None
+        if fps is not None:
+            try: expected = expected_fingerprint(study, c, tuned_parameters(folder, c), fps)
+            except StudyConfigError: expected = None
+        state = cell_state(d, expected)
         err = (d / "error.txt").read_text(errors="replace").splitlines()[1:2] if state == "failed" else []
         rows.append(dict(dataset=c.dataset, arch=c.arch, attention=c.attention, augment=c.augment, seed=c.seed, state=state,
                          folder=c.key, error=err[0] if err else ""))

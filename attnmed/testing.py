@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['ISIC_2019_CLASSES', 'CBIS_CASE_FILES', 'CHEXPERT_LABELS', 'blob_image', 'save_image', 'write_dicom',
+__all__ = ['ISIC_2019_CLASSES', 'CBIS_CASE_FILES', 'CHEXPERT_LABELS', 'QUICK_BODY', 'blob_image', 'save_image', 'write_dicom',
            'write_sample_isic2019', 'write_sample_cbis_ddsm', 'write_sample_mimic_cxr', 'write_sample_folder',
-           'write_sample_csv', 'write_sample_camelyon17', 'write_sample_medmnist']
+           'write_sample_csv', 'write_sample_camelyon17', 'write_sample_medmnist', 'write_quick_experiment']
 
 # %% ../nbs/00b_testing.ipynb #c005
 def blob_image(rng:np.random.Generator, # the random source
@@ -186,4 +186,37 @@ def write_sample_medmnist(path:str|Path, n:int=24, size:int=28, channels:int=1, 
         arrays[f"{s}_images"] = np.stack([blob_image(rng, int(v), size, channels) for v in first])
         arrays[f"{s}_labels"] = y.astype(np.uint8)
     np.savez_compressed(path, **arrays)
+    return path
+
+# %% ../nbs/00b_testing.ipynb #c023
+QUICK_BODY = '''import fnmatch, json, os, time, pathlib
+import numpy as np, attnmed
+key = f"{dataset['name']}/{arch}/{attention}/{'aug' if augment else 'noaug'}/seed{seed}"
+if os.environ.get("ATTNMED_QUICK_LOG"):
+    with open(os.environ["ATTNMED_QUICK_LOG"], "a") as fh: fh.write(f"{key} {os.getpid()}\\n")
+time.sleep(float(os.environ.get("ATTNMED_QUICK_SLEEP", "0")))
+if fnmatch.fnmatch(key, os.environ.get("ATTNMED_QUICK_FAIL", "")): raise RuntimeError(f"failing on purpose: {key}")
+out = pathlib.Path(out_dir); (out / "models").mkdir(parents=True, exist_ok=True)
+(out / "models" / "best.pth").write_bytes(b"\\0" * int(os.environ.get("ATTNMED_QUICK_BYTES", "1024")))
+rng = np.random.default_rng(seed + 100 * (attention != "none"))
+labels = np.arange(40) % 2; p = np.clip(0.5 + (labels - 0.5) * rng.uniform(0, 0.8, 40), 0.01, 0.99)
+pred = (p > 0.5).astype(int)
+lines = ["id,label,prediction,prob_0,prob_1"] + [f"t{i},{l},{q},{1 - x:.4f},{x:.4f}" for i, (l, q, x) in enumerate(zip(labels, pred, p))]
+(out / "predictions.csv").write_text("\\n".join(lines) + "\\n")
+ba = float(np.mean([(pred[labels == c] == c).mean() for c in (0, 1)]))
+params = dict(study=study, dataset=dataset, arch=arch, attention=attention, augment=augment, seed=seed, epochs=epochs, image_size=image_size, tuned=tuned)
+(out / "metrics.json").write_text(json.dumps(dict(balanced_accuracy=ba, accuracy=float((pred == labels).mean()), ci95={"balanced_accuracy": [ba - 0.1, ba + 0.1]},
+    params=params, seconds=0.1, fingerprint=fingerprint, data_fingerprint=data_fingerprint, version=attnmed.__version__,
+    kernel=dict(pid=os.getpid(), CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES"), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS")))))
+'''
+
+def write_quick_experiment(path:str|Path) -> Path:
+    "Write a notebook with the experiment notebook's parameters that trains nothing (see above); returns its path."
+    import nbformat
+    from attnmed.config import CELL_KEYS
+    names = [*CELL_KEYS, "tuned", "out_dir", "fingerprint", "data_fingerprint"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("\n".join(f"{k} = None" for k in names), metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell(QUICK_BODY)])
+    nb.metadata["kernelspec"] = dict(name="python3", display_name="Python 3", language="python")
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True); nbformat.write(nb, path)
     return path

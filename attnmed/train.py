@@ -77,11 +77,11 @@ class EpochLogger(Callback):
 # %% ../nbs/03_train.ipynb #c010
 def make_learner(dls, model, lr:float=3e-3, weight_decay:float=0.01, class_weights=None, label_smoothing:float=0.0,
                  path:str|Path|None=None, progress:bool|None=None, compile:bool=False, log:bool=True, protocol:str="attnmed") -> Learner:
-    "A fastai `Learner`: cross-entropy (optional class weights, label smoothing), AdamW (plain Adam with `protocol='seed001'`), accuracy and balanced accuracy; bf16 + channels_last on CUDA."
+    "A fastai `Learner`: cross-entropy (optional class weights, label smoothing), AdamW (plain Adam with `protocol='goncalves-cardoso'`), accuracy and balanced accuracy; bf16 + channels_last on CUDA."
     w = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=dls.device)
     if compile: model = torch.compile(model)
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(weight=w, label_smoothing=label_smoothing),
-                    opt_func=partial(Adam, decouple_wd=protocol != "seed001"), lr=lr, wd=weight_decay,
+                    opt_func=partial(Adam, decouple_wd=protocol != "goncalves-cardoso"), lr=lr, wd=weight_decay,
                     metrics=[accuracy, BalancedAccuracy()], path=Path(path) if path else Path(tempfile.mkdtemp()),
                     model_dir=".", cbs=[NaNGuard()], splitter=splitter)
     if progress is None: progress = sys.stdout.isatty()
@@ -97,16 +97,16 @@ def make_learner(dls, model, lr:float=3e-3, weight_decay:float=0.01, class_weigh
 # %% ../nbs/03_train.ipynb #c012
 def fit(learn:Learner, epochs:int, lr:float|None=None, history_file:str|Path|None=None, patience:int=0, grad_clip:float=0.0,
         freeze_epochs:int=0, cbs:list|None=None, protocol:str="attnmed") -> pd.DataFrame:
-    "Train, keeping the epoch with the best validation balanced accuracy (validation loss with `protocol='seed001'`); returns the per-epoch history (also written to `history_file`)."
+    "Train, keeping the epoch with the best validation balanced accuracy (validation loss with `protocol='goncalves-cardoso'`); returns the per-epoch history (also written to `history_file`)."
     history_file = Path(history_file or Path(learn.path) / "history.csv").resolve()
     history_file.unlink(missing_ok=True)
-    monitor, comp = ("valid_loss", np.less) if protocol == "seed001" else ("balanced_accuracy_score", np.greater)
+    monitor, comp = ("valid_loss", np.less) if protocol == "goncalves-cardoso" else ("balanced_accuracy_score", np.greater)
     extra = [KeepBest(monitor=monitor, comp=comp, fname="best", with_opt=False, reset_on_fit=False),
              CSVLogger(fname=str(history_file), append=True), *(cbs or [])]
     if patience: extra.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience, reset_on_fit=False))
     if grad_clip: extra.append(GradientClip(max_norm=grad_clip))
     lr = lr or learn.lr
-    if protocol == "seed001":   # Adam at a constant learning rate, as Gonçalves & Cardoso trained
+    if protocol == "goncalves-cardoso":   # Adam at a constant learning rate, as Gonçalves & Cardoso trained
         if freeze_epochs: learn.freeze(); learn.fit(freeze_epochs, lr, cbs=extra); learn.unfreeze()
         learn.fit(epochs, lr, cbs=extra)
     elif freeze_epochs: learn.fine_tune(epochs, base_lr=lr / 2, freeze_epochs=freeze_epochs, cbs=extra)

@@ -1,5 +1,6 @@
 """Extending attnmed in one place: a study's plugin file registers a new dataset format (with ground truth) and a new inserted
-attention variant, and both work in the checks, the grid, the explanations and the report without touching any other file."""
+attention variant, and both work in the checks, the grid, the explanations and the report without touching any other file.
+A third variant fails in training: the grid goes on, records the failure, keeps it on a rerun, and the report lists it."""
 import json
 import pandas as pd
 import yaml
@@ -49,12 +50,22 @@ class PixelGate(nn.Module):
     def forward(self, x): return x * torch.sigmoid(self.conv(x))
 
 register_attention(InsertedAttention("pixelgate", "a throwaway spatial gate", PixelGate, "last"))
+
+class Broken(nn.Module):
+    "A variant that builds and predicts, but fails as soon as it trains: its cells fail inside their notebooks."
+    def __init__(self, channels): super().__init__(); self.conv = nn.Conv2d(channels, channels, 1)
+    def forward(self, x):
+        if self.training: raise RuntimeError("broken on purpose")
+        return self.conv(x)
+
+register_attention(InsertedAttention("broken", "a variant that fails in training", Broken, "last"))
 '''
 
 def test_a_plugin_format_and_variant_work_everywhere(tmp):
     (tmp / "my_extensions.py").write_text(PLUGIN)
     raw = dict(name="ext", plugins=["my_extensions.py"], datasets=[dict(name="sq", format="squares", path=".", n=48)],
-               archs=["resnet10t"], attentions=["none", "pixelgate"], seeds=[0], epochs=2, image_size=32, batch_size=16, device="cpu")
+               archs=["resnet10t"], attentions=["none", "pixelgate", "broken"], seeds=[0], epochs=2, image_size=32, batch_size=16, device="cpu",
+               comparisons=[{"variant": "pixelgate", "baseline": "none"}])
     study = tmp / "ext.yaml"
     # the plugin's declared options are checked like the built-in ones, before anything runs
     study.write_text(yaml.safe_dump({**raw, "datasets": [dict(name="sq", format="squares", path=".", nn=48)]}))
@@ -62,9 +73,13 @@ def test_a_plugin_format_and_variant_work_everywhere(tmp):
     assert r.returncode == 2 and "unknown option 'nn' for format squares; did you mean 'n'?" in r.stderr, r.stderr
     study.write_text(yaml.safe_dump(raw))
     r = run(["attnmed-grid", str(study), "--out", str(tmp / "out")])
-    assert r.returncode == 0 and "grid ext: 2 done, 0 skipped, 0 failed of 2 cells" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
+    assert r.returncode == 1 and "grid ext: 2 done, 0 skipped, 1 failed of 3 cells" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
     m = json.loads((tmp / "out/ext/sq/resnet10t/pixelgate/noaug/seed0/metrics.json").read_text())
     assert m["params"]["attention"] == "pixelgate" and 0 <= m["balanced_accuracy"] <= 1
+    bad = tmp / "out/ext/sq/resnet10t/broken/noaug/seed0"
+    assert (bad / "experiment.ipynb").exists() and "broken on purpose" in (bad / "error.txt").read_text() and not (bad / "metrics.json").exists()
+    r = run(["attnmed-grid", str(study), "--out", str(tmp / "out")])
+    assert r.returncode == 1 and "0 done, 2 skipped, 1 failed (1 failed earlier, not retried" in r.stdout, r.stdout
     r = run(["attnmed-report", str(tmp / "out/ext")])
     assert r.returncode == 0, r.stderr[-3000:]
     exp = tmp / "out/ext/explanations"
@@ -76,5 +91,6 @@ def test_a_plugin_format_and_variant_work_everywhere(tmp):
     assert set(pd.read_csv(exp / "sanity.csv").attention) == {"none", "pixelgate"}
     assert "has_marker" in set(pd.read_csv(exp / "concepts.csv").concept)
     html = (tmp / "out/ext/report.html").read_text()
-    assert "+pixelgate on resnet10t, sq" in html
+    assert "pixelgate vs none on resnet10t, sq" in html
+    assert "Cells not in the results" in html and "broken" in html
     for s in ("Explanations", "Shortcut reliance", "Randomisation test", "Concepts used", 'href="explain.ipynb"'): assert s in html, s

@@ -8,7 +8,7 @@ from attnmed.models import (ARCHS, ATTENTIONS, ModelError, added_modules, attent
 from attnmed.explain import randomisation_test
 
 PAIRS = [(a, t, "pooled") for a in ARCHS for t in ATTENTIONS if compatible(a, t)]
-PAIRS += [(a, t, "flatten") for a in ("vgg16", "resnet50", "densenet121") for t in ("none", "se", "ela", "mldam") if compatible(a, t)]   # the seed-001 baselines' head
+PAIRS += [(a, t, "flatten") for a in ("vgg16", "resnet50", "densenet121") for t in ("none", "se", "ela", "mldam") if compatible(a, t)]   # Gonçalves & Cardoso's baselines' head
 SIZE = 64
 
 @functools.lru_cache(maxsize=2)
@@ -77,7 +77,7 @@ def test_randomisation_test_works_for_every_variant(attention):
     ("vgg16", "se", {"features.15.1": (32, 16), "features.22.1": (16, 8), "features.29.1": (8, 4)}),
     ("densenet121", "mhsa", {"features.norm5.1": (4, 2), "features.norm5.1.attn": (4, 2)}),
     ("resnet50", "mldam", {"head": (4, 2)}),
-    ("vgg16", "mldam-seed", {"head": (4, 2)}),
+    ("vgg16", "mldam-original", {"head": (4, 2)}),
     ("resnet50", "botnet", {"layer4.0.conv2.0": (8, 4), "layer4.1.conv2": (4, 2), "layer4.2.conv2": (4, 2)}),
     ("resnet18", "ga", {"layer3.1": (8, 4), "layer3.1.attn": (8, 4), "layer4.1": (4, 2), "layer4.1.attn": (4, 2)}),
     ("efficientnet_b0", "la", {"blocks.4.1": (8, 4), "blocks.4.1.attn": (8, 4), "blocks.6.1": (4, 2), "blocks.6.1.attn": (4, 2)}),
@@ -98,7 +98,7 @@ def test_none_is_exactly_the_library_model(arch):
 
 def test_bad_names_and_unsupported_pairs_say_why():
     with pytest.raises(ModelError, match="valid archs: resnet10t, resnet18, resnet50, vgg16, densenet121"): create_model("resnet101")
-    with pytest.raises(ModelError, match="valid attentions: none, se, cbam, eca, nonlocal, mhsa, botnet, ga, la, ela, mldam, mldam-seed, mlphead"): create_model("resnet18", "danet")
+    with pytest.raises(ModelError, match="valid attentions: none, se, cbam, eca, nonlocal, mhsa, botnet, ga, la, ela, mldam, mldam-original, mlphead"): create_model("resnet18", "danet")
     with pytest.raises(ModelError, match="swin_tiny is a transformer baseline"): create_model("swin_tiny", "cbam")
     with pytest.raises(ModelError, match="vgg16 has no spatial convolution"): create_model("vgg16", "ela")
 

@@ -134,6 +134,32 @@ def test_csv_errors_and_official_split(tmp):
     df.loc[10, "set"] = "train"; df.loc[11, "diagnosis"] = ""; df.to_csv(f, index=False)
     with pytest.raises(DataError, match=r"labels.csv, line 13, column 'diagnosis': empty label"): load(tmp, **spec)
 
+def test_meaningless_data_is_refused(tmp):
+    "A split of one class (balanced accuracy 1.0 for nothing learned), a test split at another size, labels that are not ids."
+    f = T.write_sample_csv(tmp / "c", n=40)
+    df = pd.read_csv(f); df["diagnosis"] = "nevus"; df.loc[:2, "diagnosis"] = "melanoma"; df.to_csv(f, index=False)
+    with pytest.raises(DataError, match=r"holds only class .nevus.; every split needs at least two classes"): load(tmp, format="csv", path=str(f), label_column="diagnosis")
+    m = T.write_sample_medmnist(tmp / "m.npz")
+    with np.load(m) as z: arrays = {k: z[k] for k in z.files}
+    arrays["test_images"] = np.zeros((8, 64, 64), np.uint8)            # the test split at another size than train: resized with it
+    np.savez(m, **arrays)
+    medmnist = lambda: load_dataset(dict(name="m", format="medmnist", path=str(m)), 32)
+    assert medmnist().images["test"].shape[1:] == (32, 32)
+    arrays["train_labels"] = np.where(np.arange(24)[:, None] == 3, np.nan, arrays["train_labels"].astype(float)); np.savez(m, **arrays)
+    with pytest.raises(DataError, match="non-integer labels"): medmnist()
+
+def test_16_bit_images_are_scaled_not_clipped(tmp):
+    "A folder of 16-bit grey PNGs (12 bits used, as mammogram exports often are) keeps its contrast; a window stretches it."
+    rng = np.random.default_rng(0)
+    for split in ("train", "valid", "test"):
+        for c, name in enumerate(("benign", "malignant")):
+            for i in range(6): T.save_image(tmp / "png16" / split / name / f"p{i}.png", T.blob_image(rng, c, 40, channels=1).astype(np.uint16) * 16)
+    ds = load(tmp, format="folder", path=str(tmp / "png16"), channels=1)
+    a = ds.images["train"]
+    assert (a == 255).mean() < 0.01 and 0 < a.mean() < 40, "scaled by the bit depth, not clipped at 255"
+    b = load(tmp, format="folder", path=str(tmp / "png16"), channels=1, window=[0, 4095], cache=str(tmp / "cache2")).images["train"]
+    assert 60 < b.mean() < 200 and b.std() > 4 * a.std() / 2, "a documented window brings the contrast back"
+
 # --- decoding, corrupt files, cache ------------------------------------------------------------------------------
 
 def test_truncated_jpeg_is_named_or_skipped_and_listed(tmp):
@@ -166,22 +192,24 @@ def test_every_format_has_an_example():
     for name, fmt in FORMATS.items():
         assert type(fmt).example is not DatasetFormat.example, f"format {name} has no example()"
 
-def test_one_epoch_study_on_every_format(tmp):
-    "A 1-epoch grid on a sample of every registered format (camelyon17 included), with a study-relative cache folder."
+def test_one_epoch_on_every_format(tmp):
+    "Every registered format (camelyon17 included) through the study checks, the preparation and one cell's recipe (train_cell, evaluate_cell), with a study-relative cache folder."
+    from attnmed.config import parse_study
+    from attnmed.study import check_study, prepare_datasets, study_cells
+    from attnmed.train import train_cell
+    from attnmed.evaluate import evaluate_cell
     datasets = []
     for name, fmt in FORMATS.items():
         spec = dict(name=name, **fmt.example(tmp / "data" / name))
         if any(o.name == "cache" for o in fmt.options_for(spec)): spec["cache"] = "cache"
         datasets.append(spec)
     datasets.append(dict(name="mammo", **{**FORMATS["synthetic"].example(tmp / "data" / "mammo"), "kind": "synth-mammo"}))
-    study = tmp / "formats.yaml"
-    study.write_text(yaml.safe_dump(dict(name="formats", datasets=datasets, archs=["resnet10t"], attentions=["none"], seeds=[0],
-                                         epochs=1, image_size=32, batch_size=16, device="cpu", imbalance="weighted_loss")))
-    r = run(["attnmed-grid", str(study), "--out", str(tmp / "out"), "--jobs", "2"])
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    for d in datasets:
-        m = json.loads((tmp / "out" / "formats" / d["name"] / "resnet10t/none/noaug/seed0/metrics.json").read_text())
-        assert 0 <= m["balanced_accuracy"] <= 1 and m["params"]["dataset"]["format"] == d["format"] and m["params"]["imbalance"] == "weighted_loss"
+    datasets.append(dict(name="pair", **{**FORMATS["synthetic"].example(tmp / "data" / "pair"), "kind": "synth-pair"}))
+    study = check_study(parse_study(dict(name="formats", datasets=datasets, archs=["resnet10t"], attentions=["none"], seeds=[0], epochs=1, image_size=32,
+                                         batch_size=16, device="cpu", imbalance="weighted_loss"), base_dir=tmp))
+    prepare_datasets(study)
+    for cell in study_cells(study):
+        m = evaluate_cell(train_cell(cell.parameters(), tmp / "out" / cell.key, log=False)).metrics
+        assert 0 <= m["balanced_accuracy"] <= 1, cell.dataset
+        if cell.dataset == "camelyon17": assert 0 <= m["balanced_accuracy_ood_test"] <= 1, "camelyon17's out-of-distribution hospital is evaluated"
     assert list((tmp / "cache").glob("cbis-ddsm_32px_1ch_*.npz")), "the study-relative cache folder was used"
-    m = json.loads((tmp / "out/formats/camelyon17/resnet10t/none/noaug/seed0/metrics.json").read_text())
-    assert 0 <= m["balanced_accuracy_ood_test"] <= 1, "camelyon17's out-of-distribution hospital is evaluated"

@@ -31,5 +31,5 @@ def test_options_are_checked():
     with pytest.raises(DataError, match=r"unknown option 'hair_rate' for format synthetic"):
         Synthetic().values(dict(name="m", format="synthetic", path="/tmp", kind="synth-mammo", hair_rate=0.2))
     with pytest.raises(DataError, match="field 'shortcut_train': must be <= 1"): generate("synth-derm", shortcut_train=1.5)
-    with pytest.raises(DataError, match="field 'kind': expected one of synth-derm, synth-mammo, got 'synth-xray'"): Synthetic().values(dict(name="x", path="/tmp", kind="synth-xray"))
+    with pytest.raises(DataError, match="field 'kind': expected one of synth-derm, synth-mammo, synth-pair, got 'synth-xray'"): Synthetic().values(dict(name="x", path="/tmp", kind="synth-xray"))
     with pytest.raises(DataError, match="unknown synthetic kind 'synth-xray'"): synthetic_options("synth-xray")

@@ -1,0 +1,185 @@
+"""The grid under faults, on real processes: kill -9 and resume, two grids on one folder, Ctrl-C, a full disk, a changed config,
+a refused config. Cells execute `attnmed.testing.write_quick_experiment`'s notebook (the experiment notebook's parameters, no training),
+so that each scenario takes seconds; the real notebook runs end to end in test_cli and test_studies."""
+import json, os, re, resource, signal, subprocess, time
+from pathlib import Path
+import pytest, yaml
+from conftest import ROOT, BIN, tiny_study
+from attnmed.study import cell_table
+from attnmed.testing import write_quick_experiment
+
+def quick_env(**quick):
+    "The environment of a grid whose quick cells sleep / log / fail / write as asked (`ATTNMED_QUICK_*`)."
+    return {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore", **{f"ATTNMED_QUICK_{k.upper()}": str(v) for k, v in quick.items()}}
+
+def grid(study, out, nb, *args, env=None, **popen):
+    "Start attnmed-grid on `study` with the quick notebook `nb`; returns the Popen (text pipes)."
+    return subprocess.Popen([str(BIN / "attnmed-grid"), str(study), "--out", str(out), "--notebook", str(nb), *map(str, args)], cwd=ROOT,
+                            env=env or quick_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+def finish(p, timeout=300):
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out, err
+
+def wait_for(pred, timeout=120, what="the condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred(): return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+def alive(pid):
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    try:   # a zombie is dead
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError: return False
+
+def leftovers(folder):
+    "Files no finished grid may leave: locks, attempt folders."
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.name.startswith((".lock", ".attempt-")))
+
+def assert_whole(folder):
+    "Every metrics.json parses; a cell without one holds no checkpoint (nothing partial counts as done, or lies around as if it were)."
+    for cell in {p.parent for p in Path(folder).rglob("seed*/*")}:
+        if (cell / "metrics.json").exists(): json.loads((cell / "metrics.json").read_text())
+        else: assert not (cell / "models").exists(), f"{cell}: a checkpoint without results"
+
+@pytest.fixture
+def quick(tmp): return write_quick_experiment(tmp / "quick.ipynb")
+
+def test_kill_9_and_resume_loses_and_redoes_nothing(tmp, quick):
+    study, out, log = tiny_study(tmp, name="kill", seeds=[0, 1]), tmp / "out", tmp / "runs.log"   # 4 cells
+    p = grid(study, out, quick, env=quick_env(sleep=1.5, log=log), start_new_session=True)
+    wait_for(lambda: len(list(out.glob("kill/**/metrics.json"))) >= 1 and len(log.read_text().splitlines()) >= 2, what="one cell done, one running")
+    os.killpg(p.pid, signal.SIGKILL); p.wait()                          # the grid, mid-cell: its lock, attempt folder and kernel are left behind
+    done = {f.parent: f.stat().st_mtime_ns for f in out.glob("kill/**/metrics.json")}
+    assert 1 <= len(done) < 4, f"killed too late: {len(done)} done"
+    assert_whole(out)
+    rc, stdout, err = finish(grid(study, out, quick))
+    assert rc == 0, err[-2000:]
+    assert f"{4 - len(done)} done, {len(done)} skipped, 0 failed of 4 cells" in stdout, stdout
+    assert {f.parent: f.stat().st_mtime_ns for f in out.glob("kill/**/metrics.json") if f.parent in done} == done, "finished cells untouched"
+    assert len(list(out.glob("kill/**/metrics.json"))) == 4 and leftovers(out) == []
+
+def test_two_grids_on_one_folder_run_each_cell_once(tmp, quick):
+    study, out, log = tiny_study(tmp, name="twice", seeds=[0, 1, 2]), tmp / "out", tmp / "runs.log"   # 6 cells
+    env = quick_env(sleep=1, log=log)
+    ps = [grid(study, out, quick, "--jobs", 2, env=env) for _ in range(2)]
+    results = [finish(p) for p in ps]
+    assert [rc for rc, _, _ in results] == [0, 0], [err[-2000:] for _, _, err in results]
+    runs = [line.split()[0] for line in log.read_text().splitlines()]
+    assert sorted(runs) == sorted(set(runs)) and len(runs) == 6, f"every cell runs exactly once: {runs}"
+    assert sum(int(re.search(r"grid twice: (\d+) done", stdout).group(1)) for _, stdout, _ in results) == 6, [s for _, s, _ in results]
+    assert leftovers(out) == [] and not list(out.rglob("error.txt"))
+    assert set(cell_table(out / "twice").state) == {"done"}
+
+def test_ctrl_c_stops_the_running_cell_and_exits_130(tmp, quick):
+    study, out, log = tiny_study(tmp, name="stop"), tmp / "out", tmp / "runs.log"
+    p = grid(study, out, quick, env=quick_env(sleep=120, log=log), start_new_session=True)
+    wait_for(lambda: log.exists() and log.read_text().strip(), what="the first cell's kernel")
+    kernel = int(log.read_text().split()[1])
+    t0 = time.time()
+    p.send_signal(signal.SIGINT); time.sleep(0.3); p.send_signal(signal.SIGINT)    # an impatient user presses twice
+    rc, stdout, err = finish(p, timeout=60)
+    assert rc == 130, (rc, stdout, err[-2000:])
+    assert time.time() - t0 < 30, "the running cell is stopped, not waited for"
+    assert "1 interrupted, 1 not started" in stdout and "interrupted" in err and "Traceback" not in err, (stdout, err)
+    wait_for(lambda: not alive(kernel), timeout=15, what="the kernel to be gone")
+    assert not list(out.rglob("metrics.json")) and leftovers(out) == [] and not list(out.rglob("error.txt"))
+    rc, stdout, err = finish(grid(study, out, quick))                    # the interrupted cell runs next time
+    assert rc == 0 and "2 done, 0 skipped" in stdout, stdout + err[-2000:]
+
+def _small_disk(folder: Path, size: str):
+    "Mount a tmpfs of `size` at `folder` (a real full disk); False where mounting is not allowed."
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0: return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode == 0
+
+def test_full_disk_fails_cells_cleanly_and_resumes(tmp, quick):
+    study, out = tiny_study(tmp, name="full", seeds=[0, 1, 2]), tmp / "out"   # 6 cells of 150 kB checkpoints on a 512 kB disk
+    mounted = _small_disk(out, "512k")
+    limit = None if mounted else (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000)))   # else: files may not grow past 100 kB
+    try:
+        rc, stdout, err = finish(grid(study, out, quick, env=quick_env(bytes=150_000), preexec_fn=limit))
+        assert rc == 1, (rc, stdout, err[-3000:])
+        assert "grid full: " in stdout and " failed" in stdout and "Traceback" not in err, (stdout, err[-3000:])
+        assert_whole(out); assert leftovers(out) == []
+        done = {f.parent: f.stat().st_mtime_ns for f in out.glob("full/**/metrics.json")}
+        assert len(done) < 6
+        if mounted: subprocess.run(["mount", "-o", "remount,size=8m", str(out)], check=True)   # space freed
+        rc, stdout, err = finish(grid(study, out, quick, "--retry-failed", env=quick_env(bytes=150_000)))
+        assert rc == 0, stdout + err[-3000:]
+        assert f"{6 - len(done)} done, {len(done)} skipped, 0 failed of 6 cells" in stdout, stdout
+        assert {f.parent: f.stat().st_mtime_ns for f in out.glob("full/**/metrics.json") if f.parent in done} == done
+        assert leftovers(out) == [] and not list(out.rglob("error.txt"))
+    finally:
+        if mounted: subprocess.run(["umount", "-l", str(out)])
+
+def test_changed_config_is_not_done_and_reruns_when_asked(tmp, quick):
+    study, out = tiny_study(tmp, name="changing"), tmp / "out"
+    assert finish(grid(study, out, quick))[0] == 0
+    raw = yaml.safe_load(study.read_text()); raw["epochs"] = 2; study.write_text(yaml.safe_dump(raw))
+    rc, stdout, err = finish(grid(study, out, quick))
+    assert rc == 0, err[-2000:]
+    assert "2 cell(s) have results from other settings" in stdout and "epochs 1 -> 2 (2 cells)" in stdout, stdout
+    assert "0 done, 0 skipped, 0 failed, 2 changed (kept, not rerun: use --rerun-changed) of 2 cells" in stdout, stdout
+    assert list(cell_table(out / "changing").state) == ["changed", "changed"], "the report leaves them out"
+    raw["datasets"][0]["n_train"] = 72; study.write_text(yaml.safe_dump(raw))
+    rc, stdout, err = finish(grid(study, out, quick, "--dry-run"))
+    assert "dataset options; the data (2 cells)" in stdout, stdout
+    rc, stdout, err = finish(grid(study, out, quick, "--rerun-changed"))
+    assert rc == 0 and "2 done, 0 skipped" in stdout, stdout + err[-2000:]
+    assert list(cell_table(out / "changing").state) == ["done", "done"]
+    m = json.loads(next(out.glob("changing/**/metrics.json")).read_text())
+    assert m["params"]["epochs"] == 2 and m["params"]["dataset"]["n_train"] == 72
+
+def cli(capsys, *argv):
+    "attnmed-grid in this process: (exit code, stdout, stderr)."
+    from attnmed.grid import grid_cli
+    with pytest.raises(SystemExit) as e: grid_cli([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+def test_refused_config_leaves_the_record_alone(tmp, quick, capsys):
+    study, out = tiny_study(tmp, name="kept"), tmp / "out"
+    assert cli(capsys, study, "--out", out, "--notebook", quick)[0] == 0
+    record = (out / "kept" / "study.yaml").read_text()
+    raw = yaml.safe_load(study.read_text())
+    for bad in (dict(archs=["resnet19"]), dict(lr=float("inf")), dict(image_size=16, archs=["vgg16"]), dict(seeds=[2 ** 70])):
+        study.write_text(yaml.safe_dump({**raw, **bad}))
+        rc, stdout, err = cli(capsys, study, "--out", out, "--notebook", quick)
+        assert rc == 2 and str(study) in err and "Traceback" not in err, (bad, err[-2000:])
+        assert (out / "kept" / "study.yaml").read_text() == record, f"{bad}: the record was overwritten"
+    study.write_text(yaml.safe_dump(raw))
+    rc, stdout, err = cli(capsys, study, "--out", out, "--only", "seed1")
+    assert rc == 2 and "--only 'seed1' selects none of the 2 cells" in err
+    rc, stdout, err = cli(capsys, study, "--out", out, "--gpus", "a,b")
+    assert rc == 2 and "expected comma-separated GPU ids" in err and "Traceback" not in err
+    study.write_text(yaml.safe_dump({**raw, "archs": ["vit_small"], "attentions": ["se"]}))
+    rc, stdout, err = cli(capsys, study, "--out", out)
+    assert rc == 2 and "no cell can run: every arch x attention pair is left out" in err
+
+def test_a_planted_search_result_cannot_run_code_or_replace_settings(tmp, quick, capsys):
+    "A best.json in the output folder is data: keys other than the tunable settings are refused, naming the file."
+    study = tiny_study(tmp, name="planted", attentions=["se"], search=dict(trials=1))
+    out, marker = tmp / "out", tmp / "pwned"
+    best = out / "planted/search/synth-derm/resnet10t/se/noaug/best.json"; best.parent.mkdir(parents=True)
+    for params in ({"lr": 0.01, f"_ = 0\nopen({str(marker)!r}, 'w')\n_": 1}, {"seed": 7}, {"arch": "resnet18"}, {"epochs": 300}):
+        best.write_text(json.dumps({"params": params}))
+        rc, stdout, err = cli(capsys, study, "--out", out, "--notebook", quick)
+        assert rc == 2 and str(best) in err and "which the search does not tune" in err, err
+    assert not marker.exists() and not list(out.rglob("metrics.json"))
+    best.write_text(json.dumps({"params": {"lr": 0.01}}))
+    rc, stdout, err = cli(capsys, study, "--out", out, "--notebook", quick)
+    assert rc == 0 and json.loads(next(out.rglob("metrics.json")).read_text())["params"]["tuned"] == {"lr": 0.01}
+
+def test_kernel_env_pins_gpu(tmp, quick):
+    "A cell's kernel sees the CUDA_VISIBLE_DEVICES of its job slot; on the CPU, its share of the cores."
+    from attnmed.config import load_study
+    from attnmed.grid import run_cell
+    from attnmed.study import study_cells, cell_dir
+    cell = study_cells(load_study(tiny_study(tmp)))[0]
+    assert run_cell(cell, tmp / "out" / "tiny", notebook=quick, env={"CUDA_VISIBLE_DEVICES": 3}) == "done"
+    assert json.loads((cell_dir(tmp / "out" / "tiny", cell) / "metrics.json").read_text())["kernel"]["CUDA_VISIBLE_DEVICES"] == "3"
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") != "3"
