@@ -220,6 +220,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'attnmed.models.compatible': ('models.html#compatible', 'attnmed/models.py'),
                                 'attnmed.models.count_flops': ('models.html#count_flops', 'attnmed/models.py'),
                                 'attnmed.models.create_model': ('models.html#create_model', 'attnmed/models.py'),
+                                'attnmed.models.deviations_markdown': ('models.html#deviations_markdown', 'attnmed/models.py'),
                                 'attnmed.models.features_only': ('models.html#features_only', 'attnmed/models.py'),
                                 'attnmed.models.get_arch': ('models.html#get_arch', 'attnmed/models.py'),
                                 'attnmed.models.get_attention': ('models.html#get_attention', 'attnmed/models.py'),

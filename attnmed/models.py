@@ -18,12 +18,12 @@ from .layers import GatedResidual, SelfAttention2d, LocalSelfAttention2d, MLDAMH
 from .datasets import dataset_stats
 
 # %% auto #0
-__all__ = ['ARCHS', 'RESNET_STAGES', 'ATTENTIONS', 'HEADS', 'ModelError', 'Arch', 'register_arch', 'get_arch', 'load_backbone',
-           'get_module', 'set_module', 'stage_channels', 'mark_added', 'added_modules', 'AttentionVariant',
-           'NoAttention', 'InsertedAttention', 'ReplacingAttention', 'features_only', 'MLDAMNet', 'HeadAttention',
-           'register_attention', 'get_attention', 'unsupported_reason', 'compatible', 'attentions_markdown',
-           'archs_markdown', 'FlattenHeadNet', 'create_model', 'attention_maps', 'splitter', 'randomised_copy',
-           'n_params_of', 'count_flops', 'model_table']
+__all__ = ['ARCHS', 'RESNET_STAGES', 'ATTENTIONS', 'HEADS', 'DEVIATIONS', 'ModelError', 'Arch', 'register_arch', 'get_arch',
+           'load_backbone', 'get_module', 'set_module', 'stage_channels', 'mark_added', 'added_modules',
+           'AttentionVariant', 'NoAttention', 'InsertedAttention', 'ReplacingAttention', 'features_only', 'MLDAMNet',
+           'HeadAttention', 'register_attention', 'get_attention', 'unsupported_reason', 'compatible',
+           'attentions_markdown', 'archs_markdown', 'FlattenHeadNet', 'create_model', 'attention_maps', 'splitter',
+           'randomised_copy', 'n_params_of', 'count_flops', 'model_table', 'deviations_markdown']
 
 # %% ../nbs/02b_models.ipynb #c005
 class ModelError(ValueError):
@@ -390,3 +390,32 @@ def model_table(archs=None, attentions=None, img_size:int=224) -> "pd.DataFrame"
             r["gflops_overhead_%"] = 100 * (r["gflops"] / base["gflops"] - 1) if base else float("nan")
             rows.append(r); del m
     return pd.DataFrame(rows).round(2)
+
+# %% ../nbs/02b_models.ipynb #c040
+DEVIATIONS = {
+    "Gonçalves & Cardoso (MLDAM; `studies/goncalves-cardoso.yaml`: `protocol: goncalves-cardoso`, `head: flatten`)": [
+        "The backbone runs once per image and MLDAM taps its three levels; the published code recomputes the backbone once per level (the same function, 2.5-3.5x slower).",
+        "`mldam` is the principled module: a row-wise softmax in both branches and DANet's learnable, zero-initialised scale on each attention residual. `mldam-original` keeps the published arithmetic (one softmax over the whole flattened 49 x 49 affinity, no softmax in the channel branch, unscaled residuals). Neither uses DANet's max-minus-energy form in the channel branch.",
+        "Outputs are a softmax over the classes with cross-entropy; the published models end in one sigmoid with binary cross-entropy (the same model for two classes).",
+        "Backbones come from timm (ImageNet weights from the local cache or a weights file, never downloaded by a cell); the published code used torchvision's. DenseNet-121's last features pass through timm's final norm5 + ReLU, which the published code's do not.",
+        "Baselines: `head: flatten` is the published baseline head (last feature map flattened into one linear layer); VGG-16's fc6 / fc7 block is not kept in any model. With `head: pooled` (attnmed's default) the baselines use timm's pooled head instead.",
+        "`mlphead` (MLDAM with both attention branches removed, all else identical) is a control the study did not have: it isolates the attention from MLDAM's larger head.",
+        "`protocol: goncalves-cardoso` trains as the published code did (Adam at a constant 1e-4, the checkpoint at the lowest validation loss, `RandomAffine(10, (0.05, 0.1), (0.95, 1.05))` + horizontal flip), as one GPU batch transform; the study file sets the batch size (theirs: 8) and 300 epochs.",
+        "Several seeds per cell and the tests of `attnmed.statistics` replace the published single run (seed 42); balanced accuracy is reported beside accuracy, precision, recall and F1.",
+        "Saliency maps show the gradient's magnitude (`|gradient|`); the published maps are signed gradients (`abs=False`) blended over the image. Both use test images every model of the comparison classifies correctly.",
+        "MIMIC-CXR's positive finding is a dataset option (`finding`); the published study does not say which it used.",
+    ],
+    "Piater et al. (self-attention; `studies/piater.yaml`)": [
+        "GA, LA and ELA are re-implemented from the paper's description (there is no public code): GA is multi-head self-attention with a learned position encoding, LA attends within 7 x 7 neighbourhoods, ELA replaces the spatial convolution inside the last stage's blocks. Placement, head counts and reduction ratios are attnmed's choices.",
+        "Inserted modules (`ga`, `la`, and every other inserted variant) start as the identity through a zero-initialised residual gate, so a pretrained backbone is unchanged at the first step.",
+        "The hyperparameter search is Optuna's TPE with median pruning over learning rate, weight decay and batch size, with the same budget for every group; the paper's search space and budget are not known.",
+        "The similarly sized transformer baselines are timm's DeiT-S and Swin-T.",
+        "The statistics are attnmed's (effects with intervals over seeds and test items, four verdicts with an equivalence margin); the paper's test on balanced accuracy is not specified beyond that.",
+        "The feature analysis is attnmed's concept test (a joint within-label permutation test on the synthetic benchmark's ground-truth concepts); the paper's conditional-independence test on annotated dermoscopic structures needs annotations that ISIC 2019 does not ship.",
+        "ISIC is ISIC 2019 (the edition used is not stated); Camelyon17 keeps the WILDS splits, whose in-distribution test patches come from slides that also give training patches (the report says so).",
+    ],
+}
+
+def deviations_markdown() -> str:
+    "The list of differences from the two studies, as markdown."
+    return "\n\n".join(f"**{study}**\n\n" + "\n".join(f"- {d}" for d in items) for study, items in DEVIATIONS.items())
