@@ -79,7 +79,7 @@ def test_a_plugin_format_and_variant_work_everywhere(tmp):
     bad = tmp / "out/ext/sq/resnet10t/broken/noaug/seed0"
     assert (bad / "experiment.ipynb").exists() and "broken on purpose" in (bad / "error.txt").read_text() and not (bad / "metrics.json").exists()
     r = run(["attnmed-grid", str(study), "--out", str(tmp / "out")])
-    assert r.returncode == 1 and "0 done, 2 skipped, 1 failed (1 failed earlier, not retried" in r.stdout, r.stdout
+    assert r.returncode == 1 and "0 done, 2 skipped, 0 failed, 1 failed earlier (not retried: use --retry-failed)" in r.stdout, r.stdout
     r = run(["attnmed-report", str(tmp / "out/ext")])
     assert r.returncode == 0, r.stderr[-3000:]
     exp = tmp / "out/ext/explanations"

@@ -87,5 +87,5 @@ def test_experiment_parameters_cell_matches_the_declarations():
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     values = {t.id: ast.literal_eval(n.value) for n in ast.parse(cell.source).body for t in n.targets}
     assert set(CELL_KEYS) <= set(values), set(CELL_KEYS) - set(values)
-    assert set(values) - set(CELL_KEYS) == {"tuned", "out_dir", "n_saliency"}
+    assert set(values) - set(CELL_KEYS) == {"tuned", "out_dir", "fingerprint", "data_fingerprint", "n_saliency"}
     for k, p in PARAMS.items(): assert values[k] == p.default and type(values[k]) is p.type, (k, values[k], p.default)

@@ -67,7 +67,7 @@ def test_cbis_ddsm_tcia_retriever_layout_and_monochrome1(tmp):
     assert n_items(full) == n_items(crops) == 24
     a = np.zeros((20, 20), np.uint8); a[5:10] = 200
     f = T.write_dicom(tmp / "m1.dcm", a, monochrome1=True)
-    assert R.read_dicom(f)[7, 0] > 200 and R.read_dicom(f)[0, 0] < 50, "MONOCHROME1 is inverted back"
+    assert abs(int(R.read_dicom(f)[7, 0]) - 200) <= 1 and R.read_dicom(f)[0, 0] <= 1, "MONOCHROME1 is inverted back, on the bit depth's scale"
 
 def test_cbis_ddsm_errors(tmp):
     root = T.write_sample_cbis_ddsm(tmp / "cbis", n_patients=12)

@@ -13,7 +13,7 @@ def test_full_size_studies_dry_run():
     for name, n_cells in [("piater", 2 * (2 * 4 + 2) * 5), ("goncalves-cardoso", 2 * 3 * 4 * 2 * 5)]:
         r = run(["attnmed-grid", str(ROOT / "studies" / f"{name}.yaml"), "--out", "/tmp/attnmed-dry-run", "--dry-run"])
         assert r.returncode == 0, r.stderr[-2000:]
-        assert f"grid {name}: {n_cells} cells: 0 done, 0 failed, {n_cells} to do (dry run: nothing was run)" in r.stdout, r.stdout[-1500:]
+        assert f"grid {name}: {n_cells} cells: 0 done, {n_cells} todo; {n_cells} would run (dry run: nothing was run)" in r.stdout, r.stdout[-1500:]
         assert "warning: datasets[0]" in r.stdout, "missing data is reported, not fatal, in a dry run"
     r = run(["attnmed-grid", str(ROOT / "studies" / "piater.yaml"), "--out", "/tmp/attnmed-dry-run"])
     assert r.returncode == 2 and "not found" in r.stderr, "a real run refuses missing data"
