@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #c002
 from __future__ import annotations
-import dataclasses, datetime, importlib, importlib.util, itertools, json, math, os, re, sys, tempfile, warnings
+import dataclasses, datetime, difflib, importlib, importlib.util, itertools, json, math, os, re, sys, tempfile, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
@@ -13,7 +13,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 
 # %% auto #0
 __all__ = ['PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS', 'CELL_KEYS',
-           'StudyConfigError', 'check_value', 'Param', 'parse_search', 'check_name', 'parse_study',
+           'StudyConfigError', 'registry_entry', 'check_value', 'Param', 'parse_search', 'check_name', 'parse_study',
            'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell', 'expand_grid',
            'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json']
 
@@ -29,6 +29,17 @@ class StudyConfigError(ValueError):
         self.source, self.field = source, field
 
 # %% ../nbs/00_config.ipynb #c008
+def registry_entry(registry:dict, # name -> entry
+                   name,          # the name asked for
+                   what:str,      # what the entries are, e.g. "attention"
+                   error=ValueError): # the exception to raise for an unknown name
+    "`registry[name]`, or `error` naming the unknown `what`, the closest valid name and every valid one."
+    if name not in registry:
+        close = difflib.get_close_matches(str(name), list(registry), n=1)
+        raise error(f"unknown {what} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid {what}s: {', '.join(registry)}")
+    return registry[name]
+
+# %% ../nbs/00_config.ipynb #c011
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list", dict: "a mapping"}
 
 def _describe(value) -> str:
@@ -60,7 +71,7 @@ def check_value(value,                  # the value as read from YAML
         raise StudyConfigError(f"must be {'<' if open_high else '<='} {high}, got {value}", source, field)
     return value
 
-# %% ../nbs/00_config.ipynb #c011
+# %% ../nbs/00_config.ipynb #c014
 @dataclass(frozen=True)
 class Param:
     "One setting of a study, shared by its cells: name, type, default, bounds or choices, one-line meaning."
@@ -110,7 +121,7 @@ PARAMS = {p.name: p for p in [
     Param("split_seeds", bool, False, "each seed draws its own data split (carved splits; the synthetic benchmark's sample), so the split's variation enters the comparisons"),
 ]}
 
-# %% ../nbs/00_config.ipynb #c014
+# %% ../nbs/00_config.ipynb #c017
 AXES = ("datasets", "archs", "attentions", "augment", "seeds")
 MAX_SEED = 2 ** 32 - 1   # numpy's and torch's seeding limit
 
@@ -131,7 +142,7 @@ Study = dataclasses.make_dataclass("Study", [
     settings=lambda self: {k: getattr(self, k) for k in PARAMS}))
 Study.__module__ = __name__
 
-# %% ../nbs/00_config.ipynb #c017
+# %% ../nbs/00_config.ipynb #c020
 SEARCH_DEFAULTS = dict(trials=20, epochs=None, seed=0, lr=[1e-4, 1e-2], weight_decay=[1e-5, 1e-1], batch_size=[32, 64], pruner="median")
 
 def _range(v, source, fld, param:Param):
@@ -156,7 +167,7 @@ def parse_search(raw, source=None) -> dict:
     s["pruner"] = check_value(s["pruner"], str, source, "search.pruner", choices=("median", "none"))
     return s
 
-# %% ../nbs/00_config.ipynb #c020
+# %% ../nbs/00_config.ipynb #c023
 STUDY_KEYS = {   # the keys that are not shared settings: (default, meaning)
     "name": ("required", "study name, also its output folder"),
     "description": ('`""`', "one line for the report"),
@@ -243,7 +254,7 @@ def _parse_comparison(c, i, source):
     check_name(c["baseline"], source, f"{fld}.baseline")
     return dict(variant=c["variant"], baseline=c["baseline"])
 
-# %% ../nbs/00_config.ipynb #c022
+# %% ../nbs/00_config.ipynb #c025
 def _md_value(v) -> str:
     return "`" + (json.dumps(v) if not isinstance(v, str) else v) + "`"
 
@@ -253,7 +264,7 @@ def study_keys_markdown() -> str:
     rows += [f"| `{p.name}` | {p.help} ({p.allowed}) | {_md_value(p.default)} |" for p in PARAMS.values()]
     return "\n".join(["| key | meaning | default |", "|---|---|---|", *rows])
 
-# %% ../nbs/00_config.ipynb #c025
+# %% ../nbs/00_config.ipynb #c028
 class _StrictLoader(yaml.SafeLoader):
     "A safe YAML loader that refuses duplicate keys."
     def construct_mapping(self, node, deep=False):
@@ -278,7 +289,7 @@ def load_study(path:str|Path) -> Study:
     path = Path(path)
     return parse_study(read_yaml(path), source=path, base_dir=path.parent)
 
-# %% ../nbs/00_config.ipynb #c029
+# %% ../nbs/00_config.ipynb #c032
 def _plugin_ref(p, base_dir:Path, source, fld) -> str:
     check_value(p, str, source, fld)
     if p.endswith(".py"):
@@ -303,7 +314,7 @@ def import_plugins(plugins:list) -> list:
         else: mods.append(importlib.import_module(p))
     return mods
 
-# %% ../nbs/00_config.ipynb #c032
+# %% ../nbs/00_config.ipynb #c035
 @dataclass(frozen=True)
 class Cell:
     "One grid cell: a dataset, an arch, an attention variant, augmentation on/off and a seed, plus the study's shared settings."
@@ -333,14 +344,14 @@ class Cell:
 
 CELL_KEYS = ("study", "dataset", "arch", "attention", "augment", "seed", *PARAMS, "plugins")   # `Cell.parameters()`'s keys, in order
 
-# %% ../nbs/00_config.ipynb #c033
+# %% ../nbs/00_config.ipynb #c036
 def expand_grid(study:Study, keep=None) -> list[Cell]:
     "Every cell of `study`: the product of datasets x archs x attentions x augment x seeds (only pairs where `keep(arch, attention)`, if given)."
     return [Cell(study.name, ds["name"], arch, att, aug, seed, json.dumps(dict(dataset_spec=ds, params=study.settings(), plugins=study.plugins), sort_keys=True))
             for ds, arch, att, aug, seed in itertools.product(study.datasets, study.archs, study.attentions, study.augment, study.seeds)
             if keep is None or keep(arch, att)]
 
-# %% ../nbs/00_config.ipynb #c036
+# %% ../nbs/00_config.ipynb #c039
 def check_parameters(params:dict, source:str="cell parameters") -> dict:
     "A cell's parameters (`Cell.parameters()`'s keys), checked; settings are checked against `PARAMS`."
     unknown = [k for k in params if k not in CELL_KEYS]
@@ -356,7 +367,7 @@ def check_parameters(params:dict, source:str="cell parameters") -> dict:
     for k, p in PARAMS.items(): out[k] = p.check(params[k], source)
     return out
 
-# %% ../nbs/00_config.ipynb #c039
+# %% ../nbs/00_config.ipynb #c042
 _UMASK = None
 def umask() -> int:
     "This process's umask (read once: reading it means setting it)."

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .config import StudyConfigError, check_value
+from .config import StudyConfigError, check_value, registry_entry
 
 # %% auto #0
 __all__ = ['SPLITS', 'FORMATS', 'DataError', 'ImageSplits', 'show_samples', 'Option', 'DatasetFormat', 'register_format',
@@ -218,10 +218,7 @@ def register_format(fmt):
 
 def dataset_format(name:str) -> DatasetFormat:
     "The registered format `name`; a `DataError` listing the valid ones otherwise."
-    if name not in FORMATS:
-        close = difflib.get_close_matches(str(name), list(FORMATS), n=1)
-        raise DataError(f"unknown format {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid formats: {', '.join(FORMATS)}")
-    return FORMATS[name]
+    return registry_entry(FORMATS, name, "format", DataError)
 
 # %% ../nbs/01_data.ipynb #c016
 def resolve_spec(spec:dict, base_dir:str|Path|None=None) -> dict:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02b_models.ipynb #c002
 from __future__ import annotations
-import copy, difflib
+import copy
 from contextlib import nullcontext
 from functools import partial
 from dataclasses import dataclass
@@ -14,6 +14,7 @@ import torch
 from torch import nn
 import timm
 from timm.layers import create_attn
+from .config import registry_entry
 from .layers import GatedResidual, SelfAttention2d, LocalSelfAttention2d, MLDAMHead
 from .datasets import dataset_stats
 
@@ -80,10 +81,7 @@ for a in [Arch("resnet10t", "resnet10t", "resnet", RESNET_STAGES, "conv2", "smal
 
 def get_arch(name:str) -> Arch:
     "The registered arch `name`; a `ModelError` listing the valid ones otherwise."
-    if name not in ARCHS:
-        close = difflib.get_close_matches(str(name), list(ARCHS), n=1)
-        raise ModelError(f"unknown arch {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid archs: {', '.join(ARCHS)}")
-    return ARCHS[name]
+    return registry_entry(ARCHS, name, "arch", ModelError)
 
 # %% ../nbs/02b_models.ipynb #c008
 def load_backbone(arch:Arch, n_out:int=2, pretrained:bool|str=False, img_size:int=224) -> nn.Module:
@@ -240,10 +238,7 @@ def register_attention(variant:AttentionVariant) -> AttentionVariant:
 
 def get_attention(name:str) -> AttentionVariant:
     "The registered attention variant `name`; a `ModelError` listing the valid ones otherwise."
-    if name not in ATTENTIONS:
-        close = difflib.get_close_matches(str(name), list(ATTENTIONS), n=1)
-        raise ModelError(f"unknown attention {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid attentions: {', '.join(ATTENTIONS)}")
-    return ATTENTIONS[name]
+    return registry_entry(ATTENTIONS, name, "attention", ModelError)
 
 def unsupported_reason(arch:str, attention:str) -> str|None:
     "Why `attention` cannot be added to `arch` (None when it can)."
