@@ -336,6 +336,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'attnmed.study': { 'attnmed.study._alive': ('study.html#_alive', 'attnmed/study.py'),
                                'attnmed.study.acquire_lock': ('study.html#acquire_lock', 'attnmed/study.py'),
                                'attnmed.study.best_file': ('study.html#best_file', 'attnmed/study.py'),
+                               'attnmed.study.cell_data_fingerprint': ('study.html#cell_data_fingerprint', 'attnmed/study.py'),
                                'attnmed.study.cell_dir': ('study.html#cell_dir', 'attnmed/study.py'),
                                'attnmed.study.cell_fingerprint': ('study.html#cell_fingerprint', 'attnmed/study.py'),
                                'attnmed.study.cell_state': ('study.html#cell_state', 'attnmed/study.py'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07d_grid.ipynb #c002
 from __future__ import annotations
-import argparse, fnmatch, json, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
+import argparse, fnmatch, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -12,7 +12,7 @@ from tqdm import tqdm
 from .config import Cell, Study, StudyConfigError, atomic_write_text, parse_study
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
-from .study import (HEARTBEAT, STATES, acquire_lock, cell_dir, cell_state, check_runnable, check_study, data_fingerprints, data_key,
+from .study import (HEARTBEAT, STATES, acquire_lock, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            tuned_parameters, what_changed, write_study_record)
 
@@ -164,9 +164,7 @@ def tuned_or_refuse(study:Study, folder, cells:list, refuse:bool=True) -> dict:
 def describe_changes(folder, cells:list, expected:dict, fingerprints:dict, study:Study) -> list:
     "One line per distinct change among the changed `cells`: what changed, and in how many cells."
     by = Counter()
-    for c in cells:
-        spec = json.loads(c.settings)["dataset_spec"]
-        by["; ".join(what_changed(cell_dir(folder, c), c, expected[c], fingerprints.get(data_key(spec, c.seed, study))))] += 1
+    for c in cells: by["; ".join(what_changed(cell_dir(folder, c), c, expected[c], cell_data_fingerprint(study, c, fingerprints)))] += 1
     return [f"{what} ({n} cell{'s' if n > 1 else ''})" for what, n in by.most_common()]
 
 def grid_summary(name:str, counts:Counter, n_cells:int, seconds:float, folder) -> str:
@@ -236,9 +234,7 @@ def run_grid(study:Study|str|Path,           # the study (or its YAML file)
     def on_done(cell, state):
         counts[state] += 1; bar.update(1)
         if state == "failed": log(f"failed: {cell.key} (see {cell_dir(folder, cell) / 'error.txt'})")
-    def kwargs_of(c):
-        spec = json.loads(c.settings)["dataset_spec"]
-        return dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=fps.get(data_key(spec, c.seed, study)))
+    kwargs_of = lambda c: dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=cell_data_fingerprint(study, c, fps))
     try:
         if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done)
         else: run_local(todo, folder, notebook, jobs, gpus, kwargs_of, on_done)

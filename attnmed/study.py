@@ -19,9 +19,9 @@ from .models import ModelError, create_model, get_arch, get_attention, unsupport
 __all__ = ['STATES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS', 'check_study', 'load_checked_study', 'check_runnable',
            'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir', 'cell_fingerprint', 'read_metrics', 'cell_state',
            'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock', 'write_study_record',
-           'read_study', 'data_key', 'data_fingerprints', 'expected_fingerprint', 'read_fingerprints', 'best_file',
-           'tuned_parameters', 'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics',
-           'load_results', 'load_cell_files']
+           'read_study', 'data_key', 'data_fingerprints', 'cell_data_fingerprint', 'expected_fingerprint',
+           'read_fingerprints', 'best_file', 'tuned_parameters', 'prepare_datasets', 'cell_table',
+           'is_extra_test_metric', 'extra_test_metrics', 'load_results', 'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study, missing_data=None) -> Study:
@@ -194,9 +194,13 @@ def data_fingerprints(study:Study) -> dict:
                 out[k] = dataset_format(d["format"]).fingerprint(d, study.image_size)
     return out
 
+def cell_data_fingerprint(study:Study, cell:Cell, fingerprints:dict) -> str|None:
+    "The fingerprint of the data `cell` of `study` trains on, from the data `fingerprints` (`data_fingerprints`)."
+    return fingerprints.get(data_key(json.loads(cell.settings)["dataset_spec"], cell.seed, study))
+
 def expected_fingerprint(study:Study, cell:Cell, tuned:dict|None, fingerprints:dict) -> str:
     "The fingerprint `cell` of `study` asks for, with the search's `tuned` values and the data `fingerprints` (`data_fingerprints`)."
-    return cell_fingerprint(cell, tuned, fingerprints.get(data_key(json.loads(cell.settings)["dataset_spec"], cell.seed, study)))
+    return cell_fingerprint(cell, tuned, cell_data_fingerprint(study, cell, fingerprints))
 
 def read_fingerprints(folder:str|Path) -> dict|None:
     "The data fingerprints the grid recorded in the study folder (None for a folder from before fingerprints)."
