@@ -34,7 +34,7 @@ def registry_entry(registry:dict, # name -> entry
                    what:str,      # what the entries are, e.g. "attention"
                    error=ValueError): # the exception to raise for an unknown name
     "`registry[name]`, or `error` naming the unknown `what`, the closest valid name and every valid one."
-    if name not in registry:
+    if not isinstance(name, str) or name not in registry:
         close = difflib.get_close_matches(str(name), list(registry), n=1)
         raise error(f"unknown {what} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid {what}s: {', '.join(registry)}")
     return registry[name]

@@ -284,7 +284,8 @@ class Synthetic(DatasetFormat):
 
     def options_for(self, spec):
         kind = spec.get("kind", "synth-derm")
-        return self.options + (SYNTHETIC_KINDS[kind].options if kind in SYNTHETIC_KINDS else ())
+        # an unhashable or unknown kind adds no options; `values` then refuses it by name
+        return self.options + (SYNTHETIC_KINDS[kind].options if isinstance(kind, str) and kind in SYNTHETIC_KINDS else ())
 
     def documented_options(self):
         return [(o, "") for o in self.options] + [(o, f"kind {k} only: ") for k, kind in SYNTHETIC_KINDS.items() for o in kind.options]

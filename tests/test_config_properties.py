@@ -117,3 +117,15 @@ def test_names_are_folder_names(tmp_path, name):
                 dict(name="s", datasets=[dict(name=name, format="synthetic", path="data")], archs=["resnet10t"])):
         f.write_text(yaml.safe_dump(raw))
         with pytest.raises(StudyConfigError, match="is not a valid name"): load_study(f)
+
+@pytest.mark.parametrize("where,key", [("dataset", "kind"), ("dataset", "format"), ("study", "archs"), ("study", "attentions"), ("study", "head")])
+@pytest.mark.parametrize("value", [[], {}, [[]], [{"a": 1}]])
+def test_unhashable_names_are_refused_by_name(tmp_path, where, key, value):
+    "Found by the property test in CI: `kind: []` ended in `TypeError: unhashable type`."
+    ds = dict(name="d", format="synthetic", path="data", n_train=24, n_val=8, n_test=8)
+    raw = dict(name="s", datasets=[ds], archs=["resnet10t"])
+    (ds if where == "dataset" else raw)[key] = value
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises((StudyConfigError, DataError)) as e: check_study(load_study(f))
+    assert str(f) in str(e.value) or "dataset 'd'" in str(e.value), str(e.value)
