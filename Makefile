@@ -15,7 +15,7 @@ export JUPYTER_PLATFORM_DIRS := 1
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-	$(BIN)/python -m pip install -q -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/python -m pip install -q -e ".[dev,ray]" 2>&1 | grep -v '^WARNING: Location' || true
 	$(BIN)/python -c "import attnmed, fastai, papermill, timm, captum, nbdev"
 	@touch $@
 

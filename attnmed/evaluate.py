@@ -13,8 +13,8 @@ from sklearn import metrics as skm
 from .config import atomic_write_json, atomic_write_text
 
 # %% auto #0
-__all__ = ['CI_METRICS', 'classification_metrics', 'bootstrap_ci', 'predictions_frame', 'write_cell_results', 'CellResults',
-           'evaluate_cell']
+__all__ = ['CI_METRICS', 'classification_metrics', 'medmnist_metrics', 'bootstrap_ci', 'predictions_frame', 'write_cell_results',
+           'CellResults', 'evaluate_cell']
 
 # %% ../nbs/04_evaluate.ipynb #c005
 def classification_metrics(y_true, probs, class_names=None) -> dict:
@@ -42,6 +42,13 @@ def classification_metrics(y_true, probs, class_names=None) -> dict:
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}
 
 # %% ../nbs/04_evaluate.ipynb #c008
+def medmnist_metrics(y_true, probs, task:str) -> dict:
+    "MedMNIST's official AUC and ACC (its `medmnist.evaluator.getAUC` / `getACC`) of class probabilities for a MedMNIST `task`."
+    from medmnist.evaluator import getACC, getAUC
+    y = np.asarray(y_true).reshape(-1, 1)
+    return dict(medmnist_auc=float(getAUC(y, np.asarray(probs), task)), medmnist_acc=float(getACC(y, np.asarray(probs), task)))
+
+# %% ../nbs/04_evaluate.ipynb #c011
 CI_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
 
 def _auc_binary(pos:np.ndarray, neg:np.ndarray) -> np.ndarray:
@@ -72,7 +79,7 @@ def bootstrap_ci(y_true, probs, n_boot:int=1000, alpha:float=0.05, seed:int=0, m
         vals["roc_auc"] = np.array([skm.roc_auc_score(y[i], probs[i], multi_class="ovr", labels=list(range(C))) for i in idx])
     return {m: [float(np.percentile(v, 100 * alpha / 2)), float(np.percentile(v, 100 * (1 - alpha / 2)))] for m, v in vals.items()}
 
-# %% ../nbs/04_evaluate.ipynb #c011
+# %% ../nbs/04_evaluate.ipynb #c014
 def predictions_frame(ids, y_true, probs, class_names) -> pd.DataFrame:
     "One row per test item: id, true label, predicted label, and one probability column per class."
     probs = np.asarray(probs)
@@ -92,7 +99,7 @@ def write_cell_results(out_dir:str|Path, metrics:dict, predictions:pd.DataFrame,
     atomic_write_json(out_dir / "metrics.json", res)
     return out_dir / "metrics.json"
 
-# %% ../nbs/04_evaluate.ipynb #c014
+# %% ../nbs/04_evaluate.ipynb #c017
 @dataclass
 class CellResults:
     "A tested cell: its metrics and its predictions per test set (`test`, and each extra set)."
@@ -119,5 +126,6 @@ def evaluate_cell(run) -> CellResults:
         metrics[name] = {k: v for k, v in m_ex.items() if not isinstance(v, (list, dict))} | {"confusion_matrix": m_ex["confusion_matrix"]}
         metrics[f"balanced_accuracy_{name}"] = m_ex["balanced_accuracy"]
         preds[name] = predictions_frame(ex["ids"], ex["labels"], p_ex, data.class_names)
+    if "medmnist" in data.extras: metrics.update(medmnist_metrics(data.labels["test"], probs, data.extras["medmnist"]["task"]), medmnist=data.extras["medmnist"])
     if data.shared_groups: metrics["shared_groups"] = data.shared_groups
     return CellResults(metrics, preds)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from .config import Cell, Study, StudyConfigError, atomic_write_text, parse_study
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
-from .study import (HEARTBEAT, STATES, acquire_lock, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_fingerprints,
+from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            tuned_parameters, what_changed, write_study_record)
 
@@ -175,6 +175,11 @@ def grid_summary(name:str, counts:Counter, n_cells:int, seconds:float, folder) -
     parts += [f"{counts[k]} {v}" for k, v in extra.items() if counts[k]]
     return f"grid {name}: {', '.join(parts)} of {n_cells} cells in {seconds:.0f}s -> {folder}"
 
+def _write_results(folder, study):
+    "results.csv for the done cells; a full disk must not hide the grid's summary."
+    try: write_results_csv(folder, study)
+    except OSError: pass
+
 def run_grid(study:Study|str|Path,           # the study (or its YAML file)
              out:str|Path="outputs",         # the output folder; the study goes to OUT/<name>
              jobs:int=1,                     # cells run at the same time (local executor)
@@ -239,8 +244,9 @@ def run_grid(study:Study|str|Path,           # the study (or its YAML file)
         if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done)
         else: run_local(todo, folder, notebook, jobs, gpus, kwargs_of, on_done)
     except (KeyboardInterrupt, OSError):
-        bar.close(); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder)); raise
+        bar.close(); _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder)); raise
     bar.close()
+    _write_results(folder, study)
     log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder))
     counts["failed"] += counts.pop("old_failed", 0)
     return counts

@@ -11,16 +11,17 @@ import numpy as np
 import pandas as pd
 from .data import SPLITS, DataError, DatasetFormat, ImageSplits, Option, read_npz_splits, register_format, resize_splits, save_npz
 from .testing import (write_sample_camelyon17, write_sample_cbis_ddsm, write_sample_csv, write_sample_folder, write_sample_isic2019,
-                      write_sample_medmnist, write_sample_mimic_cxr)
+                      write_sample_medmnist, write_sample_mimic_cxr, FileServer)
 
 # %% auto #0
 __all__ = ['COMMON_OPTIONS', 'HIGH_DEPTH_MODES', 'ISIC_CLASSES', 'CBIS_FILES', 'CBIS_PATH_COLUMNS', 'CBIS_PATHOLOGY',
            'CHEXPERT_FINDINGS', 'MIMIC_SPLITS', 'IMAGE_SUFFIXES', 'SPLIT_NAMES', 'MISSING_LABELS', 'CAMELYON_COLUMNS',
-           'CAMELYON_ID_CENTERS', 'CAMELYON_OOD', 'read_table', 'row_ref', 'assign_splits', 'check_window', 'to_uint8',
-           'dicom_value_range', 'read_dicom', 'read_image', 'default_cache_dir', 'prepare_table', 'table_hash',
-           'splits_from_table', 'TableFormat', 'isic2019_table', 'ISIC2019', 'cbis_ddsm_table', 'CBISDDSM',
-           'mimic_cxr_table', 'MIMICCXRJPG', 'check_inferred_classes', 'folder_table', 'csv_table', 'Folder', 'CSV',
-           'camelyon17_table', 'Camelyon17', 'MedMNIST']
+           'CAMELYON_ID_CENTERS', 'CAMELYON_OOD', 'MEDMNIST_SIZES', 'read_table', 'row_ref', 'assign_splits',
+           'check_window', 'to_uint8', 'dicom_value_range', 'read_dicom', 'read_image', 'default_cache_dir',
+           'prepare_table', 'table_hash', 'splits_from_table', 'TableFormat', 'isic2019_table', 'ISIC2019',
+           'cbis_ddsm_table', 'CBISDDSM', 'mimic_cxr_table', 'MIMICCXRJPG', 'check_inferred_classes', 'folder_table',
+           'csv_table', 'Folder', 'CSV', 'camelyon17_table', 'Camelyon17', 'medmnist_flags', 'medmnist_source',
+           'file_md5', 'download', 'MedMNIST']
 
 # %% ../nbs/01b_readers.ipynb #c005
 COMMON_OPTIONS = (
@@ -583,26 +584,128 @@ class Camelyon17(TableFormat):
     def example(self, root): return dict(format=self.name, path=str(write_sample_camelyon17(Path(root) / "camelyon17_v1.0")))
 
 # %% ../nbs/01b_readers.ipynb #c038
+MEDMNIST_SIZES = (28, 64, 128, 224)
+
+def medmnist_flags() -> list:
+    "The 2D datasets of the installed `medmnist` package."
+    from medmnist import INFO
+    return sorted(k for k in INFO if not k.endswith("3d"))
+
+def medmnist_source(flag:str, # a 2D MedMNIST dataset, e.g. 'dermamnist'
+                    size:int  # 28, 64, 128 or 224
+                   ) -> dict:
+    "Where and what a MedMNIST file is, from `medmnist.INFO`: `url` (on `ATTNMED_MEDMNIST_MIRROR` if set), `md5`, `file`, `class_names`, `task`."
+    from urllib.parse import urlsplit, urlunsplit
+    from medmnist import INFO
+    flags = medmnist_flags()
+    if flag not in flags:
+        import difflib
+        close = difflib.get_close_matches(str(flag), flags, n=1)
+        raise DataError(f"unknown MedMNIST flag {flag!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid: {', '.join(flags)}")
+    if size not in MEDMNIST_SIZES: raise DataError(f"MedMNIST size must be one of {list(MEDMNIST_SIZES)}, got {size!r}")
+    info, sf = INFO[flag], ("" if size == 28 else f"_{size}")
+    if f"url{sf}" not in info: raise DataError(f"MedMNIST {flag} has no {size} px file in this medmnist package (install medmnist>=3)")
+    url, mirror = info[f"url{sf}"], os.environ.get("ATTNMED_MEDMNIST_MIRROR")
+    if mirror:
+        m, u = urlsplit(mirror), urlsplit(url)
+        url = urlunsplit((m.scheme, m.netloc, m.path.rstrip("/") + u.path, u.query, ""))
+    labels = info["label"]
+    return dict(url=url, md5=info[f"MD5{sf}"], file=f"{flag}{sf}.npz", class_names=[labels[str(i)] for i in range(len(labels))], task=info["task"])
+
+# %% ../nbs/01b_readers.ipynb #c041
+def file_md5(path:str|Path, chunk:int=1 << 20) -> str:
+    "The MD5 of a file, read in chunks."
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""): h.update(block)
+    return h.hexdigest()
+
+def download(url:str,           # http(s) address
+             dest:str|Path,     # the file to create
+             md5:str|None=None, # expected MD5; a mismatch deletes the download and raises `DataError`
+             progress:bool=True, # a progress bar on stderr
+             timeout:float=60) -> Path:
+    "`dest`, downloaded once: reused if present and checked, resumed from `dest.part` if interrupted, MD5-checked, renamed into place."
+    import http.client, urllib.request
+    from tqdm.auto import tqdm
+    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    stamp = dest.with_name(f".{dest.name}.checked")
+    def stamp_ok():
+        st = dest.stat()
+        return stamp.exists() and stamp.read_text().split() == [str(st.st_size), str(st.st_mtime_ns), str(md5)]
+    if dest.exists() and (md5 is None or stamp_ok() or file_md5(dest) == md5):
+        if md5 and not stamp_ok(): stamp.write_text(f"{dest.stat().st_size} {dest.stat().st_mtime_ns} {md5}")
+        return dest
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"User-Agent": "attnmed", **({"Range": f"bytes={have}-"} if have else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            if have and r.status != 206: have = 0                       # the server ignored the range: start again
+            total = r.headers.get("Content-Length")
+            total = int(total) + have if total is not None else None
+            with open(part, "ab" if have else "wb") as f, tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                                                                desc=f"downloading {dest.name}", disable=not progress) as bar:
+                for block in iter(lambda: r.read(1 << 20), b""): f.write(block); bar.update(len(block))
+        if total is not None and part.stat().st_size < total: raise http.client.IncompleteRead(b"", total - part.stat().st_size)
+    except (OSError, http.client.HTTPException) as e:          # refused, timed out, cut mid-file (IncompleteRead)
+        raise DataError(f"could not download {url} to {dest} ({type(e).__name__}: {e}); run again to resume, or put the file there by hand") from None
+    if md5 is not None and (got := file_md5(part)) != md5:
+        part.unlink()
+        raise DataError(f"{url}: the downloaded file's MD5 is {got}, expected {md5}; it was deleted (a corrupt or changed file): run again, or check the address")
+    os.replace(part, dest)
+    if md5: stamp.write_text(f"{dest.stat().st_size} {dest.stat().st_mtime_ns} {md5}")
+    return dest
+
+# %% ../nbs/01b_readers.ipynb #c044
 @register_format
 class MedMNIST(DatasetFormat):
-    name, doc = "medmnist", "a MedMNIST .npz file (train / val / test images and labels)"
-    path_kind = "a MedMNIST .npz file"
-    options = (Option("label_column", (int, str), None, "multi-label files: a column index, or any (any finding vs none)", low=0),
-               Option("class_names", list, None, "names of the classes, in label order", item_type=str))
+    name, doc = "medmnist", "MedMNIST: downloaded by flag and size (through the medmnist package), or a local .npz"
+    path_kind = "a MedMNIST .npz file, or with `flag` the folder downloads are kept in"
+    options = (Option("flag", str, None, "download this 2D MedMNIST dataset (e.g. dermamnist) into the path folder"),
+               Option("size", int, None, "with flag: the file to fetch, 28 / 64 / 128 / 224 px (default: the smallest at least the study's image_size)",
+                      choices=MEDMNIST_SIZES),
+               Option("label_column", (int, str), None, "multi-label files: a column index, or any (any finding vs none)", low=0),
+               Option("class_names", list, None, "names of the classes, in label order (with flag: MedMNIST's own)", item_type=str))
+
+    def source(self, spec, image_size=None) -> dict|None:
+        "With `flag`: the `medmnist_source` of the file to use, and its local `path`; None for a local .npz."
+        o = self.values(spec)
+        if o["flag"] is None:
+            if o["size"] is not None: raise DataError(f"dataset '{spec['name']}': option 'size' needs 'flag' (a local .npz is used at the size it has)")
+            return None
+        size = o["size"] or next((s for s in MEDMNIST_SIZES if s >= (image_size or 28)), 224)
+        src = medmnist_source(o["flag"], size)
+        return {**src, "size": size, "path": Path(spec["path"]) / src["file"]}
+
+    def npz_path(self, spec, image_size=None) -> Path:
+        "The .npz to read, downloaded first if it is not there yet."
+        src = self.source(spec, image_size)
+        if src is None: return Path(spec["path"])
+        return download(src["url"], src["path"], src["md5"])
+
     def check_files(self, spec):
-        "The file exists, and `label_column` fits its labels (checked before any cell starts)."
-        super().check_files(spec)
+        "The file exists (or, with `flag`, flag and size are known), and `label_column` fits its labels; checked before any cell starts."
+        src = self.source(spec)
+        if src is None: super().check_files(spec)
+        path = Path(spec["path"]) if src is None else src["path"]
         lc = self.values(spec)["label_column"]
         if isinstance(lc, str) and lc != "any": raise DataError(f"dataset '{spec['name']}': option 'label_column' must be a column index or 'any', got {lc!r}")
+        if not path.exists(): return    # to be downloaded: its labels are checked when it is read
         try:
-            with np.load(spec["path"], allow_pickle=False) as z: lb = z["train_labels"] if "train_labels" in z.files else None
-        except Exception as e: raise DataError(f"{spec['path']}: cannot be read as .npz ({type(e).__name__}: {e})") from None
+            with np.load(path, allow_pickle=False) as z: lb = z["train_labels"] if "train_labels" in z.files else None
+        except Exception as e: raise DataError(f"{path}: cannot be read as .npz ({type(e).__name__}: {e})") from None
         if lb is None: return   # the reader names the missing keys
         n = lb.reshape(len(lb), -1).shape[1]
-        if n > 1 and lc is None: raise DataError(f"{spec['path']}: 'train_labels' has {n} label columns (multi-label); set the dataset option label_column to a column index or 'any'")
-        if isinstance(lc, int) and lc >= n: raise DataError(f"dataset '{spec['name']}': label_column {lc} does not exist; {spec['path']} has label column(s) 0..{n - 1}")
+        if n > 1 and lc is None: raise DataError(f"{path}: 'train_labels' has {n} label columns (multi-label); set the dataset option label_column to a column index or 'any'")
+        if isinstance(lc, int) and lc >= n: raise DataError(f"dataset '{spec['name']}': label_column {lc} does not exist; {path} has label column(s) 0..{n - 1}")
 
     def load(self, spec, size):
-        self.check_files(spec); o = self.values(spec)
-        return resize_splits(read_npz_splits(spec["path"], spec["name"], o["label_column"], o["class_names"]), size).check(str(spec["path"]))
+        path = self.npz_path(spec, size)
+        self.check_files(spec); o = self.values(spec); src = self.source(spec, size)
+        names = o["class_names"] or (src["class_names"] if src and o["label_column"] is None else None)
+        ds = read_npz_splits(path, spec["name"], o["label_column"], names)
+        if src and o["label_column"] is None: ds.extras["medmnist"] = dict(flag=o["flag"], size=src["size"], task=src["task"])   # for the official metrics
+        return resize_splits(ds, size).check(str(path))
+
     def example(self, root): return dict(format=self.name, path=str(write_sample_medmnist(Path(root) / "pneumoniamnist.npz")))

@@ -21,7 +21,8 @@ __all__ = ['STATES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS', 'chec
            'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock', 'write_study_record',
            'read_study', 'data_key', 'data_fingerprints', 'cell_data_fingerprint', 'expected_fingerprint',
            'read_fingerprints', 'best_file', 'tuned_parameters', 'prepare_datasets', 'cell_table',
-           'is_extra_test_metric', 'extra_test_metrics', 'load_results', 'load_cell_files']
+           'is_extra_test_metric', 'extra_test_metrics', 'cell_results', 'load_results', 'write_results_csv',
+           'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study, missing_data=None) -> Study:
@@ -232,7 +233,7 @@ def prepare_datasets(study:Study):
 
 # %% ../nbs/07a_study.ipynb #c027
 KEYS = ["dataset", "arch", "attention", "augment", "seed"]
-SCALAR_METRICS = ["balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "precision", "recall", "f1"]
+SCALAR_METRICS = ["balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "precision", "recall", "f1", "medmnist_auc", "medmnist_acc"]
 
 def cell_table(folder:str|Path, study:Study|None=None) -> pd.DataFrame:
     "One row per cell of the study in `folder`: keys, state (see `STATES`), folder, and the first line of any error."
@@ -259,7 +260,7 @@ def extra_test_metrics(results:pd.DataFrame) -> list:
     "The balanced-accuracy columns of extra test sets (e.g. `balanced_accuracy_ood_test`) in `results`."
     return sorted(c for c in results.columns if is_extra_test_metric(c))
 
-def load_results(folder:str|Path, study:Study|None=None) -> pd.DataFrame:
+def cell_results(folder:str|Path, study:Study|None=None) -> pd.DataFrame:
     "One row per done cell of the study in `folder`: its keys, scalar metrics (and `balanced_accuracy_<set>` of extra test sets), CI, seconds and folder."
     folder = Path(folder); rows = []
     for _, r in cell_table(folder, study).query("state == 'done'").iterrows():
@@ -272,6 +273,30 @@ def load_results(folder:str|Path, study:Study|None=None) -> pd.DataFrame:
     for k in SCALAR_METRICS:
         if k in df: df[k] = pd.to_numeric(df[k], errors="coerce")
     return df
+
+def _scalars(m:dict) -> dict:
+    return {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and not is_extra_test_metric(k) and k != "seconds"}
+
+def load_results(folder:str|Path,       # a study folder (what `attnmed-grid` writes)
+                 study:Study|None=None  # the study (default: read from the folder's `study.yaml`)
+                ) -> pd.DataFrame:
+    "One row per done cell and test set: the cell's keys, `test_set`, every scalar metric with its 95 % bootstrap interval (`<metric>_ci_low/high`), every parameter (`param_*`), seconds and folder."
+    folder = Path(folder); rows = []
+    for _, r in cell_table(folder, study).query("state == 'done'").iterrows():
+        m = json.loads((folder / r.folder / "metrics.json").read_text())
+        params = {f"param_{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in (m.get("params") or {}).items()}
+        sets = {"test": (m, m.get("ci95", {})), **{k: (v, v.get("ci95", {})) for k, v in m.items() if isinstance(v, dict) and "balanced_accuracy" in v and "n_test" in v}}
+        for name, (mm, ci) in sets.items():
+            row = {**{k: r[k] for k in KEYS}, "test_set": name, **_scalars(mm)}
+            for k, (lo, hi) in ((k, v) for k, v in ci.items() if isinstance(v, (list, tuple)) and len(v) == 2): row[f"{k}_ci_low"], row[f"{k}_ci_high"] = lo, hi
+            rows.append({**row, **params, "seconds": m.get("seconds"), "folder": r.folder})
+    return pd.DataFrame(rows, columns=None if rows else [*KEYS, "test_set", "folder"])
+
+def write_results_csv(folder:str|Path, study:Study|None=None) -> Path:
+    "Write `load_results(folder)` to `results.csv` in the study folder (atomically); returns its path."
+    path = Path(folder) / "results.csv"
+    atomic_write_text(path, load_results(folder, study).to_csv(index=False))
+    return path
 
 def load_cell_files(folder:str|Path, results:pd.DataFrame, name:str="predictions.csv") -> dict:
     "{(dataset, arch, augment, attention, seed): DataFrame} of one CSV file (`predictions.csv`, `history.csv`) of every done cell."

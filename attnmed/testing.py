@@ -11,7 +11,8 @@ import pandas as pd
 # %% auto #0
 __all__ = ['ISIC_2019_CLASSES', 'CBIS_CASE_FILES', 'CHEXPERT_LABELS', 'QUICK_BODY', 'blob_image', 'save_image', 'write_dicom',
            'write_sample_isic2019', 'write_sample_cbis_ddsm', 'write_sample_mimic_cxr', 'write_sample_folder',
-           'write_sample_csv', 'write_sample_camelyon17', 'write_sample_medmnist', 'write_quick_experiment']
+           'write_sample_csv', 'write_sample_camelyon17', 'write_sample_medmnist', 'write_quick_experiment',
+           'FileServer']
 
 # %% ../nbs/00b_testing.ipynb #c005
 def blob_image(rng:np.random.Generator, # the random source
@@ -220,3 +221,27 @@ def write_quick_experiment(path:str|Path) -> Path:
     nb.metadata["kernelspec"] = dict(name="python3", display_name="Python 3", language="python")
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True); nbformat.write(nb, path)
     return path
+
+# %% ../nbs/00b_testing.ipynb #c026
+class FileServer:
+    "A local HTTP server (on 127.0.0.1, a free port) serving `files` ({url path: bytes}) with range requests; `requests` logs (path, range). For tests and offline demos."
+    def __init__(self, files:dict, cut_first_after:int|None=None):
+        import http.server, threading
+        self.files, self.requests, self.cut = files, [], cut_first_after
+        server = self
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+            def do_GET(self):
+                rng = self.headers.get("Range"); server.requests.append((self.path, rng))
+                body = server.files.get(self.path)
+                if body is None: self.send_error(404); return
+                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+                self.send_response(206 if rng else 200); self.send_header("Content-Length", str(len(body) - start)); self.end_headers()
+                chunk = body[start:]
+                if server.cut is not None: chunk, server.cut = chunk[:server.cut], None      # drop the connection mid-file, once
+                self.wfile.write(chunk)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def __enter__(self): return self
+    def __exit__(self, *a): self.httpd.shutdown(); self.httpd.server_close()

@@ -29,6 +29,11 @@ def test_grid_report_and_resume(tmp):
         # the metrics really come from the predictions
         assert m["accuracy"] == pytest.approx((preds.label == preds.prediction).mean())
         assert sum(map(sum, m["confusion_matrix"])) == 32
+    # results.csv: one row per cell and test set, every metric and parameter; attnmed.load_results reads the same
+    import attnmed
+    table = pd.read_csv(out / "tiny" / "results.csv")
+    assert len(table) == 2 and set(table.test_set) == {"test"} and {"balanced_accuracy", "balanced_accuracy_ci_low", "param_lr", "param_attention"} <= set(table.columns)
+    pd.testing.assert_frame_equal(attnmed.load_results(out / "tiny").reset_index(drop=True), table, check_dtype=False)
     # the report holds both cells
     r = run(["attnmed-report", str(out / "tiny"), "--no-explain"])
     assert r.returncode == 0, r.stderr[-3000:]
