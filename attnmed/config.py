@@ -119,6 +119,9 @@ PARAMS = {p.name: p for p in [
     Param("protocol", str, "attnmed", "training protocol: attnmed (AdamW, one-cycle, best validation balanced accuracy, flips / rotation / zoom / lighting) or goncalves-cardoso (Gonçalves & Cardoso's: Adam, constant learning rate, best validation loss, their affine augmentation and horizontal flip)",
           choices=("attnmed", "goncalves-cardoso")),
     Param("split_seeds", bool, False, "each seed draws its own data split (carved splits; the synthetic benchmark's sample), so the split's variation enters the comparisons"),
+    Param("tracking", str, "none", "also log every cell's parameters, per-epoch and final metrics to tensorboard (event files) or mlflow (runs); results do not depend on it",
+          choices=("none", "tensorboard", "mlflow")),
+    Param("tracking_uri", str, "", "where tracking writes: empty = a store in the study folder (tensorboard/ or mlflow.db); else a folder (tensorboard) or an MLflow tracking URI (http://host:5000, sqlite:///file.db)"),
 ]}
 
 # %% ../nbs/00_config.ipynb #c017

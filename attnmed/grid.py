@@ -12,6 +12,7 @@ from tqdm import tqdm
 from .config import Cell, Study, StudyConfigError, atomic_write_text, parse_study
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
+from .train import mlflow_experiment, tracking_uri
 from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            tuned_parameters, what_changed, write_study_record)
@@ -23,10 +24,13 @@ __all__ = ['STOP', 'cell_parameters', 'run_cell', 'gpu_slots', 'slot_env', 'run_
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
 
-def cell_parameters(cell:Cell, tuned:dict|None=None, out_dir:str|Path|None=None, fingerprint:str|None=None, data_fingerprint:str|None=None) -> dict:
-    "The experiment notebook's parameters for `cell`: its parameters with the (already checked) `tuned` values in, and `tuned`, `out_dir`, the fingerprints."
-    return {**cell.parameters(), **(tuned or {}), "tuned": tuned, "out_dir": str(out_dir) if out_dir else None,
-            "fingerprint": fingerprint, "data_fingerprint": data_fingerprint}
+def cell_parameters(cell:Cell, tuned:dict|None=None, out_dir:str|Path|None=None, fingerprint:str|None=None, data_fingerprint:str|None=None,
+                    study_dir:str|Path|None=None) -> dict:
+    "The experiment notebook's parameters for `cell`: its parameters with the (already checked) `tuned` values in, and `tuned`, `out_dir`, the fingerprints; with `study_dir`, tracking's store resolved in it."
+    p = {**cell.parameters(), **(tuned or {}), "tuned": tuned, "out_dir": str(out_dir) if out_dir else None,
+         "fingerprint": fingerprint, "data_fingerprint": data_fingerprint}
+    if study_dir is not None: p["tracking_uri"] = tracking_uri(p["tracking"], p["tracking_uri"], study_dir)
+    return p
 
 def _heartbeat(folder:Path, stop:threading.Event):
     while not stop.wait(HEARTBEAT): touch_lock(folder)
@@ -62,7 +66,7 @@ def run_cell(cell:Cell, folder:str|Path, notebook:str|Path|None=None, kernel_nam
         if fingerprint is not None and cell_state(d, fingerprint) == "done": return "skipped"
         for old in d.glob(".attempt-*"): shutil.rmtree(old, ignore_errors=True)   # left by a killed grid
         attempt.mkdir()
-        params = cell_parameters(cell, tuned, attempt, fingerprint, data_fingerprint)
+        params = cell_parameters(cell, tuned, attempt, fingerprint, data_fingerprint, study_dir=Path(folder).resolve())
         try: execute_notebook(notebook or notebook_path(), attempt / "experiment.ipynb", params, cwd=attempt, env=env, kernel_name=kernel_name)
         except NotebookError as e:
             if STOP.is_set(): return "interrupted"
@@ -239,6 +243,7 @@ def run_grid(study:Study|str|Path,           # the study (or its YAML file)
     def on_done(cell, state):
         counts[state] += 1; bar.update(1)
         if state == "failed": log(f"failed: {cell.key} (see {cell_dir(folder, cell) / 'error.txt'})")
+    if study.tracking == "mlflow": mlflow_experiment(tracking_uri("mlflow", study.tracking_uri, folder), study.name)   # the store, once, before cells race to create it
     kwargs_of = lambda c: dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=cell_data_fingerprint(study, c, fps))
     try:
         if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done)

@@ -16,13 +16,13 @@ from .datasets import check_dataset, prepare_dataset
 from .models import ModelError, create_model, get_arch, get_attention, unsupported_reason
 
 # %% auto #0
-__all__ = ['STATES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS', 'check_study', 'load_checked_study', 'check_runnable',
-           'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir', 'cell_fingerprint', 'read_metrics', 'cell_state',
-           'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock', 'write_study_record',
-           'read_study', 'data_key', 'data_fingerprints', 'cell_data_fingerprint', 'expected_fingerprint',
-           'read_fingerprints', 'best_file', 'tuned_parameters', 'prepare_datasets', 'cell_table',
-           'is_extra_test_metric', 'extra_test_metrics', 'cell_results', 'load_results', 'write_results_csv',
-           'load_cell_files']
+__all__ = ['STATES', 'NOT_RESULT_PARAMS', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS', 'check_study',
+           'load_checked_study', 'check_runnable', 'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir',
+           'cell_fingerprint', 'read_metrics', 'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock',
+           'release_lock', 'write_study_record', 'read_study', 'data_key', 'data_fingerprints', 'cell_data_fingerprint',
+           'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters', 'prepare_datasets',
+           'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results', 'load_results',
+           'write_results_csv', 'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study, missing_data=None) -> Study:
@@ -91,10 +91,13 @@ def cell_dir(folder:str|Path, cell:Cell) -> Path:
     "The folder of `cell` in the study folder `folder`."
     return Path(folder) / cell.key
 
+NOT_RESULT_PARAMS = ("tracking", "tracking_uri")   # where a cell is also logged does not change its result
+
 def cell_fingerprint(cell:Cell, tuned:dict|None=None, data:str|None=None) -> str:
-    "A hash of what determines `cell`'s result: its parameters, the `tuned` values, the `data` fingerprint and attnmed's version."
+    "A hash of what determines `cell`'s result: its parameters (but `NOT_RESULT_PARAMS`), the `tuned` values, the `data` fingerprint and attnmed's version."
     import attnmed
-    key = dict(params=cell.parameters(), tuned=tuned or {}, data=data, version=attnmed.__version__)
+    params = {k: v for k, v in cell.parameters().items() if k not in NOT_RESULT_PARAMS}
+    key = dict(params=params, tuned=tuned or {}, data=data, version=attnmed.__version__)
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def read_metrics(folder:str|Path) -> dict|None:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #c002
 from __future__ import annotations
-import io, sys, tempfile, time
+import io, json, sys, tempfile, time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,7 +29,8 @@ from .models import get_arch, create_model, splitter
 
 # %% auto #0
 __all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'make_learner',
-           'fit', 'plot_history', 'CellRun', 'cell_dataset', 'setup_cell', 'train_cell']
+           'fit', 'plot_history', 'CellRun', 'cell_dataset', 'setup_cell', 'train_cell', 'tracking_uri',
+           'mlflow_experiment', 'MLflowEpochs', 'Tracker']
 
 # %% ../nbs/03_train.ipynb #c005
 def resolve_device(device:str="auto") -> torch.device:
@@ -52,7 +53,7 @@ class NaNGuard(Callback):
     order = 1
     def after_loss(self):
         if self.training and not torch.isfinite(self.learn.loss.detach()).all():
-            raise NonFiniteLossError(f"training loss became {float(self.learn.loss.detach().float().mean())} at epoch {self.epoch}, "
+            raise NonFiniteLossError(f"training loss became {float(self.learn.loss.detach().float().mean())} at epoch {self.epoch + 1}, "
                                      f"iteration {self.iter} (learning rate {self.opt.hypers[-1]['lr']:.3g}); try a lower lr")
 
 class KeepBest(SaveModelCallback):
@@ -64,11 +65,11 @@ class KeepBest(SaveModelCallback):
 class EpochLogger(Callback):
     "One plain line per training epoch (for logs and executed notebooks), instead of fastai's progress bar; epochs counted from 1."
     order = KeepBest.order + 1   # after the Recorder has the epoch's values and KeepBest knows whether it is the best
-    def __init__(self, print_fn=print): self.print_fn, self.fitting = print_fn, False
-    def before_fit(self): self.fitting = True
-    def after_fit(self): self.fitting = False
+    def __init__(self, print_fn=print): self.print_fn, self.trained = print_fn, False
+    def before_epoch(self): self.trained = False
+    def after_train(self): self.trained = True
     def after_epoch(self):
-        if not self.fitting: return       # fastai also runs epoch events when predicting (get_preds): nothing to log then
+        if not self.trained: return       # fastai also runs fit and epoch events when predicting (get_preds): no training, nothing to log
         names, vals = self.recorder.metric_names[1:], self.recorder.log[1:]
         parts = [f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, vals)]
         best = any(getattr(cb, "new_best", False) for cb in self.learn.cbs if isinstance(cb, KeepBest))
@@ -113,7 +114,7 @@ def fit(learn:Learner, epochs:int, lr:float|None=None, history_file:str|Path|Non
     else: learn.fit_one_cycle(epochs, lr, cbs=extra)
     lines = history_file.read_text().splitlines()
     hist = pd.read_csv(io.StringIO("\n".join([lines[0]] + [l for l in lines[1:] if l != lines[0]])))  # two phases, two headers
-    hist["epoch"] = range(len(hist))
+    hist["epoch"] = range(1, len(hist) + 1)   # counted from 1, as the epoch lines and the report count them
     if freeze_epochs: hist["phase"] = ["frozen"] * min(freeze_epochs, len(hist)) + ["all layers"] * max(0, len(hist) - freeze_epochs)
     hist.to_csv(history_file, index=False)
     return hist
@@ -181,3 +182,89 @@ def train_cell(params:dict, out_dir:str|Path|None=None, cbs:list|None=None, data
     run = setup_cell(params, out_dir, data, log)
     run.fit(cbs)
     return run
+
+# %% ../nbs/03_train.ipynb #c023
+def tracking_uri(kind:str,      # none, tensorboard or mlflow
+                 uri:str,       # the study's tracking_uri ('' = the default store)
+                 base_dir:str|Path) -> str:   # the study folder (the default store is in it)
+    "Where tracking writes: `uri` when given, else `base_dir/tensorboard` (tensorboard) or `sqlite:///base_dir/mlflow.db` (mlflow)."
+    if kind == "none" or uri: return uri
+    base = Path(base_dir).resolve()
+    return str(base / "tensorboard") if kind == "tensorboard" else f"sqlite:///{base / 'mlflow.db'}"
+
+def _quiet_mlflow():
+    "MLflow's INFO lines (creating the store's tables) say nothing a user can act on; its import sets its own level, so set ours after it."
+    import logging, os
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    import mlflow  # noqa: F401
+    for name in ("mlflow", "alembic", "sqlalchemy"): logging.getLogger(name).setLevel(logging.WARNING)
+
+def mlflow_experiment(uri:str, name:str) -> str:
+    "The id of the MLflow experiment `name` at `uri`, created (with the store) if needed; safe when cells race to create it."
+    _quiet_mlflow()
+    from mlflow import MlflowClient
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None: return exp.experiment_id
+    try: return client.create_experiment(name)
+    except Exception:                                   # another cell created it meanwhile
+        return client.get_experiment_by_name(name).experiment_id
+
+def _flat(params:dict) -> dict:
+    return {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v, default=str)) for k, v in params.items()}
+
+class MLflowEpochs(Callback):
+    "Log the recorder's validation metrics of every trained epoch to an MLflow run (step = epoch, from 1)."
+    order = Callback.order + 60
+    def __init__(self, client, run_id:str): self.client, self.run_id, self.trained = client, run_id, False
+    def before_epoch(self): self.trained = False
+    def after_train(self): self.trained = True
+    def after_epoch(self):
+        if not self.trained: return
+        from mlflow.entities import Metric
+        now = int(time.time() * 1000)
+        vals = [Metric(n, float(v), now, self.epoch + 1) for n, v in zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]) if isinstance(v, (int, float, np.floating))]
+        self.client.log_batch(self.run_id, metrics=vals)
+
+class Tracker:
+    "A cell's experiment tracking (`tracking` / `tracking_uri` of its parameters): callbacks for training, then `log_results`. With tracking none it does nothing."
+    def __init__(self, params:dict,          # the cell's checked parameters
+                 run_name:str,               # e.g. the cell's key
+                 base_dir:str|Path|None=None # where the default store goes when `tracking_uri` is empty
+                ):
+        self.kind, self.run_name, self.params = params.get("tracking", "none"), run_name, params
+        self.uri = tracking_uri(self.kind, params.get("tracking_uri", ""), base_dir or tempfile.mkdtemp(prefix="attnmed-tracking-"))
+        self.run_id = None
+        if self.kind == "mlflow":
+            _quiet_mlflow()
+            from mlflow import MlflowClient
+            self.client = MlflowClient(self.uri)
+            exp = mlflow_experiment(self.uri, params.get("study", "adhoc"))
+            tags = {k: str(params[k]) for k in ("arch", "attention", "augment", "seed") if k in params}
+            self.run_id = self.client.create_run(exp, run_name=run_name, tags={**tags, "dataset": params.get("dataset", {}).get("name", "")}).info.run_id
+            from mlflow.entities import Param
+            self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in _flat(params).items()])
+
+    @property
+    def log_dir(self) -> Path: return Path(self.uri) / self.run_name
+
+    def callbacks(self) -> list:
+        "The fastai callbacks that log each epoch."
+        if self.kind == "tensorboard":
+            from fastai.callback.tensorboard import TensorBoardCallback
+            return [TensorBoardCallback(log_dir=str(self.log_dir), trace_model=False, log_preds=False)]
+        if self.kind == "mlflow": return [MLflowEpochs(self.client, self.run_id)]
+        return []
+
+    def log_results(self, metrics:dict):
+        "The cell's test metrics (every scalar, as `test_<name>`) and, for tensorboard, its parameters; closes the run."
+        scalars = {f"test_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+        if self.kind == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+            with SummaryWriter(str(self.log_dir)) as w:
+                w.add_hparams(_flat({k: v for k, v in self.params.items() if k not in ("plugins",)}), scalars, run_name=".")
+        elif self.kind == "mlflow":
+            from mlflow.entities import Metric
+            now = int(time.time() * 1000)
+            self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, 0) for k, v in scalars.items()])
+            self.client.set_terminated(self.run_id)
