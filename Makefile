@@ -10,7 +10,7 @@ export MPLBACKEND := Agg
 export PYTHONWARNINGS := ignore::DeprecationWarning
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: study test nbtest pytest export clean-nbs readme bench distclean
+.PHONY: study test browser nbtest pytest export clean-nbs readme bench distclean lab
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ study: $(STAMP)
 	$(BIN)/attnmed-report $(OUT)/default
 
 ## every test: the notebooks (nbdev-test) and the pytest suite
-test: nbtest pytest
+test: browser nbtest pytest
+
+# the report is checked in headless Chromium; installed from Debian's packages where this user may (else that check is skipped)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)); } \
+	  || echo "chromium not installed: the report's browser check will be skipped"
 
 nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2 --timing

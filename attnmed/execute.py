@@ -69,14 +69,16 @@ def execute_notebook(notebook:str|Path,        # the parameterised notebook
                      parameters:dict|None=None,# papermill parameters (names must be the notebook's own)
                      cwd:str|Path|None=None,   # the kernel's working folder (default: output's folder)
                      env:dict|None=None,       # extra environment variables for the kernel
-                     kernel_name:str="python3"):
+                     kernel_name:str="python3",
+                     progress:str|None=None):  # show a progress bar over the notebook's cells with this label (stderr)
     "Execute `notebook` with `parameters` into `output` with papermill; a `NotebookError` when it fails."
     import papermill as pm
     unknown = [k for k in (parameters or {}) if k not in notebook_parameters(notebook)]
     if unknown: raise NotebookError(f"{Path(notebook).name} has no parameter(s) {unknown}: its parameters cell declares {notebook_parameters(notebook)}")
     prefix = str(Path(tempfile.gettempdir()) / f"attnmed-kernel-{uuid.uuid4().hex[:12]}")
     try:
-        pm.execute_notebook(str(notebook), str(output), parameters=parameters or {}, kernel_name=kernel_name, progress_bar=False,
+        pm.execute_notebook(str(notebook), str(output), parameters=parameters or {}, kernel_name=kernel_name,
+                            progress_bar=dict(desc=progress, unit="step", leave=False) if progress else False,
                             kernel_manager_class=kernel_manager(env, prefix, Path(cwd or Path(output).parent).resolve()))
     except Exception as e:
         short = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}"

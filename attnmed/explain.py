@@ -77,8 +77,8 @@ def correct_for_all(predictions:list, labels:np.ndarray, positive_only:bool=True
     if positive_only: ok &= labels == labels.max()
     return np.where(ok)[0]
 
-def show_comparison(images:np.ndarray, maps:dict, method:str, titles=None, masks=None, figsize=None):
-    "One row per model (`maps`: {model name: N x H x W}), one column per image, shared colour scale; evidence masks outlined in the image row."
+def show_comparison(images:np.ndarray, maps:dict, method:str, titles=None, masks=None, figsize=None, overlay:bool=True):
+    "One row per model (`maps`: {model name: N x H x W}), one column per image, shared colour scale; maps laid over the (greyed) image, evidence masks outlined in red."
     import matplotlib.pyplot as plt
     names, n = list(maps), len(images)
     fig, axs = plt.subplots(len(names) + 1, n, figsize=figsize or (1.9 * n + 1, 1.9 * (len(names) + 1)), squeeze=False)
@@ -88,8 +88,11 @@ def show_comparison(images:np.ndarray, maps:dict, method:str, titles=None, masks
         axs[0, j].imshow(img, cmap="gray" if img.ndim == 2 else None); axs[0, j].set_xticks([]); axs[0, j].set_yticks([])
         if masks is not None and masks[j].any(): axs[0, j].contour(masks[j], levels=[0.5], colors="red", linewidths=0.8)
         if titles is not None: axs[0, j].set_title(titles[j], fontsize=7)
+        grey = img if img.ndim == 2 else np.asarray(img, float).mean(-1)
         for i, k in enumerate(names):
-            im = axs[i + 1, j].imshow(np.asarray(maps[k])[j], cmap="inferno", vmin=0, vmax=vmax)
+            if overlay: axs[i + 1, j].imshow(grey, cmap="gray")
+            im = axs[i + 1, j].imshow(np.asarray(maps[k])[j], cmap="inferno", vmin=0, vmax=vmax, alpha=0.6 if overlay else 1.0)
+            if overlay and masks is not None and masks[j].any(): axs[i + 1, j].contour(masks[j], levels=[0.5], colors="red", linewidths=0.6)
             axs[i + 1, j].set_xticks([]); axs[i + 1, j].set_yticks([])
             if j == 0: axs[i + 1, j].set_ylabel(k, fontsize=8)
     axs[0, 0].set_ylabel("image", fontsize=8)

@@ -4,18 +4,19 @@
 
 # %% ../nbs/08_report.ipynb #c002
 from __future__ import annotations
-import argparse, json, sys
+import argparse, json, os, sys
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from .config import atomic_write_text
 from .execute import NotebookError, execute_notebook, notebook_path
 from .statistics import compare, plan, pooled_effects
-from .study import KEYS, extra_test_metrics, load_cell_files, cell_results, read_study
+from .study import KEYS, cell_results, cell_table, extra_test_metrics, load_cell_files, read_study
 
 # %% auto #0
-__all__ = ['MEDMNIST_V2_BASELINES', 'summarise', 'format_summary', 'study_comparisons', 'design_table', 'medmnist_table',
-           'render_explanations', 'render_report', 'plan_cli', 'report_cli']
+__all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'METHOD_NAMES', 'summarise', 'format_summary', 'study_comparisons', 'design_table',
+           'medmnist_table', 'untrusted', 'reliability_sentences', 'shortcut_sentence', 'concept_sentences',
+           'render_explanations', 'notebook_html', 'render_cell_pages', 'render_report', 'plan_cli', 'report_cli']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame, metrics=("balanced_accuracy", "accuracy", "f1_macro", "roc_auc")) -> pd.DataFrame:
@@ -89,31 +90,97 @@ def medmnist_table(results:pd.DataFrame, # `attnmed.study.cell_results` (with `m
     return pd.DataFrame(rows)
 
 # %% ../nbs/08_report.ipynb #c014
+CONFIG = ["dataset", "arch", "augment", "attention"]
+METHOD_NAMES = dict(saliency="vanilla-gradient saliency", gradcam="Grad-CAM", integrated_gradients="integrated gradients", attention="the attention map")
+
+def untrusted(sanity:pd.DataFrame) -> set:
+    "{(dataset, arch, augment, attention, method)} of the maps that failed the randomisation test."
+    if not len(sanity): return set()
+    return {(*(r[k] for k in CONFIG), r["method"]) for r in sanity.to_dict("records") if r["verdict"] == "fails"}
+
+def reliability_sentences(sanity:pd.DataFrame) -> list:
+    "One sentence per saliency method: on how many models it passes or fails the randomisation test, and what that means for its scores."
+    out = []
+    for method, g in sanity.groupby("method", sort=False):
+        n, fails, undef = len(g), int((g.verdict == "fails").sum()), int((g.verdict == "undefined").sum())
+        name = f"**{METHOD_NAMES.get(method, method)}**"
+        if fails == n: out.append(f"{name} fails the randomisation test on every model ({n}): its maps barely change when the weights are re-initialised, so they show the image, not what the models learned; **its scores are not trusted** (marked †).")
+        elif fails: out.append(f"{name} fails the randomisation test on {fails} of {n} models ({', '.join(f'{r.arch}+{r.attention}' for r in g[g.verdict == 'fails'].itertuples())}): its scores for those models are not trusted (marked †); on the others its maps depend on the learned weights.")
+        elif undef == n: out.append(f"{name} gives constant maps on every model ({n}): the randomisation test is undefined and its scores say nothing.")
+        else: out.append(f"{name} passes the randomisation test on {'all ' if not undef else ''}{n - undef} of {n} models: its maps depend on what the models learned" + (f" ({undef} constant, undefined)." if undef else "."))
+    return out
+
+def shortcut_sentence(r:dict) -> str:
+    "What a configuration's shortcut test means (`r`: the mean over seeds of `attnmed.explain.shortcut_accuracies` with the config's keys)."
+    who = f"{r['arch']}+{r['attention']} on {r['dataset']}{' (aug)' if r['augment'] else ''}"
+    ch, flip, rem = r.get("changed_flipped", np.nan), r.get("drop_flipped_pp", np.nan), r.get("drop_removed_pp", np.nan)
+    rem_words = ("removing the shortcut costs it {:.0f} pp of accuracy".format(rem) if rem > 0.5 else
+                 "removing the shortcut raises its accuracy by {:.0f} pp (the mark misled it more often than it helped)".format(-rem) if rem < -0.5 else
+                 "removing the shortcut leaves its accuracy unchanged")
+    verdict = "**it relies on the shortcut**" if ch > 0.1 else "no strong reliance on the shortcut"
+    return f"{who}: adding or removing the shortcut mark changes {100 * ch:.0f} % of its predictions (accuracy {-flip:+.0f} pp); {rem_words}: {verdict}."
+
+def concept_sentences(concepts:pd.DataFrame) -> list:
+    "Per configuration: the concepts its score depends on beyond the label (in how many seeds), in words."
+    out = []
+    for key, g in concepts.groupby(CONFIG, sort=False):
+        ds, arch, aug, att = key
+        per = g.assign(used=g.used.astype(bool)).groupby("concept").agg(used=("used", "sum"), seeds=("used", "size"), effect=("effect", "mean"))
+        used = per[per.used >= per.seeds / 2]
+        who = f"{arch}+{att} on {ds}{' (aug)' if aug else ''}"
+        if not len(used): out.append(f"{who}: its score depends on none of the concepts beyond what the label explains."); continue
+        parts = [f"**{c}** ({int(r.used)} of {int(r.seeds)} seeds; {'raises' if r.effect > 0 else 'lowers'} the positive score by {abs(r.effect):.2f} on average)" for c, r in used.iterrows()]
+        out.append(f"{who}: its score depends on {', '.join(parts)} beyond what the label explains; a concept that is not part of the diagnosis is a bias.")
+    return out
+
+# %% ../nbs/08_report.ipynb #c017
 def render_explanations(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", **params) -> bool:
     "Execute `explain.ipynb` for `study_dir` into it (figures and tables in `explanations/`); False, with `explanations/error.txt`, when it fails."
     study_dir = Path(study_dir).resolve()
     (study_dir / "explanations").mkdir(exist_ok=True)
     (study_dir / "explanations" / "error.txt").unlink(missing_ok=True)
-    try: execute_notebook(notebook or notebook_path("explain.ipynb"), study_dir / "explain.ipynb", dict(study_dir=str(study_dir), **params), cwd=study_dir, kernel_name=kernel_name)
+    try: execute_notebook(notebook or notebook_path("explain.ipynb"), study_dir / "explain.ipynb", dict(study_dir=str(study_dir), **params), cwd=study_dir, kernel_name=kernel_name,
+                                 progress="scoring explanations")
     except NotebookError as e:
         atomic_write_text(study_dir / "explanations" / "error.txt", f"explain.ipynb failed: {e.short}\n\n{e.details}")
         return False
     return True
 
-def render_report(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", explain:bool=True) -> Path:
-    "Run the explanations (unless `explain=False`), execute `report.ipynb` for `study_dir` into it and write `report.html`; returns the HTML path."
+def notebook_html(notebook:str|Path,   # an executed notebook
+                  html:str|Path|None=None,   # the page to write (default: next to it, .html)
+                  code:bool=True) -> Path:    # show the code cells (the record of a cell) or only their outputs (the report)
+    "Render an executed notebook to a self-contained HTML page with nbconvert, unless the page is newer than the notebook; returns its path."
     from nbconvert import HTMLExporter
     import nbformat
+    notebook = Path(notebook); html = Path(html or notebook.with_suffix(".html"))
+    if html.exists() and html.stat().st_mtime_ns >= notebook.stat().st_mtime_ns: return html
+    exporter = HTMLExporter(exclude_input=not code, exclude_input_prompt=not code, exclude_output_prompt=True)
+    page, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    atomic_write_text(html, page)
+    return html
+
+def render_cell_pages(study_dir:str|Path) -> int:
+    "Render every done cell's `experiment.ipynb` to `experiment.html` (new or changed ones only), so the report links pages a browser shows; returns how many exist."
+    from tqdm.auto import tqdm
+    study_dir = Path(study_dir)
+    done = cell_table(study_dir).query("state == 'done'").folder
+    nbs = [study_dir / f / "experiment.ipynb" for f in done if (study_dir / f / "experiment.ipynb").exists()]
+    for nb in tqdm(nbs, desc="rendering cell pages", unit="cell", leave=False, disable=len(nbs) < 10): notebook_html(nb)
+    return len(nbs)
+
+def render_report(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", explain:bool=True) -> Path:
+    "Run the explanations (unless `explain=False`), render the cells' pages, execute `report.ipynb` for `study_dir` into it and write `report.html`; returns the HTML path."
     study_dir = Path(study_dir).resolve()
     read_study(study_dir)  # a clear error for a folder that is not a study
     if explain and not render_explanations(study_dir, kernel_name=kernel_name):
         print(f"explanations failed: see {study_dir / 'explanations' / 'error.txt'} (the report is written without them)", file=sys.stderr)
+    if explain and (study_dir / "explain.ipynb").exists(): notebook_html(study_dir / "explain.ipynb", code=False)
+    render_cell_pages(study_dir)
     out_nb = study_dir / "report.ipynb"
-    execute_notebook(notebook or notebook_path("report.ipynb"), out_nb, dict(study_dir=str(study_dir)), cwd=study_dir, kernel_name=kernel_name)
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    html, _ = exporter.from_notebook_node(nbformat.read(out_nb, as_version=4))
-    atomic_write_text(study_dir / "report.html", html)
-    return study_dir / "report.html"
+    execute_notebook(notebook or notebook_path("report.ipynb"), out_nb, dict(study_dir=str(study_dir)), cwd=study_dir, kernel_name=kernel_name,
+                     progress="writing the report")
+    (study_dir / "report.html").unlink(missing_ok=True)
+    return notebook_html(out_nb, study_dir / "report.html", code=False)
 
 def plan_cli(argv=None):
     "attnmed-plan STUDY_DIR [--effect PP ...]: what a follow-up of a finished study needs, from its variance components."

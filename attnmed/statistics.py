@@ -234,7 +234,9 @@ def forest_plot(comparisons:pd.DataFrame, pooled:pd.DataFrame, unit:str="pp", ax
             labels.append(f"{variant} vs {baseline}: pooled ({p.verdict})"); y += 1
         labels.append(""); y += 1
     ax.set_yticks(-np.arange(len(labels)), labels, fontsize=8)
-    ax.set_xlabel(f"effect on balanced accuracy ({unit}), with {100 * prim.ci_level.min():.1f}-{100 * prim.ci_level.max():.1f} % intervals" if len(prim) else unit)
+    lo, hi = (100 * prim.ci_level.min(), 100 * prim.ci_level.max()) if len(prim) else (0, 0)
+    levels = f"{lo:.1f} %" if abs(hi - lo) < 0.05 else f"{lo:.1f}-{hi:.1f} %"
+    ax.set_xlabel(f"effect on balanced accuracy ({unit}), with {levels} intervals" if len(prim) else unit)
     ax.legend(fontsize=7, loc="lower right"); ax.set_ylim(-y + 0.5, 0.7)
     return ax
 
@@ -285,14 +287,14 @@ def mean_ci(v, alpha:float=0.05):
     return float(v.mean()), float(stats.t.ppf(1 - alpha / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
 
 def use_case_table(results:pd.DataFrame, attention:str, metric:str="balanced_accuracy", baseline:str="none", digits:int=3) -> pd.DataFrame:
-    "Gonçalves & Cardoso's Table 1 shape for `attention`: rows (dataset, arch), columns the four use-cases, 'mean ± 95 % CI half-width'."
+    "Gonçalves & Cardoso's Table 1 shape for `attention`: rows (dataset, arch), columns the four use-cases, 'mean ± SD over seeds' ('mean' for one seed)."
     cases = {"baseline": (baseline, False), "+aug": (baseline, True), f"+{attention}": (attention, False), f"+{attention}+aug": (attention, True)}
     rows = []
     for (ds, arch), g in results.groupby(["dataset", "arch"], sort=False):
         row = dict(dataset=ds, arch=arch)
         for name, (att, aug) in cases.items():
-            m, h = mean_ci(g[(g.attention == att) & (g.augment == aug)][metric])
-            row[name] = "–" if np.isnan(m) else f"{m:.{digits}f}" + ("" if np.isnan(h) else f" ± {h:.{digits}f}")
+            v = g[(g.attention == att) & (g.augment == aug)][metric].dropna()
+            row[name] = "–" if not len(v) else f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
         rows.append(row)
     return pd.DataFrame(rows)
 
