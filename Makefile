@@ -13,10 +13,11 @@ export JUPYTER_PLATFORM_DIRS := 1
 .PHONY: study test browser nbtest pytest export clean-nbs readme bench distclean lab
 
 $(STAMP): pyproject.toml
+	@echo "attnmed: installing into $(VENV) (first run, or pyproject.toml changed) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-	$(BIN)/python -m pip install -q -e ".[dev,ray]" 2>&1 | grep -v '^WARNING: Location' || true
-	$(BIN)/python -c "import attnmed, fastai, papermill, timm, captum, nbdev"
+	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e ".[dev,ray]" 2>&1 | grep -v '^WARNING: Location' || true
+	@$(BIN)/python -c "import attnmed, fastai, papermill, timm, captum, nbdev"
 	@touch $@
 
 ## the default study on the embedded synthetic data, then its report: $(OUT)/default/report.html
@@ -38,6 +39,10 @@ nbtest: $(STAMP)
 
 pytest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --durations=15 tests   # 2 workers, 1 thread each: CI's 2 cores
+
+## JupyterLab on the project; notebooks in nbs/ are saved clean (tools/jupyter_server_config.py)
+lab: $(STAMP)
+	$(BIN)/jupyter lab --config=tools/jupyter_server_config.py
 
 ## developer helpers
 export: $(STAMP)

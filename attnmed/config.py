@@ -106,7 +106,7 @@ PARAMS = {p.name: p for p in [
     Param("lr", float, 3e-3, "peak learning rate of the one-cycle schedule", low=0, high=10, open_low=True, tunable=True),
     Param("weight_decay", float, 0.01, "AdamW weight decay", low=0, high=10, tunable=True),
     Param("device", str, "auto", "where cells train: auto picks cuda when a GPU is present", choices=("auto", "cpu", "cuda")),
-    Param("pretrained", bool, False, "start from ImageNet weights (from the local cache or a weights file; see the README)"),
+    Param("pretrained", bool, False, "start from ImageNet weights: timm downloads them on first use into the Hugging Face cache (~/.cache/huggingface) and reuses them; offline, copy that cache over first"),
     Param("label_smoothing", float, 0.0, "label smoothing of the cross-entropy (0: none)", low=0, high=1, open_high=True),
     Param("grad_clip", float, 0.0, "clip the gradients' global norm to this value (0: no clipping)", low=0),
     Param("early_stopping", int, 0, "stop after this many epochs without a better validation balanced accuracy (0: never)", low=0),

@@ -89,3 +89,30 @@ def test_experiment_parameters_cell_matches_the_declarations():
     assert set(CELL_KEYS) <= set(values), set(CELL_KEYS) - set(values)
     assert set(values) - set(CELL_KEYS) == {"tuned", "out_dir", "fingerprint", "data_fingerprint", "n_saliency"}
     for k, p in PARAMS.items(): assert values[k] == p.default and type(values[k]) is p.type, (k, values[k], p.default)
+
+def test_saving_a_notebook_in_jupyterlab_leaves_nbs_clean(tmp_path):
+    "What `make lab` runs: a notebook of nbs/ opened, run (outputs, execution counts) and saved by JupyterLab's contents manager, with the kernel and language metadata Lab adds, is written byte for byte as committed."
+    import runpy, shutil, nbformat
+    from traitlets.config import Config
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+    cfg = Config()
+    runpy.run_path(str(ROOT / "tools" / "jupyter_server_config.py"), init_globals={"get_config": lambda: cfg})
+    (tmp_path / "nbs").mkdir(); (tmp_path / "outputs").mkdir()
+    for name in ("experiment.ipynb", "00_config.ipynb", "index.ipynb"):
+        shutil.copy(ROOT / "nbs" / name, tmp_path / "nbs" / name); shutil.copy(ROOT / "nbs" / name, tmp_path / "outputs" / name)
+    cm = FileContentsManager(root_dir=str(tmp_path), config=cfg)
+    for name in ("experiment.ipynb", "00_config.ipynb", "index.ipynb"):
+        model = cm.get(f"nbs/{name}")
+        nb = model["content"]
+        nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+        nb.metadata["language_info"] = {"name": "python", "version": "3.11.7"}
+        code = [c for c in nb.cells if c.cell_type == "code" and not c.source.startswith("#| echo: false")]
+        code = code or [c for c in nb.cells if c.cell_type == "code"]
+        for c in code: c.execution_count = 1
+        if name != "index.ipynb": code[0].outputs = [nbformat.v4.new_output("stream", text="hello\n")]
+        cm.save(dict(type="notebook", format="json", content=nb), f"nbs/{name}")
+        assert (tmp_path / "nbs" / name).read_text() == (ROOT / "nbs" / name).read_text(), f"saving {name} from Lab changed it"
+        if name == "index.ipynb": continue
+        code[0].outputs = [nbformat.v4.new_output("stream", text="hello\n")]
+        cm.save(dict(type="notebook", format="json", content=nb), f"outputs/{name}")      # elsewhere: saved as Lab saves it
+        assert "hello" in (tmp_path / "outputs" / name).read_text()
