@@ -38,7 +38,7 @@ nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2 --timing
 
 pytest: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --durations=15 tests   # 2 workers, 1 thread each: CI's 2 cores
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist worksteal --durations=15 tests   # 2 workers, 1 thread each: CI's 2 cores
 
 ## JupyterLab on the project; notebooks in nbs/ are saved clean (tools/jupyter_server_config.py)
 lab: $(STAMP)

@@ -45,13 +45,17 @@ _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str:
 def _describe(value) -> str:
     return f"{type(value).__name__} {value!r}" if not isinstance(value, str) else repr(value)
 
-def check_value(value,                  # the value as read from YAML
-                typ:type,               # int, float, bool, str, list or dict
-                source=None, field=None, # for the error message
-                low=None, high=None,    # bounds (inclusive unless `open_low` / `open_high`)
-                open_low:bool=False, open_high:bool=False,
-                choices:tuple=(),       # allowed values (strings)
-                nullable:bool=False):   # None allowed
+def check_value(value,                # the value as read from YAML
+                typ:type,             # int, float, bool, str, list or dict
+                source=None,          # the file (or text) the value came from, named in errors
+                field=None,           # for the error message
+                low=None,             # smallest allowed value
+                high=None,            # bounds (inclusive unless `open_low` / `open_high`)
+                open_low:bool=False,  # exclude `low` itself
+                open_high:bool=False, # exclude `high` itself
+                choices:tuple=(),     # allowed values (strings)
+                nullable:bool=False   # None allowed
+               ):
     "`value` checked against its declaration (an int given for a float becomes a float); a `StudyConfigError` naming `source` and `field` otherwise."
     if value is None:
         if nullable: return None
@@ -75,18 +79,22 @@ def check_value(value,                  # the value as read from YAML
 @dataclass(frozen=True)
 class Param:
     "One setting of a study, shared by its cells: name, type, default, bounds or choices, one-line meaning."
-    name:str
-    type:type
-    default:object
-    help:str
-    low:float|None = None
-    high:float|None = None
-    open_low:bool = False
-    open_high:bool = False
-    choices:tuple = ()
+    name:str                            # the key in a study file
+    type:type                           # its Python type
+    default:object                      # its value when a study leaves it out
+    help:str                            # one line on what it does
+    low:float|None = None               # smallest allowed value
+    high:float|None = None              # largest allowed value
+    open_low:bool = False               # exclude `low` itself
+    open_high:bool = False              # exclude `high` itself
+    choices:tuple = ()                  # the allowed values, when a list
     tunable:bool = False   # the hyperparameter search may set it per group
 
-    def check(self, value, source=None, field=None):
+    def check(self,
+              value,       # the value to check
+              source=None, # the file (or text) the value came from, named in errors
+              field=None   # the field's name, for errors
+             ):
         "The value, checked (see `check_value`)."
         return check_value(value, self.type, source, field or self.name, self.low, self.high, self.open_low, self.open_high, self.choices)
 
@@ -154,7 +162,9 @@ def _range(v, source, fld, param:Param):
     if not 0 < lo < hi: raise StudyConfigError(f"expected [low, high] with 0 < low < high (searched on a log scale), got {v!r}", source, fld)
     return [lo, hi]
 
-def parse_search(raw, source=None) -> dict:
+def parse_search(raw,        # the parsed YAML mapping
+                 source=None # the file (or text) the value came from, named in errors
+                ) -> dict:
     "Check a `search:` block; returns it with defaults filled in."
     if not isinstance(raw, dict): raise StudyConfigError(f"expected a mapping with keys {', '.join(SEARCH_DEFAULTS)}, got {_describe(raw)}", source, "search")
     unknown = [k for k in raw if k not in SEARCH_DEFAULTS]
@@ -189,7 +199,10 @@ TOP_KEYS = (*STUDY_KEYS, *PARAMS)
 DATASET_KEYS = ("name", "format", "path")  # required in each dataset entry; other keys are options of the format
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
 
-def check_name(value, source=None, field=None) -> str:
+def check_name(value,       # the name
+               source=None, # the file (or text) the value came from, named in errors
+               field=None   # the field's name, for errors
+              ) -> str:
     "A name used as a folder name: letters, digits, `_ . + -`, not starting with a dot or dash, no newline."
     if not isinstance(value, str) or not _SLUG.fullmatch(value):
         raise StudyConfigError(f"{_describe(value)} is not a valid name (1-100 letters, digits, '_', '-', '.', '+', starting with a letter or digit; used as a folder name)", source, field)
@@ -223,7 +236,10 @@ def _parse_dataset(d, i, source):
     if not d["path"].strip() or "\n" in d["path"]: raise StudyConfigError(f"expected a file or folder path, got {d['path']!r}", source, f"{fld}.path")
     return dict(d)
 
-def parse_study(raw:dict, source:str|Path="<study>", base_dir:str|Path|None=None) -> Study:
+def parse_study(raw:dict,                   # the parsed YAML mapping
+                source:str|Path="<study>",  # the file (or text) the value came from, named in errors
+                base_dir:str|Path|None=None # folder relative paths are taken from (the study file's)
+               ) -> Study:
     "Check a study dict (as read from YAML) and return a `Study`; relative paths are later resolved against `base_dir` (default: the working folder)."
     if not isinstance(raw, dict): raise StudyConfigError(f"expected a mapping of keys at the top level, got {_describe(raw)}", source)
     unknown = [k for k in raw if k not in TOP_KEYS]
@@ -257,7 +273,7 @@ def _parse_comparison(c, i, source):
     check_name(c["baseline"], source, f"{fld}.baseline")
     return dict(variant=c["variant"], baseline=c["baseline"])
 
-# %% ../nbs/00_config.ipynb #c025
+# %% ../nbs/00_config.ipynb #c026
 def _md_value(v) -> str:
     return "`" + (json.dumps(v) if not isinstance(v, str) else v) + "`"
 
@@ -267,7 +283,7 @@ def study_keys_markdown() -> str:
     rows += [f"| `{p.name}` | {p.help} ({p.allowed}) | {_md_value(p.default)} |" for p in PARAMS.values()]
     return "\n".join(["| key | meaning | default |", "|---|---|---|", *rows])
 
-# %% ../nbs/00_config.ipynb #c028
+# %% ../nbs/00_config.ipynb #c029
 class _StrictLoader(yaml.SafeLoader):
     "A safe YAML loader that refuses duplicate keys."
     def construct_mapping(self, node, deep=False):
@@ -279,7 +295,8 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key, (str, int, float, bool)): seen.add(key)
         return super().construct_mapping(node, deep)
 
-def read_yaml(path:str|Path):
+def read_yaml(path:str|Path # the YAML file
+             ):
     "The YAML data in `path`; a `StudyConfigError` naming the file for a missing file, invalid YAML or a duplicate key."
     path = Path(path)
     if not path.is_file(): raise StudyConfigError("file not found", path)
@@ -287,12 +304,13 @@ def read_yaml(path:str|Path):
     except UnicodeDecodeError: raise StudyConfigError("is not a UTF-8 text file", path) from None
     except yaml.YAMLError as e: raise StudyConfigError(f"is not valid YAML: {e}", path) from None
 
-def load_study(path:str|Path) -> Study:
+def load_study(path:str|Path # the study YAML file
+              ) -> Study:
     "Read the study YAML at `path` and check its structure and values (`parse_study`)."
     path = Path(path)
     return parse_study(read_yaml(path), source=path, base_dir=path.parent)
 
-# %% ../nbs/00_config.ipynb #c032
+# %% ../nbs/00_config.ipynb #c033
 def _plugin_ref(p, base_dir:Path, source, fld) -> str:
     check_value(p, str, source, fld)
     if p.endswith(".py"):
@@ -302,7 +320,8 @@ def _plugin_ref(p, base_dir:Path, source, fld) -> str:
     if not re.fullmatch(r"[A-Za-z_][\w.]*", p): raise StudyConfigError(f"expected a .py file or a module name, got {p!r}", source, fld)
     return p
 
-def import_plugins(plugins:list) -> list:
+def import_plugins(plugins:list # Python files or module names to import
+                  ) -> list:
     "Import each plugin (a .py file path or a module name) once; returns the modules."
     mods = []
     for p in plugins or []:
@@ -317,16 +336,16 @@ def import_plugins(plugins:list) -> list:
         else: mods.append(importlib.import_module(p))
     return mods
 
-# %% ../nbs/00_config.ipynb #c035
+# %% ../nbs/00_config.ipynb #c036
 @dataclass(frozen=True)
 class Cell:
     "One grid cell: a dataset, an arch, an attention variant, augmentation on/off and a seed, plus the study's shared settings."
-    study:str
-    dataset:str
-    arch:str
-    attention:str
-    augment:bool
-    seed:int
+    study:str                           # the study's name
+    dataset:str                         # the dataset entry's name
+    arch:str                            # the backbone
+    attention:str                       # the attention variant
+    augment:bool                        # with the study's augmentation
+    seed:int                            # seeds initial weights, data order and augmentation
     settings:str = "{}"   # JSON: the dataset spec ('dataset_spec'), the shared settings ('params') and 'plugins'
 
     @property
@@ -347,15 +366,19 @@ class Cell:
 
 CELL_KEYS = ("study", "dataset", "arch", "attention", "augment", "seed", *PARAMS, "plugins")   # `Cell.parameters()`'s keys, in order
 
-# %% ../nbs/00_config.ipynb #c036
-def expand_grid(study:Study, keep=None) -> list[Cell]:
+# %% ../nbs/00_config.ipynb #c038
+def expand_grid(study:Study, # a parsed `Study`
+                keep=None    # also return the cells left out (with their reason)
+               ) -> list[Cell]:
     "Every cell of `study`: the product of datasets x archs x attentions x augment x seeds (only pairs where `keep(arch, attention)`, if given)."
     return [Cell(study.name, ds["name"], arch, att, aug, seed, json.dumps(dict(dataset_spec=ds, params=study.settings(), plugins=study.plugins), sort_keys=True))
             for ds, arch, att, aug, seed in itertools.product(study.datasets, study.archs, study.attentions, study.augment, study.seeds)
             if keep is None or keep(arch, att)]
 
-# %% ../nbs/00_config.ipynb #c039
-def check_parameters(params:dict, source:str="cell parameters") -> dict:
+# %% ../nbs/00_config.ipynb #c041
+def check_parameters(params:dict,                 # a cell's parameters
+                     source:str="cell parameters" # the file (or text) the value came from, named in errors
+                    ) -> dict:
     "A cell's parameters (`Cell.parameters()`'s keys), checked; settings are checked against `PARAMS`."
     unknown = [k for k in params if k not in CELL_KEYS]
     if unknown: raise StudyConfigError(f"unknown parameter(s) {unknown}; a cell's parameters are {', '.join(CELL_KEYS)}", source)
@@ -370,7 +393,7 @@ def check_parameters(params:dict, source:str="cell parameters") -> dict:
     for k, p in PARAMS.items(): out[k] = p.check(params[k], source)
     return out
 
-# %% ../nbs/00_config.ipynb #c042
+# %% ../nbs/00_config.ipynb #c044
 _UMASK = None
 def umask() -> int:
     "This process's umask (read once: reading it means setting it)."
@@ -378,7 +401,9 @@ def umask() -> int:
     if _UMASK is None: _UMASK = os.umask(0o022); os.umask(_UMASK)
     return _UMASK
 
-def atomic_write_bytes(path:str|Path, data:bytes):
+def atomic_write_bytes(path:str|Path, # the file to write
+                       data:bytes     # the bytes
+                      ):
     "Write `data` to `path` so that readers never see a partial file (temp file + `os.replace`)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -390,11 +415,15 @@ def atomic_write_bytes(path:str|Path, data:bytes):
         if os.path.exists(tmp): os.unlink(tmp)
         raise
 
-def atomic_write_text(path:str|Path, text:str):
+def atomic_write_text(path:str|Path, # the file to write
+                      text:str       # the text to write
+                     ):
     "Write `text` (UTF-8) to `path` atomically."
     atomic_write_bytes(path, text.encode("utf-8"))
 
-def atomic_write_json(path:str|Path, obj):
+def atomic_write_json(path:str|Path, # the file to write
+                      obj            # the JSON-serialisable object to write
+                     ):
     "Write `obj` as indented JSON to `path`, atomically."
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 

@@ -25,11 +25,11 @@ class DataError(ValueError):
 @dataclass
 class ImageSplits:
     "Images, labels and ids per split (`train`, `val`, `test`), plus optional ground truth in `extras`."
-    name:str
+    name:str                            # the dataset's name
     images:dict          # split -> uint8 array, N x H x W (grey) or N x H x W x 3
     labels:dict          # split -> int64 array (N,)
     ids:dict             # split -> str array (N,)
-    class_names:list
+    class_names:list                    # class names, in label order
     patients:dict = field(default_factory=dict)  # split -> str array (N,) when known
     extras:dict = field(default_factory=dict)    # e.g. 'test_masks', 'test_concepts', 'concept_names'
     extra_tests:dict = field(default_factory=dict)  # name -> {images, labels, ids}: more test sets (e.g. out of distribution)
@@ -48,7 +48,10 @@ class ImageSplits:
         rows = {s: np.bincount(self.labels[s], minlength=self.n_classes) for s in SPLITS}
         return pd.DataFrame(rows, index=self.class_names).T.assign(total=lambda d: d.sum(axis=1))
 
-    def check(self, source="", same_size:bool=True):
+    def check(self,
+              source="",          # the file or folder the data came from, for errors
+              same_size:bool=True # require every split to have one image size
+             ):
         "Refuse empty or one-class splits, labels out of range, mismatched lengths, channels or (`same_size`) sizes, and patients shared between splits."
         sets = {s: (self.images.get(s), self.labels.get(s)) for s in SPLITS}
         sets.update({k: (v["images"], v["labels"]) for k, v in self.extra_tests.items()})
@@ -77,10 +80,11 @@ class ImageSplits:
         return self
 
 # %% ../nbs/01_data.ipynb #c008
-def show_samples(data:ImageSplits, # the dataset
-                 split:str="train",  # which split
-                 n:int=6,            # how many images (the first n)
-                 figsize=None):
+def show_samples(data:ImageSplits,  # the dataset
+                 split:str="train", # which split
+                 n:int=6,           # how many images (the first n)
+                 figsize=None       # matplotlib figure size
+                ):
     "Show the first `n` images of `split` with their labels and, where known, evidence (red) and shortcut (blue) masks outlined."
     import matplotlib.pyplot as plt
     n = min(n, len(data.labels[split]))
@@ -99,24 +103,27 @@ def show_samples(data:ImageSplits, # the dataset
     fig.tight_layout()
     return fig
 
-# %% ../nbs/01_data.ipynb #c010
+# %% ../nbs/01_data.ipynb #c011
 @dataclass(frozen=True)
 class Option:
     "An option of a dataset format: name, type (a type or a tuple of types), default, one-line meaning, and checks."
-    name:str
-    type:object
-    default:object
-    help:str
+    name:str                            # the option's key in a dataset entry
+    type:object                         # its type, or a tuple of allowed types
+    default:object                      # its value when left out
+    help:str                            # one line on what it does
     path:bool = False           # a file or folder; relative values are taken relative to the study file
-    choices:tuple = ()
-    low:float|None = None
-    high:float|None = None
-    open_low:bool = False
-    open_high:bool = False
+    choices:tuple = ()                  # the allowed values, when a list
+    low:float|None = None               # smallest allowed value
+    high:float|None = None              # largest allowed value
+    open_low:bool = False               # exclude `low` itself
+    open_high:bool = False              # exclude `high` itself
     item_type:type|None = None  # for list options: the type of each item
-    required:bool = False
+    required:bool = False                # a dataset entry must give it
 
-    def check(self, value, where:str=""):
+    def check(self,
+              value,       # the value to check
+              where:str="" # what the value belongs to, for errors
+             ):
         "The value checked against the declaration; a `DataError` naming `where` and the option otherwise."
         try:
             if value is None and (self.default is None and not self.required): return None
@@ -148,7 +155,7 @@ class Option:
         elif self.high is not None: out += f" {'<' if self.open_high else '<='} {b(self.high)}"
         return out
 
-# %% ../nbs/01_data.ipynb #c012
+# %% ../nbs/01_data.ipynb #c013
 class DatasetFormat:
     "A dataset format: `name`, `doc` (what it reads), declared `options`, and `load`; register instances with `register_format`."
     name:str = ""
@@ -156,7 +163,9 @@ class DatasetFormat:
     options:tuple = ()          # the format's own `Option`s
     path_kind:str = "file or folder"   # what `path` must be, for messages
 
-    def options_for(self, spec:dict) -> tuple:
+    def options_for(self,
+                    spec:dict # a dataset entry of a study (name, format, path, options)
+                   ) -> tuple:
         "The options `spec` may use (a format whose options depend on another option overrides this)."
         return tuple(self.options)
 
@@ -164,7 +173,9 @@ class DatasetFormat:
         "`(option, note)` for the docs: every option the format can take (a note says when it applies)."
         return [(o, "") for o in self.options_for(dict(name="", format=self.name, path="."))]
 
-    def values(self, spec:dict) -> dict:
+    def values(self,
+               spec:dict # a dataset entry of a study (name, format, path, options)
+              ) -> dict:
         "Every option of `spec`, checked, with defaults filled in; an unknown option is refused with the closest valid one suggested."
         opts = {o.name: o for o in self.options_for(spec)}
         where = f"dataset '{spec.get('name')}'"
@@ -177,51 +188,74 @@ class DatasetFormat:
             if o.required and spec.get(o.name) is None: raise DataError(f"{where}: option {o.name!r} is required for format {self.name} ({o.help}; {o.allowed})")
         return {k: o.check(spec.get(k, o.default), where) for k, o in opts.items()}
 
-    def check_files(self, spec:dict):
+    def check_files(self,
+                    spec:dict # a dataset entry of a study (name, format, path, options)
+                   ):
         "Refuse a spec whose files are missing ('not found' in the message: a dry run only warns)."
         if not Path(spec["path"]).exists(): raise DataError(f"dataset '{spec['name']}': path {spec['path']} not found (expected {self.path_kind})")
 
-    def load(self, spec:dict, size:int) -> ImageSplits:
+    def load(self,
+             spec:dict, # a dataset entry of a study (name, format, path, options)
+             size:int   # image size in pixels (square)
+            ) -> ImageSplits:
         "The dataset at `size` x `size` px."
         raise NotImplementedError(f"format {self.name} has no load()")
 
-    def prepare(self, spec:dict, size:int):
+    def prepare(self,
+                spec:dict, # a dataset entry of a study (name, format, path, options)
+                size:int   # image size in pixels (square)
+               ):
         "Build what the cells of a grid share (caches), once, before they run in parallel."
         self.load(spec, size)
 
-    def fingerprint(self, spec:dict, size:int) -> str:
+    def fingerprint(self,
+                    spec:dict, # a dataset entry of a study (name, format, path, options)
+                    size:int   # image size in pixels (square)
+                   ) -> str:
         "A short hash that changes when the data changes (default: the spec, and the size and time of `path`)."
         p = Path(spec["path"]); st = p.stat() if p.exists() else None
         key = dict(spec=spec, size=size, stat=[st.st_size, st.st_mtime_ns] if st and p.is_file() else None)
         return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
-    def example(self, root:str|Path) -> dict:
+    def example(self,
+                root:str|Path # folder to write a sample dataset into
+               ) -> dict:
         "Write a small sample of this format under `root`; returns its spec (without a name)."
         raise NotImplementedError(f"format {self.name} has no example()")
 
-    def resampled(self, spec:dict, seed:int) -> dict:
+    def resampled(self,
+                  spec:dict, # a dataset entry of a study (name, format, path, options)
+                  seed:int   # the cell's seed
+                 ) -> dict:
         "The entry with its data split (or sample) redrawn by `seed`, for `split_seeds`; formats whose split is fixed refuse."
         raise DataError(f"format {self.name} has a fixed split: split_seeds cannot redraw it")
 
-    def counterfactual_tests(self, spec:dict, size:int) -> dict|None:
+    def counterfactual_tests(self,
+                             spec:dict, # a dataset entry of a study (name, format, path, options)
+                             size:int   # image size in pixels (square)
+                            ) -> dict|None:
         "`{mode: (uint8 images, labels)}` of the test set as is, with the shortcut 'removed' and 'flipped'; None when the format cannot render them."
         return None
 
 FORMATS = {}
 
-def register_format(fmt):
+def register_format(fmt # the `DatasetFormat` to register
+                   ):
     "Register a `DatasetFormat` (an instance, or a subclass, which is instantiated); returns what it was given, so it works as a class decorator."
     inst = fmt() if isinstance(fmt, type) else fmt
     if not isinstance(inst, DatasetFormat) or not inst.name: raise TypeError(f"register_format expects a named DatasetFormat, got {fmt!r}")
     FORMATS[inst.name] = inst
     return fmt
 
-def dataset_format(name:str) -> DatasetFormat:
+def dataset_format(name:str # a registered format's name
+                  ) -> DatasetFormat:
     "The registered format `name`; a `DataError` listing the valid ones otherwise."
     return registry_entry(FORMATS, name, "format", DataError)
 
-# %% ../nbs/01_data.ipynb #c016
-def resolve_spec(spec:dict, base_dir:str|Path|None=None) -> dict:
+# %% ../nbs/01_data.ipynb #c017
+def resolve_spec(spec:dict,                  # a dataset entry of a study (name, format, path, options)
+                 base_dir:str|Path|None=None # folder relative paths are taken from (the study file's)
+                ) -> dict:
     "`spec` with its format and options checked and its path options made absolute (relative to `base_dir`)."
     fmt = dataset_format(spec.get("format"))
     fmt.values(spec)
@@ -233,8 +267,11 @@ def resolve_spec(spec:dict, base_dir:str|Path|None=None) -> dict:
             out[k] = str(p if p.is_absolute() else (base / p).resolve())
     return out
 
-# %% ../nbs/01_data.ipynb #c018
-def save_npz(path:str|Path, arrays:dict, compress:bool=True) -> Path:
+# %% ../nbs/01_data.ipynb #c020
+def save_npz(path:str|Path,     # the .npz file to write
+             arrays:dict,       # name -> array
+             compress:bool=True # zip-compress the file
+            ) -> Path:
     "Write `arrays` to the `.npz` file `path` atomically."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(arrays)}.tmp.npz")
@@ -265,7 +302,11 @@ def _npz_images(im:np.ndarray, key:str, path) -> np.ndarray:
         raise DataError(f"{path}: key '{key}' must be uint8 N x H x W or N x H x W x 3, got {im.dtype} {im.shape}")
     return im[..., 0] if im.ndim == 4 and im.shape[-1] == 1 else im
 
-def read_npz_splits(path:str|Path, name:str="", label_column=None, class_names=None) -> ImageSplits:
+def read_npz_splits(path:str|Path,     # the .npz file
+                    name:str="",       # the dataset's name
+                    label_column=None, # multi-label files: a column index, or 'any'
+                    class_names=None   # names of the classes, in label order
+                   ) -> ImageSplits:
     "Read a MedMNIST-layout npz into `ImageSplits` (ground truth arrays, when present, go to `extras`); splits may differ in size (`resize_splits` brings them to one)."
     path = Path(path)
     if not path.exists(): raise DataError(f"{path}: file not found (expected a MedMNIST-layout .npz)")
@@ -291,8 +332,10 @@ def read_npz_splits(path:str|Path, name:str="", label_column=None, class_names=N
     elif len(class_names) < n_classes: raise DataError(f"{path}: labels go up to {n_classes - 1} but class_names has {len(class_names)} name(s): {list(class_names)}")
     return ImageSplits(name or path.stem, images, labels, ids, list(class_names), patients, extras, extra_tests).check(str(path), same_size=False)
 
-# %% ../nbs/01_data.ipynb #c021
-def resize_splits(ds:ImageSplits, size:int) -> ImageSplits:
+# %% ../nbs/01_data.ipynb #c023
+def resize_splits(ds:ImageSplits, # the dataset
+                  size:int        # the new size in pixels
+                 ) -> ImageSplits:
     "Every image (and mask) of `ds`, extra test sets included, at `size` x `size`, resized once with antialiasing."
     if all(a.shape[1:3] == (size, size) for a in [*ds.images.values(), *(v["images"] for v in ds.extra_tests.values())]): return ds
     def rs(a, mode):

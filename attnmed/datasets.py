@@ -19,23 +19,30 @@ __all__ = ['PROTOCOLS', 'check_dataset', 'load_dataset', 'prepare_dataset', 'dat
            'dataset_stats', 'class_weights', 'make_dataloaders']
 
 # %% ../nbs/01c_datasets.ipynb #c005
-def check_dataset(spec:dict):
+def check_dataset(spec:dict # a dataset entry of a study (name, format, path, options)
+                 ):
     "Refuse a dataset entry whose format is unknown, whose options are unknown or invalid, or whose files are missing."
     fmt = dataset_format(spec.get("format"))
     fmt.values(spec)
     fmt.check_files(spec)
 
-def load_dataset(spec:dict, size:int) -> ImageSplits:
+def load_dataset(spec:dict, # a dataset entry of a study (name, format, path, options)
+                 size:int   # image size in pixels (square)
+                ) -> ImageSplits:
     "The dataset described by `spec` (`name`, `format`, `path`, options) at `size` x `size` px."
     check_dataset(spec)
     return dataset_format(spec["format"]).load(spec, size)
 
-def prepare_dataset(spec:dict, size:int):
+def prepare_dataset(spec:dict, # a dataset entry of a study (name, format, path, options)
+                    size:int   # image size in pixels (square)
+                   ):
     "Build once what the cells of a grid share (generated data, decode caches), before they run in parallel."
     check_dataset(spec)
     dataset_format(spec["format"]).prepare(spec, size)
 
-def dataset_fingerprint(spec:dict, size:int) -> str:
+def dataset_fingerprint(spec:dict, # a dataset entry of a study (name, format, path, options)
+                        size:int   # image size in pixels (square)
+                       ) -> str:
     "A short hash that changes when the data of `spec` at `size` px changes."
     return dataset_format(spec["format"]).fingerprint(spec, size)
 
@@ -66,7 +73,8 @@ class GoncalvesCardosoAugmentation(Transform):
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return TensorImage(F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
 
-def augmentation_transforms(protocol:str="attnmed") -> list:
+def augmentation_transforms(protocol:str="attnmed" # training protocol: attnmed or goncalves-cardoso
+                           ) -> list:
     "The study's augmentation as GPU batch transforms: attnmed's (fastai) or Gonçalves & Cardoso's (`protocol='goncalves-cardoso'`)."
     if protocol == "goncalves-cardoso": return [GoncalvesCardosoAugmentation()]
     from fastai.vision.augment import aug_transforms
@@ -75,7 +83,10 @@ def augmentation_transforms(protocol:str="attnmed") -> list:
 class PairedAugmentation(Transform):
     "Training-set batch transforms whose random draws depend only on `seed` and the batch number (global random state untouched)."
     split_idx, order = 0, 20
-    def __init__(self, tfms:list, seed:int=0):
+    def __init__(self,
+                 tfms:list, # fastai batch transforms
+                 seed:int=0 # the cell's seed (same draws for every variant)
+                ):
         super().__init__()
         self.pipe, self.seed, self.calls = Pipeline(tfms, split_idx=0), int(seed), 0
 
@@ -91,41 +102,49 @@ class PairedAugmentation(Transform):
         self.calls += 1
         return out
 
-def as_chw3(a:np.ndarray) -> torch.Tensor:
+def as_chw3(a:np.ndarray # an image array (H x W or H x W x C)
+           ) -> torch.Tensor:
     "uint8 images N x H x W (grey) or N x H x W x 3 as an N x 3 x H x W tensor (grey repeated)."
     t = torch.from_numpy(np.ascontiguousarray(a))
     return t[:, None].expand(-1, 3, -1, -1).contiguous() if a.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
 
 class TensorDataset:
     "Items of a split as `(TensorImage uint8 3xHxW, TensorCategory)`, indexed straight from one in-memory tensor."
-    def __init__(self, images:np.ndarray, labels:np.ndarray):
+    def __init__(self,
+                 images:np.ndarray, # images (N x H x W [x C], uint8)
+                 labels:np.ndarray  # integer labels (N)
+                ):
         from fastai.torch_core import TensorImage, TensorCategory
         self.x, self.y = TensorImage(as_chw3(images)), TensorCategory(torch.from_numpy(np.asarray(labels)))
     def __len__(self): return len(self.y)
     def __getitem__(self, i): return self.x[i], self.y[i]
 
-# %% ../nbs/01c_datasets.ipynb #c012
-def dataset_stats(images:np.ndarray):
+# %% ../nbs/01c_datasets.ipynb #c013
+def dataset_stats(images:np.ndarray # training images
+                 ):
     "Per-channel mean and std (0..1 scale) of uint8 images, as 3-channel lists."
     x = images.reshape(len(images), -1, 1 if images.ndim == 3 else images.shape[-1]).astype(np.float64) / 255
     m, s = x.mean((0, 1)), x.std((0, 1))
     return ([float(m[0])] * 3, [float(s[0])] * 3) if len(m) == 1 else (m.tolist(), s.tolist())
 
-def class_weights(labels:np.ndarray, n_classes:int) -> np.ndarray:
+def class_weights(labels:np.ndarray, # integer labels (N)
+                  n_classes:int      # number of classes
+                 ) -> np.ndarray:
     "Weights inversely proportional to class counts, normalised so that a balanced set gets 1 for every class."
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     if (counts == 0).any(): raise DataError(f"class(es) {np.where(counts == 0)[0].tolist()} have no items; cannot weight them")
     return counts.sum() / (n_classes * counts)
 
-def make_dataloaders(data:ImageSplits,    # the dataset
+def make_dataloaders(data:ImageSplits,      # the dataset
                      stats:tuple|None=None, # (mean, std) per channel on the 0..1 scale; default: the training set's
-                     batch_size:int=64,
+                     batch_size:int=64,     # mini-batch size
                      augment:bool=False,    # apply `augmentation_transforms` to training batches
                      device=None,           # where batches go (default: cpu)
-                     num_workers:int=0,
+                     num_workers:int=0,     # DataLoader worker processes (0: in the main process)
                      oversample:bool=False, # draw training items so that classes come equally often
                      seed:int=0,            # seeds the augmentation's own random stream
-                     protocol:str="attnmed"): # whose augmentation (`augmentation_transforms`)
+                     protocol:str="attnmed" # whose augmentation (`augmentation_transforms`)
+                    ):
     "fastai `DataLoaders` (train, valid) plus a test `DataLoader`; returns `(dls, test_dl)`."
     from fastai.data.core import DataLoaders, TfmdDL
     from fastai.callback.data import WeightedDL

@@ -17,7 +17,10 @@ __all__ = ['CI_METRICS', 'classification_metrics', 'medmnist_metrics', 'bootstra
            'CellResults', 'evaluate_cell']
 
 # %% ../nbs/04_evaluate.ipynb #c005
-def classification_metrics(y_true, probs, class_names=None) -> dict:
+def classification_metrics(y_true,          # integer labels (N)
+                           probs,           # class probabilities (N x C)
+                           class_names=None # names of the classes, in label order
+                          ) -> dict:
     "Metrics of class probabilities `probs` (N x C) against integer labels `y_true`."
     y_true, probs = np.asarray(y_true).astype(int), np.asarray(probs, dtype=np.float64)
     n_classes = probs.shape[1]
@@ -42,7 +45,10 @@ def classification_metrics(y_true, probs, class_names=None) -> dict:
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}
 
 # %% ../nbs/04_evaluate.ipynb #c008
-def medmnist_metrics(y_true, probs, task:str) -> dict:
+def medmnist_metrics(y_true,  # integer labels (N)
+                     probs,   # class probabilities (N x C)
+                     task:str # MedMNIST's task name (binary-class, multi-class, ...)
+                    ) -> dict:
     "MedMNIST's official AUC and ACC (its `medmnist.evaluator.getAUC` / `getACC`) of class probabilities for a MedMNIST `task`."
     from medmnist.evaluator import getACC, getAUC
     y = np.asarray(y_true).reshape(-1, 1)
@@ -56,7 +62,13 @@ def _auc_binary(pos:np.ndarray, neg:np.ndarray) -> np.ndarray:
     neg = np.sort(neg, axis=1)
     return np.array([(np.searchsorted(n, p, "left") + np.searchsorted(n, p, "right")).sum() / (2 * len(p) * len(n)) for p, n in zip(pos, neg)])
 
-def bootstrap_ci(y_true, probs, n_boot:int=1000, alpha:float=0.05, seed:int=0, metrics=CI_METRICS) -> dict:
+def bootstrap_ci(y_true,            # integer labels (N)
+                 probs,             # class probabilities (N x C)
+                 n_boot:int=1000,   # bootstrap resamples
+                 alpha:float=0.05,  # 1 - confidence level
+                 seed:int=0,        # resampling seed
+                 metrics=CI_METRICS # the metrics to compute
+                ) -> dict:
     "Stratified percentile-bootstrap (1 - alpha) intervals {metric: [low, high]} of the test metrics (vectorised over resamples)."
     y, probs = np.asarray(y_true).astype(int), np.asarray(probs, dtype=np.float64)
     rng = np.random.default_rng(seed)
@@ -80,14 +92,24 @@ def bootstrap_ci(y_true, probs, n_boot:int=1000, alpha:float=0.05, seed:int=0, m
     return {m: [float(np.percentile(v, 100 * alpha / 2)), float(np.percentile(v, 100 * (1 - alpha / 2)))] for m, v in vals.items()}
 
 # %% ../nbs/04_evaluate.ipynb #c014
-def predictions_frame(ids, y_true, probs, class_names) -> pd.DataFrame:
+def predictions_frame(ids,        # item ids (N)
+                      y_true,     # integer labels (N)
+                      probs,      # class probabilities (N x C)
+                      class_names # names of the classes, in label order
+                     ) -> pd.DataFrame:
     "One row per test item: id, true label, predicted label, and one probability column per class."
     probs = np.asarray(probs)
     df = pd.DataFrame({"id": np.asarray(ids), "label": np.asarray(y_true).astype(int), "prediction": probs.argmax(1)})
     for i, c in enumerate(class_names): df[f"prob_{c}"] = probs[:, i]
     return df
 
-def write_cell_results(out_dir:str|Path, metrics:dict, predictions:pd.DataFrame, params:dict, seconds:float, recorded:dict|None=None) -> Path:
+def write_cell_results(out_dir:str|Path,         # the cell's folder
+                       metrics:dict,             # the cell's metrics
+                       predictions:pd.DataFrame, # one row per test item
+                       params:dict,              # the cell's parameters
+                       seconds:float,            # the cell's wall time
+                       recorded:dict|None=None   # extra keys to record (e.g. fingerprints)
+                      ) -> Path:
     "Write `predictions.csv`, then `metrics.json` (metrics + `ci95` + params + seconds + attnmed's version + `recorded`, e.g. the grid's fingerprints) last; returns the metrics path."
     import attnmed
     out_dir = Path(out_dir)
@@ -103,16 +125,22 @@ def write_cell_results(out_dir:str|Path, metrics:dict, predictions:pd.DataFrame,
 @dataclass
 class CellResults:
     "A tested cell: its metrics and its predictions per test set (`test`, and each extra set)."
-    metrics:dict
-    predictions:dict
+    metrics:dict                        # the metrics (with each extra test set's under its name)
+    predictions:dict                    # test set name -> one row per item
 
-    def write(self, out_dir:str|Path, params:dict, seconds:float, **recorded) -> Path:
+    def write(self,
+              out_dir:str|Path, # the cell's folder
+              params:dict,      # the cell's parameters
+              seconds:float,    # the cell's wall time
+              **recorded
+             ) -> Path:
         "Write the extra sets' predictions, `predictions.csv` and, last, `metrics.json` (with `recorded`, e.g. `fingerprint=...`); returns the metrics path."
         for name, frame in self.predictions.items():
             if name != "test": atomic_write_text(Path(out_dir) / f"predictions_{name}.csv", frame.to_csv(index=False))
         return write_cell_results(out_dir, self.metrics, self.predictions["test"], params, seconds, recorded)
 
-def evaluate_cell(run) -> CellResults:
+def evaluate_cell(run # a trained `attnmed.train.CellRun`
+                 ) -> CellResults:
     "Predict the test set (and extra test sets) of a trained `attnmed.train.CellRun` with its kept checkpoint; returns the metrics and predictions."
     from attnmed.datasets import TensorDataset
     data, learn = run.data, run.learn

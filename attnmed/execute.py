@@ -13,7 +13,8 @@ __all__ = ['RUNNING_KERNELS', 'notebook_path', 'kernel_manager', 'kill_running_k
            'execute_notebook']
 
 # %% ../nbs/07b_execute.ipynb #c005
-def notebook_path(name:str="experiment.ipynb") -> Path:
+def notebook_path(name:str="experiment.ipynb" # the notebook's file name in nbs/
+                 ) -> Path:
     "The path of one of attnmed's parameterised notebooks (`nbs/` next to the package)."
     p = Path(attnmed.__file__).resolve().parent.parent / "nbs" / name
     if not p.exists(): raise FileNotFoundError(f"{p} not found: attnmed's notebooks are read from the source checkout (install with `pip install -e .`)")
@@ -22,7 +23,10 @@ def notebook_path(name:str="experiment.ipynb") -> Path:
 # %% ../nbs/07b_execute.ipynb #c008
 RUNNING_KERNELS = set()   # the kernel managers of the notebooks running now (so that an interrupt can stop them)
 
-def kernel_manager(env:dict|None=None, socket_prefix:str|None=None, cwd:str|Path|None=None):
+def kernel_manager(env:dict|None=None,          # extra environment variables for the kernel
+                   socket_prefix:str|None=None, # path prefix of the kernel's connection files
+                   cwd:str|Path|None=None       # the kernel's working folder
+                  ):
     "A Jupyter kernel manager class whose kernels use Unix sockets named `socket_prefix-*` (POSIX) and start in `cwd` with `env` added to the environment."
     from jupyter_client.manager import AsyncKernelManager
     extra = {k: str(v) for k, v in (env or {}).items()}
@@ -53,24 +57,29 @@ def kill_running_kernels() -> int:
         RUNNING_KERNELS.discard(km)
     return n
 
-# %% ../nbs/07b_execute.ipynb #c010
+# %% ../nbs/07b_execute.ipynb #c011
 class NotebookError(RuntimeError):
     "A notebook that failed: `short` (one line), `details` (the traceback)."
-    def __init__(self, short:str, details:str=""):
+    def __init__(self,
+                 short:str,     # one-line message
+                 details:str="" # the full traceback
+                ):
         super().__init__(short); self.short, self.details = short, details
 
-def notebook_parameters(notebook:str|Path) -> list:
+def notebook_parameters(notebook:str|Path # a parameterised notebook
+                       ) -> list:
     "The parameter names declared in `notebook`'s cell tagged `parameters`."
     import papermill as pm
     return list(pm.inspect_notebook(str(notebook)))
 
-def execute_notebook(notebook:str|Path,        # the parameterised notebook
-                     output:str|Path,          # where the executed copy goes
-                     parameters:dict|None=None,# papermill parameters (names must be the notebook's own)
-                     cwd:str|Path|None=None,   # the kernel's working folder (default: output's folder)
-                     env:dict|None=None,       # extra environment variables for the kernel
-                     kernel_name:str="python3",
-                     progress:str|None=None):  # show a progress bar over the notebook's cells with this label (stderr)
+def execute_notebook(notebook:str|Path,         # the parameterised notebook
+                     output:str|Path,           # where the executed copy goes
+                     parameters:dict|None=None, # papermill parameters (names must be the notebook's own)
+                     cwd:str|Path|None=None,    # the kernel's working folder (default: output's folder)
+                     env:dict|None=None,        # extra environment variables for the kernel
+                     kernel_name:str="python3", # Jupyter kernel to run it with
+                     progress:str|None=None     # show a progress bar over the notebook's cells with this label (stderr)
+                    ):
     "Execute `notebook` with `parameters` into `output` with papermill; a `NotebookError` when it fails."
     import papermill as pm
     unknown = [k for k in (parameters or {}) if k not in notebook_parameters(notebook)]

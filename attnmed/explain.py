@@ -23,7 +23,10 @@ METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
 class ExplainError(ValueError):
     "An explanation that cannot be computed for this model or input."
 
-def gradcam_layer(model:torch.nn.Module, x:torch.Tensor, min_size:int=7):
+def gradcam_layer(model:torch.nn.Module, # a model (eval mode is set inside)
+                  x:torch.Tensor,        # an example batch (to find the map sizes)
+                  min_size:int=7         # smallest feature map side worth explaining
+                 ):
     "(name, module) producing the last square N x C x h x w feature map with h >= `min_size` in a forward pass on `x` (none: the last of the largest, h > 1): Grad-CAM's layer."
     found, hooks = [], []
     for name, m in model.named_modules():
@@ -42,7 +45,13 @@ def gradcam_layer(model:torch.nn.Module, x:torch.Tensor, min_size:int=7):
 def _upsample(maps:torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
 
-def explain(model:torch.nn.Module, images:torch.Tensor, method:str="saliency", targets=None, ig_steps:int=16, gradcam_min_size:int=7) -> torch.Tensor:
+def explain(model:torch.nn.Module, # a model (eval mode is set inside)
+            images:torch.Tensor,   # a normalised image batch (N x 3 x H x W)
+            method:str="saliency", # saliency, gradcam, integrated_gradients or attention
+            targets=None,          # class to explain per image (default: the predicted one)
+            ig_steps:int=16,       # Integrated Gradients' steps
+            gradcam_min_size:int=7 # Grad-CAM's `min_size`
+           ) -> torch.Tensor:
     "Attribution maps (N x H x W, >= 0) of `model` for `images` (normalised N x 3 x H x W) by `method`, for `targets` (default: predicted class)."
     if method not in METHODS: raise ExplainError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     model = model.eval()
@@ -71,13 +80,23 @@ def explain(model:torch.nn.Module, images:torch.Tensor, method:str="saliency", t
     return torch.stack(ups).mean(0)
 
 # %% ../nbs/06_explain.ipynb #c009
-def correct_for_all(predictions:list, labels:np.ndarray, positive_only:bool=True) -> np.ndarray:
+def correct_for_all(predictions:list,       # each model's predicted classes
+                    labels:np.ndarray,      # integer labels (N)
+                    positive_only:bool=True # only items of the positive (last) class
+                   ) -> np.ndarray:
     "Indices of items every model in `predictions` (a list of N arrays of predicted classes) gets right (optionally positives only)."
     ok = np.all([np.asarray(p) == labels for p in predictions], axis=0)
     if positive_only: ok &= labels == labels.max()
     return np.where(ok)[0]
 
-def show_comparison(images:np.ndarray, maps:dict, method:str, titles=None, masks=None, figsize=None, overlay:bool=True):
+def show_comparison(images:np.ndarray, # the images (N x H x W [x C])
+                    maps:dict,         # {model name: maps (N x H x W)}
+                    method:str,        # what the maps are (colour bar label)
+                    titles=None,       # one title per image
+                    masks=None,        # ground-truth masks (N x H x W, bool)
+                    figsize=None,      # matplotlib figure size
+                    overlay:bool=True  # lay the maps over the image
+                   ):
     "One row per model (`maps`: {model name: N x H x W}), one column per image, shared colour scale; maps laid over the (greyed) image, evidence masks outlined in red."
     import matplotlib.pyplot as plt
     names, n = list(maps), len(images)
@@ -99,20 +118,26 @@ def show_comparison(images:np.ndarray, maps:dict, method:str, titles=None, masks
     fig.colorbar(im, ax=axs[1:, :].ravel().tolist(), shrink=0.8, label=method)
     return fig
 
-# %% ../nbs/06_explain.ipynb #c011
-def relevance_mass(maps:np.ndarray, masks:np.ndarray) -> np.ndarray:
+# %% ../nbs/06_explain.ipynb #c012
+def relevance_mass(maps:np.ndarray, # attribution maps (N x H x W)
+                   masks:np.ndarray # ground-truth masks (N x H x W, bool)
+                  ) -> np.ndarray:
     "Per image: attribution inside the mask / total attribution (maps >= 0)."
     maps, masks = np.asarray(maps, dtype=np.float64), np.asarray(masks, dtype=bool)
     tot = maps.reshape(len(maps), -1).sum(1)
     return np.where(tot > 0, (maps * masks).reshape(len(maps), -1).sum(1) / np.where(tot > 0, tot, 1), np.nan)
 
-def pointing_game(maps:np.ndarray, masks:np.ndarray) -> np.ndarray:
+def pointing_game(maps:np.ndarray, # attribution maps (N x H x W)
+                  masks:np.ndarray # ground-truth masks (N x H x W, bool)
+                 ) -> np.ndarray:
     "Per image: 1.0 if the map's maximum falls inside the mask, else 0.0; ties: the share of the maximal pixels inside it."
     maps = np.asarray(maps).reshape(len(maps), -1); masks = np.asarray(masks, dtype=bool).reshape(len(masks), -1)
     top = maps == maps.max(1, keepdims=True)
     return (top & masks).sum(1) / top.sum(1)
 
-def mask_auroc(maps:np.ndarray, masks:np.ndarray) -> np.ndarray:
+def mask_auroc(maps:np.ndarray, # attribution maps (N x H x W)
+               masks:np.ndarray # ground-truth masks (N x H x W, bool)
+              ) -> np.ndarray:
     "Per image: ROC-AUC of pixel attributions as a detector of mask pixels (NaN when the mask is empty or full)."
     from sklearn.metrics import roc_auc_score
     out = []
@@ -120,7 +145,9 @@ def mask_auroc(maps:np.ndarray, masks:np.ndarray) -> np.ndarray:
         out.append(roc_auc_score(m.ravel(), a.ravel()) if 0 < m.sum() < m.size else np.nan)
     return np.array(out)
 
-def localisation_scores(maps, masks) -> dict:
+def localisation_scores(maps, # attribution maps (N x H x W)
+                        masks # ground-truth masks (N x H x W, bool)
+                       ) -> dict:
     "Mean relevance mass, pointing game and AUROC over the images with a non-empty mask, each with its chance level (a uniform map's score)."
     keep = np.asarray(masks, dtype=bool).reshape(len(masks), -1).any(1)
     maps, masks = np.asarray(maps)[keep], np.asarray(masks, dtype=bool)[keep]
@@ -129,16 +156,19 @@ def localisation_scores(maps, masks) -> dict:
     return dict(relevance_mass=float(np.nanmean(relevance_mass(maps, masks))), pointing_game=float(pointing_game(maps, masks).mean()),
                 auroc=float(np.nanmean(mask_auroc(maps, masks))), n=int(keep.sum()), relevance_mass_chance=area, pointing_game_chance=area, auroc_chance=0.5)
 
-# %% ../nbs/06_explain.ipynb #c014
-def localisation_sentence(row:dict) -> str:
+# %% ../nbs/06_explain.ipynb #c015
+def localisation_sentence(row:dict # one row of the localisation comparisons
+                         ) -> str:
     "One sentence for a localisation comparison row of `attnmed.statistics.compare` (with `method`)."
     where = f"{row['method'].replace('_', ' ')}: {row['variant']} vs {row['baseline']} on {row['arch']}, {row['dataset']}{' (aug)' if row['augment'] else ''}"
     s = f"{where} puts **{100 * row['variant_mean']:.0f} %** of attribution on the evidence vs **{100 * row['baseline_mean']:.0f} %**"
     if row["seeds"] < 2 or not np.isfinite(row.get("ci_low", np.nan)): return s + f" ({row['seeds']} seed: no interval)."
     return s + f" ({row['effect']:+.1f} pp, {100 * row['ci_level']:.1f} % CI [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}], {row['seeds']} seeds: {row['verdict']})."
 
-# %% ../nbs/06_explain.ipynb #c017
-def shortcut_accuracies(predict, test_sets:dict) -> dict:
+# %% ../nbs/06_explain.ipynb #c018
+def shortcut_accuracies(predict,       # images -> predicted classes
+                        test_sets:dict # {mode: (images, labels)}
+                       ) -> dict:
     "Accuracy of `predict(images) -> predicted classes` on each counterfactual test set (`{mode: (images, labels)}`), the drops vs `as_is` (pp), and the share of predictions that change."
     preds = {m: np.asarray(predict(x)) for m, (x, _) in test_sets.items()}
     acc = {m: float((preds[m] == np.asarray(y)).mean()) for m, (_, y) in test_sets.items()}
@@ -149,8 +179,12 @@ def shortcut_accuracies(predict, test_sets:dict) -> dict:
             out[f"changed_{m}"] = float((preds[m] != preds["as_is"]).mean())
     return out
 
-# %% ../nbs/06_explain.ipynb #c020
-def randomisation_test(model, images:torch.Tensor, method:str, threshold:float=0.5) -> dict:
+# %% ../nbs/06_explain.ipynb #c021
+def randomisation_test(model,               # a model (eval mode is set inside)
+                       images:torch.Tensor, # a normalised image batch
+                       method:str,          # saliency, gradcam, integrated_gradients or attention
+                       threshold:float=0.5  # correlation above which the method fails
+                      ) -> dict:
     "Mean Spearman correlation between the maps of `model` and of its randomised copy: 'passes' below `threshold`, 'fails' above, 'undefined' when no correlation exists (a constant map)."
     from scipy.stats import spearmanr
     a = explain(model, images, method).cpu().numpy()
@@ -160,13 +194,16 @@ def randomisation_test(model, images:torch.Tensor, method:str, threshold:float=0
     verdict = "undefined" if not np.isfinite(r) else "passes" if r < threshold else "fails"
     return dict(method=method, spearman=r, verdict=verdict, passed=None if verdict == "undefined" else verdict == "passes")
 
-# %% ../nbs/06_explain.ipynb #c023
-def concept_test(scores:np.ndarray,    # the model's score per test item (e.g. the positive-class logit difference)
-                 labels:np.ndarray,    # true labels
-                 concepts:np.ndarray,  # N x C binary concepts
-                 names:list,           # the C concept names
-                 n_perm:int=999, seed:int=0, alpha:float=0.05,
-                 holm:bool=True):      # correct over the concepts (Holm)
+# %% ../nbs/06_explain.ipynb #c024
+def concept_test(scores:np.ndarray,   # the model's score per test item (e.g. the positive-class logit difference)
+                 labels:np.ndarray,   # true labels
+                 concepts:np.ndarray, # N x C binary concepts
+                 names:list,          # the C concept names
+                 n_perm:int=999,      # permutations
+                 seed:int=0,          # permutation seed
+                 alpha:float=0.05,    # family-wise error rate (Holm)
+                 holm:bool=True       # correct over the concepts (Holm)
+                ):
     "Per concept: its coefficient on `scores` given the label and the other concepts, Freedman-Lane permutation p-value, Holm-adjusted p, `used`, `testable`. A pandas DataFrame."
     import pandas as pd
     y, labels, C = np.asarray(scores, float), np.asarray(labels), np.asarray(concepts, float)
@@ -196,15 +233,19 @@ def concept_test(scores:np.ndarray,    # the model's score per test item (e.g. t
     df["used"] = df.p_holm < alpha
     return df
 
-def holm_adjust(p:np.ndarray) -> np.ndarray:
+def holm_adjust(p:np.ndarray # p-values
+               ) -> np.ndarray:
     "Holm's step-down adjusted p-values."
     p = np.asarray(p, float); order = np.argsort(p); m = len(p)
     adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
     out = np.empty(m); out[order] = adj
     return out
 
-# %% ../nbs/06_explain.ipynb #c027
-def load_cell_model(folder, n_out:int, device="cpu") -> torch.nn.Module:
+# %% ../nbs/06_explain.ipynb #c028
+def load_cell_model(folder,      # a done cell's folder
+                    n_out:int,   # number of outputs (classes)
+                    device="cpu" # torch device
+                   ) -> torch.nn.Module:
     "The model of the grid cell in `folder`, with its best-validation weights, in eval mode."
     import json
     from pathlib import Path
@@ -218,17 +259,25 @@ def load_cell_model(folder, n_out:int, device="cpu") -> torch.nn.Module:
     model.load_state_dict(state)
     return model.to(device).eval()
 
-def normalised(images:np.ndarray, stats:tuple, device="cpu") -> torch.Tensor:
+def normalised(images:np.ndarray, # uint8 images (N x H x W [x C])
+               stats:tuple,       # (mean, std) per channel
+               device="cpu"       # torch device
+              ) -> torch.Tensor:
     "uint8 images (N x H x W or N x H x W x 3) as the normalised float N x 3 x H x W tensor a model with input statistics `stats` takes."
     mean, std = stats
     x = as_chw3(images).float().div(255)
     return ((x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)).to(device)
 
-def cell_input_stats(params:dict, data) -> tuple:
+def cell_input_stats(params:dict, # the cell's parameters
+                     data         # its dataset
+                    ) -> tuple:
     "The input statistics the cell with `params` was trained with (its arch's, `Arch.input_stats`)."
     return get_arch(params["arch"]).input_stats(params["pretrained"], data.images["train"])
 
 @torch.no_grad()
-def predict_logits(model, x:torch.Tensor, batch_size:int=128) -> torch.Tensor:
+def predict_logits(model,             # a model (eval mode is set inside)
+                   x:torch.Tensor,    # a normalised image batch
+                   batch_size:int=128 # images per forward pass
+                  ) -> torch.Tensor:
     "Logits of `model` on `x`, in batches."
     return torch.cat([model(x[i:i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)])

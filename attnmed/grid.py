@@ -24,8 +24,13 @@ __all__ = ['STOP', 'cell_parameters', 'run_cell', 'gpu_slots', 'slot_env', 'run_
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
 
-def cell_parameters(cell:Cell, tuned:dict|None=None, out_dir:str|Path|None=None, fingerprint:str|None=None, data_fingerprint:str|None=None,
-                    study_dir:str|Path|None=None) -> dict:
+def cell_parameters(cell:Cell,                      # one cell of the grid
+                    tuned:dict|None=None,           # the search's tuned values for the cell, or None
+                    out_dir:str|Path|None=None,     # the cell's folder
+                    fingerprint:str|None=None,      # the cell's fingerprint (recorded)
+                    data_fingerprint:str|None=None, # the fingerprint of the cell's data (recorded)
+                    study_dir:str|Path|None=None    # the study folder
+                   ) -> dict:
     "The experiment notebook's parameters for `cell`: its parameters with the (already checked) `tuned` values in, and `tuned`, `out_dir`, the fingerprints; with `study_dir`, tracking's store resolved in it."
     p = {**cell.parameters(), **(tuned or {}), "tuned": tuned, "out_dir": str(out_dir) if out_dir else None,
          "fingerprint": fingerprint, "data_fingerprint": data_fingerprint}
@@ -53,8 +58,15 @@ def _record_failure(cell:Cell, attempt:Path, d:Path, message:str):
         atomic_write_text(d / "error.txt", f"cell {cell.key} failed\n{message}")
     except OSError as e: print(f"attnmed-grid: cell {cell.key} failed ({message.splitlines()[0]}) and its error could not be written: {e}", file=sys.stderr)
 
-def run_cell(cell:Cell, folder:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", tuned:dict|None=None, env:dict|None=None,
-             fingerprint:str|None=None, data_fingerprint:str|None=None) -> str:
+def run_cell(cell:Cell,                     # one cell of the grid
+             folder:str|Path,               # the study folder
+             notebook:str|Path|None=None,   # the notebook to execute (default: attnmed's experiment.ipynb)
+             kernel_name:str="python3",     # Jupyter kernel to run it with
+             tuned:dict|None=None,          # the search's tuned values for the cell, or None
+             env:dict|None=None,            # extra environment variables for the kernel
+             fingerprint:str|None=None,     # the cell's fingerprint (recorded)
+             data_fingerprint:str|None=None # the fingerprint of the cell's data (recorded)
+            ) -> str:
     "Execute the experiment notebook for `cell` in the study folder `folder`: 'done', 'failed' (with `error.txt`), 'skipped' (done meanwhile), 'running' (another grid has it) or 'interrupted'."
     d = cell_dir(folder, cell).resolve()   # absolute: the kernel runs inside it
     try:
@@ -81,7 +93,9 @@ def run_cell(cell:Cell, folder:str|Path, notebook:str|Path|None=None, kernel_nam
         stop.set(); shutil.rmtree(attempt, ignore_errors=True); release_lock(d)
 
 # %% ../nbs/07d_grid.ipynb #c009
-def gpu_slots(jobs:int, gpus:list|None=None) -> list:
+def gpu_slots(jobs:int,           # cells run at the same time
+              gpus:list|None=None # GPU ids (default: all visible)
+             ) -> list:
     "The GPU (or None) of each of `jobs` job slots: round-robin over `gpus` (default: every visible CUDA device)."
     if gpus is None:
         try:
@@ -90,14 +104,23 @@ def gpu_slots(jobs:int, gpus:list|None=None) -> list:
         except Exception: gpus = []
     return [gpus[i % len(gpus)] if gpus else None for i in range(max(1, jobs))]
 
-def slot_env(gpu, jobs:int) -> dict:
+def slot_env(gpu,     # the GPU id of the slot, or None
+             jobs:int # cells sharing the machine (sets the CPU threads per cell)
+            ) -> dict:
     "The environment a job slot's kernels get: their GPU, or, on the CPU, their share of the cores (unless OMP_NUM_THREADS is set already)."
     if gpu is not None: return {"CUDA_VISIBLE_DEVICES": gpu}
     if "OMP_NUM_THREADS" in os.environ: return {}
     n = max(1, (os.cpu_count() or 1) // max(1, jobs))
     return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
-def run_local(todo:list, folder, notebook, jobs:int, gpus, kwargs_of, on_done):
+def run_local(todo:list, # the cells to run
+              folder,    # the study folder
+              notebook,  # the notebook each cell executes
+              jobs:int,  # cells run at the same time
+              gpus,      # GPU ids to deal slots over (default: all visible)
+              kwargs_of, # cell -> extra keyword arguments of `run_cell`
+              on_done    # called with (cell, state) as each cell ends
+             ):
     "Run `todo` cells in `jobs` threads, dealing GPU slots (or the CPU cores); `on_done(cell, state)` after each. Ctrl-C stops the running cells' kernels at once, reports every cell and raises `KeyboardInterrupt`."
     slots = queue.Queue()
     for g in gpu_slots(jobs, gpus): slots.put(g)
@@ -125,7 +148,15 @@ def run_local(todo:list, folder, notebook, jobs:int, gpus, kwargs_of, on_done):
         raise
     finally: pool.shutdown(wait=False)
 
-def run_ray(todo:list, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done):
+def run_ray(todo:list,     # the cells to run
+            folder,        # the study folder (on a shared disk)
+            notebook,      # the notebook each cell executes
+            address,       # Ray cluster address (None: a local instance)
+            cpus_per_cell, # CPUs each Ray task asks for
+            gpus_per_cell, # GPUs each Ray task asks for
+            kwargs_of,     # cell -> extra keyword arguments of `run_cell`
+            on_done        # called with (cell, state) as each cell ends
+           ):
     "Run `todo` cells as Ray tasks (each `run_cell`); `on_done(cell, state)` after each."
     try: import ray
     except ImportError: raise StudyConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from None
@@ -147,7 +178,9 @@ def run_ray(todo:list, folder, notebook, address, cpus_per_cell, gpus_per_cell, 
     finally: ray.shutdown()
 
 # %% ../nbs/07d_grid.ipynb #c013
-def select_cells(cells:list, only:str) -> list:
+def select_cells(cells:list, # the study's cells
+                 only:str    # comma-separated key components (globs)
+                ) -> list:
     "The cells whose key has the path components of one of the comma-separated patterns in `only`, in a row, each matched as a glob."
     pats = [p.strip().strip("/").split("/") for p in only.split(",") if p.strip().strip("/")]
     def hit(key):
@@ -155,7 +188,11 @@ def select_cells(cells:list, only:str) -> list:
         return any(all(fnmatch.fnmatchcase(parts[i + j], pat[j]) for j in range(len(pat))) for pat in pats for i in range(len(parts) - len(pat) + 1))
     return [c for c in cells if hit(c.key)]
 
-def tuned_or_refuse(study:Study, folder, cells:list, refuse:bool=True) -> dict:
+def tuned_or_refuse(study:Study,     # a checked `Study`
+                    folder,          # the study folder
+                    cells:list,      # the study's cells
+                    refuse:bool=True # raise when a group is untuned
+                   ) -> dict:
     "The search's best (checked) values per cell when the study has a `search:` block; refuses (`refuse`) cells whose group was not searched."
     if not study.search: return {}
     tuned = {c: tuned_parameters(folder, c) for c in cells}
@@ -165,13 +202,23 @@ def tuned_or_refuse(study:Study, folder, cells:list, refuse:bool=True) -> dict:
                                f"run `attnmed-search {study.source} --out {Path(folder).parent}` first", study.source, "search")
     return tuned
 
-def describe_changes(folder, cells:list, expected:dict, fingerprints:dict, study:Study) -> list:
+def describe_changes(folder,            # the study folder
+                     cells:list,        # the study's cells
+                     expected:dict,     # cell -> the fingerprint asked for now
+                     fingerprints:dict, # the study's data fingerprints (`data_fingerprints`)
+                     study:Study        # a checked `Study`
+                    ) -> list:
     "One line per distinct change among the changed `cells`: what changed, and in how many cells."
     by = Counter()
     for c in cells: by["; ".join(what_changed(cell_dir(folder, c), c, expected[c], cell_data_fingerprint(study, c, fingerprints)))] += 1
     return [f"{what} ({n} cell{'s' if n > 1 else ''})" for what, n in by.most_common()]
 
-def grid_summary(name:str, counts:Counter, n_cells:int, seconds:float, folder) -> str:
+def grid_summary(name:str,       # the study's name
+                 counts:Counter, # state -> number of cells
+                 n_cells:int,    # cells in the study
+                 seconds:float,  # the cell's wall time
+                 folder          # the study folder
+                ) -> str:
     "The grid's one summary line."
     parts = [f"{counts['done']} done", f"{counts['skipped']} skipped", f"{counts['failed']} failed"]
     extra = dict(interrupted="interrupted", not_started="not started", changed="changed (kept, not rerun: use --rerun-changed)", running="running in another grid",
@@ -184,21 +231,22 @@ def _write_results(folder, study):
     try: write_results_csv(folder, study)
     except OSError: pass
 
-def run_grid(study:Study|str|Path,           # the study (or its YAML file)
-             out:str|Path="outputs",         # the output folder; the study goes to OUT/<name>
-             jobs:int=1,                     # cells run at the same time (local executor)
-             retry_failed:bool=False,        # run the failed cells again
-             only:str|None=None,             # select cells by key components (see `select_cells`)
-             dry_run:bool=False,             # list the cells and their states; run nothing
-             notebook=None,                  # the cell notebook (default: nbs/experiment.ipynb)
-             progress:bool=True,             # a progress bar on stderr
-             log=print,                      # where the grid's lines go
-             executor:str="local",           # local (threads) or ray
-             address:str|None=None,          # ray: the cluster's address
-             gpus:list|None=None,            # local: GPU ids the job slots are dealt over
-             cpus_per_cell:float=1,          # ray: CPUs per cell
-             gpus_per_cell:float=0,          # ray: GPUs per cell
-             rerun_changed:bool=False) -> Counter: # run again the cells whose results came from other settings, data or code
+def run_grid(study:Study|str|Path,    # the study (or its YAML file)
+             out:str|Path="outputs",  # the output folder; the study goes to OUT/<name>
+             jobs:int=1,              # cells run at the same time (local executor)
+             retry_failed:bool=False, # run the failed cells again
+             only:str|None=None,      # select cells by key components (see `select_cells`)
+             dry_run:bool=False,      # list the cells and their states; run nothing
+             notebook=None,           # the cell notebook (default: nbs/experiment.ipynb)
+             progress:bool=True,      # a progress bar on stderr
+             log=print,               # where the grid's lines go
+             executor:str="local",    # local (threads) or ray
+             address:str|None=None,   # ray: the cluster's address
+             gpus:list|None=None,     # local: GPU ids the job slots are dealt over
+             cpus_per_cell:float=1,   # ray: CPUs per cell
+             gpus_per_cell:float=0,   # ray: GPUs per cell
+             rerun_changed:bool=False # run again the cells whose results came from other settings
+            ) -> Counter:
     "Run every selected cell of `study` that is not done; returns counts ('done' now, 'skipped', 'failed', 'interrupted', 'changed', ...)."
     STOP.clear()
     warn = (lambda m: log(f"warning: {m} (dry run: going on)")) if dry_run else None
@@ -257,7 +305,9 @@ def run_grid(study:Study|str|Path,           # the study (or its YAML file)
     return counts
 
 # %% ../nbs/07d_grid.ipynb #c019
-def demo_study(out:str|Path|None=None, **overrides) -> Path:
+def demo_study(out:str|Path|None=None, # output folder (default: a temporary one)
+               **overrides
+              ) -> Path:
     "Run a tiny real study (resnet10t, none vs se, synth-derm) through the grid in `out` (default: a temporary folder); returns its study folder."
     out = Path(out or tempfile.mkdtemp(prefix="attnmed-demo-"))
     raw = dict(name="demo", datasets=[dict(name="synth-derm", format="synthetic", path=str(out / "data"), n_train=96, n_val=32, n_test=48,
@@ -267,14 +317,16 @@ def demo_study(out:str|Path|None=None, **overrides) -> Path:
     if counts.get("failed"): raise RuntimeError(f"the demonstration study failed: see the error.txt files under {out}")
     return out / "demo"
 
-# %% ../nbs/07d_grid.ipynb #c021
-def gpu_ids(text:str) -> list:
+# %% ../nbs/07d_grid.ipynb #c022
+def gpu_ids(text:str # comma-separated GPU ids
+           ) -> list:
     "`--gpus` parsed: comma-separated non-negative integers."
     ids = [g.strip() for g in text.split(",") if g.strip()]
     if not ids or not all(g.isdigit() for g in ids): raise argparse.ArgumentTypeError(f"expected comma-separated GPU ids such as 0,1; got {text!r}")
     return [int(g) for g in ids]
 
-def grid_cli(argv=None):
+def grid_cli(argv=None # command-line arguments (default: sys.argv)
+            ):
     "attnmed-grid STUDY.yaml [--out DIR] [--jobs N] [--retry-failed] [--rerun-changed] [--only PATTERN] [--dry-run] [--gpus IDS] [--executor local|ray] ..."
     p = argparse.ArgumentParser(prog="attnmed-grid", description="Run every cell of a study (train + evaluate one configuration each) with papermill.")
     p.add_argument("study", help="the study YAML file")

@@ -15,18 +15,31 @@ __all__ = ['GatedResidual', 'SelfAttention2d', 'LocalSelfAttention2d', 'tile_cha
 # %% ../nbs/02a_layers.ipynb #c006
 class GatedResidual(nn.Module):
     "Wrap an attention module `attn` as `x + gamma * (attn(x) - x)`, `gamma` a learnable scalar starting at `init`."
-    def __init__(self, attn:nn.Module, init:float=0.0):
+    def __init__(self,
+                 attn:nn.Module, # the attention module wrapped
+                 init:float=0.0  # initial gate value (0: the identity)
+                ):
         super().__init__()
         self.attn, self.gamma = attn, nn.Parameter(torch.tensor(float(init)))
-    def forward(self, x): return x + self.gamma * (self.attn(x) - x)
-    def attention_map(self, x, out):
+    def forward(self, x): # a feature map (N x C x H x W)
+        return x + self.gamma * (self.attn(x) - x)
+    def attention_map(self,
+                      x,    # the module's input
+                      out   # the module's output
+                     ):
         "Where the module changed the features: mean |out - x| over channels (N x h x w); zero at initialisation."
         return (out - x).abs().mean(1)
 
 # %% ../nbs/02a_layers.ipynb #c009
 class SelfAttention2d(nn.Module):
     "Multi-head self-attention over the positions of an N x C x H x W map (SDPA), with optional learned 2D position encoding."
-    def __init__(self, channels:int, heads:int=4, rd_ratio:float=1.0, pos_embed:bool=True, pos_size:int=7):
+    def __init__(self,
+                 channels:int,        # input channels
+                 heads:int=4,         # attention heads
+                 rd_ratio:float=1.0,  # channel reduction of queries and keys
+                 pos_embed:bool=True, # add a learned position encoding
+                 pos_size:int=7       # position encoding grid side
+                ):
         super().__init__()
         inner = max(heads, int(channels * rd_ratio) // heads * heads)
         self.heads, self.inner = heads, inner
@@ -40,25 +53,37 @@ class SelfAttention2d(nn.Module):
         q, k, v = self.qkv(x).reshape(B, 3, self.heads, self.inner // self.heads, H * W).transpose(-1, -2).unbind(1)
         return q, k, v  # each B x heads x HW x d
 
-    def forward(self, x):
+    def forward(self,
+                x     # a feature map
+               ):
         B, _, H, W = x.shape
         q, k, v = self._qkv(x)
         out = F.scaled_dot_product_attention(q, k, v)               # B x heads x HW x d
         return self.proj(out.transpose(-1, -2).reshape(B, self.inner, H, W))
 
-    def attention_weights(self, x):
+    def attention_weights(self,
+                          x     # a feature map
+                         ):
         "The attention matrix, averaged over heads: B x HW (queries) x HW (keys)."
         q, k, _ = self._qkv(x)
         return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), -1).mean(1)
 
-    def attention_map(self, x, out):
+    def attention_map(self,
+                      x,    # the module's input
+                      out   # the module's output
+                     ):
         "Attention each position receives, averaged over queries and heads (N x h x w)."
         return self.attention_weights(x).mean(1).reshape(x.shape[0], *x.shape[-2:])
 
 # %% ../nbs/02a_layers.ipynb #c012
 class LocalSelfAttention2d(SelfAttention2d):
     "Multi-head self-attention within each position's `kernel` x `kernel` neighbourhood, relative position embeddings, SDPA."
-    def __init__(self, channels:int, heads:int=4, kernel:int=7, rd_ratio:float=0.5):
+    def __init__(self,
+                 channels:int,      # input channels
+                 heads:int=4,       # attention heads
+                 kernel:int=7,      # neighbourhood side (odd)
+                 rd_ratio:float=0.5 # channel reduction of queries and keys
+                ):
         super().__init__(channels, heads=heads, rd_ratio=rd_ratio, pos_embed=False)
         self.kernel = kernel
         self.rel = nn.Parameter(torch.randn(heads, kernel * kernel, self.inner // heads) * 0.02)
@@ -93,7 +118,9 @@ class LocalSelfAttention2d(SelfAttention2d):
         return F.fold(w, (H, W), self.kernel, padding=self.kernel // 2)[:, 0] / self.kernel ** 2
 
 # %% ../nbs/02a_layers.ipynb #c015
-def tile_channels(x:torch.Tensor, c:int) -> torch.Tensor:
+def tile_channels(x:torch.Tensor, # a feature map
+                  c:int           # target channels
+                 ) -> torch.Tensor:
     "Repeat the channels of `x` until there are `c` of them (cut when they do not divide `c`)."
     r = math.ceil(c / x.shape[1])
     return x.repeat(1, r, 1, 1)[:, :c] if r > 1 or x.shape[1] != c else x
@@ -101,11 +128,12 @@ def tile_channels(x:torch.Tensor, c:int) -> torch.Tensor:
 class MLDAMHead(nn.Module):
     "Dual attention on three feature levels (A: query, B: key, C: value) + the Gonçalves & Cardoso's MLP head; `mode` 'principled', 'seed' or 'none' (no attention)."
     def __init__(self,
-                 c:int,                   # channels of the last level C
-                 hw:tuple,                # its spatial size (h, w)
-                 n_out:int,               # outputs
-                 mode:str="principled",   # 'principled' (DANet's form), 'seed' (the seed code's arithmetic) or 'none' (the control)
-                 dropout:float=0.25):
+                 c:int,                 # channels of the last level C
+                 hw:tuple,              # its spatial size (h, w)
+                 n_out:int,             # outputs
+                 mode:str="principled", # 'principled' (DANet's form), 'seed' (the seed code's arithmetic) or 'none' (the control)
+                 dropout:float=0.25     # dropout before the classifier
+                ):
         super().__init__()
         if mode not in ("principled", "seed", "none"): raise ValueError(f"mode must be principled, seed or none, got {mode!r}")
         self.mode, self.hw = mode, hw
@@ -114,11 +142,19 @@ class MLDAMHead(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * hw[0] * hw[1], c), nn.ReLU(), nn.Dropout(dropout),
                                   nn.Linear(c, c // 2), nn.ReLU(), nn.Dropout(dropout), nn.Linear(c // 2, n_out))
 
-    def levels(self, a, b, c):
+    def levels(self,
+               a,    # the shallow level's feature map
+               b,    # the middle level's
+               c     # the deep level's
+              ):
         size = c.shape[-2:]
         return tile_channels(F.adaptive_avg_pool2d(a, size), c.shape[1]), tile_channels(F.adaptive_avg_pool2d(b, size), c.shape[1]), c
 
-    def pam(self, q, k, v):
+    def pam(self,
+            q,    # queries
+            k,    # keys
+            v     # values
+           ):
         "The position branch: `attention(v) + v`."
         if self.mode == "none": return v
         B, C, H, W = v.shape
@@ -129,7 +165,9 @@ class MLDAMHead(nn.Module):
         out = F.scaled_dot_product_attention(q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None], v_.transpose(1, 2)[:, None])
         return self.gamma_pam * out[:, 0].transpose(1, 2).reshape(B, C, H, W) + v
 
-    def cam(self, v):
+    def cam(self,
+            v     # the feature map (N x C x H x W)
+           ):
         "The channel branch: `attention(v) + v`."
         if self.mode == "none": return v
         B, C, H, W = v.shape
@@ -138,12 +176,21 @@ class MLDAMHead(nn.Module):
         out = F.scaled_dot_product_attention(v_[:, None], v_[:, None], v_[:, None])[:, 0]
         return self.gamma_cam * out.view(B, C, H, W) + v
 
-    def forward(self, a, b, c):
+    def forward(self,
+                a,    # the shallow level's feature map
+                b,    # the middle level's
+                c     # the deep level's
+               ):
         q, k, v = self.levels(a, b, c)
         x = (self.bn_pam(F.relu(self.pam(q, k, v))) + self.bn_cam(F.relu(self.cam(v)))) / 2
         return self.head(x)
 
-    def attention_map(self, a, b, c, out=None):
+    def attention_map(self,
+                      a,       # the shallow level's feature map
+                      b,       # the middle level's
+                      c,       # the deep level's
+                      out=None # the head's output
+                     ):
         "Attention each position of C receives in the position branch (N x h x w); None for the control without attention."
         if self.mode == "none": return None
         q, k, v = self.levels(a, b, c)

@@ -33,17 +33,19 @@ class ModelError(ValueError):
 @dataclass(frozen=True)
 class Arch:
     "A backbone: its timm name, family, the stages attention can follow, and the spatial convolution of its blocks."
-    name:str
-    timm_name:str
-    family:str
+    name:str                            # the name studies use
+    timm_name:str                       # timm's model name
+    family:str                          # resnet, vgg, densenet, efficientnet or vit
     stages:tuple = ()               # module paths of the stage outputs, shallow to deep; empty for transformers
     spatial_conv:str|None = None    # attribute of each last-stage block holding its spatial convolution
-    note:str = ""
+    note:str = ""                        # one line on what it is
 
     @property
     def is_cnn(self) -> bool: return bool(self.stages)
 
-    def timm_kwargs(self, img_size:int) -> dict:
+    def timm_kwargs(self,
+                    img_size:int # input image size in pixels
+                   ) -> dict:
         "Extra `timm.create_model` arguments for `img_size` (transformers need the size; Swin a window that tiles the map)."
         if self.family == "vit": return dict(img_size=img_size)
         if self.family == "swin":
@@ -51,7 +53,10 @@ class Arch:
             return dict(img_size=img_size, window_size=w)
         return {}
 
-    def input_stats(self, pretrained:bool, train_images:np.ndarray|None=None) -> tuple:
+    def input_stats(self,
+                    pretrained:bool,                  # False, True (timm's weights) or a weights file
+                    train_images:np.ndarray|None=None # training images (for their statistics)
+                   ) -> tuple:
         "(mean, std) per channel on the 0..1 scale: the pretrained weights' (timm's config), else the training images'."
         if pretrained:
             cfg = timm.get_pretrained_cfg(self.timm_name)
@@ -61,7 +66,8 @@ class Arch:
 
 ARCHS = {}
 
-def register_arch(arch:Arch) -> Arch:
+def register_arch(arch:Arch # the `Arch` to register
+                 ) -> Arch:
     "Add `arch` to the registry (under `arch.name`)."
     ARCHS[arch.name] = arch
     return arch
@@ -79,12 +85,17 @@ for a in [Arch("resnet10t", "resnet10t", "resnet", RESNET_STAGES, "conv2", "smal
           Arch("swin_tiny", "swin_tiny_patch4_window7_224", "swin", note="transformer baseline (Swin-T)")]:
     register_arch(a)
 
-def get_arch(name:str) -> Arch:
+def get_arch(name:str # a registered backbone's name
+            ) -> Arch:
     "The registered arch `name`; a `ModelError` listing the valid ones otherwise."
     return registry_entry(ARCHS, name, "arch", ModelError)
 
 # %% ../nbs/02b_models.ipynb #c008
-def load_backbone(arch:Arch, n_out:int=2, pretrained:bool|str=False, img_size:int=224) -> nn.Module:
+def load_backbone(arch:Arch,                 # the backbone
+                  n_out:int=2,               # number of outputs (classes)
+                  pretrained:bool|str=False, # False, True (timm's weights) or a weights file
+                  img_size:int=224           # input image size in pixels
+                 ) -> nn.Module:
     "The timm model of `arch` with `n_out` outputs; `pretrained`: False, True (timm's weights: the local cache, or a download) or a weights file."
     kw = dict(num_classes=n_out, **arch.timm_kwargs(img_size))
     if pretrained is False or pretrained is None: return timm.create_model(arch.timm_name, pretrained=False, **kw)
@@ -99,20 +110,28 @@ def load_backbone(arch:Arch, n_out:int=2, pretrained:bool|str=False, img_size:in
                          f"and copy the Hugging Face cache (HF_HOME, default ~/.cache/huggingface) here, or give `pretrained:` the path of a "
                          f"weights file; or set `pretrained: false`.") from None
 
-def get_module(model:nn.Module, path:str) -> nn.Module:
+def get_module(model:nn.Module, # the model
+               path:str         # dotted module path
+              ) -> nn.Module:
     "The submodule at dotted `path` (digits index sequences)."
     m = model
     for p in path.split("."): m = m[int(p)] if p.isdigit() else getattr(m, p)
     return m
 
-def set_module(model:nn.Module, path:str, new:nn.Module):
+def set_module(model:nn.Module, # the model
+               path:str,        # dotted module path
+               new:nn.Module    # the replacing module
+              ):
     "Replace the submodule at dotted `path` with `new`."
     *parent, last = path.split(".")
     p = get_module(model, ".".join(parent)) if parent else model
     if last.isdigit(): p[int(last)] = new
     else: setattr(p, last, new)
 
-def stage_channels(model:nn.Module, stages:tuple, img_size:int) -> dict:
+def stage_channels(model:nn.Module, # the model
+                   stages:tuple,    # stage names
+                   img_size:int     # input image size in pixels
+                  ) -> dict:
     "Output channels at each stage, found with one forward pass."
     chans, hooks = {}, []
     for s in stages: hooks.append(get_module(model, s).register_forward_hook(lambda m, i, o, s=s: chans.__setitem__(s, o.shape[1])))
@@ -125,12 +144,14 @@ def stage_channels(model:nn.Module, stages:tuple, img_size:int) -> dict:
     return chans
 
 # %% ../nbs/02b_models.ipynb #c011
-def mark_added(module:nn.Module) -> nn.Module:
+def mark_added(module:nn.Module # the added module
+              ) -> nn.Module:
     "Mark `module` as added by an attention variant (new parameters: trained while the backbone is frozen, re-initialised by `randomised_copy`)."
     module.attnmed_added = True
     return module
 
-def added_modules(model:nn.Module) -> dict:
+def added_modules(model:nn.Module # the model
+                 ) -> dict:
     "{name: module} of the modules an attention variant added to `model` (outermost only)."
     out = {}
     for name, m in model.named_modules():
@@ -140,11 +161,21 @@ def added_modules(model:nn.Module) -> dict:
 class AttentionVariant:
     "An attention variant: `name`, `note` (what it is), `where` (in words), `kind`; `supports(arch)` and `apply(model, arch, n_out, img_size)`."
     kind:str = "none"
-    def __init__(self, name:str, note:str, where:str=""): self.name, self.note, self.where = name, note, where
-    def supports(self, arch:Arch) -> str|None:
+    def __init__(self, name:str,  # the variant's name (what studies write)
+                 note:str,      # one line on what it is
+                 where:str=""   # where it sits, in words
+                ): self.name, self.note, self.where = name, note, where
+    def supports(self,
+                 arch:Arch # the backbone
+                ) -> str|None:
         "None when the variant applies to `arch`, else the reason it does not."
         return None
-    def apply(self, model:nn.Module, arch:Arch, n_out:int, img_size:int) -> nn.Module:
+    def apply(self,
+              model:nn.Module, # the backbone model
+              arch:Arch,       # its `Arch`
+              n_out:int,       # number of outputs (classes)
+              img_size:int     # input image size in pixels
+             ) -> nn.Module:
         "Add the attention to `model` (the backbone of `arch` with `n_out` outputs), marking what is added; returns the model."
         return model
     def __repr__(self): return f"{type(self).__name__}({self.name!r})"
@@ -157,7 +188,12 @@ class InsertedAttention(AttentionVariant):
     kind = "inserted"
     STAGES = {"all": lambda s: s, "mid": lambda s: s[-2:-1], "last": lambda s: s[-1:], "late": lambda s: s[-2:]}
     WORDS = {"all": "after every stage", "mid": "after the mid-late stage", "last": "after the last stage", "late": "after each of the last two stages"}
-    def __init__(self, name, note, make, stages:str="all"):
+    def __init__(self,
+                 name,            # the variant's name
+                 note,            # one line on what it is
+                 make,            # channels -> module
+                 stages:str="all" # which stages get a module: all, mid, last or late
+                ):
         super().__init__(name, note, self.WORDS[stages]); self.make, self.stages = make, stages
     def supports(self, arch):
         return None if arch.is_cnn else f"{arch.name} is a transformer baseline (attention already; no convolutional stages to insert into)"
@@ -170,7 +206,12 @@ class InsertedAttention(AttentionVariant):
 class ReplacingAttention(AttentionVariant):
     "In every block of the last stage, the spatial convolution (`Arch.spatial_conv`) becomes `make(conv)` (2 x 2 average pooling added where it was strided)."
     kind = "replacing"
-    def __init__(self, name, note, make, families:tuple|None=None):
+    def __init__(self,
+                 name,                    # the variant's name
+                 note,                    # one line on what it is
+                 make,                    # channels -> module
+                 families:tuple|None=None # backbone families it applies to
+                ):
         super().__init__(name, note, "replaces the spatial convolution in the last stage's blocks"); self.make, self.families = make, families
     def supports(self, arch):
         if arch.spatial_conv is None: return f"{arch.name} has no spatial convolution in its blocks to replace (ResNets and EfficientNets have)"
@@ -184,8 +225,10 @@ class ReplacingAttention(AttentionVariant):
             setattr(blk, arch.spatial_conv, nn.Sequential(new, nn.AvgPool2d(2, 2)) if conv.stride[0] > 1 else new)
         return model
 
-# %% ../nbs/02b_models.ipynb #c013
-def features_only(backbone:nn.Module, img_size:int) -> torch.Size:
+# %% ../nbs/02b_models.ipynb #c014
+def features_only(backbone:nn.Module, # the timm backbone
+                  img_size:int        # input image size in pixels
+                 ) -> torch.Size:
     "Strip `backbone` to what its `forward_features` uses (the classifier, VGG's fc6/fc7, ConvNeXt's head norm go), in place; returns the feature map's shape at `img_size`."
     backbone.reset_classifier(0)
     called, hooks = set(), [m.register_forward_hook(lambda m, i, o: called.add(id(m))) for m in backbone.modules()]
@@ -201,7 +244,12 @@ def features_only(backbone:nn.Module, img_size:int) -> torch.Size:
 
 class MLDAMNet(nn.Module):
     "A timm backbone run once, with levels A (stride 8) and B (stride 16) tapped by hooks, and C its last features, into `MLDAMHead`."
-    def __init__(self, backbone:nn.Module, n_out:int, img_size:int, mode:str="principled"):
+    def __init__(self,
+                 backbone:nn.Module,   # the timm backbone
+                 n_out:int,            # number of outputs (classes)
+                 img_size:int,         # input image size in pixels
+                 mode:str="principled" # MLDAM's variant: attnmed or original
+                ):
         super().__init__()
         red = {f["reduction"]: f["module"] for f in getattr(backbone, "feature_info", [])}
         self.taps = (red.get(8), red.get(16))
@@ -213,38 +261,51 @@ class MLDAMNet(nn.Module):
 
     def _tap(self, name, module, inputs, output): self._levels[name] = output
 
-    def features(self, x):
+    def features(self,
+                 x     # an image batch
+                ):
         c = self.backbone.forward_features(x)
         return self._levels.pop(self.taps[0]), self._levels.pop(self.taps[1]), c
 
-    def forward(self, x): return self.head(*self.features(x))
+    def forward(self, x): # an image batch
+        return self.head(*self.features(x))
 
 class HeadAttention(AttentionVariant):
     "MLDAM (`mode` 'principled', 'seed' or 'none') in place of the backbone's classifier."
     kind = "head"
-    def __init__(self, name, note, mode):
+    def __init__(self,
+                 name, # the variant's name
+                 note, # one line on what it is
+                 mode  # MLDAM's variant: attnmed or original
+                ):
         super().__init__(name, note, "head: levels at strides 8, 16 and the last features"); self.mode = mode
     def supports(self, arch):
         return None if arch.is_cnn else f"{arch.name} is a transformer baseline: it has no stride-8 / stride-16 feature levels for MLDAM"
     def apply(self, model, arch, n_out, img_size): return MLDAMNet(model, n_out, img_size, self.mode)
 
-# %% ../nbs/02b_models.ipynb #c015
+# %% ../nbs/02b_models.ipynb #c017
 ATTENTIONS = {}
 
-def register_attention(variant:AttentionVariant) -> AttentionVariant:
+def register_attention(variant:AttentionVariant # the `AttentionVariant` to register
+                      ) -> AttentionVariant:
     "Add `variant` to the registry (under `variant.name`)."
     ATTENTIONS[variant.name] = variant
     return variant
 
-def get_attention(name:str) -> AttentionVariant:
+def get_attention(name:str # a registered variant's name
+                 ) -> AttentionVariant:
     "The registered attention variant `name`; a `ModelError` listing the valid ones otherwise."
     return registry_entry(ATTENTIONS, name, "attention", ModelError)
 
-def unsupported_reason(arch:str, attention:str) -> str|None:
+def unsupported_reason(arch:str,     # a backbone's name
+                       attention:str # an attention variant's name
+                      ) -> str|None:
     "Why `attention` cannot be added to `arch` (None when it can)."
     return get_attention(attention).supports(get_arch(arch))
 
-def compatible(arch:str, attention:str) -> bool:
+def compatible(arch:str,     # a backbone's name
+               attention:str # an attention variant's name
+              ) -> bool:
     "Can `attention` be added to `arch`?"
     return unsupported_reason(arch, attention) is None
 
@@ -268,7 +329,7 @@ for v in [
     HeadAttention("mlphead", "control: MLDAM with its two attention branches removed, all else identical (isolates the attention)", "none"),
 ]: register_attention(v)
 
-# %% ../nbs/02b_models.ipynb #c016
+# %% ../nbs/02b_models.ipynb #c019
 def attentions_markdown() -> str:
     "A markdown table of every registered attention variant: what it is, its kind, where it goes."
     rows = [f"| `{v.name}` | {v.note} | {v.kind} | {v.where or '-'} |" for v in ATTENTIONS.values()]
@@ -279,25 +340,31 @@ def archs_markdown() -> str:
     rows = [f"| `{a.name}` | timm `{a.timm_name}` | {a.family} | {a.note} |" for a in ARCHS.values()]
     return "\n".join(["| arch | model | family | note |", "|---|---|---|---|", *rows])
 
-# %% ../nbs/02b_models.ipynb #c019
+# %% ../nbs/02b_models.ipynb #c022
 HEADS = ("pooled", "flatten")
 
 class FlattenHeadNet(nn.Module):
     "A timm backbone's last feature map flattened into one linear layer (no pooling): Gonçalves & Cardoso's baselines' head."
-    def __init__(self, backbone:nn.Module, n_out:int, img_size:int):
+    def __init__(self,
+                 backbone:nn.Module, # the timm backbone
+                 n_out:int,          # number of outputs (classes)
+                 img_size:int        # input image size in pixels
+                ):
         super().__init__()
         shape = features_only(backbone, img_size)
         self.backbone, self.head = backbone, mark_added(nn.Sequential(nn.Flatten(), nn.Linear(shape[1] * shape[2] * shape[3], n_out)))
-    def forward(self, x): return self.head(self.backbone.forward_features(x))
+    def forward(self, x): # an image batch
+        return self.head(self.backbone.forward_features(x))
 
-# %% ../nbs/02b_models.ipynb #c022
-def create_model(arch:str,                 # a registered backbone (`ARCHS`)
-                 attention:str="none",     # a registered attention variant (`ATTENTIONS`)
-                 n_out:int=2,              # outputs (classes)
-                 pretrained:bool|str=False,# False, True (timm's weights) or a weights file
-                 img_size:int=224,         # the input size (sets position encodings, window sizes, the flatten head's width)
-                 seed:int|None=None,       # paired initialisation: every variant of an arch starts from the same backbone weights
-                 head:str="pooled") -> nn.Module: # "pooled" (timm's) or "flatten" (Gonçalves & Cardoso's baselines'); MLDAM variants bring their own
+# %% ../nbs/02b_models.ipynb #c025
+def create_model(arch:str,                  # a registered backbone (`ARCHS`)
+                 attention:str="none",      # a registered attention variant (`ATTENTIONS`)
+                 n_out:int=2,               # outputs (classes)
+                 pretrained:bool|str=False, # False, True (timm's weights) or a weights file
+                 img_size:int=224,          # the input size (sets position encodings, window sizes, the flatten head's width)
+                 seed:int|None=None,        # paired initialisation: every variant of an arch starts from the same backbone weights
+                 head:str="pooled"          # classifier: pooled or flatten
+                ) -> nn.Module:
     "Backbone `arch` with attention variant `attention` and a classifier `head`, `n_out` outputs."
     a, v = get_arch(arch), get_attention(attention)
     reason = v.supports(a)
@@ -315,8 +382,10 @@ def create_model(arch:str,                 # a registered backbone (`ARCHS`)
     model.arch, model.attention, model.head_kind = arch, attention, head
     return model
 
-# %% ../nbs/02b_models.ipynb #c028
-def attention_maps(model:nn.Module, x:torch.Tensor) -> dict:
+# %% ../nbs/02b_models.ipynb #c031
+def attention_maps(model:nn.Module, # the model
+                   x:torch.Tensor   # a normalised image batch
+                  ) -> dict:
     "Run `model` on `x` and return {module name: N x h x w map} for every attention module a variant added."
     maps, hooks = {}, []
     def store(name):
@@ -333,16 +402,19 @@ def attention_maps(model:nn.Module, x:torch.Tensor) -> dict:
         for h in hooks: h.remove()
     return maps
 
-# %% ../nbs/02b_models.ipynb #c031
-def splitter(model:nn.Module) -> list:
+# %% ../nbs/02b_models.ipynb #c034
+def splitter(model:nn.Module # the model
+            ) -> list:
     "fastai splitter: [backbone parameters, new parameters (every module an attention variant added, and the classifier)]."
     new = {id(p) for m in added_modules(model).values() for p in m.parameters()}
     if hasattr(model, "get_classifier"): new |= {id(p) for p in model.get_classifier().parameters()}
     params = list(model.parameters())
     return [[p for p in params if id(p) not in new], [p for p in params if id(p) in new]]
 
-# %% ../nbs/02b_models.ipynb #c034
-def randomised_copy(model:nn.Module, seed:int=0) -> nn.Module:
+# %% ../nbs/02b_models.ipynb #c037
+def randomised_copy(model:nn.Module, # the model
+                    seed:int=0       # seed of the re-initialisation
+                   ) -> nn.Module:
     "A copy of `model` with every parameter re-initialised (modules' own `reset_parameters`, else normal noise)."
     m = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
@@ -358,19 +430,25 @@ def randomised_copy(model:nn.Module, seed:int=0) -> nn.Module:
                 p.copy_(0.5 * torch.randn_like(p) if p.ndim == 0 else torch.randn_like(p) * max(float(p.std()) if p.numel() > 1 else 0.0, 0.02))
     return m
 
-# %% ../nbs/02b_models.ipynb #c037
-def n_params_of(m:nn.Module) -> int:
+# %% ../nbs/02b_models.ipynb #c040
+def n_params_of(m:nn.Module # a module
+               ) -> int:
     "Number of parameters of `m`."
     return sum(p.numel() for p in m.parameters())
 
-def count_flops(model:nn.Module, img_size:int=224) -> float:
+def count_flops(model:nn.Module, # the model
+                img_size:int=224 # input image size in pixels
+               ) -> float:
     "FLOPs of one forward pass of one image (multiply-add = 2 FLOPs)."
     from torch.utils.flop_counter import FlopCounterMode
     model = model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as fc: model(torch.zeros(1, 3, img_size, img_size))
     return fc.get_total_flops()
 
-def model_table(archs=None, attentions=None, img_size:int=224) -> "pd.DataFrame":
+def model_table(archs=None,      # backbone names
+                attentions=None, # attention variant names
+                img_size:int=224 # input size in pixels
+               ) -> "pd.DataFrame":
     "Parameters (M), GFLOPs and their overhead (%) over `none`, for every supported arch x attention."
     import pandas as pd
     rows = []
@@ -386,7 +464,7 @@ def model_table(archs=None, attentions=None, img_size:int=224) -> "pd.DataFrame"
             rows.append(r); del m
     return pd.DataFrame(rows).round(2)
 
-# %% ../nbs/02b_models.ipynb #c040
+# %% ../nbs/02b_models.ipynb #c043
 DEVIATIONS = {
     "Gonçalves & Cardoso (MLDAM; `studies/goncalves-cardoso.yaml`: `protocol: goncalves-cardoso`, `head: flatten`)": [
         "The backbone runs once per image and MLDAM taps its three levels; the published code recomputes the backbone once per level (the same function, 2.5-3.5x slower).",

@@ -19,7 +19,8 @@ __all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'new_stu
 LABEL_NAMES = ("label", "labels", "diagnosis", "class", "target", "finding", "dx", "y")
 PATIENT_NAMES = ("patient", "patient_id", "subject", "subject_id", "case", "case_id", "lesion_id")
 
-def csv_columns(path:str|Path) -> dict:
+def csv_columns(path:str|Path # the CSV file
+               ) -> dict:
     "The `path_column`, `label_column`, and (when found) `split_column` and `patient_column` of an image-listing CSV."
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     if df.empty: raise DataError(f"{path}: the CSV has no rows")
@@ -40,7 +41,8 @@ def csv_columns(path:str|Path) -> dict:
     return out
 
 # %% ../nbs/07e_new_study.ipynb #c008
-def study_name(path:Path) -> str:
+def study_name(path:Path # a file or folder
+              ) -> str:
     "A study name from a file or folder name: letters, digits, '-' and '_'."
     return re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem if path.is_file() else path.name).strip("-_") or "my-study"
 
@@ -95,7 +97,8 @@ def new_study(path:str|Path,         # a folder with one sub-folder per class (o
     return out
 
 # %% ../nbs/07e_new_study.ipynb #c011
-def init_cli(argv=None):
+def init_cli(argv=None # command-line arguments (default: sys.argv)
+            ):
     "attnmed-init PATH [--out FILE] [--name NAME] [--image-size N] [--epochs N] [--arch NAME] [--force]"
     p = argparse.ArgumentParser(prog="attnmed-init", description="Write a study YAML for a folder of class sub-folders or a CSV of image paths and labels.")
     p.add_argument("path", help="a folder with one sub-folder per class (optionally under train/ val/ test/), or a CSV with image-path and label columns")

@@ -37,7 +37,10 @@ COMMON_OPTIONS = (
 )
 
 # %% ../nbs/01b_readers.ipynb #c007
-def read_table(path:str|Path, required:list=(), what:str="") -> pd.DataFrame:
+def read_table(path:str|Path,    # the CSV file
+               required:list=(), # columns that must exist
+               what:str=""       # what the file or value is, for errors
+              ) -> pd.DataFrame:
     "Read a CSV (optionally .gz); a missing file or missing `required` columns is a `DataError` naming the file."
     path = Path(path)
     if not path.exists(): raise DataError(f"{path}: file not found{f' (expected {what})' if what else ''}")
@@ -47,7 +50,9 @@ def read_table(path:str|Path, required:list=(), what:str="") -> pd.DataFrame:
     if missing: raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
     return df
 
-def row_ref(path, i:int) -> str:
+def row_ref(path, # the CSV file
+            i:int # 0-based row index
+           ) -> str:
     "How a message names a data row: the file and its line number (header = line 1)."
     return f"{path}, line {int(i) + 2}"
 
@@ -64,7 +69,12 @@ def _carve(df:pd.DataFrame, pool, fraction:float, name:str, seed:int, source:str
         _, pick = next(StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(sub, sub["label"], sub["patient"]))
     df.loc[sub.index[pick], "split"] = name
 
-def assign_splits(table:pd.DataFrame, val_fraction:float=0.15, test_fraction:float=0.2, seed:int=0, source:str="") -> pd.DataFrame:
+def assign_splits(table:pd.DataFrame,      # the image table (path, label, split, patient)
+                  val_fraction:float=0.15, # share carved as validation
+                  test_fraction:float=0.2, # share carved as test
+                  seed:int=0,              # seed of the carved splits
+                  source:str=""            # the file (or text) the value came from, named in errors
+                 ) -> pd.DataFrame:
     "Keep the official splits in `table.split`; carve a missing test and/or val split, stratified by label and grouped by patient."
     df = table.copy()
     df["split"] = (df["split"].astype(object).replace("", None) if "split" in df else pd.Series(None, index=df.index, dtype=object))
@@ -75,13 +85,17 @@ def assign_splits(table:pd.DataFrame, val_fraction:float=0.15, test_fraction:flo
     return df
 
 # %% ../nbs/01b_readers.ipynb #c013
-def check_window(window, source:str="") -> str|list:
+def check_window(window,       # the `window` option's value
+                 source:str="" # the file (or text) the value came from, named in errors
+                ) -> str|list:
     "The `window` option checked: 'auto', 'image' or [low, high] with low < high."
     if isinstance(window, list) and (len(window) != 2 or not window[0] < window[1]):
         raise DataError(f"{source}: option 'window' must be auto, image or [low, high] with low < high, got {window!r}")
     return window
 
-def to_uint8(a:np.ndarray, window="auto") -> np.ndarray:
+def to_uint8(a:np.ndarray, # an image array (H x W or H x W x C)
+             window="auto" # auto, image or (low, high)
+            ) -> np.ndarray:
     "Pixels `a` as uint8, mapped linearly from a window onto 0..255 (clipped): [low, high], 'image' (its own min..max) or 'auto' (8-bit as is; the bit depth: 16-bit 0..65535, float 0..1)."
     a = np.asarray(a)
     if window == "auto" and a.dtype == np.uint8: return a
@@ -98,7 +112,8 @@ def to_uint8(a:np.ndarray, window="auto") -> np.ndarray:
     if hi <= lo: return np.zeros(a.shape, np.uint8)
     return (np.clip((x - lo) / (hi - lo), 0, 1) * 255).round().astype(np.uint8)
 
-def dicom_value_range(ds) -> tuple:
+def dicom_value_range(ds # a pydicom dataset
+                     ) -> tuple:
     "The range of a DICOM image's values after its modality LUT: `BitsStored` (signed or not), rescaled by `RescaleSlope` / `RescaleIntercept` (as pydicom's windowing takes it)."
     if ds.get("ModalityLUTSequence"): return 0.0, 2.0 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1
     b = int(ds.BitsStored)
@@ -107,7 +122,9 @@ def dicom_value_range(ds) -> tuple:
     if slope is not None and icpt is not None: lo, hi = sorted((lo * float(slope) + float(icpt), hi * float(slope) + float(icpt)))
     return lo, hi
 
-def read_dicom(path:str|Path, window="auto") -> np.ndarray:
+def read_dicom(path:str|Path, # the DICOM file
+               window="auto"  # auto, image or [low, high]
+              ) -> np.ndarray:
     "A DICOM image as a 2-D uint8 array, MONOCHROME1 inverted so that dense is bright; `window` 'auto': its VOI LUT or window where it has one, else its stored bit depth."
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -124,7 +141,11 @@ def read_dicom(path:str|Path, window="auto") -> np.ndarray:
 
 HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
-def read_image(path:str|Path, size:int, channels:int=3, window="auto") -> np.ndarray:
+def read_image(path:str|Path,  # the image file
+               size:int,       # image size in pixels (square)
+               channels:int=3, # 1 or 3
+               window="auto"   # auto, image or [low, high]
+              ) -> np.ndarray:
     "Decode one image file (JPEG, PNG, TIFF, ..., 8- or 16-bit or float, or DICOM), bring it to 8 bits (`window`, see `to_uint8`) and resize it to `size` x `size`; uint8, H x W (grey) or H x W x 3."
     from PIL import Image
     path = Path(path); mode = "L" if channels == 1 else "RGB"
@@ -159,8 +180,12 @@ def _decode_all(paths:list, size:int, channels:int, skip_corrupt:bool, source:st
         raise DataError(f"{source}: {len(bad)} image file(s) cannot be decoded, e.g. {bad[0]}; fix or remove them, or set the dataset option skip_corrupt: true to skip them (they are counted and listed)")
     return [a for a, _ in results], bad
 
-# %% ../nbs/01b_readers.ipynb #c017
-def prepare_table(table:pd.DataFrame, class_names:list, opts:dict, source:str) -> pd.DataFrame:
+# %% ../nbs/01b_readers.ipynb #c018
+def prepare_table(table:pd.DataFrame, # the image table (path, label, split, patient)
+                  class_names:list,   # names of the classes, in label order
+                  opts:dict,          # the format's checked options
+                  source:str          # the file (or text) the value came from, named in errors
+                 ) -> pd.DataFrame:
     "The image table with ids, official or carved splits (sorted train, val, test, extra sets) and every file checked to exist."
     if len(table) == 0: raise DataError(f"{source}: no images found")
     table = table.reset_index(drop=True).copy()
@@ -182,7 +207,12 @@ def prepare_table(table:pd.DataFrame, class_names:list, opts:dict, source:str) -
     _check_files(table, source)
     return table
 
-def table_hash(table:pd.DataFrame, size:int, channels:int, class_names:list, window="auto") -> str:
+def table_hash(table:pd.DataFrame, # the image table (path, label, split, patient)
+               size:int,           # image size in pixels (square)
+               channels:int,       # 1 or 3
+               class_names:list,   # names of the classes, in label order
+               window="auto"       # auto, image or [low, high]
+              ) -> str:
     "A hash of the prepared table, the image files' sizes and times, the size, channels, classes and window: the cache key and the data's fingerprint."
     key = dict(size=size, channels=channels, classes=list(class_names), **({} if window == "auto" else dict(window=window)))
     h = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode())
@@ -191,7 +221,14 @@ def table_hash(table:pd.DataFrame, size:int, channels:int, class_names:list, win
         h.update(f"{row.path}|{row.label}|{row.split}|{row.patient}|{row.id}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:12]
 
-def splits_from_table(table:pd.DataFrame, class_names:list, name:str, size:int, opts:dict, source:str, shared_groups:str="") -> ImageSplits:
+def splits_from_table(table:pd.DataFrame,  # the image table (path, label, split, patient)
+                      class_names:list,    # names of the classes, in label order
+                      name:str,            # the dataset's name
+                      size:int,            # image size in pixels (square)
+                      opts:dict,           # the format's checked options
+                      source:str,          # the file (or text) the value came from, named in errors
+                      shared_groups:str="" # a note when groups are shared across splits (or '')
+                     ) -> ImageSplits:
     "Decode, resize and cache the images of a prepared table (`prepare_table`); returns checked `ImageSplits`."
     extra = [s for s in dict.fromkeys(table["split"]) if s not in SPLITS]
     channels = int(opts["channels"] or 3)
@@ -220,7 +257,7 @@ def splits_from_table(table:pd.DataFrame, class_names:list, name:str, size:int, 
                        shared_groups)
     return data.check(source)
 
-# %% ../nbs/01b_readers.ipynb #c019
+# %% ../nbs/01b_readers.ipynb #c021
 class TableFormat(DatasetFormat):
     "A format read through an image table: subclasses give `table(spec, opts)`, their own `options`, `required_files` and `channels`."
     required_files:tuple = ()   # relative to `path`
@@ -239,11 +276,16 @@ class TableFormat(DatasetFormat):
         for r in self.required_files:
             if not (Path(spec["path"]) / r).exists(): raise DataError(f"dataset '{spec['name']}': {Path(spec['path']) / r} not found (expected {self.path_kind})")
 
-    def table(self, spec:dict, opts:dict):
+    def table(self,
+              spec:dict, # a dataset entry of a study (name, format, path, options)
+              opts:dict  # the format's checked options
+             ):
         "`(table, class_names)`: one row per image with `path`, `label`, optional `split`, `patient`, `id`."
         raise NotImplementedError
 
-    def image_table(self, spec:dict):
+    def image_table(self,
+                    spec:dict # a dataset entry of a study (name, format, path, options)
+                   ):
         "`(prepared table, class names, options)` of `spec`."
         opts = self.values(spec); opts["channels"] = opts["channels"] or self.channels
         table, class_names = self.table(spec, opts)
@@ -261,10 +303,12 @@ class TableFormat(DatasetFormat):
         "The carved splits redrawn with `seed` (official splits stay as published)."
         return {**spec, "split_seed": int(seed)}
 
-# %% ../nbs/01b_readers.ipynb #c021
+# %% ../nbs/01b_readers.ipynb #c024
 ISIC_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
 
-def isic2019_table(spec:dict, opts:dict):
+def isic2019_table(spec:dict, # a dataset entry of a study (name, format, path, options)
+                   opts:dict  # the format's checked options
+                  ):
     "The image table and class names of an ISIC 2019 folder."
     root = Path(spec["path"])
     gt_file = root / "ISIC_2019_Training_GroundTruth.csv"
@@ -304,7 +348,7 @@ class ISIC2019(TableFormat):
     def table(self, spec, opts): return isic2019_table(spec, opts)
     def example(self, root): return dict(format=self.name, path=str(write_sample_isic2019(Path(root) / "isic2019")))
 
-# %% ../nbs/01b_readers.ipynb #c024
+# %% ../nbs/01b_readers.ipynb #c027
 CBIS_FILES = {("mass", "train"): "mass_case_description_train_set.csv", ("mass", "test"): "mass_case_description_test_set.csv",
               ("calc", "train"): "calc_case_description_train_set.csv", ("calc", "test"): "calc_case_description_test_set.csv"}
 
@@ -339,7 +383,9 @@ def _cbis_dicom_path(root:Path, rel:str, want:str, source:str) -> Path:
     if len(crops) != 1: raise DataError(f"{source}: cropped image {rel!r}: found {len(crops)} non-mask .dcm file(s) among {[c.name for c in cands]} (expected exactly 1)")
     return crops[0]
 
-def cbis_ddsm_table(spec:dict, opts:dict):
+def cbis_ddsm_table(spec:dict, # a dataset entry of a study (name, format, path, options)
+                    opts:dict  # the format's checked options
+                   ):
     "The image table and class names of a CBIS-DDSM folder (DICOM or the JPEG export)."
     root = Path(spec["path"])
     csv_dir = root / "csv" if (root / "csv").is_dir() else root
@@ -387,12 +433,14 @@ class CBISDDSM(TableFormat):
     def table(self, spec, opts): return cbis_ddsm_table(spec, opts)
     def example(self, root): return dict(format=self.name, path=str(write_sample_cbis_ddsm(Path(root) / "cbis-ddsm")))
 
-# %% ../nbs/01b_readers.ipynb #c027
+# %% ../nbs/01b_readers.ipynb #c030
 CHEXPERT_FINDINGS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture", "Lung Lesion",
                      "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia", "Pneumothorax", "Support Devices"]
 MIMIC_SPLITS = {"train": "train", "validate": "val", "test": "test"}
 
-def mimic_cxr_table(spec:dict, opts:dict):
+def mimic_cxr_table(spec:dict, # a dataset entry of a study (name, format, path, options)
+                    opts:dict  # the format's checked options
+                   ):
     "The image table and class names of a MIMIC-CXR-JPG folder."
     root = Path(spec["path"]); finding = opts["finding"]
     meta = read_table(root / "mimic-cxr-2.0.0-metadata.csv.gz", ["dicom_id", "subject_id", "study_id", "ViewPosition"], "the MIMIC-CXR-JPG metadata")
@@ -432,13 +480,16 @@ class MIMICCXRJPG(TableFormat):
     def table(self, spec, opts): return mimic_cxr_table(spec, opts)
     def example(self, root): return dict(format=self.name, path=str(write_sample_mimic_cxr(Path(root) / "mimic-cxr-jpg")), finding="Pleural Effusion", uncertain="ones")
 
-# %% ../nbs/01b_readers.ipynb #c030
+# %% ../nbs/01b_readers.ipynb #c033
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validate": "val", "validation": "val", "test": "test", "testing": "test"}
 
 MISSING_LABELS = {"nan", "na", "n/a", "none", "null", "?"}
 
-def check_inferred_classes(names, source:str, what:str="label"):
+def check_inferred_classes(names,           # the class names found
+                           source:str,      # the file (or text) the value came from, named in errors
+                           what:str="label" # what the names are (e.g. 'class folder')
+                          ):
     "Refuse class names taken from the data that are likely mistakes: case variants of one name ('Melanoma' beside 'melanoma'), missing-value markers, numbers that are not integer ids."
     by = {}
     for n in names: by.setdefault(n.casefold(), []).append(n)
@@ -462,7 +513,9 @@ def _patients_from_names(paths, pattern, source):
         out.append(m.group(1))
     return out
 
-def folder_table(spec:dict, opts:dict):
+def folder_table(spec:dict, # a dataset entry of a study (name, format, path, options)
+                 opts:dict  # the format's checked options
+                ):
     "The image table and class names of a class-per-folder tree (optionally under train/valid/test)."
     root = Path(spec["path"])
     if not root.is_dir(): raise DataError(f"{root}: folder not found (format folder: one sub-folder per class, optionally under train/ valid/ test/)")
@@ -490,7 +543,9 @@ def folder_table(spec:dict, opts:dict):
         if missing: raise DataError(f"{split_dirs['train']}: class(es) {missing} have no folder in the training split")
     return table, class_names
 
-def csv_table(spec:dict, opts:dict):
+def csv_table(spec:dict, # a dataset entry of a study (name, format, path, options)
+              opts:dict  # the format's checked options
+             ):
     "The image table and class names of a CSV listing (path, label, optional split and patient columns)."
     f = Path(spec["path"])
     cols = [opts["path_column"], opts["label_column"]] + [c for c in (opts["split_column"], opts["patient_column"]) if c]
@@ -541,11 +596,13 @@ class CSV(TableFormat):
     def table(self, spec, opts): return csv_table(spec, opts)
     def example(self, root): return dict(format=self.name, path=str(write_sample_csv(Path(root) / "csv")), label_column="diagnosis", patient_column="patient")
 
-# %% ../nbs/01b_readers.ipynb #c035
+# %% ../nbs/01b_readers.ipynb #c038
 CAMELYON_COLUMNS = ["patient", "node", "x_coord", "y_coord", "tumor", "slide", "center", "split"]
 CAMELYON_ID_CENTERS, CAMELYON_OOD = (0, 3, 4), {1: "ood_val", 2: "ood_test"}
 
-def camelyon17_table(spec:dict, opts:dict):
+def camelyon17_table(spec:dict, # a dataset entry of a study (name, format, path, options)
+                     opts:dict  # the format's checked options
+                    ):
     "The image table of a Camelyon17-WILDS folder: train / val / ID test from hospitals 0, 3, 4; OOD val (hospital 1) and OOD test (hospital 2) as extra sets."
     root = Path(spec["path"]); f = root / "metadata.csv"
     meta = read_table(f, CAMELYON_COLUMNS, "the Camelyon17-WILDS metadata")
@@ -583,7 +640,7 @@ class Camelyon17(TableFormat):
     def table(self, spec, opts): return camelyon17_table(spec, opts)
     def example(self, root): return dict(format=self.name, path=str(write_sample_camelyon17(Path(root) / "camelyon17_v1.0")))
 
-# %% ../nbs/01b_readers.ipynb #c038
+# %% ../nbs/01b_readers.ipynb #c041
 MEDMNIST_SIZES = (28, 64, 128, 224)
 
 def medmnist_flags() -> list:
@@ -612,19 +669,22 @@ def medmnist_source(flag:str, # a 2D MedMNIST dataset, e.g. 'dermamnist'
     labels = info["label"]
     return dict(url=url, md5=info[f"MD5{sf}"], file=f"{flag}{sf}.npz", class_names=[labels[str(i)] for i in range(len(labels))], task=info["task"])
 
-# %% ../nbs/01b_readers.ipynb #c041
-def file_md5(path:str|Path, chunk:int=1 << 20) -> str:
+# %% ../nbs/01b_readers.ipynb #c044
+def file_md5(path:str|Path,    # the file
+             chunk:int=1 << 20 # bytes read at a time
+            ) -> str:
     "The MD5 of a file, read in chunks."
     h = hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""): h.update(block)
     return h.hexdigest()
 
-def download(url:str,           # http(s) address
-             dest:str|Path,     # the file to create
-             md5:str|None=None, # expected MD5; a mismatch deletes the download and raises `DataError`
+def download(url:str,            # http(s) address
+             dest:str|Path,      # the file to create
+             md5:str|None=None,  # expected MD5; a mismatch deletes the download and raises `DataError`
              progress:bool=True, # a progress bar on stderr
-             timeout:float=60) -> Path:
+             timeout:float=60    # seconds to wait for the server
+            ) -> Path:
     "`dest`, downloaded once: reused if present and checked, resumed from `dest.part` if interrupted, MD5-checked, renamed into place."
     import http.client, urllib.request
     from tqdm.auto import tqdm
@@ -657,7 +717,7 @@ def download(url:str,           # http(s) address
     if md5: stamp.write_text(f"{dest.stat().st_size} {dest.stat().st_mtime_ns} {md5}")
     return dest
 
-# %% ../nbs/01b_readers.ipynb #c044
+# %% ../nbs/01b_readers.ipynb #c047
 @register_format
 class MedMNIST(DatasetFormat):
     name, doc = "medmnist", "MedMNIST: downloaded by flag and size (through the medmnist package), or a local .npz"
@@ -668,7 +728,10 @@ class MedMNIST(DatasetFormat):
                Option("label_column", (int, str), None, "multi-label files: a column index, or any (any finding vs none)", low=0),
                Option("class_names", list, None, "names of the classes, in label order (with flag: MedMNIST's own)", item_type=str))
 
-    def source(self, spec, image_size=None) -> dict|None:
+    def source(self,
+               spec,           # the dataset entry
+               image_size=None # the study's image size (picks the file's size)
+              ) -> dict|None:
         "With `flag`: the `medmnist_source` of the file to use, and its local `path`; None for a local .npz."
         o = self.values(spec)
         if o["flag"] is None:
@@ -678,7 +741,10 @@ class MedMNIST(DatasetFormat):
         src = medmnist_source(o["flag"], size)
         return {**src, "size": size, "path": Path(spec["path"]) / src["file"]}
 
-    def npz_path(self, spec, image_size=None) -> Path:
+    def npz_path(self,
+                 spec,           # the dataset entry
+                 image_size=None # the study's image size (picks the file's size)
+                ) -> Path:
         "The .npz to read, downloaded first if it is not there yet."
         src = self.source(spec, image_size)
         if src is None: return Path(spec["path"])

@@ -19,7 +19,9 @@ __all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'METHOD_NAMES', 'summarise', 'form
            'render_explanations', 'notebook_html', 'render_cell_pages', 'render_report', 'plan_cli', 'report_cli']
 
 # %% ../nbs/08_report.ipynb #c005
-def summarise(results:pd.DataFrame, metrics=("balanced_accuracy", "accuracy", "f1_macro", "roc_auc")) -> pd.DataFrame:
+def summarise(results:pd.DataFrame,                                            # `attnmed.study.cell_results` of a study
+              metrics=("balanced_accuracy", "accuracy", "f1_macro", "roc_auc") # metrics to summarise
+             ) -> pd.DataFrame:
     "Mean, std and count over seeds per (dataset, arch, attention, augment)."
     metrics = [m for m in metrics if m in results]
     g = results.groupby(KEYS[:-1], sort=False)[metrics]
@@ -28,7 +30,10 @@ def summarise(results:pd.DataFrame, metrics=("balanced_accuracy", "accuracy", "f
     out["n"] = g.size()
     return out.reset_index()
 
-def format_summary(summary:pd.DataFrame, metrics=("balanced_accuracy", "accuracy", "f1_macro", "roc_auc"), digits:int=3) -> pd.DataFrame:
+def format_summary(summary:pd.DataFrame,                                             # `summarise`'s table
+                   metrics=("balanced_accuracy", "accuracy", "f1_macro", "roc_auc"), # metrics to show
+                   digits:int=3                                                      # decimals shown
+                  ) -> pd.DataFrame:
     "The summary with 'mean ± std' strings per metric (std shown as '–' for a single seed)."
     out = summary[KEYS[:-1] + ["n"]].copy()
     for m in metrics:
@@ -38,10 +43,11 @@ def format_summary(summary:pd.DataFrame, metrics=("balanced_accuracy", "accuracy
     return out
 
 # %% ../nbs/08_report.ipynb #c008
-def study_comparisons(results:pd.DataFrame,  # `attnmed.study.cell_results`
-                      predictions:dict,      # {(dataset, arch, augment, attention, seed): predictions frame}
-                      study,                 # the study (its comparisons, margin and alpha)
-                      extra_predictions:dict|None=None) -> dict:  # {set name: predictions dict} for the extra test sets
+def study_comparisons(results:pd.DataFrame,            # `attnmed.study.cell_results`
+                      predictions:dict,                # {(dataset, arch, augment, attention, seed): predictions frame}
+                      study,                           # the study (its comparisons, margin and alpha)
+                      extra_predictions:dict|None=None # per extra test set, the cells' predictions
+                     ) -> dict:
     "{test set: {'comparisons': rows of `compare`, 'pooled': rows of `pooled_effects`}} for the test set ('test') and each extra test set."
     out = {}
     sets = {"test": ("balanced_accuracy", predictions or None)}
@@ -52,7 +58,9 @@ def study_comparisons(results:pd.DataFrame,  # `attnmed.study.cell_results`
         out[name] = dict(comparisons=c, pooled=pooled_effects(c, study.equivalence_margin, study.alpha) if len(c) else pd.DataFrame())
     return out
 
-def design_table(comparisons:pd.DataFrame, effects=(1.0, 2.0, 3.0, 5.0)) -> tuple:
+def design_table(comparisons:pd.DataFrame,    # rows of `attnmed.statistics.compare`
+                 effects=(1.0, 2.0, 3.0, 5.0) # effects (pp) to plan for
+                ) -> tuple:
     "(what each declared comparison could detect, seeds a follow-up needs per effect) from rows of `compare`."
     prim = comparisons[comparisons.family == "primary"]
     t = prim[["dataset", "arch", "augment", "variant", "baseline", "seeds", "items", "sd_seed", "mde"]].rename(
@@ -93,12 +101,14 @@ def medmnist_table(results:pd.DataFrame, # `attnmed.study.cell_results` (with `m
 CONFIG = ["dataset", "arch", "augment", "attention"]
 METHOD_NAMES = dict(saliency="vanilla-gradient saliency", gradcam="Grad-CAM", integrated_gradients="integrated gradients", attention="the attention map")
 
-def untrusted(sanity:pd.DataFrame) -> set:
+def untrusted(sanity:pd.DataFrame # the explanations' `sanity.csv`
+             ) -> set:
     "{(dataset, arch, augment, attention, method)} of the maps that failed the randomisation test."
     if not len(sanity): return set()
     return {(*(r[k] for k in CONFIG), r["method"]) for r in sanity.to_dict("records") if r["verdict"] == "fails"}
 
-def reliability_sentences(sanity:pd.DataFrame) -> list:
+def reliability_sentences(sanity:pd.DataFrame # the explanations' `sanity.csv`
+                         ) -> list:
     "One sentence per saliency method: on how many models it passes or fails the randomisation test, and what that means for its scores."
     out = []
     for method, g in sanity.groupby("method", sort=False):
@@ -110,7 +120,8 @@ def reliability_sentences(sanity:pd.DataFrame) -> list:
         else: out.append(f"{name} passes the randomisation test on {'all ' if not undef else ''}{n - undef} of {n} models: its maps depend on what the models learned" + (f" ({undef} constant, undefined)." if undef else "."))
     return out
 
-def shortcut_sentence(r:dict) -> str:
+def shortcut_sentence(r:dict # one configuration's mean shortcut results, as a dict
+                     ) -> str:
     "What a configuration's shortcut test means (`r`: the mean over seeds of `attnmed.explain.shortcut_accuracies` with the config's keys)."
     who = f"{r['arch']}+{r['attention']} on {r['dataset']}{' (aug)' if r['augment'] else ''}"
     ch, flip, rem = r.get("changed_flipped", np.nan), r.get("drop_flipped_pp", np.nan), r.get("drop_removed_pp", np.nan)
@@ -120,7 +131,8 @@ def shortcut_sentence(r:dict) -> str:
     verdict = "**it relies on the shortcut**" if ch > 0.1 else "no strong reliance on the shortcut"
     return f"{who}: adding or removing the shortcut mark changes {100 * ch:.0f} % of its predictions (accuracy {-flip:+.0f} pp); {rem_words}: {verdict}."
 
-def concept_sentences(concepts:pd.DataFrame) -> list:
+def concept_sentences(concepts:pd.DataFrame # the explanations' `concepts.csv`
+                     ) -> list:
     "Per configuration: the concepts its score depends on beyond the label (in how many seeds), in words."
     out = []
     for key, g in concepts.groupby(CONFIG, sort=False):
@@ -134,7 +146,11 @@ def concept_sentences(concepts:pd.DataFrame) -> list:
     return out
 
 # %% ../nbs/08_report.ipynb #c017
-def render_explanations(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", **params) -> bool:
+def render_explanations(study_dir:str|Path,          # the study folder
+                        notebook:str|Path|None=None, # the explanations notebook (default: attnmed's explain.ipynb)
+                        kernel_name:str="python3",   # Jupyter kernel to run it with
+                        **params
+                       ) -> bool:
     "Execute `explain.ipynb` for `study_dir` into it (figures and tables in `explanations/`); False, with `explanations/error.txt`, when it fails."
     study_dir = Path(study_dir).resolve()
     (study_dir / "explanations").mkdir(exist_ok=True)
@@ -146,9 +162,10 @@ def render_explanations(study_dir:str|Path, notebook:str|Path|None=None, kernel_
         return False
     return True
 
-def notebook_html(notebook:str|Path,   # an executed notebook
-                  html:str|Path|None=None,   # the page to write (default: next to it, .html)
-                  code:bool=True) -> Path:    # show the code cells (the record of a cell) or only their outputs (the report)
+def notebook_html(notebook:str|Path,       # an executed notebook
+                  html:str|Path|None=None, # the page to write (default: next to it, .html)
+                  code:bool=True           # show the code cells
+                 ) -> Path:
     "Render an executed notebook to a self-contained HTML page with nbconvert, unless the page is newer than the notebook; returns its path."
     from nbconvert import HTMLExporter
     import nbformat
@@ -159,7 +176,8 @@ def notebook_html(notebook:str|Path,   # an executed notebook
     atomic_write_text(html, page)
     return html
 
-def render_cell_pages(study_dir:str|Path) -> int:
+def render_cell_pages(study_dir:str|Path # the study folder
+                     ) -> int:
     "Render every done cell's `experiment.ipynb` to `experiment.html` (new or changed ones only), so the report links pages a browser shows; returns how many exist."
     from tqdm.auto import tqdm
     study_dir = Path(study_dir)
@@ -168,7 +186,11 @@ def render_cell_pages(study_dir:str|Path) -> int:
     for nb in tqdm(nbs, desc="rendering cell pages", unit="cell", leave=False, disable=len(nbs) < 10): notebook_html(nb)
     return len(nbs)
 
-def render_report(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:str="python3", explain:bool=True) -> Path:
+def render_report(study_dir:str|Path,          # the study folder
+                  notebook:str|Path|None=None, # the report notebook (default: attnmed's report.ipynb)
+                  kernel_name:str="python3",   # Jupyter kernel to run it with
+                  explain:bool=True            # run the explanations first
+                 ) -> Path:
     "Run the explanations (unless `explain=False`), render the cells' pages, execute `report.ipynb` for `study_dir` into it and write `report.html`; returns the HTML path."
     study_dir = Path(study_dir).resolve()
     read_study(study_dir)  # a clear error for a folder that is not a study
@@ -182,7 +204,8 @@ def render_report(study_dir:str|Path, notebook:str|Path|None=None, kernel_name:s
     (study_dir / "report.html").unlink(missing_ok=True)
     return notebook_html(out_nb, study_dir / "report.html", code=False)
 
-def plan_cli(argv=None):
+def plan_cli(argv=None # command-line arguments (default: sys.argv)
+            ):
     "attnmed-plan STUDY_DIR [--effect PP ...]: what a follow-up of a finished study needs, from its variance components."
     p = argparse.ArgumentParser(prog="attnmed-plan", description="Seeds (and test items) a follow-up study needs to detect a given gain, from a finished study's variance.")
     p.add_argument("study_dir", help="the study folder written by attnmed-grid (the pilot)")
@@ -203,7 +226,8 @@ def plan_cli(argv=None):
         print("\nseeds needed per configuration, from the median variance of the declared comparisons (test items: multiples of this study's):")
         print(plan_t.to_string(index=False))
 
-def report_cli(argv=None):
+def report_cli(argv=None # command-line arguments (default: sys.argv)
+              ):
     "attnmed-report STUDY_DIR [--no-explain]"
     p = argparse.ArgumentParser(prog="attnmed-report", description="Explain the study's models (explain.ipynb) and aggregate every cell into report.ipynb and report.html.")
     p.add_argument("study_dir", help="the study folder written by attnmed-grid, e.g. outputs/default")

@@ -17,7 +17,8 @@ from .train import train_cell, cell_dataset, NonFiniteLossError
 __all__ = ['search_groups', 'OptunaPruning', 'train_trial', 'run_search', 'search_cli']
 
 # %% ../nbs/07c_search.ipynb #c005
-def search_groups(study:Study) -> list[Cell]:
+def search_groups(study:Study # a checked `Study`
+                 ) -> list[Cell]:
     "One representative cell per (dataset, arch, attention, augment) group, with the search's seed and trial length."
     seed, epochs = study.search["seed"], study.search["epochs"] or study.epochs
     cells, seen = [], set()
@@ -28,11 +29,12 @@ def search_groups(study:Study) -> list[Cell]:
         cells.append(Cell(c.study, c.dataset, c.arch, c.attention, c.augment, seed, json.dumps(s, sort_keys=True)))
     return cells
 
-# %% ../nbs/07c_search.ipynb #c007
+# %% ../nbs/07c_search.ipynb #c008
 class OptunaPruning(Callback):
     "Report validation balanced accuracy to an Optuna trial after each epoch; stop the trial when the pruner says so."
     order = 70
-    def __init__(self, trial): self.trial = trial
+    def __init__(self, trial): # the Optuna trial
+        self.trial = trial
     def after_epoch(self):
         import optuna
         names = self.recorder.metric_names[1:]
@@ -40,7 +42,13 @@ class OptunaPruning(Callback):
         self.trial.report(value, self.epoch)
         if self.trial.should_prune(): raise optuna.TrialPruned(f"pruned at epoch {self.epoch + 1} (validation balanced accuracy {value:.3f})")
 
-def train_trial(cell:Cell, lr:float, weight_decay:float, batch_size:int, trial=None, data_cache:dict|None=None) -> float:
+def train_trial(cell:Cell,                # the group's first cell
+                lr:float,                 # learning rate
+                weight_decay:float,       # AdamW weight decay
+                batch_size:int,           # mini-batch size
+                trial=None,               # the Optuna trial
+                data_cache:dict|None=None # loaded datasets, reused across trials
+               ) -> float:
     "Train `cell` with these hyperparameters (`attnmed.train.train_cell`); returns its best validation balanced accuracy."
     params = {**cell.parameters(), "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
     spec = cell_dataset(params)
@@ -51,14 +59,19 @@ def train_trial(cell:Cell, lr:float, weight_decay:float, batch_size:int, trial=N
         run = train_cell(params, tmp, cbs=[OptunaPruning(trial)] if trial is not None else [], data=data, log=False)
     return float(run.history["balanced_accuracy_score"].max())
 
-# %% ../nbs/07c_search.ipynb #c009
+# %% ../nbs/07c_search.ipynb #c011
 def _sampler_and_pruner(search:dict, group:str):
     import optuna, zlib
     sampler = optuna.samplers.TPESampler(seed=search["seed"] + zlib.crc32(group.encode()) % 10_000, n_startup_trials=min(5, search["trials"]))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) if search["pruner"] == "median" else optuna.pruners.NopPruner()
     return sampler, pruner
 
-def run_search(study:Study|str|Path, out:str|Path="outputs", only:str|None=None, trials:int|None=None, log=print) -> dict:
+def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`)
+               out:str|Path="outputs", # the output folder
+               only:str|None=None,     # only groups whose key has these components
+               trials:int|None=None,   # trials per group
+               log=print               # where progress lines go
+              ) -> dict:
     "Run (or resume) the Optuna search of every group of `study`; writes and returns the best parameters per group."
     import optuna
     from optuna.trial import TrialState
@@ -99,8 +112,9 @@ def run_search(study:Study|str|Path, out:str|Path="outputs", only:str|None=None,
             f"batch_size={b.params['batch_size']} ({len(finished)} complete, {result['n_pruned']} pruned; {time.time() - t0:.0f}s)")
     return best
 
-# %% ../nbs/07c_search.ipynb #c013
-def search_cli(argv=None):
+# %% ../nbs/07c_search.ipynb #c015
+def search_cli(argv=None # command-line arguments (default: sys.argv)
+              ):
     "attnmed-search STUDY.yaml [--out DIR] [--only TEXT] [--trials N]"
     p = argparse.ArgumentParser(prog="attnmed-search", description="Tune lr, weight decay and batch size per (dataset, arch, attention, augment) with Optuna; the grid then uses the best ones.")
     p.add_argument("study", help="the study YAML file (with a search: block)")

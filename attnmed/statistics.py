@@ -24,7 +24,7 @@ class PairedEffect:
     var_seed:float    # variance of the mean from the seeds (s^2_D / S)
     var_item:float    # variance of the mean from the test items (0 when not estimated)
     df:float          # degrees of freedom of the t reference (S - 1)
-    seeds:int
+    seeds:int                           # seeds paired
     items:int         # test items per seed (0: not used)
     sources:str       # which sources of variance the interval includes, in words
     sd_seed:float = float("nan")   # s_D: sd of the per-seed differences
@@ -32,15 +32,17 @@ class PairedEffect:
     @property
     def se(self) -> float: return math.sqrt(self.var_seed + self.var_item)
 
-def class_weights_of(labels:np.ndarray) -> np.ndarray:
+def class_weights_of(labels:np.ndarray # integer labels
+                    ) -> np.ndarray:
     "Each item's weight in balanced accuracy: 1 / (K n_k) for an item of class k (K classes present)."
     labels = np.asarray(labels); classes, counts = np.unique(labels, return_counts=True)
     n_k = dict(zip(classes, counts))
     return np.array([1 / (len(classes) * n_k[y]) for y in labels])
 
-def paired_effect(per_seed:np.ndarray,           # D_s: the metric's difference per seed (S,)
-                  deltas:np.ndarray|None=None,   # S x n: per-item differences of correctness (-1, 0, 1), the same items for every seed
-                  labels:np.ndarray|None=None)-> PairedEffect:  # n: the items' classes (for the balanced-accuracy weights)
+def paired_effect(per_seed:np.ndarray,         # D_s: the metric's difference per seed (S,)
+                  deltas:np.ndarray|None=None, # S x n: per-item differences of correctness (-1, 0, 1), the same items for every seed
+                  labels:np.ndarray|None=None  # the test set's labels
+                 ) -> PairedEffect:
     "The effect and its variance components; per-item `deltas` add the test-item part."
     d = np.asarray(per_seed, float); S = len(d)
     effect = float(d.mean()) if S else float("nan")
@@ -63,18 +65,22 @@ def paired_effect(per_seed:np.ndarray,           # D_s: the metric's difference 
 # %% ../nbs/05_statistics.ipynb #c009
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 
-def detectable_ncp(q:float, df:float, power:float=0.8) -> float:
+def detectable_ncp(q:float,        # the critical value
+                   df:float,       # degrees of freedom
+                   power:float=0.8 # the power wanted
+                  ) -> float:
     "The standardised true effect (effect / SE) at which a t-statistic with `df` degrees of freedom exceeds `q` with probability `power` (noncentral t)."
     from scipy.optimize import brentq
     return float(brentq(lambda ncp: stats.nct.sf(q, df, ncp) - power, 0.0, q + 50))
 
-def decide(effect:float,          # the estimated effect (pp)
-           se:float,              # its standard error (pp)
-           df:float,              # degrees of freedom of the t reference
-           margin:float=1.0,      # equivalence margin (pp): effects within +-margin count as none
-           alpha:float=0.05,      # family-wise error rate
-           family_size:int=1,     # comparisons sharing alpha (Bonferroni); 1: unadjusted
-           power:float=0.8) -> dict:
+def decide(effect:float,      # the estimated effect (pp)
+           se:float,          # its standard error (pp)
+           df:float,          # degrees of freedom of the t reference
+           margin:float=1.0,  # equivalence margin (pp): effects within +-margin count as none
+           alpha:float=0.05,  # family-wise error rate
+           family_size:int=1, # comparisons sharing alpha (Bonferroni); 1: unadjusted
+           power:float=0.8    # power at the margin needed to call 'equivalent'
+          ) -> dict:
     "Interval, p-values (raw and adjusted), TOST p, verdict and minimum detectable effect of one comparison."
     a = alpha / max(1, family_size)
     if not (np.isfinite(effect) and np.isfinite(se) and df > 0):
@@ -95,7 +101,8 @@ def decide(effect:float,          # the estimated effect (pp)
 DEFAULT_COMPARISONS = ({"variant": "*", "baseline": "none"},)
 
 def expand_comparisons(declared:list|tuple|None, # [{variant, baseline}], variant "*" for every attention but the baseline
-                       attentions:list) -> list: # the study's attentions
+                       attentions:list           # the study's attention variants
+                      ) -> list:
     "`(variant, baseline, family)` pairs: the declared ones ('primary'), then every other variant vs none the study has ('exploratory')."
     out = []
     for c in declared or DEFAULT_COMPARISONS:
@@ -108,7 +115,9 @@ def expand_comparisons(declared:list|tuple|None, # [{variant, baseline}], varian
 # %% ../nbs/05_statistics.ipynb #c015
 GROUP = ["dataset", "arch", "augment"]
 
-def item_level(preds_v:list, preds_b:list):
+def item_level(preds_v:list, # the variant's predictions per seed
+               preds_b:list  # the baseline's predictions per seed
+              ):
     "From per-seed prediction frames (id, label, prediction) of variant and baseline: per-seed balanced-accuracy differences, and the S x n item differences and labels when every seed has the same items (else None, None)."
     per_seed, rows, ids0 = [], [], None
     for pv, pb in zip(preds_v, preds_b):
@@ -120,13 +129,14 @@ def item_level(preds_v:list, preds_b:list):
     if not rows or not same: return np.array(per_seed), None, None
     return np.array(per_seed), np.stack([r[2] for r in rows]), rows[0][1]
 
-def compare(results:pd.DataFrame,              # one row per cell: dataset, arch, augment, attention, seed and the metric
-            comparisons:list|None=None,        # declared comparisons ([{variant, baseline}]); default every variant vs none
-            metric:str="balanced_accuracy",
-            predictions:dict|None=None,        # {(dataset, arch, augment, attention, seed): predictions frame}: adds the test items
-            margin:float=1.0,                  # equivalence margin, in pp
-            alpha:float=0.05,                  # family-wise error rate of the declared comparisons
-            scale:float=100) -> pd.DataFrame:  # metric units -> reported units (proportions -> pp)
+def compare(results:pd.DataFrame,           # one row per cell: dataset, arch, augment, attention, seed and the metric
+            comparisons:list|None=None,     # declared comparisons ([{variant, baseline}]); default every variant vs none
+            metric:str="balanced_accuracy", # the metric compared (default balanced accuracy)
+            predictions:dict|None=None,     # {(dataset, arch, augment, attention, seed): predictions frame}: adds the test items
+            margin:float=1.0,               # equivalence margin, in pp
+            alpha:float=0.05,               # family-wise error rate of the declared comparisons
+            scale:float=100                 # multiplier to the reported unit (100: percentage points)
+           ) -> pd.DataFrame:
     "One row per (comparison, dataset, arch, augment): effect (pp), interval, p-values, verdict, minimum detectable effect, variance components."
     pairs = expand_comparisons(comparisons, list(dict.fromkeys(results.attention)))
     rows = []
@@ -158,7 +168,10 @@ def compare(results:pd.DataFrame,              # one row per cell: dataset, arch
     return out
 
 # %% ../nbs/05_statistics.ipynb #c019
-def verdict_sentence(row:dict, metric_name:str="balanced accuracy", unit:str="pp") -> str:
+def verdict_sentence(row:dict,                            # one row of the table, as a dict
+                     metric_name:str="balanced accuracy", # the metric's name in words
+                     unit:str="pp"                        # the unit in words
+                    ) -> str:
     "A plain-language verdict for one row of `compare`."
     where = f"{row['variant']} vs {row['baseline']} on {row['arch']}, {row['dataset']}{' (aug)' if row['augment'] else ''}"
     if row["seeds"] < 2 or not np.isfinite(row.get("ci_low", np.nan)):
@@ -176,7 +189,10 @@ def verdict_sentence(row:dict, metric_name:str="balanced accuracy", unit:str="pp
             f"This design detects ±{row['mde']:.1f} {unit} with 80 % power.")
 
 # %% ../nbs/05_statistics.ipynb #c022
-def pooled_effects(comparisons:pd.DataFrame, margin:float=1.0, alpha:float=0.05) -> pd.DataFrame:
+def pooled_effects(comparisons:pd.DataFrame, # rows of `attnmed.statistics.compare`
+                   margin:float=1.0,         # equivalence margin (pp)
+                   alpha:float=0.05          # 1 - confidence level
+                  ) -> pd.DataFrame:
     "One row per primary (variant, baseline): random-effects pooled effect, interval, prediction interval, tau, I2, k and verdict."
     from statsmodels.stats.meta_analysis import combine_effects
     if not len(comparisons): return pd.DataFrame()
@@ -200,7 +216,9 @@ def pooled_effects(comparisons:pd.DataFrame, margin:float=1.0, alpha:float=0.05)
                          verdict=d["verdict"], mde=d["mde"], margin=margin, pooled_over=len(groups)))
     return pd.DataFrame(rows)
 
-def pooled_sentence(row:dict, unit:str="pp") -> str:
+def pooled_sentence(row:dict,     # one row of the table, as a dict
+                    unit:str="pp" # the unit in words
+                   ) -> str:
     "The answer for one variant, in one sentence."
     what = {"better": "**helps**", "worse": "**hurts**", "equivalent": f"makes **no difference larger than ±{row['margin']:g} {unit}**",
             "inconclusive": "**cannot be told apart** from no effect, nor from a relevant one"}[row["verdict"]]
@@ -211,7 +229,11 @@ def pooled_sentence(row:dict, unit:str="pp") -> str:
     return s + "."
 
 # %% ../nbs/05_statistics.ipynb #c025
-def forest_plot(comparisons:pd.DataFrame, pooled:pd.DataFrame, unit:str="pp", ax=None):
+def forest_plot(comparisons:pd.DataFrame, # rows of `attnmed.statistics.compare`
+                pooled:pd.DataFrame,      # `pooled_effects` rows
+                unit:str="pp",            # the unit in words
+                ax=None                   # matplotlib axes (default: new)
+               ):
     "Forest plot of the primary comparisons grouped by variant, with each variant's pooled effect, interval and prediction interval."
     import matplotlib.pyplot as plt
     prim = comparisons[comparisons.family == "primary"] if len(comparisons) else comparisons
@@ -241,22 +263,37 @@ def forest_plot(comparisons:pd.DataFrame, pooled:pd.DataFrame, unit:str="pp", ax
     return ax
 
 # %% ../nbs/05_statistics.ipynb #c028
-def design_se(var_seed_1:float,       # variance of the per-seed differences, s^2_D (pp^2)
-              var_item_1:float,       # the test items' part of the variance of the mean at the pilot's test-set size (pp^2)
-              seeds:int,              # seeds of the planned design
-              items_factor:float=1.0) -> tuple: # its test items, as a multiple of the pilot's
+def design_se(var_seed_1:float,      # variance of the per-seed differences, s^2_D (pp^2)
+              var_item_1:float,      # the test items' part of the variance of the mean at the pilot's test-set size (pp^2)
+              seeds:int,             # seeds of the planned design
+              items_factor:float=1.0 # test items relative to this study's
+             ) -> tuple:
     "(SE, df) of a comparison of the planned design, from a pilot's variance components."
     return math.sqrt(var_seed_1 / seeds + var_item_1 / items_factor), max(seeds - 1, 1)
 
-def power(effect:float, var_seed_1:float, var_item_1:float, seeds:int, items_factor:float=1.0, alpha:float=0.05, family_size:int=1) -> float:
+def power(effect:float,           # the true effect (pp)
+          var_seed_1:float,       # variance of one seed's effect
+          var_item_1:float,       # item variance of one seed's effect
+          seeds:int,              # number of seeds
+          items_factor:float=1.0, # test items relative to this study's
+          alpha:float=0.05,       # 1 - confidence level
+          family_size:int=1       # comparisons sharing the error rate
+         ) -> float:
     "Probability that a comparison with true `effect` (pp) comes out better, at the family-adjusted level."
     se, df = design_se(var_seed_1, var_item_1, seeds, items_factor)
     if se == 0: return float(effect > 0)
     q = stats.t.ppf(1 - alpha / max(family_size, 1) / 2, df)
     return float(stats.nct.sf(q, df, effect / se))
 
-def plan(var_seed_1:float, var_item_1:float, effects=(1.0, 2.0, 3.0, 5.0), items_factors=(1, 2, 4), alpha:float=0.05, family_size:int=1,
-         target:float=0.8, max_seeds:int=100) -> pd.DataFrame:
+def plan(var_seed_1:float,             # variance of one seed's effect
+         var_item_1:float,             # item variance of one seed's effect
+         effects=(1.0, 2.0, 3.0, 5.0), # effects (pp) to plan for
+         items_factors=(1, 2, 4),      # test-set sizes relative to this study's
+         alpha:float=0.05,             # 1 - confidence level
+         family_size:int=1,            # comparisons sharing the error rate
+         target:float=0.8,             # the power wanted
+         max_seeds:int=100             # largest number of seeds considered
+        ) -> pd.DataFrame:
     "Seeds needed to detect each effect (pp) with `target` power, at each test-set size (multiples of the pilot's)."
     rows = []
     for e in effects:
@@ -268,7 +305,10 @@ def plan(var_seed_1:float, var_item_1:float, effects=(1.0, 2.0, 3.0, 5.0), items
     return pd.DataFrame(rows)
 
 # %% ../nbs/05_statistics.ipynb #c035
-def mcnemar_test(y_true, pred_variant, pred_baseline) -> dict:
+def mcnemar_test(y_true,       # integer labels (N)
+                 pred_variant, # the variant's predicted classes
+                 pred_baseline # the baseline's predicted classes
+                ) -> dict:
     "McNemar's test of two models' predictions on the same items: b = only baseline right, c = only variant right."
     from statsmodels.stats.contingency_tables import mcnemar
     y, a, b_ = (np.asarray(v) for v in (y_true, pred_variant, pred_baseline))
@@ -279,14 +319,21 @@ def mcnemar_test(y_true, pred_variant, pred_baseline) -> dict:
     return dict(b=b, c=c, p_mcnemar=float(mcnemar(table, exact=b + c < 25).pvalue))
 
 # %% ../nbs/05_statistics.ipynb #c038
-def mean_ci(v, alpha:float=0.05):
+def mean_ci(v,               # values
+            alpha:float=0.05 # 1 - confidence level
+           ):
     "Mean and half-width of the t-interval of `v` (half-width NaN for one value)."
     v = np.asarray(v, float); v = v[~np.isnan(v)]
     if len(v) == 0: return np.nan, np.nan
     if len(v) == 1: return float(v[0]), np.nan
     return float(v.mean()), float(stats.t.ppf(1 - alpha / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
 
-def use_case_table(results:pd.DataFrame, attention:str, metric:str="balanced_accuracy", baseline:str="none", digits:int=3) -> pd.DataFrame:
+def use_case_table(results:pd.DataFrame,           # `attnmed.study.cell_results`
+                   attention:str,                  # the variant
+                   metric:str="balanced_accuracy", # the metric compared
+                   baseline:str="none",            # the baseline's attention
+                   digits:int=3                    # decimals shown
+                  ) -> pd.DataFrame:
     "Gonçalves & Cardoso's Table 1 shape for `attention`: rows (dataset, arch), columns the four use-cases, 'mean ± SD over seeds' ('mean' for one seed)."
     cases = {"baseline": (baseline, False), "+aug": (baseline, True), f"+{attention}": (attention, False), f"+{attention}+aug": (attention, True)}
     rows = []
@@ -299,7 +346,9 @@ def use_case_table(results:pd.DataFrame, attention:str, metric:str="balanced_acc
     return pd.DataFrame(rows)
 
 # %% ../nbs/05_statistics.ipynb #c041
-def friedman_nemenyi(table:pd.DataFrame, alpha:float=0.05) -> dict:
+def friedman_nemenyi(table:pd.DataFrame, # rows: blocks, columns: configurations (higher is better)
+                     alpha:float=0.05    # 1 - confidence level
+                    ) -> dict:
     "Friedman test and Nemenyi post-hoc for `table` (rows: blocks, columns: configurations, higher is better)."
     import scikit_posthocs as sp
     table = table.dropna()
@@ -312,7 +361,10 @@ def friedman_nemenyi(table:pd.DataFrame, alpha:float=0.05) -> dict:
     return dict(k=k, n=n, avg_ranks=avg, chi2=float(chi2), p_friedman=float(p), cd=float(q * math.sqrt(k * (k + 1) / (6 * n))),
                 p_nemenyi=sp.posthoc_nemenyi_friedman(table.values).set_axis(table.columns, axis=0).set_axis(table.columns, axis=1))
 
-def cd_diagram(res:dict, ax=None, alpha:float=0.05):
+def cd_diagram(res:dict,        # `friedman_nemenyi`'s result
+               ax=None,         # matplotlib axes (default: new)
+               alpha:float=0.05 # level of the critical difference
+              ):
     "Critical-difference diagram (scikit-posthocs) of `friedman_nemenyi`'s result."
     import scikit_posthocs as sp, matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(7, 0.5 + 0.35 * res["k"]))
@@ -321,7 +373,9 @@ def cd_diagram(res:dict, ax=None, alpha:float=0.05):
     return ax
 
 # %% ../nbs/05_statistics.ipynb #c045
-def config_table(results:pd.DataFrame, metric:str="balanced_accuracy") -> pd.DataFrame:
+def config_table(results:pd.DataFrame,          # `attnmed.study.cell_results`
+                 metric:str="balanced_accuracy" # the metric compared
+                ) -> pd.DataFrame:
     "Rows: blocks (dataset, augment, seed); columns: configurations 'arch+attention'; values: `metric`."
     r = results.assign(config=results.arch + "+" + results.attention)
     return r.pivot_table(index=["dataset", "augment", "seed"], columns="config", values=metric)

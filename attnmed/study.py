@@ -25,7 +25,9 @@ __all__ = ['STATES', 'NOT_RESULT_PARAMS', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'S
            'write_results_csv', 'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
-def check_study(study:Study, missing_data=None) -> Study:
+def check_study(study:Study,      # a parsed `Study`
+                missing_data=None # called with a message for each missing file, instead of an error (a dry run); None: an error
+               ) -> Study:
     "`study` checked against the registries, with its dataset paths resolved; `missing_data(msg)`, if given, hears of missing files instead of an error."
     try: import_plugins(study.plugins)
     except Exception as e: raise StudyConfigError(f"a plugin failed to import: {type(e).__name__}: {e}", study.source, "plugins") from None
@@ -52,12 +54,17 @@ def check_study(study:Study, missing_data=None) -> Study:
             except DataError as e: raise StudyConfigError(f"split_seeds: {e}", study.source, f"datasets[{i}]") from None
     return dataclasses.replace(study, datasets=datasets)
 
-def load_checked_study(path:str|Path, missing_data=None) -> Study:
+def load_checked_study(path:str|Path,    # the study YAML file
+                       missing_data=None # called with a message for each missing file, instead of an error (a dry run); None: an error
+                      ) -> Study:
     "Read the study YAML at `path` and check it completely (`load_study`, then `check_study`)."
     return check_study(load_study(path), missing_data)
 
 # %% ../nbs/07a_study.ipynb #c008
-def check_runnable(study:Study, cells:list, device_here:bool=True):
+def check_runnable(study:Study,          # a checked `Study`
+                   cells:list,           # the cells to check
+                   device_here:bool=True # the cells run on this machine (so `device: cuda` needs a GPU here)
+                  ):
     "Refuse `cells` of `study` that could not run: a model that cannot be built or run at the image size; `device: cuda` without a GPU (when `device_here`: the cells run on this machine)."
     import torch
     if device_here and study.device == "cuda" and not torch.cuda.is_available():
@@ -72,40 +79,52 @@ def check_runnable(study:Study, cells:list, device_here:bool=True):
                                    study.source, "archs") from None
 
 # %% ../nbs/07a_study.ipynb #c011
-def study_cells(study:Study) -> list[Cell]:
+def study_cells(study:Study # a checked `Study`
+               ) -> list[Cell]:
     "The cells of `study` that can run: every arch x attention pair the variant supports."
     return expand_grid(study, keep=lambda a, t: unsupported_reason(a, t) is None)
 
-def skipped_pairs(study:Study) -> list:
+def skipped_pairs(study:Study # a checked `Study`
+                 ) -> list:
     "`(arch, attention, reason)` for every pair of the study that is left out."
     return [(a, t, r) for a in study.archs for t in study.attentions if (r := unsupported_reason(a, t))]
 
 # %% ../nbs/07a_study.ipynb #c014
 STATES = ("done", "changed", "damaged", "failed", "running", "todo")
 
-def study_folder(out:str|Path, study:Study) -> Path:
+def study_folder(out:str|Path, # the output folder
+                 study:Study   # the study
+                ) -> Path:
     "The folder of `study` in the output folder `out`."
     return Path(out) / study.name
 
-def cell_dir(folder:str|Path, cell:Cell) -> Path:
+def cell_dir(folder:str|Path, # the study folder
+             cell:Cell        # one cell of the grid
+            ) -> Path:
     "The folder of `cell` in the study folder `folder`."
     return Path(folder) / cell.key
 
 NOT_RESULT_PARAMS = ("tracking", "tracking_uri")   # where a cell is also logged does not change its result
 
-def cell_fingerprint(cell:Cell, tuned:dict|None=None, data:str|None=None) -> str:
+def cell_fingerprint(cell:Cell,            # one cell of the grid
+                     tuned:dict|None=None, # the search's tuned values for the cell, or None
+                     data:str|None=None    # the cell's data fingerprint
+                    ) -> str:
     "A hash of what determines `cell`'s result: its parameters (but `NOT_RESULT_PARAMS`), the `tuned` values, the `data` fingerprint and attnmed's version."
     import attnmed
     params = {k: v for k, v in cell.parameters().items() if k not in NOT_RESULT_PARAMS}
     key = dict(params=params, tuned=tuned or {}, data=data, version=attnmed.__version__)
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-def read_metrics(folder:str|Path) -> dict|None:
+def read_metrics(folder:str|Path # a cell's folder
+                ) -> dict|None:
     "The cell's `metrics.json`, or None when it is missing or unreadable."
     try: return json.loads((Path(folder) / "metrics.json").read_text())
     except (OSError, ValueError): return None
 
-def cell_state(folder:str|Path, fingerprint:str|None=None) -> str:
+def cell_state(folder:str|Path,          # a cell's folder
+               fingerprint:str|None=None # what the study asks for now (None: any result counts)
+              ) -> str:
     "One of `STATES` for the cell folder `folder`; `fingerprint`: what the study asks for now (None: any finished result counts)."
     folder = Path(folder)
     if (folder / "metrics.json").exists():
@@ -116,7 +135,11 @@ def cell_state(folder:str|Path, fingerprint:str|None=None) -> str:
     if (folder / "error.txt").exists(): return "failed"
     return "todo"
 
-def what_changed(folder:str|Path, cell:Cell, fingerprint:str, data:str|None=None) -> list:
+def what_changed(folder:str|Path,   # a cell's folder
+                 cell:Cell,         # one cell of the grid
+                 fingerprint:str,   # what the study asks for now
+                 data:str|None=None # the cell's data fingerprint now
+                ) -> list:
     "What differs between the results in `folder` and what `cell` asks for now, in words (settings that changed, the data, the version)."
     import attnmed
     m = read_metrics(folder) or {}
@@ -127,7 +150,7 @@ def what_changed(folder:str|Path, cell:Cell, fingerprint:str, data:str|None=None
     if m.get("version") not in (None, attnmed.__version__): out.append(f"attnmed {m.get('version')} -> {attnmed.__version__}")
     return out or ["tuned values or other inputs"]
 
-# %% ../nbs/07a_study.ipynb #c016
+# %% ../nbs/07a_study.ipynb #c017
 HEARTBEAT, STALE_AFTER = 20, 120   # seconds
 
 def _alive(pid:int) -> bool:
@@ -135,7 +158,8 @@ def _alive(pid:int) -> bool:
     except ProcessLookupError: return False
     except PermissionError: return True
 
-def lock_owner(folder:str|Path) -> dict|None:
+def lock_owner(folder:str|Path # a cell's folder
+              ) -> dict|None:
     "The live owner of the cell folder's lock ({host, pid, started}), or None (no lock, or a stale one)."
     f = Path(folder) / ".lock"
     try: info, age = json.loads(f.read_text()), time.time() - f.stat().st_mtime
@@ -144,7 +168,8 @@ def lock_owner(folder:str|Path) -> dict|None:
     if info.get("host") == socket.gethostname() and not _alive(int(info.get("pid", 0))): return None
     return info
 
-def acquire_lock(folder:str|Path) -> bool:
+def acquire_lock(folder:str|Path # a cell's folder
+                ) -> bool:
     "Take the cell folder's lock (taking over a stale one); False when another live grid holds it."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True); f = folder / ".lock"
     for _ in range(3):
@@ -158,24 +183,30 @@ def acquire_lock(folder:str|Path) -> bool:
             except FileNotFoundError: pass
     return False
 
-def touch_lock(folder:str|Path):
+def touch_lock(folder:str|Path # a cell's folder
+              ):
     "Refresh the lock's heartbeat."
     try: os.utime(Path(folder) / ".lock")
     except OSError: pass
 
-def release_lock(folder:str|Path):
+def release_lock(folder:str|Path # a cell's folder
+                ):
     "Give the cell folder's lock back (and clear stale ones)."
     for f in [Path(folder) / ".lock", *Path(folder).glob(".lock.stale-*")]: f.unlink(missing_ok=True)
 
-# %% ../nbs/07a_study.ipynb #c019
-def write_study_record(study:Study, folder:str|Path, fingerprints:dict|None=None) -> Path:
+# %% ../nbs/07a_study.ipynb #c020
+def write_study_record(study:Study,                # a checked `Study`
+                       folder:str|Path,            # the study folder
+                       fingerprints:dict|None=None # the study's data fingerprints (`data_fingerprints`)
+                      ) -> Path:
     "Write the checked `study` to `folder/study.yaml` (and its data's fingerprints to `folder/fingerprints.json`)."
     f = Path(folder) / "study.yaml"
     atomic_write_text(f, yaml.safe_dump(study.to_dict(), sort_keys=False))
     if fingerprints is not None: atomic_write_json(Path(folder) / "fingerprints.json", fingerprints)
     return f
 
-def read_study(folder:str|Path) -> Study:
+def read_study(folder:str|Path # a study folder
+              ) -> Study:
     "The study that produced the study folder `folder` (its `study.yaml`), with its plugins imported."
     f = Path(folder) / "study.yaml"
     if not f.exists(): raise FileNotFoundError(f"{f} not found: is {folder} a study folder written by attnmed-grid?")
@@ -183,11 +214,15 @@ def read_study(folder:str|Path) -> Study:
     import_plugins(study.plugins)
     return study
 
-def data_key(spec:dict, seed:int, study:Study) -> str:
+def data_key(spec:dict,  # a dataset entry of a study (name, format, path, options)
+             seed:int,   # the cell's seed (with split_seeds)
+             study:Study # a checked `Study`
+            ) -> str:
     "The key of the data a cell trains on: the dataset's name, with the seed when each seed has its own split."
     return f"{spec['name']}@seed{seed}" if study.split_seeds else spec["name"]
 
-def data_fingerprints(study:Study) -> dict:
+def data_fingerprints(study:Study # a checked `Study`
+                     ) -> dict:
     "{data key: fingerprint} of every dataset of `study` (every seed's split with `split_seeds`)."
     out = {}
     for spec in study.datasets:
@@ -198,25 +233,37 @@ def data_fingerprints(study:Study) -> dict:
                 out[k] = dataset_format(d["format"]).fingerprint(d, study.image_size)
     return out
 
-def cell_data_fingerprint(study:Study, cell:Cell, fingerprints:dict) -> str|None:
+def cell_data_fingerprint(study:Study,      # a checked `Study`
+                          cell:Cell,        # one cell of the grid
+                          fingerprints:dict # the study's data fingerprints (`data_fingerprints`)
+                         ) -> str|None:
     "The fingerprint of the data `cell` of `study` trains on, from the data `fingerprints` (`data_fingerprints`)."
     return fingerprints.get(data_key(json.loads(cell.settings)["dataset_spec"], cell.seed, study))
 
-def expected_fingerprint(study:Study, cell:Cell, tuned:dict|None, fingerprints:dict) -> str:
+def expected_fingerprint(study:Study,      # a checked `Study`
+                         cell:Cell,        # one cell of the grid
+                         tuned:dict|None,  # the cell's tuned values
+                         fingerprints:dict # the study's data fingerprints (`data_fingerprints`)
+                        ) -> str:
     "The fingerprint `cell` of `study` asks for, with the search's `tuned` values and the data `fingerprints` (`data_fingerprints`)."
     return cell_fingerprint(cell, tuned, cell_data_fingerprint(study, cell, fingerprints))
 
-def read_fingerprints(folder:str|Path) -> dict|None:
+def read_fingerprints(folder:str|Path # a study folder
+                     ) -> dict|None:
     "The data fingerprints the grid recorded in the study folder (None for a folder from before fingerprints)."
     try: return json.loads((Path(folder) / "fingerprints.json").read_text())
     except (OSError, ValueError): return None
 
-# %% ../nbs/07a_study.ipynb #c022
-def best_file(folder:str|Path, cell:Cell) -> Path:
+# %% ../nbs/07a_study.ipynb #c023
+def best_file(folder:str|Path, # the study folder
+              cell:Cell        # one cell of the grid
+             ) -> Path:
     "Where the search writes the best parameters of `cell`'s group, in the study folder `folder`."
     return Path(folder) / "search" / cell.group / "best.json"
 
-def tuned_parameters(folder:str|Path, cell:Cell) -> dict|None:
+def tuned_parameters(folder:str|Path, # the study folder
+                     cell:Cell        # one cell of the grid
+                    ) -> dict|None:
     "The best tunable settings the search found for `cell`'s group (checked), or None when the group was not searched."
     f = best_file(folder, cell)
     if not f.exists(): return None
@@ -227,18 +274,21 @@ def tuned_parameters(folder:str|Path, cell:Cell) -> dict|None:
     if bad: raise StudyConfigError(f"holds {bad}, which the search does not tune (tunable: {', '.join(k for k, p in PARAMS.items() if p.tunable)})", f, "params")
     return {k: PARAMS[k].check(v, f, f"params.{k}") for k, v in params.items()}
 
-# %% ../nbs/07a_study.ipynb #c025
-def prepare_datasets(study:Study):
+# %% ../nbs/07a_study.ipynb #c026
+def prepare_datasets(study:Study # a checked `Study`
+                    ):
     "Build once what the cells of `study` share (generated data, decode caches; one per seed with `split_seeds`)."
     for spec in study.datasets:
         for s in (study.seeds if study.split_seeds else [None]):
             prepare_dataset(spec if s is None else dataset_format(spec["format"]).resampled(spec, s), study.image_size)
 
-# %% ../nbs/07a_study.ipynb #c027
+# %% ../nbs/07a_study.ipynb #c029
 KEYS = ["dataset", "arch", "attention", "augment", "seed"]
 SCALAR_METRICS = ["balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "precision", "recall", "f1", "medmnist_auc", "medmnist_acc"]
 
-def cell_table(folder:str|Path, study:Study|None=None) -> pd.DataFrame:
+def cell_table(folder:str|Path,      # a study folder
+               study:Study|None=None # the study (default: read from the folder)
+              ) -> pd.DataFrame:
     "One row per cell of the study in `folder`: keys, state (see `STATES`), folder, and the first line of any error."
     folder = Path(folder); study = study or read_study(folder)
     fps = read_fingerprints(folder)
@@ -255,15 +305,19 @@ def cell_table(folder:str|Path, study:Study|None=None) -> pd.DataFrame:
                          folder=c.key, error=err[0] if err else ""))
     return pd.DataFrame(rows, columns=[*KEYS, "state", "folder", "error"])
 
-def is_extra_test_metric(name:str) -> bool:
+def is_extra_test_metric(name:str # a column or key name
+                        ) -> bool:
     "Is `name` the balanced accuracy of an extra test set (`balanced_accuracy_<set>`, not a CI bound)?"
     return name.startswith("balanced_accuracy_") and name not in ("balanced_accuracy_ci_low", "balanced_accuracy_ci_high")
 
-def extra_test_metrics(results:pd.DataFrame) -> list:
+def extra_test_metrics(results:pd.DataFrame # `cell_results`
+                      ) -> list:
     "The balanced-accuracy columns of extra test sets (e.g. `balanced_accuracy_ood_test`) in `results`."
     return sorted(c for c in results.columns if is_extra_test_metric(c))
 
-def cell_results(folder:str|Path, study:Study|None=None) -> pd.DataFrame:
+def cell_results(folder:str|Path,      # a study folder
+                 study:Study|None=None # the study (default: read from the folder)
+                ) -> pd.DataFrame:
     "One row per done cell of the study in `folder`: its keys, scalar metrics (and `balanced_accuracy_<set>` of extra test sets), CI, seconds and folder."
     folder = Path(folder); rows = []
     for _, r in cell_table(folder, study).query("state == 'done'").iterrows():
@@ -295,13 +349,18 @@ def load_results(folder:str|Path,       # a study folder (what `attnmed-grid` wr
             rows.append({**row, **params, "seconds": m.get("seconds"), "folder": r.folder})
     return pd.DataFrame(rows, columns=None if rows else [*KEYS, "test_set", "folder"])
 
-def write_results_csv(folder:str|Path, study:Study|None=None) -> Path:
+def write_results_csv(folder:str|Path,      # a study folder
+                      study:Study|None=None # the study (default: read from the folder)
+                     ) -> Path:
     "Write `load_results(folder)` to `results.csv` in the study folder (atomically); returns its path."
     path = Path(folder) / "results.csv"
     atomic_write_text(path, load_results(folder, study).to_csv(index=False))
     return path
 
-def load_cell_files(folder:str|Path, results:pd.DataFrame, name:str="predictions.csv") -> dict:
+def load_cell_files(folder:str|Path,           # a study folder
+                    results:pd.DataFrame,      # `cell_results`
+                    name:str="predictions.csv" # the file in each cell folder
+                   ) -> dict:
     "{(dataset, arch, augment, attention, seed): DataFrame} of one CSV file (`predictions.csv`, `history.csv`) of every done cell."
     out = {}
     for r in results.itertuples():

@@ -38,7 +38,7 @@ def _paste(full:torch.Tensor, local:torch.Tensor, oy, ox):
     full[torch.arange(n)[:, None, None], oy[:, None, None] + ar[None, :, None], ox[:, None, None] + ar[None, None, :]] = local
     return full
 
-# %% ../nbs/01a_synthetic.ipynb #c006
+# %% ../nbs/01a_synthetic.ipynb #c007
 def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, size:int, visibility:float, g:torch.Generator):
     "Render one chunk of synth-derm images; returns uint8 images (N,S,S,3), evidence and shortcut masks, and lesion radii."
     n = len(labels); yy, xx = _grid(size); yy, xx = yy[None], xx[None]
@@ -101,7 +101,7 @@ def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, 
     img = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
     return img, evidence, band, R.flatten()
 
-# %% ../nbs/01a_synthetic.ipynb #c008
+# %% ../nbs/01a_synthetic.ipynb #c010
 SYNTHETIC_OPTIONS = (
     Option("n_train", int, 800, "training images", low=2), Option("n_val", int, 200, "validation images", low=2),
     Option("n_test", int, 400, "test images (and images of the shifted test set)", low=2),
@@ -118,10 +118,10 @@ SYNTHETIC_OPTIONS = (
 @dataclass(frozen=True)
 class SyntheticKind:
     "One kind of synthetic image: its renderer, its concepts, and its own options (the first is the nuisance rate)."
-    render:callable
-    concepts:tuple
-    options:tuple
-    grey:bool = False
+    render:callable                     # (rng, size, label, **options) -> image and ground truth
+    concepts:tuple                      # names of the binary concepts it records
+    options:tuple                       # its own `Option`s
+    grey:bool = False                   # greyscale images
 
 CONCEPTS = ("has_structure", "has_shortcut", "has_hair", "large_lesion")
 MAMMO_CONCEPTS = ("has_structure", "has_shortcut", "dense_tissue", "calcification")
@@ -131,14 +131,16 @@ def _kind(name):
     if name not in SYNTHETIC_KINDS: raise DataError(f"unknown synthetic kind {name!r}; valid: {', '.join(SYNTHETIC_KINDS)}")
     return SYNTHETIC_KINDS[name]
 
-def synthetic_options(kind:str="synth-derm", **options) -> dict:
+def synthetic_options(kind:str="synth-derm", # the benchmark: synth-derm, synth-mammo or synth-pair
+                      **options
+                     ) -> dict:
     "Every generator option of `kind`, checked, with defaults filled in; unknown options are refused."
     valid = {o.name: o for o in (*SYNTHETIC_OPTIONS, *_kind(kind).options)}
     unknown = [k for k in options if k not in valid]
     if unknown: raise DataError(f"unknown option(s) {unknown} for kind {kind}; valid: {', '.join(valid)}")
     return {k: o.check(options.get(k, o.default), f"synthetic {kind}") for k, o in valid.items()}
 
-# %% ../nbs/01a_synthetic.ipynb #c009
+# %% ../nbs/01a_synthetic.ipynb #c012
 def _split_flags(n, rate_pos, shortcut_rate, nuisance_rate, g):
     labels = (torch.rand(n, generator=g) < rate_pos).float()
     p_sc = torch.where(labels > 0, torch.tensor(shortcut_rate), torch.tensor(1 - shortcut_rate))
@@ -182,7 +184,7 @@ def generate(kind:str="synth-derm", # `synth-derm` or `synth-mammo`
 SYNTHETIC_KINDS["synth-derm"] = SyntheticKind(lambda *a: (lambda img, ev, band, R: (img, ev, band, R > 0.215))(*_render_derm(*a)), CONCEPTS,
                                               (Option("hair_rate", float, 0.3, "share of images with hairs (the nuisance)", low=0, high=1),))
 
-# %% ../nbs/01a_synthetic.ipynb #c014
+# %% ../nbs/01a_synthetic.ipynb #c017
 def _tissue_texture(n:int, size:int, g:torch.Generator, amplitude_exponent:float=1.5) -> torch.Tensor:
     "1/f-shaped noise, N x S x S, zero mean and unit std per image."
     spec = torch.fft.rfft2(torch.randn(n, size, size, generator=g))
@@ -243,7 +245,7 @@ SYNTHETIC_KINDS["synth-mammo"] = SyntheticKind(_render_mammo, MAMMO_CONCEPTS, (
     Option("dense_rate", float, 0.3, "share of images with dense tissue (the nuisance)", low=0, high=1),
     Option("calc_fraction", float, 0.5, "share of positives whose evidence is a calcification cluster (else a mass)", low=0, high=1)), grey=True)
 
-# %% ../nbs/01a_synthetic.ipynb #c017
+# %% ../nbs/01a_synthetic.ipynb #c020
 def _render_pair(labels, shortcut, distractor, size, visibility, g, n_colours:int=6):
     "Render one chunk of synth-pair images; returns uint8 images (N,S,S,3), evidence and shortcut masks, and the same-height flag."
     n = len(labels); yy, xx = _grid(size); yy, xx = yy[None], xx[None]
@@ -274,7 +276,7 @@ SYNTHETIC_KINDS["synth-pair"] = SyntheticKind(_render_pair, ("has_asymmetry", "h
     Option("distractor_rate", float, 0.3, "share of images with a third, distracting patch in the middle (the nuisance)", low=0, high=1),
     Option("n_colours", int, 6, "colours a patch can have", low=2, high=8)))
 
-# %% ../nbs/01a_synthetic.ipynb #c020
+# %% ../nbs/01a_synthetic.ipynb #c023
 @register_format
 class Synthetic(DatasetFormat):
     "The embedded synthetic benchmark (`kind: synth-derm | synth-mammo`), generated once and cached under `path`."
@@ -290,7 +292,9 @@ class Synthetic(DatasetFormat):
     def documented_options(self):
         return [(o, "") for o in self.options] + [(o, f"kind {k} only: ") for k, kind in SYNTHETIC_KINDS.items() for o in kind.options]
 
-    def generator_options(self, spec) -> dict:
+    def generator_options(self,
+                          spec  # a dataset entry of a study (name, format, path, options)
+                         ) -> dict:
         return {k: v for k, v in self.values(spec).items() if k != "kind"}
 
     def check_files(self, spec):
@@ -301,7 +305,10 @@ class Synthetic(DatasetFormat):
         key = dict(self.values(spec), size=size, version=GENERATOR_VERSION)
         return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
-    def cache_file(self, spec, size) -> Path:
+    def cache_file(self,
+                   spec, # a dataset entry of a study (name, format, path, options)
+                   size  # image size in pixels (square)
+                  ) -> Path:
         "Where the generated dataset for `spec` at `size` px is cached."
         return Path(spec["path"]) / f"{spec.get('kind', 'synth-derm')}_{size}_{self.fingerprint(spec, size)}.npz"
 

@@ -16,9 +16,10 @@ __all__ = ['ISIC_2019_CLASSES', 'CBIS_CASE_FILES', 'CHEXPERT_LABELS', 'QUICK_BOD
 
 # %% ../nbs/00b_testing.ipynb #c005
 def blob_image(rng:np.random.Generator, # the random source
-               label:int,                # 0 or 1: the blob is brighter for 1
-               size:int=48,              # width and height in pixels
-               channels:int=3) -> np.ndarray:
+               label:int,               # 0 or 1: the blob is brighter for 1
+               size:int=48,             # width and height in pixels
+               channels:int=3           # 1 or 3
+              ) -> np.ndarray:
     "A small noisy uint8 image whose brightness blob depends on the label (H x W, or H x W x 3)."
     yy, xx = np.mgrid[:size, :size] / size
     cy, cx = rng.uniform(.3, .7, 2)
@@ -27,14 +28,22 @@ def blob_image(rng:np.random.Generator, # the random source
     a = (a * 255).astype(np.uint8)
     return a if channels == 1 else np.stack([a, (a * 0.8).astype(np.uint8), (a * 0.6).astype(np.uint8)], -1)
 
-def save_image(path:str|Path, a:np.ndarray) -> Path:
+def save_image(path:str|Path, # the image file
+               a:np.ndarray   # the image array
+              ) -> Path:
     "Write `a` as an image file (format from the suffix), creating folders; returns the path."
     from PIL import Image
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(a).save(path)
     return path
 
-def write_dicom(path:str|Path, a:np.ndarray, series_description:str="", monochrome1:bool=False, bits:int=16, window:tuple|None=None) -> Path:
+def write_dicom(path:str|Path,             # the DICOM file
+                a:np.ndarray,              # the pixel array
+                series_description:str="", # the DICOM series description
+                monochrome1:bool=False,    # store inverted (MONOCHROME1)
+                bits:int=16,               # bits stored (8 or 16)
+                window:tuple|None=None     # (center, width) to store, or None
+               ) -> Path:
     "Write a 2-D uint8 array as a minimal valid DICOM file (scaled to `bits`; MONOCHROME2 unless `monochrome1`; `window`: (center, width) VOI tags)."
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -59,7 +68,11 @@ def write_dicom(path:str|Path, a:np.ndarray, series_description:str="", monochro
 # %% ../nbs/00b_testing.ipynb #c008
 ISIC_2019_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
 
-def write_sample_isic2019(root:str|Path, n:int=40, seed:int=0, lesions_every:int=3) -> Path:
+def write_sample_isic2019(root:str|Path,      # folder to write into
+                          n:int=40,           # number of images
+                          seed:int=0,         # random seed
+                          lesions_every:int=3 # every k-th image shares a lesion id with the previous one
+                         ) -> Path:
     "Write a small ISIC 2019 tree (ground truth, metadata with some empty lesion ids, JPEGs)."
     root = Path(root); rng = np.random.default_rng(seed)
     cls = np.array([i % 4 for i in range(n)])  # MEL, NV, BCC, AK
@@ -77,7 +90,12 @@ def write_sample_isic2019(root:str|Path, n:int=40, seed:int=0, lesions_every:int
 CBIS_CASE_FILES = {("mass", "train"): "mass_case_description_train_set.csv", ("mass", "test"): "mass_case_description_test_set.csv",
                    ("calc", "train"): "calc_case_description_train_set.csv", ("calc", "test"): "calc_case_description_test_set.csv"}
 
-def write_sample_cbis_ddsm(root:str|Path, n_patients:int=12, seed:int=0, jpeg:bool=False, swap_every:int=3) -> Path:
+def write_sample_cbis_ddsm(root:str|Path,     # folder to write into
+                           n_patients:int=12, # patients
+                           seed:int=0,        # random seed
+                           jpeg:bool=False,   # write JPEG (else PNG)
+                           swap_every:int=3   # every k-th row has its columns swapped
+                          ) -> Path:
     "Write a small CBIS-DDSM tree: the four case CSVs (stray newlines in path cells; crop/ROI names swapped every `swap_every` rows), and DICOMs or the JPEG export."
     root = Path(root); rng = np.random.default_rng(seed); root.mkdir(parents=True, exist_ok=True)
     info, uid = [], iter(range(10 ** 6))
@@ -119,7 +137,10 @@ def write_sample_cbis_ddsm(root:str|Path, n_patients:int=12, seed:int=0, jpeg:bo
 CHEXPERT_LABELS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture", "Lung Lesion",
                    "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia", "Pneumothorax", "Support Devices"]
 
-def write_sample_mimic_cxr(root:str|Path, n_subjects:int=16, seed:int=0) -> Path:
+def write_sample_mimic_cxr(root:str|Path,     # folder to write into
+                           n_subjects:int=16, # subjects
+                           seed:int=0         # random seed
+                          ) -> Path:
     "Write a small MIMIC-CXR-JPG tree: the three .csv.gz tables and the JPEGs (PA, AP and lateral views; uncertain and unmentioned labels)."
     root = Path(root); rng = np.random.default_rng(seed); root.mkdir(parents=True, exist_ok=True)
     meta, lab, split = [], [], []
@@ -142,7 +163,12 @@ def write_sample_mimic_cxr(root:str|Path, n_subjects:int=16, seed:int=0) -> Path
     return root
 
 # %% ../nbs/00b_testing.ipynb #c014
-def write_sample_folder(root:str|Path, classes=("benign", "malignant"), per_class:int=12, splits=("train", "valid", "test"), seed:int=0) -> Path:
+def write_sample_folder(root:str|Path,                     # folder to write into
+                        classes=("benign", "malignant"),   # class folder names
+                        per_class:int=12,                  # images per class and split
+                        splits=("train", "valid", "test"), # split folders to write
+                        seed:int=0                         # random seed
+                       ) -> Path:
     "Write a small class-per-folder tree of PNGs (under split folders when `splits`)."
     root = Path(root); rng = np.random.default_rng(seed)
     for s in (splits or [""]):
@@ -150,8 +176,11 @@ def write_sample_folder(root:str|Path, classes=("benign", "malignant"), per_clas
             for i in range(per_class): save_image(root / s / c / f"pat{i // 2:03d}_img{i}.png", blob_image(rng, ci, 40))
     return root
 
-# %% ../nbs/00b_testing.ipynb #c015
-def write_sample_csv(root:str|Path, n:int=40, seed:int=0) -> Path:
+# %% ../nbs/00b_testing.ipynb #c016
+def write_sample_csv(root:str|Path, # folder to write into
+                     n:int=40,      # images
+                     seed:int=0     # random seed
+                    ) -> Path:
     "Write a small CSV dataset: `labels.csv` (path, diagnosis, patient) and `images/*.png`."
     root = Path(root); rng = np.random.default_rng(seed)
     rows = [dict(path=f"images/{i:04d}.png", diagnosis=["nevus", "melanoma"][i % 2], patient=f"pt{i // 3}") for i in range(n)]
@@ -159,8 +188,11 @@ def write_sample_csv(root:str|Path, n:int=40, seed:int=0) -> Path:
     pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
     return root / "labels.csv"
 
-# %% ../nbs/00b_testing.ipynb #c017
-def write_sample_camelyon17(root:str|Path, per_center:int=24, seed:int=0) -> Path:
+# %% ../nbs/00b_testing.ipynb #c018
+def write_sample_camelyon17(root:str|Path,     # folder to write into
+                            per_center:int=24, # patches per hospital
+                            seed:int=0         # random seed
+                           ) -> Path:
     "Write a small Camelyon17-WILDS tree: metadata.csv (with its unnamed index column) and 96 px PNG patches for hospitals 0-4."
     root = Path(root); rng = np.random.default_rng(seed); rows = []
     for center in range(5):
@@ -176,8 +208,14 @@ def write_sample_camelyon17(root:str|Path, per_center:int=24, seed:int=0) -> Pat
     pd.DataFrame(rows).to_csv(root / "metadata.csv")      # pandas writes the unnamed index column, as WILDS's file has
     return root
 
-# %% ../nbs/00b_testing.ipynb #c020
-def write_sample_medmnist(path:str|Path, n:int=24, size:int=28, channels:int=1, n_labels:int=1, seed:int=0) -> Path:
+# %% ../nbs/00b_testing.ipynb #c021
+def write_sample_medmnist(path:str|Path,  # the .npz file
+                          n:int=24,       # number of images
+                          size:int=28,    # image side in pixels
+                          channels:int=1, # 1 or 3
+                          n_labels:int=1, # label columns (1, or more for multi-label)
+                          seed:int=0      # random seed
+                         ) -> Path:
     "Write a small MedMNIST-layout `.npz` (train / val / test images and labels) whose blob brightness depends on the label."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True); rng = np.random.default_rng(seed)
     arrays = {}
@@ -189,7 +227,7 @@ def write_sample_medmnist(path:str|Path, n:int=24, size:int=28, channels:int=1, 
     np.savez_compressed(path, **arrays)
     return path
 
-# %% ../nbs/00b_testing.ipynb #c023
+# %% ../nbs/00b_testing.ipynb #c024
 QUICK_BODY = '''import fnmatch, json, os, time, pathlib
 import numpy as np, attnmed
 key = f"{dataset['name']}/{arch}/{attention}/{'aug' if augment else 'noaug'}/seed{seed}"
@@ -211,7 +249,8 @@ params = dict(study=study, dataset=dataset, arch=arch, attention=attention, augm
     kernel=dict(pid=os.getpid(), CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES"), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS")))))
 '''
 
-def write_quick_experiment(path:str|Path) -> Path:
+def write_quick_experiment(path:str|Path # the notebook to write
+                          ) -> Path:
     "Write a notebook with the experiment notebook's parameters that trains nothing (see above); returns its path."
     import nbformat
     from attnmed.config import CELL_KEYS
@@ -222,10 +261,13 @@ def write_quick_experiment(path:str|Path) -> Path:
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True); nbformat.write(nb, path)
     return path
 
-# %% ../nbs/00b_testing.ipynb #c026
+# %% ../nbs/00b_testing.ipynb #c027
 class FileServer:
     "A local HTTP server (on 127.0.0.1, a free port) serving `files` ({url path: bytes}) with range requests; `requests` logs (path, range). For tests and offline demos."
-    def __init__(self, files:dict, cut_first_after:int|None=None):
+    def __init__(self,
+                 files:dict,                   # {url path: bytes} to serve
+                 cut_first_after:int|None=None # drop the first response after this many bytes
+                ):
         import http.server, threading
         self.files, self.requests, self.cut = files, [], cut_first_after
         server = self

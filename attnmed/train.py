@@ -33,14 +33,16 @@ __all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard'
            'mlflow_experiment', 'MLflowEpochs', 'Tracker']
 
 # %% ../nbs/03_train.ipynb #c005
-def resolve_device(device:str="auto") -> torch.device:
+def resolve_device(device:str="auto" # auto, cpu or cuda
+                  ) -> torch.device:
     "`auto` -> cuda when available, else cpu; `cuda` without a GPU is an error, not a silent fallback."
     if device == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available(): raise RuntimeError("device: cuda was asked for but no CUDA GPU is available (use device: auto or cpu)")
     if device not in ("cpu", "cuda"): raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     return torch.device(device)
 
-def seed_everything(seed:int):
+def seed_everything(seed:int # the cell's seed
+                   ):
     "Seed python, numpy and torch (CPU and CUDA), deterministic cuDNN."
     set_seed(int(seed), reproducible=True)
 
@@ -65,7 +67,8 @@ class KeepBest(SaveModelCallback):
 class EpochLogger(Callback):
     "One plain line per training epoch (for logs and executed notebooks), instead of fastai's progress bar; epochs counted from 1."
     order = KeepBest.order + 1   # after the Recorder has the epoch's values and KeepBest knows whether it is the best
-    def __init__(self, print_fn=print): self.print_fn, self.trained = print_fn, False
+    def __init__(self, print_fn=print): # where the lines go
+        self.print_fn, self.trained = print_fn, False
     def before_epoch(self): self.trained = False
     def after_train(self): self.trained = True
     def after_epoch(self):
@@ -75,9 +78,19 @@ class EpochLogger(Callback):
         best = any(getattr(cb, "new_best", False) for cb in self.learn.cbs if isinstance(cb, KeepBest))
         self.print_fn(f"epoch {self.epoch + 1}/{self.n_epoch}  " + "  ".join(parts) + ("  (best so far: kept)" if best else ""))
 
-# %% ../nbs/03_train.ipynb #c010
-def make_learner(dls, model, lr:float=3e-3, weight_decay:float=0.01, class_weights=None, label_smoothing:float=0.0,
-                 path:str|Path|None=None, progress:bool|None=None, compile:bool=False, log:bool=True, protocol:str="attnmed") -> Learner:
+# %% ../nbs/03_train.ipynb #c011
+def make_learner(dls,                       # fastai DataLoaders (train, valid)
+                 model,                     # the model
+                 lr:float=3e-3,             # default learning rate
+                 weight_decay:float=0.01,   # AdamW weight decay
+                 class_weights=None,        # per-class loss weights, or None
+                 label_smoothing:float=0.0, # label smoothing of the cross-entropy
+                 path:str|Path|None=None,   # where checkpoints go
+                 progress:bool|None=None,   # fastai's progress bar (default: only in a terminal)
+                 compile:bool=False,        # torch.compile the model
+                 log:bool=True,             # one line per epoch
+                 protocol:str="attnmed"     # training protocol: attnmed or goncalves-cardoso
+                ) -> Learner:
     "A fastai `Learner`: cross-entropy (optional class weights, label smoothing), AdamW (plain Adam with `protocol='goncalves-cardoso'`), accuracy and balanced accuracy; bf16 + channels_last on CUDA."
     w = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=dls.device)
     if compile: model = torch.compile(model)
@@ -95,9 +108,17 @@ def make_learner(dls, model, lr:float=3e-3, weight_decay:float=0.01, class_weigh
         learn.to_bf16()
     return learn
 
-# %% ../nbs/03_train.ipynb #c012
-def fit(learn:Learner, epochs:int, lr:float|None=None, history_file:str|Path|None=None, patience:int=0, grad_clip:float=0.0,
-        freeze_epochs:int=0, cbs:list|None=None, protocol:str="attnmed") -> pd.DataFrame:
+# %% ../nbs/03_train.ipynb #c014
+def fit(learn:Learner,                   # a fastai `Learner`
+        epochs:int,                      # training epochs
+        lr:float|None=None,              # peak learning rate (default: the learner's)
+        history_file:str|Path|None=None, # CSV the per-epoch history goes to
+        patience:int=0,                  # epochs without improvement before stopping (0: never)
+        grad_clip:float=0.0,             # gradient norm clip (0: none)
+        freeze_epochs:int=0,             # epochs with the backbone frozen first
+        cbs:list|None=None,              # extra fastai callbacks
+        protocol:str="attnmed"           # training protocol: attnmed or goncalves-cardoso
+       ) -> pd.DataFrame:
     "Train, keeping the epoch with the best validation balanced accuracy (validation loss with `protocol='goncalves-cardoso'`); returns the per-epoch history (also written to `history_file`)."
     history_file = Path(history_file or Path(learn.path) / "history.csv").resolve()
     history_file.unlink(missing_ok=True)
@@ -119,7 +140,9 @@ def fit(learn:Learner, epochs:int, lr:float|None=None, history_file:str|Path|Non
     hist.to_csv(history_file, index=False)
     return hist
 
-def plot_history(hist:pd.DataFrame, ax=None):
+def plot_history(hist:pd.DataFrame, # the history (`fit`'s result)
+                 ax=None            # two matplotlib axes (default: new)
+                ):
     "Training curves: losses and validation metrics per epoch."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(1, 2, figsize=(9, 3))
@@ -127,23 +150,25 @@ def plot_history(hist:pd.DataFrame, ax=None):
     hist.plot(x="epoch", y=[c for c in ["accuracy", "balanced_accuracy_score"] if c in hist], ax=ax[1], marker="o", title="validation")
     return ax
 
-# %% ../nbs/03_train.ipynb #c019
+# %% ../nbs/03_train.ipynb #c021
 @dataclass
 class CellRun:
     "One cell's training: its checked parameters, data, dataloaders (train / valid, and test), learner, and (after `fit`) history."
-    params:dict
-    data:ImageSplits
-    dls:object
-    test_dl:object
-    learn:Learner
-    out_dir:Path
-    history:pd.DataFrame|None = None
-    seconds:float = 0.0
+    params:dict                         # the cell's checked parameters
+    data:ImageSplits                    # its dataset
+    dls:object                          # fastai DataLoaders (train, valid)
+    test_dl:object                      # the test DataLoader
+    learn:Learner                       # the fastai Learner
+    out_dir:Path                        # the cell's folder
+    history:pd.DataFrame|None = None    # per-epoch history, after `fit`
+    seconds:float = 0.0                 # wall time so far
 
     @property
     def model(self): return self.learn.model
 
-    def fit(self, cbs:list|None=None) -> pd.DataFrame:
+    def fit(self,
+            cbs:list|None=None # extra fastai callbacks
+           ) -> pd.DataFrame:
         "Train with the cell's settings, keeping the best validation epoch; returns (and keeps) the history."
         p, t0 = self.params, time.time()
         self.history = fit(self.learn, p["epochs"], p["lr"], history_file=self.out_dir / "history.csv", patience=p["early_stopping"],
@@ -151,15 +176,17 @@ class CellRun:
         self.seconds += time.time() - t0
         return self.history
 
-def cell_dataset(params:dict) -> dict:
+def cell_dataset(params:dict # a cell's parameters
+                ) -> dict:
     "The dataset entry a cell trains on: the study's, or, with `split_seeds`, that entry with its split redrawn by the cell's seed."
     spec = params["dataset"]
     return dataset_format(spec["format"]).resampled(spec, params["seed"]) if params["split_seeds"] else spec
 
-def setup_cell(params:dict,                 # a cell's parameters (`Cell.parameters()`)
-               out_dir:str|Path|None=None,  # where the checkpoint and history go (default: a temporary folder)
-               data:ImageSplits|None=None,  # the dataset, when already loaded (the search reuses it across trials)
-               log:bool=True) -> CellRun:   # one line per epoch
+def setup_cell(params:dict,                # a cell's parameters (`Cell.parameters()`)
+               out_dir:str|Path|None=None, # where the checkpoint and history go (default: a temporary folder)
+               data:ImageSplits|None=None, # the dataset, when already loaded (the search reuses it across trials)
+               log:bool=True               # one line per epoch
+              ) -> CellRun:
     "Everything a cell needs before training, in the order that pairs variants: plugins, seed, data, dataloaders, model, learner."
     t0 = time.time()
     p = check_parameters(params)
@@ -177,16 +204,22 @@ def setup_cell(params:dict,                 # a cell's parameters (`Cell.paramet
                          path=out_dir, compile=p["compile"], log=log, protocol=p["protocol"])
     return CellRun(p, data, dls, test_dl, learn, out_dir, seconds=time.time() - t0)
 
-def train_cell(params:dict, out_dir:str|Path|None=None, cbs:list|None=None, data:ImageSplits|None=None, log:bool=True) -> CellRun:
+def train_cell(params:dict,                # a cell's parameters
+               out_dir:str|Path|None=None, # the cell's folder (default: a temporary one)
+               cbs:list|None=None,         # extra fastai callbacks
+               data:ImageSplits|None=None, # the dataset, when already loaded
+               log:bool=True               # one line per epoch
+              ) -> CellRun:
     "Set up and train one cell (`setup_cell`, then `CellRun.fit` with the extra callbacks `cbs`)."
     run = setup_cell(params, out_dir, data, log)
     run.fit(cbs)
     return run
 
-# %% ../nbs/03_train.ipynb #c023
-def tracking_uri(kind:str,      # none, tensorboard or mlflow
-                 uri:str,       # the study's tracking_uri ('' = the default store)
-                 base_dir:str|Path) -> str:   # the study folder (the default store is in it)
+# %% ../nbs/03_train.ipynb #c025
+def tracking_uri(kind:str,         # none, tensorboard or mlflow
+                 uri:str,          # the study's tracking_uri ('' = the default store)
+                 base_dir:str|Path # the study folder (the default store is in it)
+                ) -> str:
     "Where tracking writes: `uri` when given, else `base_dir/tensorboard` (tensorboard) or `sqlite:///base_dir/mlflow.db` (mlflow)."
     if kind == "none" or uri: return uri
     base = Path(base_dir).resolve()
@@ -199,7 +232,9 @@ def _quiet_mlflow():
     import mlflow  # noqa: F401
     for name in ("mlflow", "alembic", "sqlalchemy"): logging.getLogger(name).setLevel(logging.WARNING)
 
-def mlflow_experiment(uri:str, name:str) -> str:
+def mlflow_experiment(uri:str, # the tracking URI
+                      name:str # the experiment's name (the study's)
+                     ) -> str:
     "The id of the MLflow experiment `name` at `uri`, created (with the store) if needed; safe when cells race to create it."
     _quiet_mlflow()
     from mlflow import MlflowClient
@@ -216,7 +251,9 @@ def _flat(params:dict) -> dict:
 class MLflowEpochs(Callback):
     "Log the recorder's validation metrics of every trained epoch to an MLflow run (step = epoch, from 1)."
     order = Callback.order + 60
-    def __init__(self, client, run_id:str): self.client, self.run_id, self.trained = client, run_id, False
+    def __init__(self, client,   # an `mlflow.MlflowClient`
+                 run_id:str # the run to log to
+                ): self.client, self.run_id, self.trained = client, run_id, False
     def before_epoch(self): self.trained = False
     def after_train(self): self.trained = True
     def after_epoch(self):
@@ -256,7 +293,9 @@ class Tracker:
         if self.kind == "mlflow": return [MLflowEpochs(self.client, self.run_id)]
         return []
 
-    def log_results(self, metrics:dict):
+    def log_results(self,
+                    metrics:dict # the cell's test metrics
+                   ):
         "The cell's test metrics (every scalar, as `test_<name>`) and, for tensorboard, its parameters; closes the run."
         scalars = {f"test_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
         if self.kind == "tensorboard":

@@ -49,7 +49,7 @@ def write(raw) -> Path:
     f.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
     return f
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.data())
 def test_every_value_is_accepted_whole_or_refused_by_name(tmp_path_factory, data):
     files = _files(tmp_path_factory)
@@ -77,7 +77,7 @@ def _files(factory):
                       medmnist=write_sample_medmnist(root / "m.npz", n=12))
     return _FILES
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.data())
 def test_the_command_line_exits_0_or_2_never_a_traceback(tmp_path_factory, data):
     files = _files(tmp_path_factory)

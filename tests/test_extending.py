@@ -93,4 +93,4 @@ def test_a_plugin_format_and_variant_work_everywhere(tmp):
     html = (tmp / "out/ext/report.html").read_text()
     assert "pixelgate vs none on resnet10t, sq" in html
     assert "Cells not in the results" in html and "broken" in html
-    for s in ("Explanations", "Shortcut reliance", "Randomisation test", "Concepts used", 'href="explain.ipynb"'): assert s in html, s
+    for s in ("Explanations", "Shortcut reliance", "Can the maps be trusted?", "Concepts the models use", 'href="explain.html"'): assert s in html, s
