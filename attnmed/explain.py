@@ -12,13 +12,14 @@ from .datasets import as_chw3
 from .models import attention_maps, create_model, get_arch, randomised_copy
 
 # %% auto #0
-__all__ = ['METHODS', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison', 'relevance_mass',
-           'pointing_game', 'mask_auroc', 'localisation_scores', 'localisation_sentence', 'shortcut_accuracies',
-           'randomisation_test', 'concept_test', 'holm_adjust', 'load_cell_model', 'normalised', 'cell_input_stats',
-           'predict_logits']
+__all__ = ['METHODS', 'METHOD_NAMES', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison',
+           'relevance_mass', 'pointing_game', 'mask_auroc', 'localisation_scores', 'localisation_sentence',
+           'shortcut_accuracies', 'randomisation_test', 'concept_test', 'holm_adjust', 'load_cell_model', 'normalised',
+           'cell_input_stats', 'predict_logits']
 
 # %% ../nbs/06_explain.ipynb #c005
 METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
+METHOD_NAMES = dict(saliency="vanilla-gradient saliency", gradcam="Grad-CAM", integrated_gradients="integrated gradients", attention="the model's own attention map")   # in words, for captions and sentences
 
 class ExplainError(ValueError):
     "An explanation that cannot be computed for this model or input."

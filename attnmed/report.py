@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 from .config import atomic_write_text
 from .execute import NotebookError, execute_notebook, notebook_path
+from .explain import METHOD_NAMES
 from .statistics import compare, plan, pooled_effects
 from .study import KEYS, cell_results, cell_table, extra_test_metrics, load_cell_files, read_study
 
 # %% auto #0
-__all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'METHOD_NAMES', 'summarise', 'format_summary', 'study_comparisons', 'design_table',
+__all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'summarise', 'format_summary', 'study_comparisons', 'design_table',
            'medmnist_table', 'untrusted', 'reliability_sentences', 'shortcut_sentence', 'concept_sentences',
            'render_explanations', 'notebook_html', 'render_cell_pages', 'render_report', 'plan_cli', 'report_cli']
 
@@ -99,7 +100,6 @@ def medmnist_table(results:pd.DataFrame, # `attnmed.study.cell_results` (with `m
 
 # %% ../nbs/08_report.ipynb #c014
 CONFIG = ["dataset", "arch", "augment", "attention"]
-METHOD_NAMES = dict(saliency="vanilla-gradient saliency", gradcam="Grad-CAM", integrated_gradients="integrated gradients", attention="the attention map")
 
 def untrusted(sanity:pd.DataFrame # the explanations' `sanity.csv`
              ) -> set:
