@@ -690,12 +690,12 @@ def download(url:str,            # http(s) address
     from tqdm.auto import tqdm
     dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
     stamp = dest.with_name(f".{dest.name}.checked")
-    def stamp_ok():
-        st = dest.stat()
-        return stamp.exists() and stamp.read_text().split() == [str(st.st_size), str(st.st_mtime_ns), str(md5)]
-    if dest.exists() and (md5 is None or stamp_ok() or file_md5(dest) == md5):
-        if md5 and not stamp_ok(): stamp.write_text(f"{dest.stat().st_size} {dest.stat().st_mtime_ns} {md5}")
-        return dest
+    def stamp_text(): st = dest.stat(); return f"{st.st_size} {st.st_mtime_ns} {md5}"    # what a checked file's stamp holds
+    if dest.exists():
+        checked = md5 is None or (stamp.exists() and stamp.read_text() == stamp_text())
+        if checked or file_md5(dest) == md5:
+            if not checked: stamp.write_text(stamp_text())
+            return dest
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"User-Agent": "attnmed", **({"Range": f"bytes={have}-"} if have else {})})
@@ -714,7 +714,7 @@ def download(url:str,            # http(s) address
         part.unlink()
         raise DataError(f"{url}: the downloaded file's MD5 is {got}, expected {md5}; it was deleted (a corrupt or changed file): run again, or check the address")
     os.replace(part, dest)
-    if md5: stamp.write_text(f"{dest.stat().st_size} {dest.stat().st_mtime_ns} {md5}")
+    if md5: stamp.write_text(stamp_text())
     return dest
 
 # %% ../nbs/01b_readers.ipynb #c047
