@@ -44,33 +44,34 @@ def format_summary(summary:pd.DataFrame,                                        
     return out
 
 # %% ../nbs/08_report.ipynb #c008
-def study_comparisons(results:pd.DataFrame,            # `attnmed.study.cell_results`
-                      predictions:dict,                # {(dataset, arch, augment, attention, seed): predictions frame}
-                      study,                           # the study (its comparisons, margin and alpha)
-                      extra_predictions:dict|None=None # per extra test set, the cells' predictions
+def study_comparisons(results:pd.DataFrame,             # `attnmed.study.cell_results`
+                      predictions:dict,                 # {(dataset, arch, augment, attention, seed): predictions frame}
+                      study,                            # the study (its comparisons, margin and alpha)
+                      extra_predictions:dict|None=None, # per extra test set, the cells' predictions
+                      histories:dict|None=None          # the cells' per-epoch histories (convergence is checked with them)
                      ) -> dict:
     "{test set: {'comparisons': rows of `compare`, 'pooled': rows of `pooled_effects`}} for the test set ('test') and each extra test set."
     out = {}
-    sets = {"test": ("balanced_accuracy", predictions or None)}
-    for col in extra_test_metrics(results): sets[col.replace("balanced_accuracy_", "")] = (col, (extra_predictions or {}).get(col.replace("balanced_accuracy_", "")))
+    sets = {"test": ("balanced_accuracy", predictions or {})}
+    for col in extra_test_metrics(results): sets[col.replace("balanced_accuracy_", "")] = (col, (extra_predictions or {}).get(col.replace("balanced_accuracy_", "")) or {})
     for name, (metric, preds) in sets.items():
         sub = results.dropna(subset=[metric])
-        c = compare(sub, study.comparisons, metric=metric, predictions=preds, margin=study.equivalence_margin, alpha=study.alpha)
+        c = compare(sub, study.comparisons, metric=metric, predictions=preds, margin=study.equivalence_margin, alpha=study.alpha, histories=histories)
         out[name] = dict(comparisons=c, pooled=pooled_effects(c, study.equivalence_margin, study.alpha) if len(c) else pd.DataFrame())
     return out
 
 def design_table(comparisons:pd.DataFrame,    # rows of `attnmed.statistics.compare`
                  effects=(1.0, 2.0, 3.0, 5.0) # effects (pp) to plan for
                 ) -> tuple:
-    "(what each declared comparison could detect, seeds a follow-up needs per effect) from rows of `compare`."
+    "(what each declared comparison could detect, seeds a follow-up needs per effect with the pilot's uncertainty counted) from rows of `compare`."
     prim = comparisons[comparisons.family == "primary"]
     t = prim[["dataset", "arch", "augment", "variant", "baseline", "seeds", "items", "sd_seed", "mde"]].rename(
         columns={"sd_seed": "seed-to-seed sd (pp)", "mde": "detectable with 80 % power (± pp)"}).round(2)
-    ok = prim[prim.se.notna()]
+    ok = prim[prim.se.notna() & (prim.seeds > 1)]
     if not len(ok): return t, None
-    m = len(prim)
-    alpha = (1 - float(ok.ci_level.iloc[0])) * m          # the family-wise level the intervals were made at
-    return t, plan(float(np.median(ok.var_seed * ok.seeds)), float(np.median(ok.var_item)), effects, family_size=m, alpha=alpha)
+    alpha = float(ok.alpha.iloc[0]) if "alpha" in ok else 0.05
+    return t, plan(float(np.median(ok.var_seed * ok.seeds)), float(np.median(ok.var_item)), effects, family_size=len(prim), alpha=alpha,
+                   pilot_seeds=int(np.median(ok.seeds)))
 
 # %% ../nbs/08_report.ipynb #c011
 # (AUC, ACC) on the test set, Yang et al. 2023, Table 3
@@ -216,14 +217,16 @@ def plan_cli(argv=None # command-line arguments (default: sys.argv)
         results = cell_results(a.study_dir, study)
     except (FileNotFoundError, ValueError) as e: print(f"attnmed-plan: error: {e}", file=sys.stderr); sys.exit(2)
     if not len(results): print("attnmed-plan: error: no finished cell in this study yet", file=sys.stderr); sys.exit(2)
-    main = study_comparisons(results, load_cell_files(a.study_dir, results, "predictions.csv"), study)["test"]["comparisons"]
+    main = study_comparisons(results, load_cell_files(a.study_dir, results, "predictions.csv"), study,
+                             histories=load_cell_files(a.study_dir, results, "history.csv"))["test"]["comparisons"]
     if not len(main) or not (main.family == "primary").any(): print("attnmed-plan: error: no declared comparison has finished cells", file=sys.stderr); sys.exit(2)
     t, plan_t = design_table(main, a.effect)
     print(f"study {study.name}: what each declared comparison can detect now (80 % power, family-wise alpha {study.alpha:g}):")
     print(t.to_string(index=False))
     if plan_t is None: print("\nno comparison with at least 2 seeds: the seed-to-seed spread is unknown, so no plan can be made; run 3 or more seeds")
     else:
-        print("\nseeds needed per configuration, from the median variance of the declared comparisons (test items: multiples of this study's):")
+        print("\nseeds needed per configuration for 80 % expected power, from the median variance of the declared comparisons, with the range the pilot's "
+              "own uncertainty about that variance leaves (test items: multiples of this study's):")
         print(plan_t.to_string(index=False))
 
 def report_cli(argv=None # command-line arguments (default: sys.argv)
