@@ -302,7 +302,7 @@ def _pair_frames(pv:list, pb:list) -> list:
 
 def undecided_reason(per_seed:np.ndarray,        # the per-seed differences
                      frames:list|None=None,      # per seed, the merged predictions (id, label, prediction_v, prediction_b)
-                     improving:tuple=(0, 0),     # (runs still improving at their last epoch, runs with a history)
+                     improving:tuple=(0, 0, 0, 0), # (variant runs still improving at their last epoch, variant runs with a history, the same for the baseline)
                      scale:float=100,            # multiplier to the reported unit
                      unit:str="pp"               # the unit in words
                     ) -> str:
@@ -317,8 +317,10 @@ def undecided_reason(per_seed:np.ndarray,        # the per-seed differences
         chance = lambda arm: all(at_chance(f.rename(columns={f"prediction_{arm}": "prediction"})) for f in frames)
         if chance("v") and chance("b"): return "both models are at chance (balanced accuracy not above 1/K by more than its test-item noise): nothing to compare"
     if np.ptp(per_seed) == 0: return f"the difference is the same on every seed ({scale * per_seed[0]:+.2f} {unit}): the seeds varied nothing this comparison can see, so its training randomness cannot be measured"
-    n_up, n_hist = improving
-    if n_hist and n_up >= n_hist / 2: return f"still improving at the last epoch ({n_up} of {n_hist} runs gained more than 1 pp of validation balanced accuracy in their last epoch): train longer before reading a verdict"
+    up_v, n_v, up_b, n_b = improving
+    if n_v and n_b and up_v >= n_v / 2 and up_b >= n_b / 2:
+        return (f"still improving at the last epoch ({up_v} of {n_v} variant and {up_b} of {n_b} baseline runs gained more than 1 pp of validation balanced accuracy "
+                "in their last epoch): train longer before reading a verdict")
     return ""
 
 # %% ../nbs/05_statistics.ipynb #c030
@@ -348,17 +350,20 @@ def _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale
     if contrast is None:
         contrast = Contrast(np.array(seeds), (v.loc[seeds] - b.loc[seeds]).to_numpy(float))
         sources = "seeds only: conditional on this test set (other training runs, not other test items)"
-    improving = (0, 0)
+    improving = (0, 0, 0, 0)
     if histories is not None:
-        hs = [histories.get((*keys, a, s)) for a in (variant, baseline) for s in seeds]
-        hs = [h for h in hs if h is not None]
-        improving = (sum(still_improving(h) for h in hs), len(hs))
+        per_arm = []
+        for a in (variant, baseline):
+            hs = [h for h in (histories.get((*keys, a, s)) for s in seeds) if h is not None]
+            per_arm += [sum(still_improving(h) for h in hs), len(hs)]
+        improving = tuple(per_arm)
     if frames:
         for arm, name in (("v", variant), ("b", baseline)):
             if all(at_chance(f.rename(columns={f"prediction_{arm}": "prediction"})) for f in frames) and not all(
                     at_chance(f.rename(columns={f"prediction_{o}": "prediction"})) for f in frames for o in "vb" if o != arm):
                 notes.append(f"{name} is at chance on every seed (it learned nothing)")
-    if improving[0] and improving[0] < improving[1] / 2: notes.append(f"{improving[0]} of {improving[1]} runs were still improving at their last epoch")
+    for name, up, n in ((variant, *improving[:2]), (baseline, *improving[2:])):
+        if up: notes.append(f"{name} was still improving at its last epoch in {up} of {n} runs: the verdict is about this training budget, and longer training may change the gap")
     reason = undecided_reason(contrast.per_seed, frames, improving, scale, unit)
     return contrast, sources, notes, reason
 
@@ -634,7 +639,7 @@ def plan(var_seed_1:float,             # variance of one seed's effect (the pilo
         rows.append(row)
     return pd.DataFrame(rows)
 
-# %% ../nbs/05_statistics.ipynb #1d610b5a
+# %% ../nbs/05_statistics.ipynb #289a11eb
 def mcnemar_test(y_true,       # integer labels (N)
                  pred_variant, # the variant's predicted classes
                  pred_baseline # the baseline's predicted classes
@@ -648,7 +653,7 @@ def mcnemar_test(y_true,       # integer labels (N)
     table = [[int((ok_a & ok_b).sum()), c], [b, int((~ok_a & ~ok_b).sum())]]
     return dict(b=b, c=c, p_mcnemar=float(mcnemar(table, exact=b + c < 25).pvalue))
 
-# %% ../nbs/05_statistics.ipynb #35f7ba37
+# %% ../nbs/05_statistics.ipynb #d2124d17
 def mean_ci(v,               # values
             alpha:float=0.05 # 1 - confidence level
            ):
@@ -675,7 +680,7 @@ def use_case_table(results:pd.DataFrame,           # `attnmed.study.cell_results
         rows.append(row)
     return pd.DataFrame(rows)
 
-# %% ../nbs/05_statistics.ipynb #6cad13b8
+# %% ../nbs/05_statistics.ipynb #880ef902
 def friedman_nemenyi(table:pd.DataFrame, # rows: blocks, columns: configurations (higher is better)
                      alpha:float=0.05    # 1 - confidence level
                     ) -> dict:
@@ -702,7 +707,7 @@ def cd_diagram(res:dict,        # `friedman_nemenyi`'s result
     ax.set_title(f"average rank (1 = best); Friedman p={res['p_friedman']:.2g}, CD={res['cd']:.2f}", fontsize=9)
     return ax
 
-# %% ../nbs/05_statistics.ipynb #bfab908c
+# %% ../nbs/05_statistics.ipynb #b0084480
 def config_table(results:pd.DataFrame,          # `attnmed.study.cell_results`
                  metric:str="balanced_accuracy" # the metric compared
                 ) -> pd.DataFrame:

@@ -248,6 +248,9 @@ def test_degenerate_designs_are_named_never_decided():
     assert "not decided" in pooled_sentence(pooled_effects(c).iloc[0].to_dict())
     flat = {k: h.assign(balanced_accuracy_score=[0.5, 0.65, 0.652]) for k, h in rising.items()}
     assert compare(r, predictions=p, histories=flat).undecided[0] == ""
+    one = {k: (h if k[3] == "none" else flat[k]) for k, h in rising.items()}         # only the baseline still rising: decided, with the caveat
+    row = compare(r, predictions=p, histories=one).iloc[0].to_dict()
+    assert row["undecided"] == "" and "none was still improving at its last epoch" in verdict_sentence(row)
 
 def test_no_silent_fallback():
     "A seed whose predictions are missing is dropped from its comparison, and said; without predictions the verdict is worded as conditional on the test set."
