@@ -69,8 +69,7 @@ def design_table(comparisons:pd.DataFrame,    # rows of `attnmed.statistics.comp
         columns={"sd_seed": "seed-to-seed sd (pp)", "mde": "detectable with 80 % power (± pp)"}).round(2)
     ok = prim[prim.se.notna() & (prim.seeds > 1)]
     if not len(ok): return t, None
-    alpha = float(ok.alpha.iloc[0]) if "alpha" in ok else 0.05
-    return t, plan(float(np.median(ok.var_seed * ok.seeds)), float(np.median(ok.var_item)), effects, family_size=len(prim), alpha=alpha,
+    return t, plan(float(np.median(ok.var_seed * ok.seeds)), float(np.median(ok.var_item)), effects, family_size=len(prim), alpha=float(ok.alpha.iloc[0]),
                    pilot_seeds=int(np.median(ok.seeds)))
 
 # %% ../nbs/08_report.ipynb #c011

@@ -12,11 +12,12 @@ from scipy import stats
 
 # %% auto #0
 __all__ = ['RATIOS', 'VERDICTS', 'DEFAULT_COMPARISONS', 'GROUP', 'seed_bound', 'effective_df', 'Contrast', 'variance_parts',
-           'covariance', 'mean_contrast', 'PairedEffect', 'class_weights_of', 'item_contrast', 'paired_effect',
-           'detectable_ncp', 'decide', 'holm', 'at_chance', 'still_improving', 'expand_comparisons', 'item_level',
-           'undecided_reason', 'contrast_row', 'decide_comparisons', 'compare', 'verdict_sentence', 'pooled_effects',
-           'pooled_sentence', 'forest_plot', 'design_se', 'power', 'expected_power', 'plan', 'mcnemar_test', 'mean_ci',
-           'use_case_table', 'friedman_nemenyi', 'cd_diagram', 'config_table']
+           'mean_contrast', 'PairedEffect', 'class_weights_of', 'item_contrast', 'paired_effect', 'detectable_ncp',
+           'decide', 'holm', 'at_chance', 'still_improving', 'expand_comparisons', 'paired_frames',
+           'correctness_deltas', 'item_differences', 'item_level', 'arm_at_chance', 'undecided_reason', 'contrast_row',
+           'decide_comparisons', 'compare', 'verdict_sentence', 'pooled_effects', 'pooled_sentence', 'forest_plot',
+           'design_se', 'power', 'expected_power', 'plan', 'mcnemar_test', 'mean_ci', 'use_case_table',
+           'friedman_nemenyi', 'cd_diagram', 'config_table']
 
 # %% ../nbs/05_statistics.ipynb #c005
 import functools
@@ -81,6 +82,7 @@ class Contrast:
     @property
     def effect(self) -> float: return float(np.mean(self.per_seed))
 
+# %% ../nbs/05_statistics.ipynb #c010b
 def _block_mean_squares(x:np.ndarray) -> tuple:
     "(MS_item, MS_residual) of a seeds x items block (two-way layout, one value per cell)."
     S, n = x.shape
@@ -103,27 +105,6 @@ def variance_parts(c:Contrast # a comparison
     return dict(var_seed=max(vs, floor) if S > 1 else vs, var_item=max(vi, 0.0), items_only=items_only, item_terms=terms, var_seed_raw=vs, floor=floor)
 
 # %% ../nbs/05_statistics.ipynb #c011
-def covariance(a:Contrast,           # one comparison
-               b:Contrast,           # another
-               share_runs:bool=True  # the two share trained runs (a baseline, say): their per-seed values covary
-              ) -> float:
-    "Covariance of two comparisons' effects: through the runs they share (`share_runs`: the same seeds of a shared arm) and through the test items they share."
-    common = np.intersect1d(a.seeds, b.seeds)
-    ia, ib = np.searchsorted(a.seeds, common), np.searchsorted(b.seeds, common)
-    Sa, Sb, Sc = len(a.seeds), len(b.seeds), len(common)
-    cov = float(np.cov(a.per_seed[ia], b.per_seed[ib])[0, 1]) * Sc / (Sa * Sb) if share_runs and Sc > 1 else 0.0
-    for key, (ids_a, xa) in a.blocks.items():
-        if key not in b.blocks: continue
-        ids_b, xb = b.blocks[key]; n = len(ids_a)
-        if n < 2 or len(ids_b) != n or not (ids_a == ids_b).all(): continue
-        if share_runs and Sc > 1:
-            xa, xb = xa[ia], xb[ib]
-            ma, mb = xa.mean(0), xb.mean(0)
-            ra = xa - ma[None] - xa.mean(1, keepdims=True) + xa.mean(); rb = xb - mb[None] - xb.mean(1, keepdims=True) + xb.mean()
-            cov += n * (float(np.cov(ma, mb)[0, 1]) - float((ra * rb).sum() / ((Sc - 1) * (n - 1))) / Sc)
-        else: cov += n * float(np.cov(xa.mean(0), xb.mean(0))[0, 1])
-    return cov
-
 def mean_contrast(contrasts:list # comparisons to average
                  ) -> Contrast:
     "The average of `contrasts` over their common seeds (the pooled comparison): per-seed values and item blocks averaged, a block a comparison does not have counting as zero for it."
@@ -160,6 +141,7 @@ class PairedEffect:
     @property
     def se(self) -> float: return math.sqrt(self.var_seed + self.var_item)
 
+# %% ../nbs/05_statistics.ipynb #c012b
 def class_weights_of(labels:np.ndarray # integer labels
                     ) -> np.ndarray:
     "Each item's weight in balanced accuracy: 1 / (K n_k) for an item of class k (K classes present)."
@@ -180,6 +162,7 @@ def item_contrast(deltas:np.ndarray,        # S x n per-item differences of corr
     return Contrast(np.arange(len(x)) if seeds is None else np.asarray(seeds), x.sum(1),
                     {(dataset, k): (ids[labels == k], x[:, labels == k]) for k in np.unique(labels)})
 
+# %% ../nbs/05_statistics.ipynb #c012c
 def paired_effect(per_seed:np.ndarray,         # D_s: the metric's difference per seed (S,)
                   deltas:np.ndarray|None=None, # S x n: per-item differences of correctness (-1, 0, 1), the same items for every seed
                   labels:np.ndarray|None=None  # the test set's labels
@@ -283,28 +266,47 @@ def expand_comparisons(declared:list|tuple|None, # [{variant, baseline}], varian
 # %% ../nbs/05_statistics.ipynb #c028
 GROUP = ["dataset", "arch", "augment"]
 
+def paired_frames(preds_v:list, # the variant's predictions per seed (id, label, prediction)
+                  preds_b:list  # the baseline's predictions per seed
+                 ) -> list:
+    "Per seed, the two arms' predictions merged on the item id (id, label, prediction_v, prediction_b), sorted by id."
+    return [pv[["id", "label", "prediction"]].merge(pb[["id", "prediction"]], on="id", suffixes=("_v", "_b")).sort_values("id") for pv, pb in zip(preds_v, preds_b)]
+
+def correctness_deltas(frame:pd.DataFrame # one seed's `paired_frames` entry
+                      ) -> np.ndarray:
+    "Per item, the variant's correctness minus the baseline's (-1, 0, 1)."
+    y = frame.label.values
+    return (frame.prediction_v.values == y).astype(float) - (frame.prediction_b.values == y)
+
+# %% ../nbs/05_statistics.ipynb #c028a
+def item_differences(frames:list # `paired_frames` of a comparison
+                    ) -> tuple:
+    "Per-seed balanced-accuracy differences, and the S x n item differences and labels when every seed has the same items (else None, None)."
+    deltas = [correctness_deltas(f) for f in frames]
+    per_seed = np.array([float(d @ class_weights_of(f.label.values)) for d, f in zip(deltas, frames)])
+    ids0 = frames[0].id.values if frames else None
+    if not frames or not all(len(f) == len(ids0) and (f.id.values == ids0).all() for f in frames): return per_seed, None, None
+    return per_seed, np.stack(deltas), frames[0].label.values
+
 def item_level(preds_v:list, # the variant's predictions per seed
                preds_b:list  # the baseline's predictions per seed
               ):
     "From per-seed prediction frames (id, label, prediction) of variant and baseline: per-seed balanced-accuracy differences, and the S x n item differences and labels when every seed has the same items (else None, None)."
-    per_seed, rows = [], []
-    for pv, pb in zip(preds_v, preds_b):
-        m = pv[["id", "label", "prediction"]].merge(pb[["id", "prediction"]], on="id", suffixes=("_v", "_b")).sort_values("id")
-        w = class_weights_of(m.label.values)
-        delta = (m.prediction_v.values == m.label.values).astype(float) - (m.prediction_b.values == m.label.values).astype(float)
-        per_seed.append(float(delta @ w)); rows.append((m.id.values, m.label.values, delta))
-    same = all(len(r[0]) == len(rows[0][0]) and (r[0] == rows[0][0]).all() for r in rows)
-    if not rows or not same: return np.array(per_seed), None, None
-    return np.array(per_seed), np.stack([r[2] for r in rows]), rows[0][1]
+    return item_differences(paired_frames(preds_v, preds_b))
 
-def _pair_frames(pv:list, pb:list) -> list:
-    return [pv_[["id", "label", "prediction"]].merge(pb_[["id", "prediction"]], on="id", suffixes=("_v", "_b")).sort_values("id") for pv_, pb_ in zip(pv, pb)]
+# %% ../nbs/05_statistics.ipynb #c028c
+def arm_at_chance(frames:list, # `paired_frames` of a comparison
+                  arm:str      # "v" (variant) or "b" (baseline)
+                 ) -> bool:
+    "The arm is at chance (`at_chance`) on every seed."
+    return all(at_chance(f.rename(columns={f"prediction_{arm}": "prediction"})) for f in frames)
 
-def undecided_reason(per_seed:np.ndarray,        # the per-seed differences
-                     frames:list|None=None,      # per seed, the merged predictions (id, label, prediction_v, prediction_b)
+def undecided_reason(per_seed:np.ndarray,          # the per-seed differences
+                     frames:list|None=None,        # per seed, the merged predictions (`paired_frames`)
                      improving:tuple=(0, 0, 0, 0), # (variant runs still improving at their last epoch, variant runs with a history, the same for the baseline)
-                     scale:float=100,            # multiplier to the reported unit
-                     unit:str="pp"               # the unit in words
+                     scale:float=100,              # multiplier to the reported unit
+                     unit:str="pp",                # the unit in words
+                     chance:tuple|None=None        # (variant, baseline) at chance on every seed, when already known (default: from `frames`)
                     ) -> str:
     "Why a comparison cannot be decided, in words ('' when it can)."
     S = len(per_seed)
@@ -312,10 +314,8 @@ def undecided_reason(per_seed:np.ndarray,        # the per-seed differences
     if S < 3: return "two seeds give the seed-to-seed spread one degree of freedom, too few to decide anything; run at least 3, better 5 or more"
     if frames:
         if all((f.prediction_v.values == f.prediction_b.values).all() for f in frames): return "the two arms made identical predictions on every item of every seed: nothing differs to be tested"
-        right = lambda f, arm: f[f"prediction_{arm}"].values == f.label.values
-        if all((right(f, "v") == right(f, "b")).all() for f in frames): return "the two arms were right and wrong on exactly the same items on every seed: nothing differs to be tested"
-        chance = lambda arm: all(at_chance(f.rename(columns={f"prediction_{arm}": "prediction"})) for f in frames)
-        if chance("v") and chance("b"): return "both models are at chance (balanced accuracy not above 1/K by more than its test-item noise): nothing to compare"
+        if all((correctness_deltas(f) == 0).all() for f in frames): return "the two arms were right and wrong on exactly the same items on every seed: nothing differs to be tested"
+        if all(chance or (arm_at_chance(frames, "v"), arm_at_chance(frames, "b"))): return "both models are at chance (balanced accuracy not above 1/K by more than its test-item noise): nothing to compare"
     if np.ptp(per_seed) == 0: return f"the difference is the same on every seed ({scale * per_seed[0]:+.2f} {unit}): the seeds varied nothing this comparison can see, so its training randomness cannot be measured"
     up_v, n_v, up_b, n_b = improving
     if n_v and n_b and up_v >= n_v / 2 and up_b >= n_b / 2:
@@ -335,12 +335,10 @@ def _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale
                          f"{'their' if len(seeds) - len(have) > 1 else 'its'} predictions are missing")
             seeds = have
         if have:
-            frames = _pair_frames([predictions[(*keys, variant, s)] for s in seeds], [predictions[(*keys, baseline, s)] for s in seeds])
-            per_seed = np.array([float(((f.prediction_v.values == f.label.values).astype(float) - (f.prediction_b.values == f.label.values)) @ class_weights_of(f.label.values)) for f in frames])
-            ids0 = frames[0].id.values
-            if all(len(f) == len(ids0) and (f.id.values == ids0).all() for f in frames):
-                deltas = np.stack([(f.prediction_v.values == f.label.values).astype(float) - (f.prediction_b.values == f.label.values) for f in frames])
-                contrast = item_contrast(deltas, frames[0].label.values, ids0, np.array(seeds), dataset=str(keys[0]))
+            frames = paired_frames([predictions[(*keys, variant, s)] for s in seeds], [predictions[(*keys, baseline, s)] for s in seeds])
+            per_seed, deltas, labels = item_differences(frames)
+            if deltas is not None:
+                contrast = item_contrast(deltas, labels, frames[0].id.values, np.array(seeds), dataset=str(keys[0]))
                 contrast.per_seed = per_seed
                 sources = "seeds and test items"
             else:
@@ -357,15 +355,12 @@ def _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale
             hs = [h for h in (histories.get((*keys, a, s)) for s in seeds) if h is not None]
             per_arm += [sum(still_improving(h) for h in hs), len(hs)]
         improving = tuple(per_arm)
-    if frames:
-        for arm, name in (("v", variant), ("b", baseline)):
-            if all(at_chance(f.rename(columns={f"prediction_{arm}": "prediction"})) for f in frames) and not all(
-                    at_chance(f.rename(columns={f"prediction_{o}": "prediction"})) for f in frames for o in "vb" if o != arm):
-                notes.append(f"{name} is at chance on every seed (it learned nothing)")
+    chance = (arm_at_chance(frames, "v"), arm_at_chance(frames, "b")) if frames else (False, False)
+    for name, alone in ((variant, chance[0] and not chance[1]), (baseline, chance[1] and not chance[0])):
+        if alone: notes.append(f"{name} is at chance on every seed (it learned nothing)")
     for name, up, n in ((variant, *improving[:2]), (baseline, *improving[2:])):
         if up: notes.append(f"{name} was still improving at its last epoch in {up} of {n} runs: the verdict is about this training budget, and longer training may change the gap")
-    reason = undecided_reason(contrast.per_seed, frames, improving, scale, unit)
-    return contrast, sources, notes, reason
+    return contrast, sources, notes, undecided_reason(contrast.per_seed, frames, improving, scale, unit, chance)
 
 # %% ../nbs/05_statistics.ipynb #c030b
 def contrast_row(contrast:Contrast, # one comparison's data
@@ -464,7 +459,7 @@ def _pooled_line(g:pd.DataFrame, alpha_level:float, scale:float) -> dict:
     eff = np.array([c.effect for c in cs]); mu = float(eff.mean())
     tau2, v, df = 0.0, vw, dfw
     if k > 1:
-        vc = np.array([sum(variance_parts(c)[x] for x in ("var_seed", "var_item")) for c in cs])
+        vc = (g.var_seed + g.var_item).to_numpy(float) / scale ** 2                 # each comparison's variance, as `contrast_row` gave it
         tr, sb = vc.sum(), float(eff.var(ddof=1))
         tau2 = max(0.0, sb - tr / k + (k * k * vw - tr) / (k * (k - 1)))
         v = vw + tau2 / k
@@ -478,6 +473,7 @@ def _pooled_line(g:pd.DataFrame, alpha_level:float, scale:float) -> dict:
     i2 = tau2 / (tau2 + vc.mean()) if k > 1 and tau2 + vc.mean() > 0 else np.nan
     return dict(effect=mu, var=v, df=df, tau2=tau2, i2=i2, pi=pi, datasets=G, seeds=S, conditional=bool(g.conditional.any()), undecided="")
 
+# %% ../nbs/05_statistics.ipynb #c038b
 def pooled_effects(comparisons:pd.DataFrame, # rows of `attnmed.statistics.compare`
                    margin:float=1.0,         # equivalence margin (pp)
                    alpha:float=0.05,         # family-wise error rate of the pooled lines
@@ -598,8 +594,17 @@ def power(effect:float,           # the true effect (pp)
     q = stats.t.ppf(1 - a / 2, df)
     return float(stats.norm.sf(q - effect / se) if df > 1e5 else stats.nct.sf(q, df, effect / se))
 
-def expected_power(effect:float, var_seed_1:float, var_item_1:float, seeds:int, pilot_seeds:int, items_factor:float=1.0, alpha:float=0.05, family_size:int=1,
-                   nodes:int=48) -> float:
+# %% ../nbs/05_statistics.ipynb #c045b
+def expected_power(effect:float,           # the true effect (pp)
+                   var_seed_1:float,       # the pilot's variance of one seed's effect
+                   var_item_1:float,       # item variance of one seed's effect
+                   seeds:int,              # number of seeds planned
+                   pilot_seeds:int,        # seeds the pilot estimated `var_seed_1` from (None: take it as known)
+                   items_factor:float=1.0, # test items relative to this study's
+                   alpha:float=0.05,       # family-wise error rate
+                   family_size:int=1,      # comparisons sharing the error rate
+                   nodes:int=48            # quadrature nodes over the pilot's uncertainty
+                  ) -> float:
     "`power` averaged over the seed variance the pilot's `pilot_seeds` make plausible (scaled inverse-chi2 with pilot_seeds - 1 df); `pilot_seeds=None` takes it as known."
     if not pilot_seeds or pilot_seeds < 2: return power(effect, var_seed_1, var_item_1, seeds, items_factor, alpha, family_size)
     u = (np.arange(nodes) + 0.5) / nodes

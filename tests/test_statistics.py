@@ -210,7 +210,7 @@ def test_one_seed_is_no_test():
     assert r["verdict"] == "inconclusive" and "cannot be estimated from one seed" in verdict_sentence(r)
 
 def cells_and_predictions(correct, dataset="d", arch="resnet18"):
-    "Result rows and prediction frames from {attention: S x n correctness (or predicted classes when `correct` holds ints >= 0 of a label)}."
+    "Result rows and prediction frames from {attention: S x n correctness on the binary test set}."
     rows, preds = [], {}
     for att, c in correct.items():
         for s in range(len(c)):
@@ -223,14 +223,9 @@ def test_degenerate_designs_are_named_never_decided():
     "Each design that cannot support a verdict gets its sentence and no better / worse / equivalent."
     rng = np.random.default_rng(12)
     good = study(rng, {"none": 0, "se": 0.3})
-    cases = {
-        "identical predictions": {"none": good["none"], "se": good["none"].copy()},
-        "same difference": {"none": good["none"], "se": np.roll(good["none"], 1, axis=1) * 0 + good["none"]},
-        "two seeds": {"none": good["none"][:2], "se": good["se"][:2]},
-    }
-    r, p = cells_and_predictions(cases["identical predictions"]); row = compare(r, predictions=p).iloc[0].to_dict()
+    r, p = cells_and_predictions({"none": good["none"], "se": good["none"].copy()}); row = compare(r, predictions=p).iloc[0].to_dict()
     assert row["verdict"] == "inconclusive" and "identical predictions on every item" in verdict_sentence(row)
-    r, p = cells_and_predictions(cases["two seeds"]); row = compare(r, predictions=p).iloc[0].to_dict()
+    r, p = cells_and_predictions({"none": good["none"][:2], "se": good["se"][:2]}); row = compare(r, predictions=p).iloc[0].to_dict()
     assert "one degree of freedom" in verdict_sentence(row) and not np.isfinite(row["ci_low"])
     # both at chance: every item answered with one class (so right on exactly one class's items)
     chance = np.tile((LABELS == 0).astype(float), (5, 1)); chance_b = np.tile((LABELS == 1).astype(float), (5, 1))
