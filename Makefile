@@ -55,7 +55,7 @@ readme: $(STAMP)
 	$(BIN)/python tools/render_readme.py --execute
 
 bench: $(STAMP)
-	$(BIN)/python bench/data.py
+	for b in loader memory cell train data; do OMP_NUM_THREADS=1 $(BIN)/python bench/$$b.py || exit 1; done
 
 distclean:
 	rm -rf $(VENV)

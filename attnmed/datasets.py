@@ -4,19 +4,22 @@
 
 # %% ../nbs/01c_datasets.ipynb #c002
 from __future__ import annotations
-import json, math, random
+import json, math, os, random
 import numpy as np
 import torch
 import torch.nn.functional as F
 from fasttransform import Pipeline, Transform
-from fastai.torch_core import TensorImage
+from fastai.torch_core import TensorImage, TensorCategory
+from fastai.data.core import DataLoaders, TfmdDL
+from fastai.callback.data import WeightedDL
 from .data import SPLITS, FORMATS, DataError, ImageSplits, dataset_format
 from . import synthetic, readers   # register the built-in formats
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'check_dataset', 'load_dataset', 'prepare_dataset', 'dataset_fingerprint', 'formats_markdown',
-           'GoncalvesCardosoAugmentation', 'augmentation_transforms', 'PairedAugmentation', 'as_chw3', 'TensorDataset',
-           'dataset_stats', 'class_weights', 'make_dataloaders']
+__all__ = ['PROTOCOLS', 'DEVICE_DATA_SHARE', 'check_dataset', 'load_dataset', 'prepare_dataset', 'dataset_fingerprint',
+           'formats_markdown', 'GoncalvesCardosoAugmentation', 'augmentation_transforms', 'PairedAugmentation',
+           'as_chw3', 'as_nhwc', 'TensorDataset', 'ThreeChannels', 'dataset_stats', 'class_weights', 'GatherDL',
+           'WeightedGatherDL', 'data_on_device', 'make_dataloaders']
 
 # %% ../nbs/01c_datasets.ipynb #c005
 def check_dataset(spec:dict # a dataset entry of a study (name, format, path, options)
@@ -104,28 +107,64 @@ class PairedAugmentation(Transform):
 
 def as_chw3(a:np.ndarray # an image array (H x W or H x W x C)
            ) -> torch.Tensor:
-    "uint8 images N x H x W (grey) or N x H x W x 3 as an N x 3 x H x W tensor (grey repeated)."
+    "uint8 images N x H x W (grey) or N x H x W x 3 as an N x 3 x H x W tensor (grey repeated): what a model takes, for a few images at a time."
     t = torch.from_numpy(np.ascontiguousarray(a))
     return t[:, None].expand(-1, 3, -1, -1).contiguous() if a.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
 
+def as_nhwc(a:np.ndarray # uint8 images N x H x W (grey) or N x H x W x 3, possibly memory-mapped
+           ) -> torch.Tensor:
+    "The images as an N x H x W x C tensor **view** of the same memory (no copy; grey: C = 1)."
+    import warnings
+    with warnings.catch_warnings():   # a read-only memory-mapped cache: torch warns that it is not writable; nothing writes to it
+        warnings.simplefilter("ignore", UserWarning)
+        t = torch.from_numpy(a if a.flags.c_contiguous else np.ascontiguousarray(a))
+    return t[..., None] if a.ndim == 3 else t
+
 class TensorDataset:
-    "Items of a split as `(TensorImage uint8 3xHxW, TensorCategory)`, indexed straight from one in-memory tensor."
+    "Items of a split as `(TensorImage uint8 CxHxW, TensorCategory)`, indexed straight from one in-memory (or memory-mapped) tensor; grey images stay one channel."
     def __init__(self,
-                 images:np.ndarray, # images (N x H x W [x C], uint8)
-                 labels:np.ndarray  # integer labels (N)
+                 images:np.ndarray,       # images (N x H x W [x C], uint8)
+                 labels:np.ndarray,       # integer labels (N)
+                 contiguous:bool=False    # copy colour images to channels-first memory now (fast CPU batches, twice the memory)
                 ):
-        from fastai.torch_core import TensorImage, TensorCategory
-        self.x, self.y = TensorImage(as_chw3(images)), TensorCategory(torch.from_numpy(np.asarray(labels)))
+        self.x, self.y = as_nhwc(images).permute(0, 3, 1, 2), torch.from_numpy(np.asarray(labels))   # N x C x H x W; a view of the arrays' memory
+        if contiguous: self.x = self.x.contiguous()   # a copy for colour images only: grey ones are contiguous already
     def __len__(self): return len(self.y)
-    def __getitem__(self, i): return self.x[i], self.y[i]
+    def __getitem__(self, i): return self.x[i].as_subclass(TensorImage), self.y[i].as_subclass(TensorCategory)
+    def batch(self,
+              j:torch.Tensor # item indices (on the data's device)
+             ) -> tuple:
+        "Items `j` as one uint8 batch `(B x C x H x W, B)`: one gather of whole images (channels-last memory while the images are stored so)."
+        x = self.x.index_select(0, j) if self.x.is_contiguous() else self.x.permute(0, 2, 3, 1).index_select(0, j).permute(0, 3, 1, 2)
+        return x, self.y.index_select(0, j)   # index_select: several times faster than `x[j]`
+    def to(self,
+           device # where the tensors go
+          ):
+        "Both tensors moved to `device` (the whole split held there: batches are then gathered on the device), channels-first."
+        self.x, self.y = self.x.to(device).contiguous(), self.y.to(device)
+        return self
+
+class ThreeChannels(Transform):
+    "Repeat a grey batch (N x 1 x H x W) to three channels, on the device and after augmentation: grey images travel and augment as one channel."
+    order = 98   # after the augmentation (20-40), before Normalize (99)
+    def encodes(self, x:TensorImage): return x.expand(-1, 3, -1, -1).as_subclass(type(x)) if x.ndim == 4 and x.shape[1] == 1 else x   # keep the type: Normalize applies to TensorImage only
 
 # %% ../nbs/01c_datasets.ipynb #c013
-def dataset_stats(images:np.ndarray # training images
+def dataset_stats(images:np.ndarray,   # training images (uint8; may be memory-mapped)
+                  chunk:int|None=None  # images counted at a time (default: about 4 M pixels, 32 MB of counting space)
                  ):
-    "Per-channel mean and std (0..1 scale) of uint8 images, as 3-channel lists."
-    x = images.reshape(len(images), -1, 1 if images.ndim == 3 else images.shape[-1]).astype(np.float64) / 255
-    m, s = x.mean((0, 1)), x.std((0, 1))
-    return ([float(m[0])] * 3, [float(s[0])] * 3) if len(m) == 1 else (m.tolist(), s.tolist())
+    "Per-channel mean and std (0..1 scale) of uint8 images, as 3-channel lists; exact (from per-channel value counts) and in constant memory."
+    c = 1 if images.ndim == 3 else images.shape[-1]
+    counts = np.zeros((c, 256), np.int64)
+    chunk = chunk or max(1, 2 ** 22 // max(1, int(np.prod(images.shape[1:]))))
+    for i in range(0, len(images), chunk):
+        part = np.asarray(images[i:i + chunk]).reshape(-1, c)
+        for k in range(c): counts[k] += np.bincount(part[:, k], minlength=256)
+    v = np.arange(256) / 255
+    n = counts.sum(1)
+    m = counts @ v / n
+    s = np.sqrt(np.maximum(counts @ v ** 2 / n - m ** 2, 0))
+    return ([float(m[0])] * 3, [float(s[0])] * 3) if c == 1 else (m.tolist(), s.tolist())
 
 def class_weights(labels:np.ndarray, # integer labels (N)
                   n_classes:int      # number of classes
@@ -135,33 +174,89 @@ def class_weights(labels:np.ndarray, # integer labels (N)
     if (counts == 0).any(): raise DataError(f"class(es) {np.where(counts == 0)[0].tolist()} have no items; cannot weight them")
     return counts.sum() / (n_classes * counts)
 
+class GatherDL(TfmdDL):
+    "A fastai `TfmdDL` over a `TensorDataset` that takes each batch with one indexing of its tensors (on the device when the data is there) instead of collating items one at a time; `drop_last`, transforms and callbacks are `TfmdDL`'s."
+    def __init__(self, dataset=None, **kwargs):
+        super().__init__(dataset, **{**kwargs, "num_workers": 0})   # a gather needs no worker processes
+
+    def get_idxs(self):
+        if not isinstance(self.dataset, TensorDataset): return super().get_idxs()
+        if not self.shuffle: return torch.arange(self.n)
+        g = torch.Generator().manual_seed(self.rng.randint(0, 2 ** 63 - 1))   # fastai's own stream, re-drawn every epoch (`randomize`)
+        return torch.randperm(self.n, generator=g)
+
+    def create_batches(self, samps):
+        ds = self.dataset
+        if not isinstance(ds, TensorDataset): yield from super().create_batches(samps); return
+        idxs = torch.as_tensor(samps if isinstance(samps, torch.Tensor) else list(samps), dtype=torch.long).to(ds.x.device)
+        stop = len(idxs) - (len(idxs) % self.bs if self.drop_last else 0)
+        for i in range(0, stop, self.bs):
+            j = idxs[i:i + self.bs]
+            yield ds.batch(j)
+
+    def __iter__(self):
+        if not isinstance(self.dataset, TensorDataset): yield from super().__iter__(); return
+        self.randomize(); self.before_iter()
+        dev, pin = self.device, self.pin_memory
+        move = dev is not None and self.dataset.x.device != dev
+        wrap = torch._C.TensorBase.as_subclass   # torch's own cast: fastai's patched `as_subclass` copies metadata a new batch does not have
+        for x, y in self.create_batches(self.get_idxs()):
+            if move: x, y = ((t.pin_memory() if pin else t).to(dev, non_blocking=pin) for t in (x, y))
+            x = x.contiguous()   # channels-first where the batch is now (a no-op unless colour images went to a GPU from channels-last memory)
+            yield self.after_batch((wrap(x, TensorImage), wrap(y, TensorCategory)))
+        self.after_iter()
+
+class WeightedGatherDL(GatherDL, WeightedDL):
+    "`GatherDL` drawing its training order as fastai's `WeightedDL` does (with replacement, by weight)."
+    get_idxs = WeightedDL.get_idxs
+
+# %% ../nbs/01c_datasets.ipynb #c013b
+DEVICE_DATA_SHARE = 0.25   # the share of the GPU's free memory a dataset's uint8 images may take to be held there
+
+def data_on_device(data:ImageSplits, # the dataset
+                   device            # where training runs
+                  ) -> bool:
+    "Whether to hold the dataset's images on `device`: on a GPU when all splits' uint8 images fit in `DEVICE_DATA_SHARE` of its free memory. `ATTNMED_DATA_ON_DEVICE=1` / `0` overrides."
+    device = torch.device(device or "cpu")
+    if device.type == "cpu": return False
+    choice = os.environ.get("ATTNMED_DATA_ON_DEVICE", "auto").strip().lower()
+    if choice in ("1", "true", "yes"): return True
+    if choice in ("0", "false", "no"): return False
+    if choice != "auto": raise DataError(f"ATTNMED_DATA_ON_DEVICE: expected auto, 1 or 0, got {choice!r}")
+    size = sum(a.nbytes for a in data.images.values()) + sum(v["images"].nbytes for v in data.extra_tests.values())
+    try: free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else 0
+    except Exception: return False
+    return size <= DEVICE_DATA_SHARE * free
+
+# %% ../nbs/01c_datasets.ipynb #c013c
 def make_dataloaders(data:ImageSplits,      # the dataset
                      stats:tuple|None=None, # (mean, std) per channel on the 0..1 scale; default: the training set's
                      batch_size:int=64,     # mini-batch size
                      augment:bool=False,    # apply `augmentation_transforms` to training batches
                      device=None,           # where batches go (default: cpu)
-                     num_workers:int=0,     # DataLoader worker processes (0: in the main process)
                      oversample:bool=False, # draw training items so that classes come equally often
                      seed:int=0,            # seeds the augmentation's own random stream
-                     protocol:str="attnmed" # whose augmentation (`augmentation_transforms`)
+                     protocol:str="attnmed", # whose augmentation (`augmentation_transforms`)
+                     on_device:bool|None=None # hold the images on `device` (None: `data_on_device` decides)
                     ):
-    "fastai `DataLoaders` (train, valid) plus a test `DataLoader`; returns `(dls, test_dl)`."
-    from fastai.data.core import DataLoaders, TfmdDL
-    from fastai.callback.data import WeightedDL
+    "fastai `DataLoaders` (train, valid) plus a test `DataLoader`, each gathering whole batches from the uint8 tensors; returns `(dls, test_dl)`."
     from fastai.vision.augment import Normalize
     from fastai.data.transforms import IntToFloatTensor
     device = torch.device(device or "cpu")
+    on_device = data_on_device(data, device) if on_device is None else bool(on_device) and device.type != "cpu"
     mean, std = stats or dataset_stats(data.images["train"])
     norm = Normalize(torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1))
-    train_tfms = [IntToFloatTensor(), *([PairedAugmentation(augmentation_transforms(protocol), seed)] if augment else []), norm]
-    eval_tfms = [IntToFloatTensor(), norm]
-    mk = lambda s, shuffle, tfms: TfmdDL(TensorDataset(data.images[s], data.labels[s]), bs=batch_size, shuffle=shuffle,
-                                          drop_last=shuffle and len(data.labels[s]) > batch_size, after_batch=tfms,
-                                          device=device, num_workers=num_workers)
+    train_tfms = [IntToFloatTensor(), *([PairedAugmentation(augmentation_transforms(protocol), seed)] if augment else []), ThreeChannels(), norm]
+    eval_tfms = [IntToFloatTensor(), ThreeChannels(), norm]
+    opts = dict(device=device, pin_memory=device.type == "cuda" and not on_device)
+    def ds(s):   # on the CPU colour images are copied channels-first once (a transpose per batch would cost more than the gather); for a GPU they stay as they are and the device transposes each batch
+        d = TensorDataset(data.images[s], data.labels[s], contiguous=device.type == "cpu")
+        return d.to(device) if on_device else d
+    mk = lambda s, shuffle, tfms: GatherDL(ds(s), bs=batch_size, shuffle=shuffle, drop_last=shuffle and len(data.labels[s]) > batch_size,
+                                            after_batch=tfms, **opts)
     if oversample:   # each item drawn with probability proportional to its class weight: classes equally often per epoch
         w = class_weights(data.labels["train"], data.n_classes)[data.labels["train"]]
-        train = WeightedDL(TensorDataset(data.images["train"], data.labels["train"]), wgts=w, bs=batch_size, shuffle=True,
-                           drop_last=len(w) > batch_size, after_batch=train_tfms, device=device, num_workers=num_workers)
+        train = WeightedGatherDL(ds("train"), wgts=w, bs=batch_size, shuffle=True, drop_last=len(w) > batch_size, after_batch=train_tfms, **opts)
     else: train = mk("train", True, train_tfms)
     dls = DataLoaders(train, mk("val", False, eval_tfms), device=device)
     dls.c, dls.vocab = data.n_classes, data.class_names

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07d_grid.ipynb #c002
 from __future__ import annotations
-import argparse, fnmatch, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
+import fnmatch, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -19,7 +19,7 @@ from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, cell_dat
 
 # %% auto #0
 __all__ = ['STOP', 'cell_parameters', 'run_cell', 'gpu_slots', 'slot_env', 'run_local', 'run_ray', 'select_cells',
-           'tuned_or_refuse', 'describe_changes', 'grid_summary', 'run_grid', 'demo_study', 'gpu_ids', 'grid_cli']
+           'tuned_or_refuse', 'describe_changes', 'grid_summary', 'run_grid', 'demo_study']
 
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
@@ -316,40 +316,3 @@ def demo_study(out:str|Path|None=None, # output folder (default: a temporary one
     counts = run_grid(parse_study({**raw, **overrides}, source="demo"), out=out, progress=False, log=lambda m: None)
     if counts.get("failed"): raise RuntimeError(f"the demonstration study failed: see the error.txt files under {out}")
     return out / "demo"
-
-# %% ../nbs/07d_grid.ipynb #c022
-def gpu_ids(text:str # comma-separated GPU ids
-           ) -> list:
-    "`--gpus` parsed: comma-separated non-negative integers."
-    ids = [g.strip() for g in text.split(",") if g.strip()]
-    if not ids or not all(g.isdigit() for g in ids): raise argparse.ArgumentTypeError(f"expected comma-separated GPU ids such as 0,1; got {text!r}")
-    return [int(g) for g in ids]
-
-def grid_cli(argv=None # command-line arguments (default: sys.argv)
-            ):
-    "attnmed-grid STUDY.yaml [--out DIR] [--jobs N] [--retry-failed] [--rerun-changed] [--only PATTERN] [--dry-run] [--gpus IDS] [--executor local|ray] ..."
-    p = argparse.ArgumentParser(prog="attnmed-grid", description="Run every cell of a study (train + evaluate one configuration each) with papermill.")
-    p.add_argument("study", help="the study YAML file")
-    p.add_argument("--out", default="outputs", help="output folder (default: outputs); cells go to OUT/<study>/<dataset>/<arch>/<attention>/<aug|noaug>/seed<k>")
-    p.add_argument("--jobs", type=int, default=1, help="cells run at the same time (default 1)")
-    p.add_argument("--retry-failed", action="store_true", help="run again the cells that failed before")
-    p.add_argument("--rerun-changed", action="store_true", help="run again the cells whose results came from other settings, data or code")
-    p.add_argument("--only", default=None, help="only cells whose key has these components, each a glob, e.g. 'seed1', 'resnet18/se', 'synth-derm/*/none' (comma-separated: any of them)")
-    p.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
-    p.add_argument("--gpus", type=gpu_ids, default=None, help="local executor: comma-separated GPU ids the job slots are dealt over (default: all visible)")
-    p.add_argument("--executor", choices=["local", "ray"], default="local", help="local (threads, --jobs) or ray (a task per cell on a Ray cluster)")
-    p.add_argument("--address", default=None, help="ray: the cluster address (e.g. 10.0.0.1:6379 or 'auto'); default: start a local Ray instance")
-    p.add_argument("--cpus-per-cell", type=float, default=1, help="ray: CPUs each cell asks for (default 1)")
-    p.add_argument("--gpus-per-cell", type=float, default=0, help="ray: GPUs each cell asks for; a fraction shares a GPU (default 0)")
-    p.add_argument("--notebook", default=None, help="the notebook each cell executes (default: attnmed's nbs/experiment.ipynb); it must declare the same parameters")
-    a = p.parse_args(argv)
-    if a.jobs < 1: p.error(f"--jobs must be at least 1, got {a.jobs}")
-    try: counts = run_grid(a.study, a.out, a.jobs, a.retry_failed, a.only, a.dry_run, notebook=a.notebook, executor=a.executor, address=a.address,
-                           gpus=a.gpus, cpus_per_cell=a.cpus_per_cell, gpus_per_cell=a.gpus_per_cell, rerun_changed=a.rerun_changed)
-    except (StudyConfigError, DataError, FileNotFoundError) as e:
-        print(f"attnmed-grid: error: {e}", file=sys.stderr); sys.exit(2)
-    except KeyboardInterrupt:
-        print("attnmed-grid: interrupted; the interrupted cells will run again next time", file=sys.stderr); sys.exit(130)
-    except OSError as e:
-        print(f"attnmed-grid: error: {type(e).__name__}: {e}", file=sys.stderr); sys.exit(1)
-    sys.exit(1 if counts.get("failed") else 0)

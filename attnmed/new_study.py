@@ -4,7 +4,7 @@
 
 # %% ../nbs/07e_new_study.ipynb #c002
 from __future__ import annotations
-import argparse, re, sys
+import re
 from pathlib import Path
 import pandas as pd
 from .config import StudyConfigError, atomic_write_text, load_study
@@ -13,7 +13,7 @@ from .readers import IMAGE_SUFFIXES, SPLIT_NAMES
 from .study import check_study
 
 # %% auto #0
-__all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'new_study', 'init_cli']
+__all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'new_study']
 
 # %% ../nbs/07e_new_study.ipynb #c005
 LABEL_NAMES = ("label", "labels", "diagnosis", "class", "target", "finding", "dx", "y")
@@ -95,22 +95,3 @@ def new_study(path:str|Path,         # a folder with one sub-folder per class (o
     except (StudyConfigError, DataError):
         out.unlink(); raise
     return out
-
-# %% ../nbs/07e_new_study.ipynb #c011
-def init_cli(argv=None # command-line arguments (default: sys.argv)
-            ):
-    "attnmed-init PATH [--out FILE] [--name NAME] [--image-size N] [--epochs N] [--arch NAME] [--force]"
-    p = argparse.ArgumentParser(prog="attnmed-init", description="Write a study YAML for a folder of class sub-folders or a CSV of image paths and labels.")
-    p.add_argument("path", help="a folder with one sub-folder per class (optionally under train/ val/ test/), or a CSV with image-path and label columns")
-    p.add_argument("--out", default=None, help="the YAML to write (default: NAME.yaml here)")
-    p.add_argument("--name", default=None, help="the study's name (default: from PATH)")
-    p.add_argument("--image-size", type=int, default=128, help="pixels per side (default 128)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs per cell (default 10)")
-    p.add_argument("--arch", default="resnet18", help="the backbone (default resnet18)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    a = p.parse_args(argv)
-    try: out = new_study(a.path, a.out, a.name, a.image_size, a.epochs, a.arch, a.force)
-    except (StudyConfigError, DataError, FileExistsError) as e:
-        print(f"attnmed-init: error: {e}", file=sys.stderr); sys.exit(2)
-    name = load_study(out).name
-    print(f"wrote {out}\nnext:  attnmed-grid {out} --out outputs   (add --dry-run to list the cells first)\nthen:  attnmed-report outputs/{name}")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_report.ipynb #c002
 from __future__ import annotations
-import argparse, json, os, sys
+import sys
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -12,12 +12,12 @@ from .config import atomic_write_text
 from .execute import NotebookError, execute_notebook, notebook_path
 from .explain import METHOD_NAMES
 from .statistics import compare, plan, pooled_effects
-from .study import KEYS, cell_results, cell_table, extra_test_metrics, load_cell_files, read_study
+from .study import KEYS, cell_table, extra_test_metrics, read_study
 
 # %% auto #0
 __all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'summarise', 'format_summary', 'study_comparisons', 'design_table',
            'medmnist_table', 'untrusted', 'reliability_sentences', 'shortcut_sentence', 'concept_sentences',
-           'render_explanations', 'notebook_html', 'render_cell_pages', 'render_report', 'plan_cli', 'report_cli']
+           'render_explanations', 'notebook_html', 'render_cell_pages', 'render_report']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame,                                            # `attnmed.study.cell_results` of a study
@@ -203,39 +203,3 @@ def render_report(study_dir:str|Path,          # the study folder
                      progress="writing the report")
     (study_dir / "report.html").unlink(missing_ok=True)
     return notebook_html(out_nb, study_dir / "report.html", code=False)
-
-def plan_cli(argv=None # command-line arguments (default: sys.argv)
-            ):
-    "attnmed-plan STUDY_DIR [--effect PP ...]: what a follow-up of a finished study needs, from its variance components."
-    p = argparse.ArgumentParser(prog="attnmed-plan", description="Seeds (and test items) a follow-up study needs to detect a given gain, from a finished study's variance.")
-    p.add_argument("study_dir", help="the study folder written by attnmed-grid (the pilot)")
-    p.add_argument("--effect", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0], help="gains in balanced accuracy (pp) to detect with 80 %% power")
-    a = p.parse_args(argv)
-    try:
-        study = read_study(a.study_dir)
-        results = cell_results(a.study_dir, study)
-    except (FileNotFoundError, ValueError) as e: print(f"attnmed-plan: error: {e}", file=sys.stderr); sys.exit(2)
-    if not len(results): print("attnmed-plan: error: no finished cell in this study yet", file=sys.stderr); sys.exit(2)
-    main = study_comparisons(results, load_cell_files(a.study_dir, results, "predictions.csv"), study,
-                             histories=load_cell_files(a.study_dir, results, "history.csv"))["test"]["comparisons"]
-    if not len(main) or not (main.family == "primary").any(): print("attnmed-plan: error: no declared comparison has finished cells", file=sys.stderr); sys.exit(2)
-    t, plan_t = design_table(main, a.effect)
-    print(f"study {study.name}: what each declared comparison can detect now (80 % power, family-wise alpha {study.alpha:g}):")
-    print(t.to_string(index=False))
-    if plan_t is None: print("\nno comparison with at least 2 seeds: the seed-to-seed spread is unknown, so no plan can be made; run 3 or more seeds")
-    else:
-        print("\nseeds needed per configuration for 80 % expected power, from the median variance of the declared comparisons, with the range the pilot's "
-              "own uncertainty about that variance leaves (test items: multiples of this study's):")
-        print(plan_t.to_string(index=False))
-
-def report_cli(argv=None # command-line arguments (default: sys.argv)
-              ):
-    "attnmed-report STUDY_DIR [--no-explain]"
-    p = argparse.ArgumentParser(prog="attnmed-report", description="Explain the study's models (explain.ipynb) and aggregate every cell into report.ipynb and report.html.")
-    p.add_argument("study_dir", help="the study folder written by attnmed-grid, e.g. outputs/default")
-    p.add_argument("--no-explain", action="store_true", help="skip the explanation notebook (saliency figures, localisation, shortcut and concept tests)")
-    a = p.parse_args(argv)
-    try: f = render_report(a.study_dir, explain=not a.no_explain)
-    except FileNotFoundError as e: print(f"attnmed-report: error: {e}", file=sys.stderr); sys.exit(2)
-    except NotebookError as e: print(f"attnmed-report: error: report.ipynb failed: {e.short}", file=sys.stderr); sys.exit(1)
-    print(f"report: {f}")

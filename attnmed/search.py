@@ -4,17 +4,16 @@
 
 # %% ../nbs/07c_search.ipynb #c002
 from __future__ import annotations
-import argparse, json, sys, tempfile, time
+import json, tempfile, time
 from pathlib import Path
 from fastai.callback.core import Callback
 from .config import Study, Cell, StudyConfigError, atomic_write_text
-from .data import DataError
 from .datasets import load_dataset
 from .study import check_study, load_checked_study, study_cells, study_folder, best_file, prepare_datasets
 from .train import train_cell, cell_dataset, NonFiniteLossError
 
 # %% auto #0
-__all__ = ['search_groups', 'OptunaPruning', 'train_trial', 'run_search', 'search_cli']
+__all__ = ['search_groups', 'OptunaPruning', 'train_trial', 'run_search']
 
 # %% ../nbs/07c_search.ipynb #c005
 def search_groups(study:Study # a checked `Study`
@@ -111,17 +110,3 @@ def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`
         log(f"search {g}: best validation balanced accuracy {b.value:.3f} with lr={b.params['lr']:.2g}, weight_decay={b.params['weight_decay']:.2g}, "
             f"batch_size={b.params['batch_size']} ({len(finished)} complete, {result['n_pruned']} pruned; {time.time() - t0:.0f}s)")
     return best
-
-# %% ../nbs/07c_search.ipynb #c015
-def search_cli(argv=None # command-line arguments (default: sys.argv)
-              ):
-    "attnmed-search STUDY.yaml [--out DIR] [--only TEXT] [--trials N]"
-    p = argparse.ArgumentParser(prog="attnmed-search", description="Tune lr, weight decay and batch size per (dataset, arch, attention, augment) with Optuna; the grid then uses the best ones.")
-    p.add_argument("study", help="the study YAML file (with a search: block)")
-    p.add_argument("--out", default="outputs", help="output folder (default: outputs); the search lives in OUT/<study>/search.sqlite3 and OUT/<study>/search/")
-    p.add_argument("--only", default=None, help="only groups whose key contains this text, e.g. 'resnet18/se'")
-    p.add_argument("--trials", type=int, default=None, help="trial budget per group (default: the study's search.trials)")
-    a = p.parse_args(argv)
-    try: run_search(a.study, a.out, a.only, a.trials)
-    except (StudyConfigError, DataError, FileNotFoundError) as e:
-        print(f"attnmed-search: error: {e}", file=sys.stderr); sys.exit(2)

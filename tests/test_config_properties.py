@@ -10,7 +10,7 @@ from attnmed.config import PARAMS, STUDY_KEYS, StudyConfigError, check_parameter
 from attnmed.data import DataError, dataset_format
 from attnmed.study import check_study, data_fingerprints, prepare_datasets, study_cells
 from attnmed.testing import write_sample_csv, write_sample_folder, write_sample_medmnist
-from attnmed.grid import grid_cli
+from attnmed.cli import grid_cli
 
 JUNK = st.one_of(
     st.none(), st.booleans(), st.integers(-10, 10), st.integers(min_value=2 ** 31, max_value=2 ** 80), st.integers(max_value=-2 ** 40),

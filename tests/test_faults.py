@@ -136,7 +136,7 @@ def test_changed_config_is_not_done_and_reruns_when_asked(tmp, quick):
 
 def cli(capsys, *argv):
     "attnmed-grid in this process: (exit code, stdout, stderr)."
-    from attnmed.grid import grid_cli
+    from attnmed.cli import grid_cli
     with pytest.raises(SystemExit) as e: grid_cli([str(a) for a in argv])
     out, err = capsys.readouterr()
     return e.value.code, out, err

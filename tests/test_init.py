@@ -3,7 +3,7 @@ attnmed-grid as written; the example studies in studies/ parse and plan."""
 import io, json
 from contextlib import redirect_stderr, redirect_stdout
 import pytest
-from attnmed.grid import grid_cli
+from attnmed.cli import grid_cli
 from attnmed.testing import write_sample_csv, write_sample_folder
 from conftest import ROOT, run
 
