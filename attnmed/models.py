@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+import torch.nn.functional as F
 import timm
 from timm.layers import create_attn
 from .config import registry_entry
@@ -22,9 +23,10 @@ from .datasets import dataset_stats
 __all__ = ['ARCHS', 'RESNET_STAGES', 'ATTENTIONS', 'HEADS', 'DEVIATIONS', 'ModelError', 'Arch', 'register_arch', 'get_arch',
            'load_backbone', 'get_module', 'set_module', 'stage_channels', 'mark_added', 'added_modules',
            'AttentionVariant', 'NoAttention', 'InsertedAttention', 'ReplacingAttention', 'features_only', 'MLDAMNet',
-           'HeadAttention', 'register_attention', 'get_attention', 'unsupported_reason', 'compatible',
-           'attentions_markdown', 'archs_markdown', 'FlattenHeadNet', 'create_model', 'attention_maps', 'splitter',
-           'randomised_copy', 'n_params_of', 'count_flops', 'model_table', 'deviations_markdown']
+           'HeadAttention', 'PublishedMLDAMNet', 'register_attention', 'get_attention', 'unsupported_reason',
+           'compatible', 'attentions_markdown', 'archs_markdown', 'FlattenHeadNet', 'published_baseline',
+           'create_model', 'attention_maps', 'splitter', 'randomised_copy', 'n_params_of', 'count_flops', 'model_table',
+           'deviations_markdown']
 
 # %% ../nbs/02b_models.ipynb #c005
 class ModelError(ValueError):
@@ -53,13 +55,24 @@ class Arch:
             return dict(img_size=img_size, window_size=w)
         return {}
 
+    def weights_name(self,
+                     weights:str|None=None # timm's tag of the pretrained weights (e.g. tv_in1k); None: timm's default
+                    ) -> str:
+        "timm's name of the pretrained weights: `timm_name.weights` (checked against timm's list), or `timm_name` for timm's default."
+        if not weights: return self.timm_name
+        name = f"{self.timm_name.split('.')[0]}.{weights}"
+        if name not in timm.list_pretrained(self.timm_name.split('.')[0] + ".*"):
+            raise ModelError(f"weights {weights!r}: timm has no {name}; {self.name} has {', '.join(n.split('.', 1)[1] for n in timm.list_pretrained(self.timm_name.split('.')[0] + '.*')) or 'none'}")
+        return name
+
     def input_stats(self,
-                    pretrained:bool,                  # False, True (timm's weights) or a weights file
-                    train_images:np.ndarray|None=None # training images (for their statistics)
+                    pretrained:bool,                   # False, True (timm's weights) or a weights file
+                    train_images:np.ndarray|None=None, # training images (for their statistics)
+                    weights:str|None=None              # timm's tag of the pretrained weights; None: timm's default
                    ) -> tuple:
         "(mean, std) per channel on the 0..1 scale: the pretrained weights' (timm's config), else the training images'."
         if pretrained:
-            cfg = timm.get_pretrained_cfg(self.timm_name)
+            cfg = timm.get_pretrained_cfg(self.weights_name(weights))
             return list(cfg.mean), list(cfg.std)
         if train_images is None: raise ModelError(f"{self.name} from scratch is normalised with the training set's statistics: pass its images")
         return dataset_stats(train_images)
@@ -94,19 +107,21 @@ def get_arch(name:str # a registered backbone's name
 def load_backbone(arch:Arch,                 # the backbone
                   n_out:int=2,               # number of outputs (classes)
                   pretrained:bool|str=False, # False, True (timm's weights) or a weights file
-                  img_size:int=224           # input image size in pixels
+                  img_size:int=224,          # input image size in pixels
+                  weights:str|None=None      # timm's tag of the pretrained weights (e.g. tv_in1k: torchvision's); None: timm's default
                  ) -> nn.Module:
-    "The timm model of `arch` with `n_out` outputs; `pretrained`: False, True (timm's weights: the local cache, or a download) or a weights file."
+    "The timm model of `arch` with `n_out` outputs; `pretrained`: False, True (timm's weights `weights`: the local cache, or a download) or a weights file."
     kw = dict(num_classes=n_out, **arch.timm_kwargs(img_size))
     if pretrained is False or pretrained is None: return timm.create_model(arch.timm_name, pretrained=False, **kw)
+    name = arch.weights_name(weights)
     if pretrained is not True:
         f = Path(pretrained)
         if not f.exists(): raise ModelError(f"pretrained weights file {f} not found (for arch {arch.name!r})")
-        return timm.create_model(arch.timm_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(f)), **kw)
-    try: return timm.create_model(arch.timm_name, pretrained=True, **kw)
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(f)), **kw)
+    try: return timm.create_model(name, pretrained=True, **kw)
     except Exception as e:
-        raise ModelError(f"pretrained ImageNet weights for {arch.name!r} (timm '{arch.timm_name}') are not in the local cache and could not be "
-                         f"downloaded ({type(e).__name__}). On a machine with internet run `python -c \"import timm; timm.create_model('{arch.timm_name}', pretrained=True)\"` "
+        raise ModelError(f"pretrained ImageNet weights for {arch.name!r} (timm '{name}') are not in the local cache and could not be "
+                         f"downloaded ({type(e).__name__}). On a machine with internet run `python -c \"import timm; timm.create_model('{name}', pretrained=True)\"` "
                          f"and copy the Hugging Face cache (HF_HOME, default ~/.cache/huggingface) here, or give `pretrained:` the path of a "
                          f"weights file; or set `pretrained: false`.") from None
 
@@ -281,7 +296,59 @@ class HeadAttention(AttentionVariant):
         super().__init__(name, note, "head: levels at strides 8, 16 and the last features"); self.mode = mode
     def supports(self, arch):
         return None if arch.is_cnn else f"{arch.name} is a transformer baseline: it has no stride-8 / stride-16 feature levels for MLDAM"
-    def apply(self, model, arch, n_out, img_size): return MLDAMNet(model, n_out, img_size, self.mode)
+    def apply(self, model, arch, n_out, img_size):
+        if self.mode == "seed" and arch.family in PublishedMLDAMNet.families: return PublishedMLDAMNet(model, arch.family, n_out, img_size)
+        return MLDAMNet(model, n_out, img_size, self.mode)
+
+# %% ../nbs/02b_models.ipynb #c015b
+class PublishedMLDAMNet(nn.Module):
+    "Gonçalves & Cardoso's `MultiLevelDAM` forward on a timm ResNet, VGG or DenseNet: their levels, their DenseNet stem, their BatchNorm updates (the backbone re-run per level), into `MLDAMHead` in 'seed' mode."
+    families = ("resnet", "vgg", "densenet")
+    def __init__(self,
+                 backbone:nn.Module, # the timm backbone
+                 family:str,         # its family: resnet, vgg or densenet
+                 n_out:int,          # number of outputs (classes)
+                 img_size:int        # input image size in pixels
+                ):
+        super().__init__()
+        if family not in self.families: raise ModelError(f"the published MLDAM forward is defined for {', '.join(self.families)}; got {family}")
+        shape = features_only(backbone, img_size)
+        self.backbone, self.family = backbone, family
+        self.head = mark_added(MLDAMHead(shape[1], tuple(shape[-2:]), n_out, "seed"))
+
+    def levels(self,
+               x # an image batch
+              ):
+        "(A, B, C): the three levels of their forward, in their order of passes."
+        b, f, extra = self.backbone, getattr(self.backbone, "features", None), self.training   # extra passes: only training updates statistics
+        if self.family == "resnet":
+            stem = lambda x: b.maxpool(b.act1(b.bn1(b.conv1(x))))
+            a = b.layer2(b.layer1(stem(x)))                         # q1 = resnetblock1 = children()[0:6]
+            bb = b.layer3(a)                                        # k1 = resnetblock2 = children()[0:7] (their pass 1; here it continues from q1)
+            if extra:
+                with torch.no_grad(): b.layer2(b.layer1(stem(x)))   # their second pass through children()[0:6]
+            c = b.layer4(bb)                                        # v1 = resnetblock3 (their pass 3, through layer3 once more)
+            if extra:
+                with torch.no_grad(): b.layer3(b.layer2(b.layer1(stem(x)))); b.forward_features(x)   # pass 3's first layers, and back_fts
+            return a, bb, c
+        if self.family == "vgg":
+            a = f[:17](x); bb = f[17:24](a); c = f[24:](bb)         # vggblock1 = features[0:17] (pool3), vggblock2 = [0:24] (pool4), vggblock3 = all (pool5)
+            return a, bb, c                                         # VGG has no BatchNorm: its repeated passes change nothing
+        # densenet: their stem conv0, norm0, ReLU (timm's norm0 is BatchNorm + ReLU), MaxPool2d(2), then their own sequence of the backbone's blocks
+        tr = lambda t, x: t.pool(t.conv(t.norm(x)))                 # transition: norm + ReLU, conv, AvgPool2d(2)
+        own = lambda x: f.denseblock2(tr(f.transition1, f.denseblock1(F.max_pool2d(f.norm0(f.conv0(x)), 2))))
+        real = lambda x: nn.BatchNorm2d.forward(f.norm5, f[:-1](x))  # torchvision's `features`: norm5 without ReLU
+        a = own(x)
+        bb = f.denseblock3(tr(f.transition2, a))                    # k1 = denseblock3(inputs) (pass 1)
+        if extra:
+            with torch.no_grad(): own(x)                            # q1 = denseblock2(inputs) (pass 2: its value is pass 1's `a`)
+        c = real(x)                                                 # v1 = denseblock4(inputs) = features (pass 3)
+        if extra:
+            with torch.no_grad(): real(x)                           # back_fts = backbone.features(inputs) (pass 4)
+        return a, bb, c
+
+    def forward(self, x): # an image batch
+        return self.head(*self.levels(x))
 
 # %% ../nbs/02b_models.ipynb #c017
 ATTENTIONS = {}
@@ -325,7 +392,7 @@ for v in [
     ReplacingAttention("ela", "Piater et al.'s embedded local self-attention: the same local attention replaces the spatial convolution inside the blocks (ResNet 3x3 conv2, EfficientNet depthwise conv)",
                        lambda conv: LocalSelfAttention2d(conv.in_channels, heads=8 if conv.in_channels % 8 == 0 else 4, kernel=7, rd_ratio=0.25 if conv.groups > 1 else 0.5)),
     HeadAttention("mldam", "Gonçalves & Cardoso's multi-level dual attention (position + channel branches on three feature levels), principled form", "principled"),
-    HeadAttention("mldam-original", "the same with the seed code's arithmetic, for exact reproduction", "seed"),
+    HeadAttention("mldam-original", "Gonçalves & Cardoso's published function, for exact reproduction: their arithmetic, levels, DenseNet stem and BatchNorm updates (the backbone re-run per level: a training step 1.8-2.1x mldam's single pass on ResNet-50 / DenseNet-121)", "seed"),
     HeadAttention("mlphead", "control: MLDAM with its two attention branches removed, all else identical (isolates the attention)", "none"),
 ]: register_attention(v)
 
@@ -341,20 +408,35 @@ def archs_markdown() -> str:
     return "\n".join(["| arch | model | family | note |", "|---|---|---|---|", *rows])
 
 # %% ../nbs/02b_models.ipynb #c022
-HEADS = ("pooled", "flatten")
+HEADS = ("pooled", "flatten", "goncalves-cardoso")
 
 class FlattenHeadNet(nn.Module):
     "A timm backbone's last feature map flattened into one linear layer (no pooling): Gonçalves & Cardoso's baselines' head."
     def __init__(self,
-                 backbone:nn.Module, # the timm backbone
-                 n_out:int,          # number of outputs (classes)
-                 img_size:int        # input image size in pixels
+                 backbone:nn.Module,        # the timm backbone
+                 n_out:int,                 # number of outputs (classes)
+                 img_size:int,              # input image size in pixels
+                 last_norm_act:bool=True    # DenseNet: keep timm's ReLU after norm5 (False: torchvision's `features`, which end in norm5 alone)
                 ):
         super().__init__()
         shape = features_only(backbone, img_size)
+        self.last_norm_act = last_norm_act or not hasattr(getattr(backbone, "features", None), "norm5")
         self.backbone, self.head = backbone, mark_added(nn.Sequential(nn.Flatten(), nn.Linear(shape[1] * shape[2] * shape[3], n_out)))
+    def features(self, x): # an image batch
+        if self.last_norm_act: return self.backbone.forward_features(x)
+        f = self.backbone.features
+        return nn.BatchNorm2d.forward(f.norm5, f[:-1](x))
     def forward(self, x): # an image batch
-        return self.head(self.backbone.forward_features(x))
+        return self.head(self.features(x))
+
+def published_baseline(model:nn.Module, # the timm model (with its pooled classifier)
+                       arch:Arch,       # its backbone
+                       n_out:int,       # number of outputs (classes)
+                       img_size:int     # input image size in pixels
+                      ) -> nn.Module:
+    "Gonçalves & Cardoso's baseline classifier for `arch` (their `ResNet50`, `VGG16`, `DenseNet121` classes): ResNets keep the average pool and one linear layer (timm's pooled head); other CNNs flatten their last feature map into one linear layer, DenseNet's taken after norm5 without a ReLU."
+    if arch.family == "resnet": return model
+    return FlattenHeadNet(model, n_out, img_size, last_norm_act=arch.family != "densenet")
 
 # %% ../nbs/02b_models.ipynb #c025
 def create_model(arch:str,                  # a registered backbone (`ARCHS`)
@@ -363,22 +445,23 @@ def create_model(arch:str,                  # a registered backbone (`ARCHS`)
                  pretrained:bool|str=False, # False, True (timm's weights) or a weights file
                  img_size:int=224,          # the input size (sets position encodings, window sizes, the flatten head's width)
                  seed:int|None=None,        # paired initialisation: every variant of an arch starts from the same backbone weights
-                 head:str="pooled"          # classifier: pooled or flatten
+                 head:str="pooled",         # classifier: pooled, flatten or goncalves-cardoso (`published_baseline`)
+                 weights:str|None=None      # with `pretrained=True`: timm's tag of the weights (e.g. tv_in1k); None: timm's default
                 ) -> nn.Module:
     "Backbone `arch` with attention variant `attention` and a classifier `head`, `n_out` outputs."
     a, v = get_arch(arch), get_attention(attention)
     reason = v.supports(a)
     if reason: raise ModelError(f"attention {attention!r} cannot be added to {arch}: {reason}")
     if head not in HEADS: raise ModelError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
-    if head == "flatten" and not a.is_cnn: raise ModelError(f"head 'flatten' flattens a CNN's last feature map; {arch} is a transformer baseline")
+    if head != "pooled" and not a.is_cnn: raise ModelError(f"head {head!r} flattens a CNN's last feature map; {arch} is a transformer baseline")
     with (torch.random.fork_rng(devices=[]) if seed is not None else nullcontext()):
         if seed is not None: torch.manual_seed(int(seed))
-        model = load_backbone(a, n_out, pretrained, img_size)
+        model = load_backbone(a, n_out, pretrained, img_size, weights)
         if seed is not None: torch.manual_seed(int(seed) + 1)
         model = v.apply(model, a, n_out, img_size)
-        if head == "flatten" and v.kind != "head":
+        if head != "pooled" and v.kind != "head":
             if seed is not None: torch.manual_seed(int(seed) + 2)   # the same head for every variant of this seed
-            model = FlattenHeadNet(model, n_out, img_size)
+            model = FlattenHeadNet(model, n_out, img_size) if head == "flatten" else published_baseline(model, a, n_out, img_size)
     model.arch, model.attention, model.head_kind = arch, attention, head
     return model
 
@@ -466,12 +549,12 @@ def model_table(archs=None,      # backbone names
 
 # %% ../nbs/02b_models.ipynb #c043
 DEVIATIONS = {
-    "Gonçalves & Cardoso (MLDAM; `studies/goncalves-cardoso.yaml`: `protocol: goncalves-cardoso`, `head: flatten`)": [
-        "The backbone runs once per image and MLDAM taps its three levels; the published code recomputes the backbone once per level (the same function, 2.5-3.5x slower).",
-        "`mldam` is the principled module: a row-wise softmax in both branches and DANet's learnable, zero-initialised scale on each attention residual. `mldam-original` keeps the published arithmetic (one softmax over the whole flattened 49 x 49 affinity, no softmax in the channel branch, unscaled residuals). Neither uses DANet's max-minus-energy form in the channel branch.",
+    "Gonçalves & Cardoso (MLDAM; `studies/goncalves-cardoso.yaml`: `protocol: goncalves-cardoso`, `head: goncalves-cardoso`)": [
+        "`mldam` (and `mlphead`) run the backbone once and tap its levels at strides 8 and 16 (VGG-16: relu4_3 / relu5_3, before pooling; DenseNet-121: after denseblock2 / denseblock3 of the backbone's own stem). The published forward runs the backbone once per level and once more for the channel branch, takes VGG-16's levels after pool3 / pool4 and DenseNet-121's stride-8 / stride-16 levels through a stem of its own (MaxPool2d(2) in place of the 3 x 3 / stride-2 / pad-1 pool), so in training its BatchNorm layers update their running statistics 2-4 times per step. `mldam-original` computes exactly that function on ResNets, VGG-16 and DenseNet-121 (its repeated passes without gradient, only for those statistics: a training step takes 1.8x `mldam`'s on ResNet-50, 2.1x on DenseNet-121, 1.0x on VGG-16, measured on a CPU at 128 px).",
+        "`mldam` is the principled module: in the position branch each position takes a softmax over the keys of its affinities scaled by 1/sqrt(C) and aggregates the values over the keys (the transpose of the published `v @ att`); in the channel branch each channel takes a softmax over channels of its affinities scaled by 1/sqrt(HW); each attention residual has DANet's learnable, zero-initialised scale. `mldam-original` keeps the published arithmetic (one softmax over the whole flattened HW x HW affinity, `v @ att`, no softmax and no scaling in the channel branch, unscaled residuals). Neither uses DANet's max-minus-energy form in the channel branch.",
         "Outputs are a softmax over the classes with cross-entropy; the published models end in one sigmoid with binary cross-entropy (the same model for two classes).",
-        "Backbones come from timm (ImageNet weights from the local cache or a weights file, never downloaded by a cell); the published code used torchvision's. DenseNet-121's last features pass through timm's final norm5 + ReLU, which the published code's do not.",
-        "Baselines: `head: flatten` is the published baseline head (last feature map flattened into one linear layer); VGG-16's fc6 / fc7 block is not kept in any model. With `head: pooled` (attnmed's default) the baselines use timm's pooled head instead.",
+        "Backbones are timm's models. With `pretrained: true` under `protocol: goncalves-cardoso` they start from torchvision's ImageNet weights, as the published models did (timm's `tv_in1k` tags; `weights:` chooses another tag), and each cell records the weights in `metrics.json`; under attnmed's protocol from timm's defaults (e.g. `resnet50.a1_in1k`, `densenet121.ra_in1k`), other trainings. In `mldam`, `mlphead` and `head: flatten` DenseNet-121's last features pass through timm's norm5 + ReLU; `mldam-original` and `head: goncalves-cardoso` take them after norm5 without the ReLU, as the published code.",
+        "Baselines: `head: goncalves-cardoso` (the studies' configs) is the published baseline per backbone: ResNet-50 keeps its average pool and one linear layer on 2048 features, VGG-16 and DenseNet-121 flatten their last feature map into one linear layer. `head: flatten` flattens for every backbone (for ResNet-50, 2048 x 7 x 7 into one layer, which the published model does not). VGG-16's fc6 / fc7 block is in no model. With `head: pooled` (attnmed's default) the baselines use timm's pooled head.",
         "`mlphead` (MLDAM with both attention branches removed, all else identical) is a control the study did not have: it isolates the attention from MLDAM's larger head.",
         "`protocol: goncalves-cardoso` trains as the published code did (Adam at a constant 1e-4, the checkpoint at the lowest validation loss, `RandomAffine(10, (0.05, 0.1), (0.95, 1.05))` + horizontal flip), as one GPU batch transform; the study file sets the batch size (theirs: 8) and 300 epochs.",
         "Several seeds per cell and the tests of `attnmed.statistics` replace the published single run (seed 42); balanced accuracy is reported beside accuracy, precision, recall and F1.",

@@ -29,8 +29,8 @@ from .models import get_arch, create_model, splitter
 
 # %% auto #0
 __all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'make_learner',
-           'fit', 'plot_history', 'CellRun', 'cell_dataset', 'setup_cell', 'train_cell', 'tracking_uri',
-           'mlflow_experiment', 'MLflowEpochs', 'Tracker']
+           'fit', 'plot_history', 'CellRun', 'cell_dataset', 'pretrained_weights', 'setup_cell', 'train_cell',
+           'tracking_uri', 'mlflow_experiment', 'MLflowEpochs', 'Tracker']
 
 # %% ../nbs/03_train.ipynb #c005
 def resolve_device(device:str="auto" # auto, cpu or cuda
@@ -162,6 +162,7 @@ class CellRun:
     out_dir:Path                        # the cell's folder
     history:pd.DataFrame|None = None    # per-epoch history, after `fit`
     seconds:float = 0.0                 # wall time so far
+    weights:str = ""                    # the pretrained weights the model started from (timm's name), "" from scratch
 
     @property
     def model(self): return self.learn.model
@@ -182,6 +183,12 @@ def cell_dataset(params:dict # a cell's parameters
     spec = params["dataset"]
     return dataset_format(spec["format"]).resampled(spec, params["seed"]) if params["split_seeds"] else spec
 
+def pretrained_weights(p:dict # a cell's checked parameters
+                      ) -> str|None:
+    "timm's tag of the weights a pretrained cell starts from: the study's `weights`, else the protocol's (torchvision's `tv_in1k` for goncalves-cardoso, as the published models), else None (timm's default)."
+    if not p["pretrained"]: return None
+    return p["weights"] or ("tv_in1k" if p["protocol"] == "goncalves-cardoso" else None)
+
 def setup_cell(params:dict,                # a cell's parameters (`Cell.parameters()`)
                out_dir:str|Path|None=None, # where the checkpoint and history go (default: a temporary folder)
                data:ImageSplits|None=None, # the dataset, when already loaded (the search reuses it across trials)
@@ -195,14 +202,17 @@ def setup_cell(params:dict,                # a cell's parameters (`Cell.paramete
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="attnmed-cell-")); out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(p["seed"])
     if data is None: data = load_dataset(cell_dataset(p), p["image_size"])
-    stats = get_arch(p["arch"]).input_stats(p["pretrained"], data.images["train"])
+    weights = pretrained_weights(p)
+    stats = get_arch(p["arch"]).input_stats(p["pretrained"], data.images["train"], weights)
     dls, test_dl = make_dataloaders(data, stats, batch_size=p["batch_size"], augment=p["augment"], device=dev,
                                     oversample=p["imbalance"] == "oversample", seed=p["seed"], protocol=p["protocol"])
-    model = create_model(p["arch"], p["attention"], n_out=data.n_classes, pretrained=p["pretrained"], img_size=p["image_size"], seed=p["seed"], head=p["head"])
-    weights = class_weights(data.labels["train"], data.n_classes) if p["imbalance"] == "weighted_loss" else None
-    learn = make_learner(dls, model, lr=p["lr"], weight_decay=p["weight_decay"], class_weights=weights, label_smoothing=p["label_smoothing"],
+    model = create_model(p["arch"], p["attention"], n_out=data.n_classes, pretrained=p["pretrained"], img_size=p["image_size"], seed=p["seed"], head=p["head"],
+                         weights=weights)
+    cw = class_weights(data.labels["train"], data.n_classes) if p["imbalance"] == "weighted_loss" else None
+    learn = make_learner(dls, model, lr=p["lr"], weight_decay=p["weight_decay"], class_weights=cw, label_smoothing=p["label_smoothing"],
                          path=out_dir, compile=p["compile"], log=log, protocol=p["protocol"])
-    return CellRun(p, data, dls, test_dl, learn, out_dir, seconds=time.time() - t0)
+    return CellRun(p, data, dls, test_dl, learn, out_dir, seconds=time.time() - t0,
+                   weights=get_arch(p["arch"]).weights_name(weights) if p["pretrained"] else "")
 
 def train_cell(params:dict,                # a cell's parameters
                out_dir:str|Path|None=None, # the cell's folder (default: a temporary one)

@@ -37,7 +37,8 @@ def test_small_goncalves_cardoso_runs_mldam_with_both_declared_comparisons_and_e
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "9 done, 0 skipped, 0 failed of 9 cells" in r.stdout
     m = json.loads((out / "goncalves-cardoso-small/synth-mammo/vgg16/none/aug/seed0/metrics.json").read_text())
-    assert m["params"]["protocol"] == "goncalves-cardoso" and m["params"]["head"] == "flatten"
+    assert m["params"]["protocol"] == "goncalves-cardoso" and m["params"]["head"] == "goncalves-cardoso"
+    assert m["pretrained_weights"] == "", "from scratch: no pretrained weights recorded"
     r = run(["attnmed-report", str(out / "goncalves-cardoso-small")])
     assert r.returncode == 0, r.stderr[-2000:]
     exp = out / "goncalves-cardoso-small" / "explanations"
