@@ -81,7 +81,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'attnmed.datasets.GatherDL.__iter__': ('datasets.html#gatherdl.__iter__', 'attnmed/datasets.py'),
                                   'attnmed.datasets.GatherDL.create_batches': ( 'datasets.html#gatherdl.create_batches',
                                                                                 'attnmed/datasets.py'),
-                                  'attnmed.datasets.GatherDL.get_idxs': ('datasets.html#gatherdl.get_idxs', 'attnmed/datasets.py'),
                                   'attnmed.datasets.GoncalvesCardosoAugmentation': ( 'datasets.html#goncalvescardosoaugmentation',
                                                                                      'attnmed/datasets.py'),
                                   'attnmed.datasets.GoncalvesCardosoAugmentation.encodes': ( 'datasets.html#goncalvescardosoaugmentation.encodes',

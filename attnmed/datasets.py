@@ -175,15 +175,9 @@ def class_weights(labels:np.ndarray, # integer labels (N)
     return counts.sum() / (n_classes * counts)
 
 class GatherDL(TfmdDL):
-    "A fastai `TfmdDL` over a `TensorDataset` that takes each batch with one indexing of its tensors (on the device when the data is there) instead of collating items one at a time; `drop_last`, transforms and callbacks are `TfmdDL`'s."
+    "A fastai `TfmdDL` over a `TensorDataset` that takes each batch with one indexing of its tensors (on the device when the data is there) instead of collating items one at a time; the order (`get_idxs`), `drop_last`, transforms and callbacks are `TfmdDL`'s."
     def __init__(self, dataset=None, **kwargs):
         super().__init__(dataset, **{**kwargs, "num_workers": 0})   # a gather needs no worker processes
-
-    def get_idxs(self):
-        if not isinstance(self.dataset, TensorDataset): return super().get_idxs()
-        if not self.shuffle: return torch.arange(self.n)
-        g = torch.Generator().manual_seed(self.rng.randint(0, 2 ** 63 - 1))   # fastai's own stream, re-drawn every epoch (`randomize`)
-        return torch.randperm(self.n, generator=g)
 
     def create_batches(self, samps):
         ds = self.dataset
@@ -208,7 +202,6 @@ class GatherDL(TfmdDL):
 
 class WeightedGatherDL(GatherDL, WeightedDL):
     "`GatherDL` drawing its training order as fastai's `WeightedDL` does (with replacement, by weight)."
-    get_idxs = WeightedDL.get_idxs
 
 # %% ../nbs/01c_datasets.ipynb #c013b
 DEVICE_DATA_SHARE = 0.25   # the share of the GPU's free memory a dataset's uint8 images may take to be held there

@@ -28,7 +28,7 @@ def gradcam_layer(model:torch.nn.Module, # a model (eval mode is set inside)
                   x:torch.Tensor,        # an example batch (to find the map sizes)
                   min_size:int=7         # smallest feature map side worth explaining
                  ):
-    "(name, module) producing the last square N x C x h x w feature map with h >= `min_size` in a forward pass on `x` (none: the last of the largest, h > 1): Grad-CAM's layer."
+    "(name, module) producing the last square N x C x h x w feature map with h >= `min_size` in a forward pass on `x` (none: the last of the largest, h > 1), among modules run once per forward: Grad-CAM's layer."
     found, hooks = [], []
     for name, m in model.named_modules():
         if name: hooks.append(m.register_forward_hook(lambda mod, i, o, name=name: found.append((name, mod, o.shape[2])) if (
@@ -39,6 +39,9 @@ def gradcam_layer(model:torch.nn.Module, # a model (eval mode is set inside)
     finally:
         for h in hooks: h.remove()
         model.train(was)
+    calls = {}
+    for name, *_ in found: calls[name] = calls.get(name, 0) + 1
+    found = [f for f in found if calls[f[0]] == 1]   # a module run twice per forward (a published model's repeated stem) has no single map to explain
     if not found: raise ExplainError(f"{type(model).__name__} has no convolutional feature map for Grad-CAM")
     large = [f for f in found if f[2] >= min_size] or [f for f in found if f[2] == max(h for *_, h in found)]
     return large[-1][:2]
