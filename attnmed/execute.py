@@ -88,7 +88,8 @@ def execute_notebook(notebook:str|Path,         # the parameterised notebook
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters or {}, kernel_name=kernel_name,
                             progress_bar=dict(desc=progress, unit="step", leave=False) if progress else False,
-                            kernel_manager_class=kernel_manager(env, prefix, Path(cwd or Path(output).parent).resolve()))
+                            kernel_manager_class=kernel_manager(env, prefix, Path(cwd or Path(output).parent).resolve()),
+                            shutdown_kernel="immediate")   # every result is written (atomically) by the notebook's last cells; a graceful exit of a kernel that loaded torch costs ~2.5 s
     except Exception as e:
         short = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}"
         raise NotebookError(short.strip(), "".join(traceback.format_exception(e))) from None
