@@ -12,13 +12,15 @@ export JUPYTER_PLATFORM_DIRS := 1
 
 .PHONY: study test browser nbtest pytest export clean-nbs readme bench distclean lab
 
+# (the stamp holds pyproject.toml's checksum: a tool that rewrites the file unchanged, as nbdev-export does, costs no reinstall)
 $(STAMP): pyproject.toml
-	@echo "attnmed: installing into $(VENV) (first run, or pyproject.toml changed) ..."
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e ".[dev,ray]" 2>&1 | grep -v '^WARNING: Location' || true
-	@$(BIN)/python -c "import attnmed, fastai, papermill, timm, captum, nbdev"
-	@touch $@
+	@if [ -f $@ ] && [ "$$(cat $@)" = "$$(cksum < pyproject.toml)" ] && [ -x $(BIN)/python ]; then touch $@; else \
+	  echo "attnmed: installing into $(VENV) (first run, or pyproject.toml changed) ..." && \
+	  { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); } && \
+	  { $(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true; } && \
+	  { PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e ".[dev,ray]" 2>&1 | grep -v '^WARNING: Location' || true; } && \
+	  $(BIN)/python -c "import attnmed, fastai, papermill, timm, captum, nbdev" && \
+	  cksum < pyproject.toml > $@; fi
 
 ## the default study on the embedded synthetic data, then its report: $(OUT)/default/report.html
 study: $(STAMP)

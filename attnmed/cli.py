@@ -4,10 +4,10 @@
 
 # %% ../nbs/09_cli.ipynb #c002
 from __future__ import annotations
-import argparse, sys
+import argparse, os, sys
 
 # %% auto #0
-__all__ = ['fail', 'gpu_ids', 'grid_cli', 'search_cli', 'report_cli', 'plan_cli', 'init_cli']
+__all__ = ['fail', 'check_out', 'gpu_ids', 'grid_cli', 'search_cli', 'report_cli', 'plan_cli', 'init_cli']
 
 # %% ../nbs/09_cli.ipynb #c005
 def fail(prog:str,   # the command's name, e.g. attnmed-grid
@@ -16,6 +16,13 @@ def fail(prog:str,   # the command's name, e.g. attnmed-grid
         ):
     "Print `prog: error: message` on stderr and exit with `code`: the one error path of every command."
     print(f"{prog}: error: {message}", file=sys.stderr); sys.exit(code)
+
+# %% ../nbs/09_cli.ipynb #c006a
+def check_out(parser:argparse.ArgumentParser, # the command's parser (its usage and exit code 2)
+              out:str                         # the --out value
+             ):
+    "Refuse an `--out` that exists but is not a folder, before anything runs."
+    if os.path.exists(out) and not os.path.isdir(out): parser.error(f"--out {out} is a file; expected a folder (created when missing)")
 
 # %% ../nbs/09_cli.ipynb #c008
 def gpu_ids(text:str # comma-separated GPU ids
@@ -45,6 +52,7 @@ def grid_cli(argv=None # command-line arguments (default: sys.argv)
     p.add_argument("--notebook", default=None, help="the notebook each cell executes (default: attnmed's nbs/experiment.ipynb); it must declare the same parameters")
     a = p.parse_args(argv)
     if a.jobs < 1: p.error(f"--jobs must be at least 1, got {a.jobs}")
+    check_out(p, a.out)
     from attnmed.config import StudyConfigError
     from attnmed.data import DataError
     from attnmed.grid import run_grid
@@ -66,6 +74,7 @@ def search_cli(argv=None # command-line arguments (default: sys.argv)
     p.add_argument("--only", default=None, help="only groups whose key contains this text, e.g. 'resnet18/se'")
     p.add_argument("--trials", type=int, default=None, help="trial budget per group (default: the study's search.trials)")
     a = p.parse_args(argv)
+    check_out(p, a.out)
     from attnmed.config import StudyConfigError
     from attnmed.data import DataError
     from attnmed.search import run_search

@@ -12,9 +12,9 @@ import yaml
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 # %% auto #0
-__all__ = ['PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS', 'CELL_KEYS',
-           'StudyConfigError', 'registry_entry', 'check_value', 'Param', 'parse_search', 'check_name', 'parse_study',
-           'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell', 'expand_grid',
+__all__ = ['PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS', 'YAML_LIMITS',
+           'CELL_KEYS', 'StudyConfigError', 'registry_entry', 'check_value', 'Param', 'parse_search', 'check_name',
+           'parse_study', 'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell', 'expand_grid',
            'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json']
 
 # %% ../nbs/00_config.ipynb #c005
@@ -68,6 +68,7 @@ def check_value(value,                # the value as read from YAML
         if isinstance(value, bool) or not isinstance(value, int): raise StudyConfigError(f"expected an integer, got {_describe(value)}", source, field)
     elif not isinstance(value, typ) or (typ is not bool and isinstance(value, bool)):
         raise StudyConfigError(f"expected {_TYPE_NAMES.get(typ, typ.__name__)}, got {_describe(value)}", source, field)
+    if typ is str and "\x00" in value: raise StudyConfigError("contains a NUL byte (\\x00), which no name or path can hold", source, field)
     if choices and value not in choices: raise StudyConfigError(f"expected one of {', '.join(map(str, choices))}, got {_describe(value)}", source, field)
     if low is not None and (value <= low if open_low else value < low):
         raise StudyConfigError(f"must be {'>' if open_low else '>='} {low}, got {value}", source, field)
@@ -285,8 +286,10 @@ def study_keys_markdown() -> str:
     return "\n".join(["| key | meaning | default |", "|---|---|---|", *rows])
 
 # %% ../nbs/00_config.ipynb #c029
+YAML_LIMITS = dict(bytes=1_000_000, values=100_000, depth=50)   # a study file is a few KB: anything near these is a mistake or an attack
+
 class _StrictLoader(yaml.SafeLoader):
-    "A safe YAML loader that refuses duplicate keys."
+    "A safe YAML loader that refuses duplicate keys and reads numbers by YAML 1.2's rules (`010` is 10, `1:30` a string, never octal or base 60)."
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
@@ -296,14 +299,43 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key, (str, int, float, bool)): seen.add(key)
         return super().construct_mapping(node, deep)
 
+    def construct_yaml_int(self, node):
+        v = self.construct_scalar(node)
+        if v[:2] in ("0o", "0x"): return int(v[2:], 8 if v[1] == "o" else 16)
+        return int(v, 10)
+
+_StrictLoader.yaml_implicit_resolvers = {k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+                                         for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+def _yaml_size(data, path) -> int:
+    "Values in `data` once its aliases are expanded (counted without expanding them), refusing more than `YAML_LIMITS` allows."
+    sizes, limit = {}, YAML_LIMITS
+    def size(o, depth):
+        if depth > limit["depth"]: raise StudyConfigError(f"is nested more than {limit['depth']} levels deep (a study file is a few levels)", path)
+        if not isinstance(o, (list, dict)): return 1
+        if id(o) in sizes: return sizes[id(o)]
+        items = list(o.keys()) + list(o.values()) if isinstance(o, dict) else o
+        n = 1 + sum(size(v, depth + 1) for v in items)
+        if n > limit["values"]: raise StudyConfigError(f"holds more than {limit['values']:,} values once its aliases are expanded (a study file holds a few hundred)", path)
+        sizes[id(o)] = n
+        return n
+    return size(data, 0)
+
 def read_yaml(path:str|Path # the YAML file
              ):
-    "The YAML data in `path`; a `StudyConfigError` naming the file for a missing file, invalid YAML or a duplicate key."
+    "The YAML data in `path`; a `StudyConfigError` naming the file for a missing file, invalid YAML, a duplicate key, or a file too large, too deep or too many values (`YAML_LIMITS`)."
     path = Path(path)
     if not path.is_file(): raise StudyConfigError("file not found", path)
-    try: return yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    if path.stat().st_size > YAML_LIMITS["bytes"]: raise StudyConfigError(f"is {path.stat().st_size:,} bytes; a study file may be at most {YAML_LIMITS['bytes']:,}", path)
+    try: data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except UnicodeDecodeError: raise StudyConfigError("is not a UTF-8 text file", path) from None
-    except yaml.YAMLError as e: raise StudyConfigError(f"is not valid YAML: {e}", path) from None
+    except RecursionError: raise StudyConfigError(f"is nested more than {YAML_LIMITS['depth']} levels deep (a study file is a few levels)", path) from None
+    except yaml.YAMLError as e: raise StudyConfigError(f"is not valid YAML: {str(e)[:500]}", path) from None
+    _yaml_size(data, path)
+    return data
 
 def load_study(path:str|Path # the study YAML file
               ) -> Study:
@@ -332,9 +364,12 @@ def import_plugins(plugins:list # Python files or module names to import
                 spec = importlib.util.spec_from_file_location(name, p)
                 mod = importlib.util.module_from_spec(spec); sys.modules[name] = mod
                 try: spec.loader.exec_module(mod)
+                except SystemExit as e: del sys.modules[name]; raise StudyConfigError(f"plugin {p} called sys.exit({e.code!r}) while being imported; a plugin registers formats or variants and returns", None, "plugins") from None
                 except BaseException: del sys.modules[name]; raise
             mods.append(sys.modules[name])
-        else: mods.append(importlib.import_module(p))
+        else:
+            try: mods.append(importlib.import_module(p))
+            except SystemExit as e: raise StudyConfigError(f"plugin {p} called sys.exit({e.code!r}) while being imported; a plugin registers formats or variants and returns", None, "plugins") from None
     return mods
 
 # %% ../nbs/00_config.ipynb #c036

@@ -193,6 +193,8 @@ class DatasetFormat:
                    ):
         "Refuse a spec whose files are missing ('not found' in the message: a dry run only warns)."
         if not Path(spec["path"]).exists(): raise DataError(f"dataset '{spec['name']}': path {spec['path']} not found (expected {self.path_kind})")
+        p = Path(spec["path"])
+        if not (p.is_file() or p.is_dir()): raise DataError(f"dataset '{spec['name']}': path {p} is not a regular file or folder (a FIFO, socket or device cannot be read as data)")
 
     def load(self,
              spec:dict, # a dataset entry of a study (name, format, path, options)
@@ -263,6 +265,9 @@ def resolve_spec(spec:dict,                  # a dataset entry of a study (name,
     out = dict(spec)
     for k in ["path", *(o.name for o in fmt.options_for(spec) if o.path)]:
         if out.get(k) is not None:
+            if "\x00" in str(out[k]): raise DataError(f"dataset '{spec.get('name')}', field {k!r}: contains a NUL byte (\\x00), which no path can hold")
+            long = [c for c in Path(str(out[k])).parts if len(c.encode()) > 255]
+            if long: raise DataError(f"dataset '{spec.get('name')}', field {k!r}: the path component {long[0][:40]!r}... is {len(long[0].encode())} bytes; file systems allow 255")
             p = Path(os.path.expanduser(str(out[k])))
             out[k] = str(p if p.is_absolute() else (base / p).resolve())
     return out

@@ -151,7 +151,9 @@ def read_image(path:str|Path,  # the image file
     path = Path(path); mode = "L" if channels == 1 else "RGB"
     if path.suffix.lower() in (".dcm", ".dicom"): im = Image.fromarray(read_dicom(path, window))
     else:
+        from PIL import ImageOps
         im = Image.open(path)
+        if im.getexif().get(0x0112, 1) != 1: im = ImageOps.exif_transpose(im)   # EXIF orientation: a rotated JPEG is read upright, as viewers show it
         if im.mode in HIGH_DEPTH_MODES: im = Image.fromarray(to_uint8(np.asarray(im), window))
         elif window != "auto": im = Image.fromarray(to_uint8(np.asarray(im.convert(mode)), window))
         else: im.draft(mode, (size, size))   # JPEG: decode at a reduced scale, at least `size`
@@ -506,7 +508,9 @@ def check_inferred_classes(names,           # the class names found
 
 def _patients_from_names(paths, pattern, source):
     if not pattern: return [""] * len(paths)
-    rx = re.compile(pattern); out = []
+    try: rx = re.compile(pattern)
+    except re.error as e: raise DataError(f"{source}: option 'patient_pattern' {pattern!r} is not a regular expression ({e}); expected one with one group holding the patient id") from None
+    out = []
     for p in paths:
         m = rx.search(Path(p).name)
         if not m or not m.groups(): raise DataError(f"{source}: option 'patient_pattern' {pattern!r} does not match file name {Path(p).name!r} (expected one regex group holding the patient id)")

@@ -118,9 +118,10 @@ def cell_fingerprint(cell:Cell,            # one cell of the grid
 
 def read_metrics(folder:str|Path # a cell's folder
                 ) -> dict|None:
-    "The cell's `metrics.json`, or None when it is missing or unreadable."
-    try: return json.loads((Path(folder) / "metrics.json").read_text())
+    "The cell's `metrics.json`, or None when it is missing, unreadable or not a JSON object (`[]`, `1`, `\"x\"`: damaged, not a result)."
+    try: m = json.loads((Path(folder) / "metrics.json").read_text())
     except (OSError, ValueError): return None
+    return m if isinstance(m, dict) else None
 
 def cell_state(folder:str|Path,          # a cell's folder
                fingerprint:str|None=None # what the study asks for now (None: any result counts)
@@ -321,7 +322,7 @@ def cell_results(folder:str|Path,      # a study folder
     "One row per done cell of the study in `folder`: its keys, scalar metrics (and `balanced_accuracy_<set>` of extra test sets), CI, seconds and folder."
     folder = Path(folder); rows = []
     for _, r in cell_table(folder, study).query("state == 'done'").iterrows():
-        m = json.loads((folder / r.folder / "metrics.json").read_text())
+        m = read_metrics(folder / r.folder) or {}
         ci = m.get("ci95", {}).get("balanced_accuracy", [np.nan, np.nan])
         extra = {k: v for k, v in m.items() if is_extra_test_metric(k) and isinstance(v, (int, float))}
         rows.append({**{k: r[k] for k in KEYS}, **{k: m.get(k) for k in SCALAR_METRICS if k in m}, "balanced_accuracy_ci_low": ci[0],
@@ -340,7 +341,7 @@ def load_results(folder:str|Path,       # a study folder (what `attnmed-grid` wr
     "One row per done cell and test set: the cell's keys, `test_set`, every scalar metric with its 95 % bootstrap interval (`<metric>_ci_low/high`), every parameter (`param_*`), seconds and folder."
     folder = Path(folder); rows = []
     for _, r in cell_table(folder, study).query("state == 'done'").iterrows():
-        m = json.loads((folder / r.folder / "metrics.json").read_text())
+        m = read_metrics(folder / r.folder) or {}
         params = {f"param_{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in (m.get("params") or {}).items()}
         sets = {"test": (m, m.get("ci95", {})), **{k: (v, v.get("ci95", {})) for k, v in m.items() if isinstance(v, dict) and "balanced_accuracy" in v and "n_test" in v}}
         for name, (mm, ci) in sets.items():
