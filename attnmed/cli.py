@@ -89,11 +89,13 @@ def report_cli(argv=None # command-line arguments (default: sys.argv)
     p.add_argument("study_dir", help="the study folder written by attnmed-grid, e.g. outputs/default")
     p.add_argument("--no-explain", action="store_true", help="skip the explanation notebook (saliency figures, localisation, shortcut and concept tests)")
     a = p.parse_args(argv)
+    from attnmed.config import StudyConfigError
     from attnmed.execute import NotebookError
     from attnmed.report import render_report
     try: f = render_report(a.study_dir, explain=not a.no_explain)
-    except FileNotFoundError as e: fail("attnmed-report", e)
+    except (FileNotFoundError, StudyConfigError) as e: fail("attnmed-report", e)
     except NotebookError as e: fail("attnmed-report", f"report.ipynb failed: {e.short}", 1)
+    except OSError as e: fail("attnmed-report", f"{type(e).__name__}: {e} (the report is written into the study folder: it must be writable)", 1)
     print(f"report: {f}")
 
 # %% ../nbs/09_cli.ipynb #c019
@@ -109,7 +111,7 @@ def plan_cli(argv=None # command-line arguments (default: sys.argv)
     try:
         study = read_study(a.study_dir)
         results = cell_results(a.study_dir, study)
-    except (FileNotFoundError, ValueError) as e: fail("attnmed-plan", e)
+    except (FileNotFoundError, ValueError, OSError) as e: fail("attnmed-plan", e)
     if not len(results): fail("attnmed-plan", "no finished cell in this study yet")
     main = study_comparisons(results, load_cell_files(a.study_dir, results, "predictions.csv"), study,
                              histories=load_cell_files(a.study_dir, results, "history.csv"))["test"]["comparisons"]

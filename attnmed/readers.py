@@ -66,7 +66,8 @@ def _carve(df:pd.DataFrame, pool, fraction:float, name:str, seed:int, source:str
         raise DataError(f"{source}: only {sub['patient'].nunique()} patient group(s) to carve a '{name}' split of {fraction:.0%} from; need at least {n_splits} (add data or give an official split)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)   # "least populated class has only k members": fine for a carve
-        _, pick = next(StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(sub, sub["label"], sub["patient"]))
+        try: _, pick = next(StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(sub, sub["label"], sub["patient"]))
+        except ValueError as e: raise DataError(f"{source}: cannot carve a '{name}' split of {fraction:.0%} from {len(sub)} item(s) in {sub['patient'].nunique()} group(s) ({e}); add data or give an official split") from None
     df.loc[sub.index[pick], "split"] = name
 
 def assign_splits(table:pd.DataFrame,      # the image table (path, label, split, patient)

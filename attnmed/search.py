@@ -87,7 +87,10 @@ def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`
         g = cell.group
         if only and only not in g: continue
         sampler, pruner = _sampler_and_pruner(search, g)
-        st = optuna.create_study(study_name=g, storage=storage, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
+        try: st = optuna.create_study(study_name=g, storage=storage, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
+        except Exception as e:   # SQLAlchemy / Optuna errors on a damaged file: one line naming it
+            raise StudyConfigError(f"cannot be opened as the search's Optuna database ({type(e).__name__}: {str(e).splitlines()[0][:200]}); move it away to start the search afresh",
+                                   study_dir / "search.sqlite3") from None
         done = sum(t.state in counted for t in st.trials)
         t0 = time.time()
         def objective(trial):
