@@ -405,6 +405,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'attnmed.statistics.variance_parts': ('statistics.html#variance_parts', 'attnmed/statistics.py'),
                                     'attnmed.statistics.verdict_sentence': ('statistics.html#verdict_sentence', 'attnmed/statistics.py')},
             'attnmed.study': { 'attnmed.study._alive': ('study.html#_alive', 'attnmed/study.py'),
+                               'attnmed.study._number': ('study.html#_number', 'attnmed/study.py'),
                                'attnmed.study._scalars': ('study.html#_scalars', 'attnmed/study.py'),
                                'attnmed.study.acquire_lock': ('study.html#acquire_lock', 'attnmed/study.py'),
                                'attnmed.study.best_file': ('study.html#best_file', 'attnmed/study.py'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_study.ipynb #c002
 from __future__ import annotations
-import dataclasses, hashlib, json, os, socket, time, uuid
+import dataclasses, hashlib, html, json, os, socket, time, uuid
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -316,6 +316,10 @@ def extra_test_metrics(results:pd.DataFrame # `cell_results`
     "The balanced-accuracy columns of extra test sets (e.g. `balanced_accuracy_ood_test`) in `results`."
     return sorted(c for c in results.columns if is_extra_test_metric(c))
 
+def _number(v) -> float:
+    "A metric as a float; anything else a cell's file holds (text, markup, lists) is not a number: NaN."
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+
 def cell_results(folder:str|Path,      # a study folder
                  study:Study|None=None # the study (default: read from the folder)
                 ) -> pd.DataFrame:
@@ -323,10 +327,13 @@ def cell_results(folder:str|Path,      # a study folder
     folder = Path(folder); rows = []
     for _, r in cell_table(folder, study).query("state == 'done'").iterrows():
         m = read_metrics(folder / r.folder) or {}
-        ci = m.get("ci95", {}).get("balanced_accuracy", [np.nan, np.nan])
+        ci = (m.get("ci95") if isinstance(m.get("ci95"), dict) else {}).get("balanced_accuracy")
+        ci = [_number(v) for v in ci] if isinstance(ci, (list, tuple)) and len(ci) == 2 else [np.nan, np.nan]
         extra = {k: v for k, v in m.items() if is_extra_test_metric(k) and isinstance(v, (int, float))}
-        rows.append({**{k: r[k] for k in KEYS}, **{k: m.get(k) for k in SCALAR_METRICS if k in m}, "balanced_accuracy_ci_low": ci[0],
-                     "balanced_accuracy_ci_high": ci[1], **extra, "seconds": m.get("seconds"), "shared_groups": m.get("shared_groups", ""), "folder": r.folder})
+        shared = m.get("shared_groups", "")
+        rows.append({**{k: r[k] for k in KEYS}, **{k: _number(m.get(k)) for k in SCALAR_METRICS if k in m}, "balanced_accuracy_ci_low": ci[0],
+                     "balanced_accuracy_ci_high": ci[1], **extra, "seconds": _number(m.get("seconds")), "shared_groups": html.escape(shared) if isinstance(shared, str) else "",   # read from a file: it may reach the report's markdown
+                     "folder": r.folder})
     df = pd.DataFrame(rows, columns=None if rows else KEYS + ["folder"])
     for k in SCALAR_METRICS:
         if k in df: df[k] = pd.to_numeric(df[k], errors="coerce")

@@ -57,3 +57,8 @@ def test_corrupt_search_database(tmp_path):
     f = tiny_study(tmp_path, search=dict(trials=1))
     (tmp_path / "out" / "tiny").mkdir(parents=True); (tmp_path / "out" / "tiny" / "search.sqlite3").write_bytes(b"not a database" * 100)
     with pytest.raises(StudyConfigError, match="cannot be opened as the search's Optuna database"): run_search(f, out=tmp_path / "out")
+
+def test_markup_in_a_cells_metrics_never_reaches_the_report_as_markup():
+    import math
+    from attnmed.study import _number
+    assert math.isnan(_number("<script>alert(1)</script>")) and math.isnan(_number([1, 2])) and math.isnan(_number(True)) and _number(3) == 3.0
