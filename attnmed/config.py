@@ -289,7 +289,7 @@ def study_keys_markdown() -> str:
 YAML_LIMITS = dict(bytes=1_000_000, values=100_000, depth=50)   # a study file is a few KB: anything near these is a mistake or an attack
 
 class _StrictLoader(yaml.SafeLoader):
-    "A safe YAML loader that refuses duplicate keys and reads numbers by YAML 1.2's rules (`010` is 10, `1:30` a string, never octal or base 60)."
+    "A safe YAML loader that refuses duplicate keys and YAML 1.1's ambiguous numbers (`010`, octal 8; `1:30`, base-60 90): YAML 1.2 reads them otherwise, and a reader would too."
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
@@ -299,16 +299,22 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key, (str, int, float, bool)): seen.add(key)
         return super().construct_mapping(node, deep)
 
-    def construct_yaml_int(self, node):
-        v = self.construct_scalar(node)
-        if v[:2] in ("0o", "0x"): return int(v[2:], 8 if v[1] == "o" else 16)
-        return int(v, 10)
+    def _refuse_ambiguous(self, node, value):
+        raise yaml.constructor.ConstructorError(None, None, f"ambiguous number {node.value!r} (line {node.start_mark.line + 1}): YAML 1.1 reads it as {value!r} "
+                                                "(leading-zero octal or base 60); write the number you mean, or quote it for text", node.start_mark)
 
-_StrictLoader.yaml_implicit_resolvers = {k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
-                                         for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
-_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+    def construct_yaml_int(self, node):
+        v = super().construct_yaml_int(node); s = node.value.lstrip("+-").replace("_", "")
+        if ":" in s or (len(s) > 1 and s[0] == "0" and s[1] not in "xob"): self._refuse_ambiguous(node, v)
+        return v
+
+    def construct_yaml_float(self, node):
+        v = super().construct_yaml_float(node)
+        if ":" in node.value: self._refuse_ambiguous(node, v)
+        return v
+
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _StrictLoader.construct_yaml_float)
 
 def _yaml_size(data, path) -> int:
     "Values in `data` once its aliases are expanded (counted without expanding them), refusing more than `YAML_LIMITS` allows."

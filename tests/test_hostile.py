@@ -18,11 +18,12 @@ def cli(fn, argv):
         except SystemExit as e: code = e.code
     return code, err.getvalue()
 
-def test_yaml_1_1_numbers_are_not_misread(tmp_path):
+@pytest.mark.parametrize("seed", ["1:30", "010"])
+def test_yaml_1_1_numbers_are_not_misread(tmp_path, seed):
     f = tmp_path / "s.yaml"
-    f.write_text(tiny_study(tmp_path).read_text().replace("- 0\n", "- 1:30\n"))   # YAML 1.1 would read 90
+    f.write_text(tiny_study(tmp_path).read_text().replace("- 0\n", f"- {seed}\n"))   # YAML 1.1 would read 90 / 8
     code, err = cli(grid_cli, [f, "--out", tmp_path / "out", "--dry-run"])
-    assert code == 2 and "seeds" in err and "Traceback" not in err, err
+    assert code == 2 and "ambiguous number" in err and "Traceback" not in err, err
 
 def test_alias_bomb_is_refused_quickly(tmp_path):
     f = tmp_path / "bomb.yaml"
