@@ -160,7 +160,11 @@ def run_ray(todo:list,     # the cells to run
     "Run `todo` cells as Ray tasks (each `run_cell`); `on_done(cell, state)` after each."
     try: import ray
     except ImportError: raise StudyConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from None
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+    for attempt in (1, 2):   # a local instance started on a busy machine can miss Ray's own start-up deadline: try once more
+        try: ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False); break
+        except Exception as e:
+            if attempt == 2 or address is not None or "timed out during startup" not in str(e): raise
+            ray.shutdown()
     try:
         task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(run_cell)
         refs = {task.remote(c, str(Path(folder).resolve()), str(notebook or notebook_path()), **kwargs_of(c)): c for c in todo}
