@@ -245,7 +245,9 @@ def parse_study(raw:dict,                   # the parsed YAML mapping
     "Check a study dict (as read from YAML) and return a `Study`; relative paths are later resolved against `base_dir` (default: the working folder)."
     if not isinstance(raw, dict): raise StudyConfigError(f"expected a mapping of keys at the top level, got {_describe(raw)}", source)
     unknown = [k for k in raw if k not in TOP_KEYS]
-    if unknown: raise StudyConfigError(f"unknown key(s) {', '.join(map(repr, unknown))}; valid keys are: {', '.join(TOP_KEYS)}", source, str(unknown[0]))
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(TOP_KEYS), n=1)
+        raise StudyConfigError(f"unknown key(s) {', '.join(map(repr, unknown))}" + (f"; did you mean {close[0]!r}?" if close else "") + f" (valid keys: {', '.join(TOP_KEYS)})", source, str(unknown[0]))
     if "name" not in raw: raise StudyConfigError("is missing; every study needs a name (its output folder)", source, "name")
     base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
     kw = dict(name=check_name(raw["name"], source, "name"),

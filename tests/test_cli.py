@@ -83,7 +83,7 @@ def test_grid_report_and_resume(tmp):
     assert r.returncode == 0 and all(f"done    {k}" in r.stdout for k in CELLS)
 
 @pytest.mark.parametrize("over,message", [
-    (dict(epoch=3), "field 'epoch': unknown key(s) 'epoch'; valid keys are: name"),
+    (dict(epoch=3), "field 'epoch': unknown key(s) 'epoch'; did you mean 'epochs'? (valid keys: name"),
     (dict(datasets=[dict(name="m", format="medmnist", path="missing/chest.npz")]), "dataset 'm': path"),
     (dict(archs=["resnet19"]), "field 'archs': unknown arch 'resnet19' (did you mean 'resnet18'?); valid archs: resnet10t"),
 ])
