@@ -88,7 +88,7 @@ def new_study(path:str|Path,         # a folder with one sub-folder per class (o
              ("device: auto", "cuda when available, else cpu")]
     width = max(len(c) for c, note in lines if note) + 2
     text = (f"# A study of {what}: {path}\n# Written by attnmed-init. Run it:   attnmed-grid {out.name} --out outputs   then   attnmed-report outputs/{name}\n"
-            "# Every key and its alternatives: the README's \"Study settings\" table.\n"
+            "# Every key and its alternatives: the tables in the README's \"A study\" section.\n"
             + "".join((c.ljust(width) + f"# {note}" if note else c) + "\n" for c, note in lines))
     atomic_write_text(out, text)
     try: check_study(load_study(out))
