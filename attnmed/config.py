@@ -366,18 +366,18 @@ def import_plugins(plugins:list # Python files or module names to import
     "Import each plugin (a .py file path or a module name) once; returns the modules."
     mods = []
     for p in plugins or []:
-        if p.endswith(".py"):
-            name = "attnmed_plugin_" + re.sub(r"\W", "_", str(Path(p).resolve()))
-            if name not in sys.modules:
-                spec = importlib.util.spec_from_file_location(name, p)
-                mod = importlib.util.module_from_spec(spec); sys.modules[name] = mod
-                try: spec.loader.exec_module(mod)
-                except SystemExit as e: del sys.modules[name]; raise StudyConfigError(f"plugin {p} called sys.exit({e.code!r}) while being imported; a plugin registers formats or variants and returns", None, "plugins") from None
-                except BaseException: del sys.modules[name]; raise
-            mods.append(sys.modules[name])
-        else:
-            try: mods.append(importlib.import_module(p))
-            except SystemExit as e: raise StudyConfigError(f"plugin {p} called sys.exit({e.code!r}) while being imported; a plugin registers formats or variants and returns", None, "plugins") from None
+        try:
+            if p.endswith(".py"):
+                name = "attnmed_plugin_" + re.sub(r"\W", "_", str(Path(p).resolve()))
+                if name not in sys.modules:
+                    spec = importlib.util.spec_from_file_location(name, p)
+                    mod = importlib.util.module_from_spec(spec); sys.modules[name] = mod
+                    try: spec.loader.exec_module(mod)
+                    except BaseException: del sys.modules[name]; raise
+                mods.append(sys.modules[name])
+            else: mods.append(importlib.import_module(p))
+        except SystemExit as e:
+            raise StudyConfigError(f"plugin {p} called sys.exit({e.code!r}) while being imported; a plugin registers formats or variants and returns", None, "plugins") from None
     return mods
 
 # %% ../nbs/00_config.ipynb #c036
