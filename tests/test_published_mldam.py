@@ -124,21 +124,25 @@ def check_pair(model, ref, x):
         torch.manual_seed(1); nn.functional.cross_entropy(m(x), y).backward(); opt.step()
     assert len(bn_stats(model)) == len({id(b) for b in bn_stats(ref)}) or arch_has_no_bn(model)
 
+def assert_backbone_and_logits_agree_after_the_step(arch, backbone, model, ref, x):
+    "After `check_pair`'s step: every BatchNorm running statistic of the backbone equals torchvision's (1e-6), and the eval logits agree again (1e-5)."
+    tv = {k: v for k, v in ref.tv.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+    for k, v in backbone.state_dict().items():
+        if k.endswith(("running_mean", "running_var")):
+            assert (v - tv[k]).abs().max() <= 1e-6 * max(1.0, tv[k].abs().max().item()), f"{arch}: running statistics of {k} differ after one step"
+    model.eval(); ref.eval()
+    with torch.no_grad(): a, b = model(x), ref(x)
+    assert (a - b).abs().max() <= 1e-5 * max(1.0, b.abs().max().item()), f"{arch}: eval logits after a step differ by {(a - b).abs().max():.3g}"
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_mldam_original_is_the_published_function(arch):
     torch.manual_seed(0)
     model, ref = pair_mldam(arch)
     x = torch.randn(4, 3, SIZE, SIZE)
     check_pair(model, ref, x)
-    tv = {k: v for k, v in ref.tv.state_dict().items() if k.endswith(("running_mean", "running_var"))}
-    for k, v in model.backbone.state_dict().items():
-        if k.endswith(("running_mean", "running_var")):
-            assert (v - tv[k]).abs().max() <= 1e-6 * max(1.0, tv[k].abs().max().item()), f"{arch}: running statistics of {k} differ after one step"
     for mine, theirs in ((model.head.bn_pam, ref.batch_norm1), (model.head.bn_cam, ref.batch_norm2)):
         assert torch.allclose(mine.running_mean, theirs.running_mean, atol=1e-6) and torch.allclose(mine.running_var, theirs.running_var, atol=1e-6, rtol=1e-6)
-    model.eval(); ref.eval()
-    with torch.no_grad(): a, b = model(x), ref(x)
-    assert (a - b).abs().max() <= 1e-5 * max(1.0, b.abs().max().item()), f"{arch}: eval logits after a step differ by {(a - b).abs().max():.3g}"
+    assert_backbone_and_logits_agree_after_the_step(arch, model.backbone, model, ref, x)
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_published_baselines(arch):
@@ -146,13 +150,7 @@ def test_published_baselines(arch):
     model, ref = pair_baseline(arch)
     x = torch.randn(4, 3, SIZE, SIZE)
     check_pair(model, ref, x)
-    bb = model if arch == "resnet50" else model.backbone
-    tv = {k: v for k, v in ref.tv.state_dict().items() if k.endswith(("running_mean", "running_var"))}
-    for k, v in bb.state_dict().items():
-        if k.endswith(("running_mean", "running_var")): assert (v - tv[k]).abs().max() <= 1e-6 * max(1.0, tv[k].abs().max().item()), k
-    model.eval(); ref.eval()
-    with torch.no_grad(): a, b = model(x), ref(x)
-    assert (a - b).abs().max() <= 1e-5 * max(1.0, b.abs().max().item())
+    assert_backbone_and_logits_agree_after_the_step(arch, model if arch == "resnet50" else model.backbone, model, ref, x)
 
 @pytest.mark.parametrize("arch", ["vgg16", "densenet121"])
 def test_single_pass_taps_are_not_the_published_function(arch):
