@@ -10,7 +10,7 @@ export MPLBACKEND := Agg
 export PYTHONWARNINGS := ignore::DeprecationWarning
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: study test browser nbtest pytest export clean-nbs readme bench distclean lab
+.PHONY: study test test-all browser nbtest pytest export clean-nbs readme bench distclean lab
 
 # (the stamp holds pyproject.toml's checksum: a tool that rewrites the file unchanged, as nbdev-export does, costs no reinstall)
 $(STAMP): pyproject.toml
@@ -27,8 +27,12 @@ study: $(STAMP)
 	$(BIN)/attnmed-grid studies/default.yaml --out $(OUT)
 	$(BIN)/attnmed-report $(OUT)/default
 
-## every test: the notebooks (nbdev-test) and the pytest suite
-test: browser nbtest pytest
+## the tests CI runs: every notebook (as nbdev-test runs it) and the pytest suite, sharing two workers; tests marked slow are skipped
+test: browser pytest
+
+## every test, the slow end-to-end runs included (the CI-size studies, the positive control, plugins, search, Ray; ~25 min on 2 cores)
+test-all: browser $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist worksteal --durations=15 --slow tests
 
 # the report is checked in headless Chromium; installed from Debian's packages where this user may (else that check is skipped)
 browser:
@@ -40,7 +44,7 @@ nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2 --timing
 
 pytest: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist worksteal --durations=15 tests   # 2 workers, 1 thread each: CI's 2 cores
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist worksteal --durations=15 tests   # 2 workers, 1 thread each: CI's 2 cores (tests/test_notebooks.py runs the notebooks)
 
 ## JupyterLab on the project; notebooks in nbs/ are saved clean (tools/jupyter_server_config.py)
 lab: $(STAMP)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse, os, sys
 
 # %% auto #0
-__all__ = ['fail', 'check_out', 'gpu_ids', 'grid_cli', 'search_cli', 'report_cli', 'plan_cli', 'init_cli']
+__all__ = ['fail', 'check_out', 'gpu_ids', 'positive_int', 'method_list', 'grid_cli', 'search_cli', 'report_cli', 'plan_cli',
+           'init_cli']
 
 # %% ../nbs/09_cli.ipynb #c005
 def fail(prog:str,   # the command's name, e.g. attnmed-grid
@@ -32,6 +33,25 @@ def gpu_ids(text:str # comma-separated GPU ids
     if not ids or not all(g.isdigit() for g in ids): raise argparse.ArgumentTypeError(f"expected comma-separated GPU ids such as 0,1; got {text!r}")
     return [int(g) for g in ids]
 
+# %% ../nbs/09_cli.ipynb #c008b
+def positive_int(text:str # a command-line value
+                ) -> int:
+    "A flag's value parsed as a whole number of at least 1."
+    try: v = int(text)
+    except ValueError: v = 0
+    if v < 1: raise argparse.ArgumentTypeError(f"expected a whole number of at least 1; got {text!r}")
+    return v
+
+def method_list(text:str # comma-separated explanation methods
+               ) -> list:
+    "`--methods` parsed: known explanation methods (the names of `attnmed.explain.METHODS`, written here so that parsing imports nothing)."
+    known = ("saliency", "gradcam", "integrated_gradients", "attention")
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    for m in names:
+        if m not in known: raise argparse.ArgumentTypeError(f"unknown method {m!r}; expected some of {', '.join(known)}")
+    if not names: raise argparse.ArgumentTypeError(f"expected some of {', '.join(known)}")
+    return names
+
 # %% ../nbs/09_cli.ipynb #c010
 def grid_cli(argv=None # command-line arguments (default: sys.argv)
             ):
@@ -39,7 +59,7 @@ def grid_cli(argv=None # command-line arguments (default: sys.argv)
     p = argparse.ArgumentParser(prog="attnmed-grid", description="Run every cell of a study (train + evaluate one configuration each) with papermill.")
     p.add_argument("study", help="the study YAML file")
     p.add_argument("--out", default="outputs", help="output folder (default: outputs); cells go to OUT/<study>/<dataset>/<arch>/<attention>/<aug|noaug>/seed<k>")
-    p.add_argument("--jobs", type=int, default=1, help="cells run at the same time (default 1)")
+    p.add_argument("--jobs", type=int, default=None, help="cells run at the same time (default: one per GPU; on the CPU one per core, at most 4, as memory allows)")
     p.add_argument("--retry-failed", action="store_true", help="run again the cells that failed before")
     p.add_argument("--rerun-changed", action="store_true", help="run again the cells whose results came from other settings, data or code")
     p.add_argument("--only", default=None, help="only cells whose key has these components, each a glob, e.g. 'seed1', 'resnet18/se', 'synth-derm/*/none' (comma-separated: any of them)")
@@ -51,7 +71,7 @@ def grid_cli(argv=None # command-line arguments (default: sys.argv)
     p.add_argument("--gpus-per-cell", type=float, default=0, help="ray: GPUs each cell asks for; a fraction shares a GPU (default 0)")
     p.add_argument("--notebook", default=None, help="the notebook each cell executes (default: attnmed's nbs/experiment.ipynb); it must declare the same parameters")
     a = p.parse_args(argv)
-    if a.jobs < 1: p.error(f"--jobs must be at least 1, got {a.jobs}")
+    if a.jobs is not None and a.jobs < 1: p.error(f"--jobs must be at least 1, got {a.jobs}")
     check_out(p, a.out)
     from attnmed.config import StudyConfigError
     from attnmed.data import DataError
@@ -84,15 +104,21 @@ def search_cli(argv=None # command-line arguments (default: sys.argv)
 # %% ../nbs/09_cli.ipynb #c017
 def report_cli(argv=None # command-line arguments (default: sys.argv)
               ):
-    "attnmed-report STUDY_DIR [--no-explain]"
+    "attnmed-report STUDY_DIR [--no-explain] [--methods LIST] [--figure-images N] [--score-images N] [--sanity-images N]"
     p = argparse.ArgumentParser(prog="attnmed-report", description="Explain the study's models (explain.ipynb) and aggregate every cell into report.ipynb and report.html.")
     p.add_argument("study_dir", help="the study folder written by attnmed-grid, e.g. outputs/default")
     p.add_argument("--no-explain", action="store_true", help="skip the explanation notebook (saliency figures, localisation, shortcut and concept tests)")
+    p.add_argument("--methods", type=method_list, default=None, help="explanation methods, comma-separated (default: saliency,gradcam,integrated_gradients,attention)")
+    p.add_argument("--figure-images", type=positive_int, default=None, help="test images per explanation figure (default: 5)")
+    p.add_argument("--score-images", type=positive_int, default=None, help="correctly classified test images whose maps are scored per cell (default: 24); fewer is faster, the scores less precise")
+    p.add_argument("--sanity-images", type=positive_int, default=None, help="images of the randomisation test per configuration (default: 8)")
     a = p.parse_args(argv)
+    options = {k: v for k, v in dict(methods=a.methods, n_images=a.figure_images, n_score=a.score_images, n_sanity=a.sanity_images).items() if v is not None}
+    if a.no_explain and options: p.error("--no-explain skips the explanations: --methods and the --*-images flags would have no effect")
     from attnmed.config import StudyConfigError
     from attnmed.execute import NotebookError
     from attnmed.report import render_report
-    try: f = render_report(a.study_dir, explain=not a.no_explain)
+    try: f = render_report(a.study_dir, explain=not a.no_explain, explain_options=options)
     except (FileNotFoundError, StudyConfigError) as e: fail("attnmed-report", e)
     except NotebookError as e: fail("attnmed-report", f"report.ipynb failed: {e.short}", 1)
     except OSError as e: fail("attnmed-report", f"{type(e).__name__}: {e} (the report is written into the study folder: it must be writable)", 1)

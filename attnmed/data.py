@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #c002
 from __future__ import annotations
-import difflib, hashlib, json, os
+import difflib, hashlib, json, math, os
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from .config import StudyConfigError, check_value, registry_entry
 
 # %% auto #0
-__all__ = ['SPLITS', 'FORMATS', 'DataError', 'ImageSplits', 'show_samples', 'Option', 'DatasetFormat', 'register_format',
-           'dataset_format', 'resolve_spec', 'save_npz', 'read_npz_splits', 'resize_splits']
+__all__ = ['SPLITS', 'FORMATS', 'MMAP_MIN_BYTES', 'DataError', 'ImageSplits', 'show_samples', 'Option', 'DatasetFormat',
+           'register_format', 'dataset_format', 'resolve_spec', 'save_npz', 'load_npz', 'arrays_fingerprint',
+           'read_npz_splits', 'resize_splits']
 
 # %% ../nbs/01_data.ipynb #c005
 SPLITS = ("train", "val", "test")
@@ -219,6 +220,20 @@ class DatasetFormat:
         key = dict(spec=spec, size=size, stat=[st.st_size, st.st_mtime_ns] if st and p.is_file() else None)
         return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
+    def memory_estimate(self,
+                        spec:dict, # a dataset entry of a study (name, format, path, options)
+                        size:int   # image size in pixels (square)
+                       ) -> int|None:
+        "Bytes the data of `spec` at `size` px takes in memory while it is built and trained on, when the format can tell before reading anything (default: None, unknown)."
+        return None
+
+    def cached_arrays(self,
+                      spec:dict, # a dataset entry of a study (name, format, path, options)
+                      size:int   # image size in pixels (square)
+                     ) -> Path|None:
+        "The cache file the cells of `spec` at `size` read their arrays from, when there is one (default: none): its contents enter the cells' fingerprints."
+        return None
+
     def example(self,
                 root:str|Path # folder to write a sample dataset into
                ) -> dict:
@@ -287,6 +302,46 @@ def save_npz(path:str|Path,     # the .npz file to write
         tmp.unlink(missing_ok=True); raise
     return path
 
+MMAP_MIN_BYTES = 1 << 16   # members at least this large are memory-mapped by `load_npz`; smaller ones are simply read
+
+def load_npz(path:str|Path # the .npz file
+            ) -> dict:
+    """The arrays of an `.npz` file by name. Members stored uncompressed (as `save_npz(..., compress=False)` writes the decode caches)
+    and of at least `MMAP_MIN_BYTES` are memory-mapped read-only: their pages are read from disk when a batch uses them and the
+    operating system drops them under memory pressure, so a dataset larger than memory can be trained on. Compressed members are read."""
+    import struct, zipfile
+    out = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        for info in zf.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if info.compress_type == zipfile.ZIP_STORED and info.file_size >= MMAP_MIN_BYTES:
+                fh.seek(info.header_offset)
+                head = fh.read(30)
+                if head[:4] == b"PK\x03\x04":   # the member's local header; its data (an .npy file) follows the name and extra field
+                    n_name, n_extra = struct.unpack("<HH", head[26:30])
+                    fh.seek(info.header_offset + 30 + n_name + n_extra)
+                    version = np.lib.format.read_magic(fh)
+                    shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(fh)
+                    if not dtype.hasobject and math.prod(shape) > 0:
+                        out[name] = np.memmap(path, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=fh.tell())
+                        continue
+            with zf.open(info) as f: out[name] = np.lib.format.read_array(f, allow_pickle=False)
+    return out
+
+def arrays_fingerprint(path:str|Path, # an .npz file
+                       sample:int=256  # rows hashed of an array larger than 64 MB (with its first and last 4 MB)
+                      ) -> str:
+    "A short hash of the arrays in an `.npz` file (names, types, shapes and contents; large arrays by a sample of rows): a cache replaced or edited in place changes it."
+    h = hashlib.sha1()
+    for k, a in sorted(load_npz(path).items()):
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        b = np.ascontiguousarray(a)
+        if b.nbytes <= 64 << 20 or b.ndim == 0: h.update(b.tobytes()); continue
+        flat = b.reshape(len(b), -1)
+        h.update(flat[:max(1, (4 << 20) // max(1, flat[0].nbytes))].tobytes()); h.update(flat[-max(1, (4 << 20) // max(1, flat[0].nbytes)):].tobytes())
+        h.update(flat[np.linspace(0, len(flat) - 1, sample).astype(int)].tobytes())
+    return h.hexdigest()[:12]
+
 def _npz_labels(lb:np.ndarray, key:str, path, label_column) -> np.ndarray:
     lb = lb.reshape(len(lb), -1)
     if lb.dtype.kind == "f" and (not np.isfinite(lb).all() or (lb != np.round(lb)).any()):
@@ -315,23 +370,22 @@ def read_npz_splits(path:str|Path,     # the .npz file
     "Read a MedMNIST-layout npz into `ImageSplits` (ground truth arrays, when present, go to `extras`); splits may differ in size (`resize_splits` brings them to one)."
     path = Path(path)
     if not path.exists(): raise DataError(f"{path}: file not found (expected a MedMNIST-layout .npz)")
-    try: z = np.load(path, allow_pickle=False)
+    try: z = load_npz(path)
     except Exception as e: raise DataError(f"{path}: cannot be read as .npz ({type(e).__name__}: {e})") from None
-    with z:
-        missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in z.files]
-        if missing: raise DataError(f"{path}: missing key(s) {missing}; a MedMNIST npz has train_/val_/test_ images and labels (found {z.files})")
-        images, labels, ids, patients, extras, extra_tests = {}, {}, {}, {}, {}, {}
-        others = sorted({k[:-len("_images")] for k in z.files if k.endswith("_images")} - set(SPLITS))   # e.g. ood_test
-        for s in [*SPLITS, *others]:
-            if f"{s}_labels" not in z.files: continue
-            im, lb = _npz_images(z[f"{s}_images"], f"{s}_images", path), _npz_labels(z[f"{s}_labels"], f"{s}_labels", path, label_column)
-            sid = np.array([f"{s}-{i:06d}" for i in range(len(im))])
-            if s in SPLITS: images[s], labels[s], ids[s] = im, lb, sid
-            else: extra_tests[s] = dict(images=im, labels=lb, ids=sid)
-            if s in SPLITS and f"{s}_patients" in z.files: patients[s] = z[f"{s}_patients"].astype(str)
-            for k in ("masks", "shortcut_masks", "concepts"):
-                if f"{s}_{k}" in z.files: extras[f"{s}_{k}"] = z[f"{s}_{k}"]
-        if "concept_names" in z.files: extras["concept_names"] = [str(c) for c in z["concept_names"]]
+    missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in z]
+    if missing: raise DataError(f"{path}: missing key(s) {missing}; a MedMNIST npz has train_/val_/test_ images and labels (found {sorted(z)})")
+    images, labels, ids, patients, extras, extra_tests = {}, {}, {}, {}, {}, {}
+    others = sorted({k[:-len("_images")] for k in z if k.endswith("_images")} - set(SPLITS))   # e.g. ood_test
+    for s in [*SPLITS, *others]:
+        if f"{s}_labels" not in z: continue
+        im, lb = _npz_images(z[f"{s}_images"], f"{s}_images", path), _npz_labels(z[f"{s}_labels"], f"{s}_labels", path, label_column)
+        sid = np.array([f"{s}-{i:06d}" for i in range(len(im))])
+        if s in SPLITS: images[s], labels[s], ids[s] = im, lb, sid
+        else: extra_tests[s] = dict(images=im, labels=lb, ids=sid)
+        if s in SPLITS and f"{s}_patients" in z: patients[s] = z[f"{s}_patients"].astype(str)
+        for k in ("masks", "shortcut_masks", "concepts"):
+            if f"{s}_{k}" in z: extras[f"{s}_{k}"] = z[f"{s}_{k}"]
+    if "concept_names" in z: extras["concept_names"] = [str(c) for c in z["concept_names"]]
     n_classes = int(max(labels[s].max() for s in SPLITS)) + 1
     if class_names is None: class_names = [str(i) for i in range(max(n_classes, 2))]
     elif len(class_names) < n_classes: raise DataError(f"{path}: labels go up to {n_classes - 1} but class_names has {len(class_names)} name(s): {list(class_names)}")

@@ -242,8 +242,8 @@ def make_dataloaders(data:ImageSplits,      # the dataset
     train_tfms = [IntToFloatTensor(), *([PairedAugmentation(augmentation_transforms(protocol), seed)] if augment else []), ThreeChannels(), norm]
     eval_tfms = [IntToFloatTensor(), ThreeChannels(), norm]
     opts = dict(device=device, pin_memory=device.type == "cuda" and not on_device)
-    def ds(s):   # on the CPU colour images are copied channels-first once (a transpose per batch would cost more than the gather); for a GPU they stay as they are and the device transposes each batch
-        d = TensorDataset(data.images[s], data.labels[s], contiguous=device.type == "cpu")
+    def ds(s):   # on the CPU colour images in memory are copied channels-first once (a transpose per batch would cost more than the gather); memory-mapped ones (a cache larger than memory, maybe) and those for a GPU stay as they are, each batch transposed
+        d = TensorDataset(data.images[s], data.labels[s], contiguous=device.type == "cpu" and not isinstance(data.images[s], np.memmap))
         return d.to(device) if on_device else d
     mk = lambda s, shuffle, tfms: GatherDL(ds(s), bs=batch_size, shuffle=shuffle, drop_last=shuffle and len(data.labels[s]) > batch_size,
                                             after_batch=tfms, **opts)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07d_grid.ipynb #c002
 from __future__ import annotations
-import fnmatch, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
+import fnmatch, hashlib, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -13,13 +13,14 @@ from .config import Cell, Study, StudyConfigError, atomic_write_text, parse_stud
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
 from .train import mlflow_experiment, tracking_uri
-from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_fingerprints,
+from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            tuned_parameters, what_changed, write_study_record)
 
 # %% auto #0
-__all__ = ['STOP', 'cell_parameters', 'run_cell', 'gpu_slots', 'slot_env', 'run_local', 'run_ray', 'select_cells',
-           'tuned_or_refuse', 'describe_changes', 'grid_summary', 'run_grid', 'demo_study']
+__all__ = ['STOP', 'NOTEBOOK_HASH', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots',
+           'auto_jobs', 'slot_env', 'run_local', 'run_ray', 'select_cells', 'tuned_or_refuse', 'describe_changes',
+           'grid_summary', 'run_grid', 'demo_study']
 
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
@@ -37,11 +38,15 @@ def cell_parameters(cell:Cell,                      # one cell of the grid
     if study_dir is not None: p["tracking_uri"] = tracking_uri(p["tracking"], p["tracking_uri"], study_dir)
     return p
 
+NOTEBOOK_HASH = "experiment.sha256"   # the hash of the executed notebook the grid published in a cell folder
+
 def _heartbeat(folder:Path, stop:threading.Event):
     while not stop.wait(HEARTBEAT): touch_lock(folder)
 
 def _publish(attempt:Path, d:Path):
-    "Move a complete attempt's files into the cell folder, metrics.json last."
+    "Move a complete attempt's files into the cell folder, metrics.json last; the executed notebook's hash goes beside it (`NOTEBOOK_HASH`: the report renders only that notebook)."
+    nb = attempt / "experiment.ipynb"
+    if nb.exists(): atomic_write_text(attempt / NOTEBOOK_HASH, hashlib.sha256(nb.read_bytes()).hexdigest() + "\n")
     files = sorted(attempt.iterdir(), key=lambda f: f.name == "metrics.json")
     (d / "error.txt").unlink(missing_ok=True)
     for f in files:
@@ -54,6 +59,7 @@ def _record_failure(cell:Cell, attempt:Path, d:Path, message:str):
     "Keep a failed attempt's executed notebook and write `error.txt`; an earlier result becomes `metrics.previous.json`."
     try:
         if (d / "metrics.json").exists(): os.replace(d / "metrics.json", d / "metrics.previous.json")
+        (d / NOTEBOOK_HASH).unlink(missing_ok=True)   # the notebook kept is the failed one, not a published result
         if (attempt / "experiment.ipynb").exists(): os.replace(attempt / "experiment.ipynb", d / "experiment.ipynb")
         atomic_write_text(d / "error.txt", f"cell {cell.key} failed\n{message}")
     except OSError as e: print(f"attnmed-grid: cell {cell.key} failed ({message.splitlines()[0]}) and its error could not be written: {e}", file=sys.stderr)
@@ -93,16 +99,35 @@ def run_cell(cell:Cell,                     # one cell of the grid
         stop.set(); shutil.rmtree(attempt, ignore_errors=True); release_lock(d)
 
 # %% ../nbs/07d_grid.ipynb #c009
+def visible_gpus() -> list:
+    "The ids of the CUDA devices this process sees (none without torch's CUDA)."
+    try:
+        import torch
+        return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    except Exception: return []
+
 def gpu_slots(jobs:int,           # cells run at the same time
               gpus:list|None=None # GPU ids (default: all visible)
              ) -> list:
     "The GPU (or None) of each of `jobs` job slots: round-robin over `gpus` (default: every visible CUDA device)."
-    if gpus is None:
-        try:
-            import torch
-            gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        except Exception: gpus = []
+    if gpus is None: gpus = visible_gpus()
     return [gpus[i % len(gpus)] if gpus else None for i in range(max(1, jobs))]
+
+MAX_AUTO_JOBS = 4            # the most cells the default `--jobs auto` runs at once on the CPU
+CELL_MEMORY_GB = 3.0         # what `--jobs auto` sets aside for each cell on the CPU (a kernel with torch and fastai, its model and data)
+
+def auto_jobs(device:str,          # the study's device setting (auto, cpu or cuda)
+              n_cells:int,         # the cells to run
+              gpus:list|None=None  # GPU ids (default: all visible)
+             ) -> int:
+    "The default `--jobs`: one cell per GPU when cells train on GPUs; on the CPU one cell per core, at most `MAX_AUTO_JOBS` and as many as `CELL_MEMORY_GB` each fits in the available memory; never more than the cells to run."
+    gpus = visible_gpus() if gpus is None else gpus
+    if device != "cpu" and gpus: n = len(gpus)
+    else:
+        try: avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2 ** 30
+        except (ValueError, OSError, AttributeError): avail = float("inf")
+        n = min(os.cpu_count() or 1, MAX_AUTO_JOBS, max(1, int(avail // CELL_MEMORY_GB)))
+    return max(1, min(n, n_cells))
 
 def slot_env(gpu,     # the GPU id of the slot, or None
              jobs:int # cells sharing the machine (sets the CPU threads per cell)
@@ -237,7 +262,7 @@ def _write_results(folder, study):
 
 def run_grid(study:Study|str|Path,    # the study (or its YAML file)
              out:str|Path="outputs",  # the output folder; the study goes to OUT/<name>
-             jobs:int=1,              # cells run at the same time (local executor)
+             jobs:int|None=None,      # cells run at the same time (local executor); None: `auto_jobs`
              retry_failed:bool=False, # run the failed cells again
              only:str|None=None,      # select cells by key components (see `select_cells`)
              dry_run:bool=False,      # list the cells and their states; run nothing
@@ -286,6 +311,7 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
             + f"; {len(todo)} would run (dry run: nothing was run)")
         return Counter(n) + Counter(would_run=len(todo))
     if tuned: log(f"using the search's tuned lr / weight_decay / batch_size for {len({c.group for c in tuned})} group(s)")
+    claim_study_folder(folder, study)
     folder.mkdir(parents=True, exist_ok=True)
     write_study_record(study, folder, fps)
     counts = Counter(skipped=n["done"], running=n["running"], changed=0 if rerun_changed else n["changed"],
@@ -299,7 +325,7 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
     kwargs_of = lambda c: dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=cell_data_fingerprint(study, c, fps))
     try:
         if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done)
-        else: run_local(todo, folder, notebook, jobs, gpus, kwargs_of, on_done)
+        else: run_local(todo, folder, notebook, jobs or auto_jobs(study.device, len(todo), gpus), gpus, kwargs_of, on_done)
     except (KeyboardInterrupt, OSError):
         bar.close(); _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder)); raise
     bar.close()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07e_new_study.ipynb #c002
 from __future__ import annotations
-import re
+import json, re
 from pathlib import Path
 import pandas as pd
 from .config import StudyConfigError, atomic_write_text, load_study
@@ -71,11 +71,12 @@ def new_study(path:str|Path,         # a folder with one sub-folder per class (o
     counts, n, splits = _class_counts(spec)
     rel = Path(__import__("os").path.relpath(path, out.parent))
     split_note = f"official splits found: {', '.join(splits)}" if splits else "no split given: 15 % validation and 20 % test are carved (by patient where known)"
-    lines = [(f"name: {name}", ""),
-             (f"description: Does attention help {arch} on {name}? ({n} images; {counts})", ""),
-             ("datasets:", ""), (f"  - name: {name}", ""), (f"    format: {spec['format']}", ""),
-             (f"    path: {rel.as_posix()}", f"relative to this file; {split_note}"),
-             *[(f"    {k}: {v}", "") for k, v in spec.items() if k.endswith("_column")],
+    q = lambda v: json.dumps(str(v), ensure_ascii=False)   # every value from the data quoted (a JSON string is a YAML one): no name of a file, folder or column becomes YAML
+    lines = [(f"name: {q(name)}", ""),
+             (f"description: {q(f'Does attention help {arch} on {name}? ({n} images; {counts})')}", ""),
+             ("datasets:", ""), (f"  - name: {q(name)}", ""), (f"    format: {spec['format']}", ""),
+             (f"    path: {q(rel.as_posix())}", f"relative to this file; {split_note}"),
+             *[(f"    {k}: {q(v)}", "") for k, v in spec.items() if k.endswith("_column")],
              ("    # channels: 1", "1 for greyscale modalities (X-ray, CT, mammography); default: RGB"),
              *([("    # patient_pattern: '^(\\w+)_'", "a regular expression whose group is the patient id in a file name")] if spec["format"] == "folder" else []),
              (f"archs: [{arch}]", "also: resnet50, densenet121, efficientnet_b0, vgg16, ... (attnmed.models.ARCHS)"),
@@ -87,7 +88,7 @@ def new_study(path:str|Path,         # a folder with one sub-folder per class (o
              ("pretrained: false", "true: ImageNet weights (downloaded once by timm; what most medical studies use)"),
              ("device: auto", "cuda when available, else cpu")]
     width = max(len(c) for c, note in lines if note) + 2
-    text = (f"# A study of {what}: {path}\n# Written by attnmed-init. Run it:   attnmed-grid {out.name} --out outputs   then   attnmed-report outputs/{name}\n"
+    text = (f"# A study of {what}: {q(path)}\n# Written by attnmed-init. Run it:   attnmed-grid {q(out.name)} --out outputs   then   attnmed-report {q('outputs/' + name)}\n"
             "# Every key and its alternatives: the tables in the README's \"A study\" section.\n"
             + "".join((c.ljust(width) + f"# {note}" if note else c) + "\n" for c, note in lines))
     atomic_write_text(out, text)

@@ -4,12 +4,12 @@
 
 # %% ../nbs/01b_readers.ipynb #c002
 from __future__ import annotations
-import hashlib, json, os, re
+import hashlib, json, os, re, tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .data import SPLITS, DataError, DatasetFormat, ImageSplits, Option, read_npz_splits, register_format, resize_splits, save_npz
+from .data import SPLITS, DataError, DatasetFormat, ImageSplits, Option, load_npz, read_npz_splits, register_format, resize_splits, save_npz
 from .testing import (write_sample_camelyon17, write_sample_cbis_ddsm, write_sample_csv, write_sample_folder, write_sample_isic2019,
                       write_sample_medmnist, write_sample_mimic_cxr, FileServer)
 
@@ -18,10 +18,10 @@ __all__ = ['COMMON_OPTIONS', 'HIGH_DEPTH_MODES', 'ISIC_CLASSES', 'CBIS_FILES', '
            'CHEXPERT_FINDINGS', 'MIMIC_SPLITS', 'IMAGE_SUFFIXES', 'SPLIT_NAMES', 'MISSING_LABELS', 'CAMELYON_COLUMNS',
            'CAMELYON_ID_CENTERS', 'CAMELYON_OOD', 'MEDMNIST_SIZES', 'read_table', 'row_ref', 'assign_splits',
            'check_window', 'to_uint8', 'dicom_value_range', 'read_dicom', 'read_image', 'default_cache_dir',
-           'prepare_table', 'table_hash', 'splits_from_table', 'TableFormat', 'isic2019_table', 'ISIC2019',
-           'cbis_ddsm_table', 'CBISDDSM', 'mimic_cxr_table', 'MIMICCXRJPG', 'check_inferred_classes', 'folder_table',
-           'csv_table', 'Folder', 'CSV', 'camelyon17_table', 'Camelyon17', 'medmnist_flags', 'medmnist_source',
-           'file_md5', 'download', 'MedMNIST']
+           'prepare_table', 'table_hash', 'cache_path', 'splits_from_table', 'TableFormat', 'isic2019_table',
+           'ISIC2019', 'cbis_ddsm_table', 'CBISDDSM', 'mimic_cxr_table', 'MIMICCXRJPG', 'check_inferred_classes',
+           'folder_table', 'csv_table', 'Folder', 'CSV', 'camelyon17_table', 'Camelyon17', 'medmnist_flags',
+           'medmnist_source', 'file_md5', 'download', 'MedMNIST']
 
 # %% ../nbs/01b_readers.ipynb #c005
 COMMON_OPTIONS = (
@@ -171,17 +171,28 @@ def _check_files(table:pd.DataFrame, source:str):
     if missing:
         raise DataError(f"{source}: {len(missing)} of {len(table)} listed image file(s) not found, e.g. {missing[:3]}")
 
-def _decode_all(paths:list, size:int, channels:int, skip_corrupt:bool, source:str, desc:str="decoding", window="auto"):
+def _decode_into(out:np.ndarray, paths:list, size:int, channels:int, skip_corrupt:bool, source:str, desc:str="decoding", window="auto"):
+    "Decode `paths` into the rows of `out` (a memory-mapped file: nothing holds every image in memory); returns (kept mask, errors)."
     from tqdm.auto import tqdm
     def one(p):
         try: return read_image(p, size, channels, window), None
         except Exception as e: return None, f"{p}: {type(e).__name__}: {e}"
+    keep, bad = np.zeros(len(paths), bool), []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        results = list(tqdm(pool.map(one, paths), total=len(paths), desc=desc, unit="img", mininterval=2, disable=len(paths) < 200))
-    bad = [err for _, err in results if err]
+        for i, (a, err) in enumerate(tqdm(pool.map(one, paths), total=len(paths), desc=desc, unit="img", mininterval=2, disable=len(paths) < 200)):
+            if err: bad.append(err)
+            else: out[i] = a; keep[i] = True
     if bad and not skip_corrupt:
         raise DataError(f"{source}: {len(bad)} image file(s) cannot be decoded, e.g. {bad[0]}; fix or remove them, or set the dataset option skip_corrupt: true to skip them (they are counted and listed)")
-    return [a for a, _ in results], bad
+    return keep, bad
+
+def _compact(a:np.ndarray, keep:np.ndarray) -> np.ndarray:
+    "The kept rows of `a` moved to its front, in order (in place, one row at a time: constant memory); returns that view."
+    k = 0
+    for i in np.flatnonzero(keep):
+        if i != k: a[k] = a[i]
+        k += 1
+    return a[:k]
 
 # %% ../nbs/01b_readers.ipynb #c018
 def prepare_table(table:pd.DataFrame, # the image table (path, label, split, patient)
@@ -224,6 +235,16 @@ def table_hash(table:pd.DataFrame, # the image table (path, label, split, patien
         h.update(f"{row.path}|{row.label}|{row.split}|{row.patient}|{row.id}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:12]
 
+def cache_path(name:str,           # the dataset's name
+               table:pd.DataFrame, # the prepared image table
+               size:int,           # image size in pixels (square)
+               class_names:list,   # names of the classes, in label order
+               opts:dict           # the format's checked options
+              ) -> Path:
+    "Where the decoded images of `table` at `size` px are cached (the name holds `table_hash`)."
+    channels = int(opts["channels"] or 3)
+    return Path(opts["cache"] or default_cache_dir()) / f"{name}_{size}px_{channels}ch_{table_hash(table, size, channels, class_names, opts['window'])}.npz"
+
 def splits_from_table(table:pd.DataFrame,  # the image table (path, label, split, patient)
                       class_names:list,    # names of the classes, in label order
                       name:str,            # the dataset's name
@@ -235,21 +256,23 @@ def splits_from_table(table:pd.DataFrame,  # the image table (path, label, split
     "Decode, resize and cache the images of a prepared table (`prepare_table`); returns checked `ImageSplits`."
     extra = [s for s in dict.fromkeys(table["split"]) if s not in SPLITS]
     channels = int(opts["channels"] or 3)
-    cache = Path(opts["cache"] or default_cache_dir()) / f"{name}_{size}px_{channels}ch_{table_hash(table, size, channels, class_names, opts['window'])}.npz"
-    if cache.exists():
-        with np.load(cache, allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
-    else:
-        imgs, bad = _decode_all(table["path"].tolist(), size, channels, bool(opts["skip_corrupt"]), source, f"{name}: decoding", opts["window"])
-        keep = np.array([a is not None for a in imgs])
+    cache = cache_path(name, table, size, class_names, opts)
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
         shape = (size, size) if channels == 1 else (size, size, 3)
-        stack = np.stack([a for a in imgs if a is not None]) if keep.any() else np.zeros((0, *shape), np.uint8)
-        t = table[keep].reset_index(drop=True)
-        arrays = {"skipped": np.array(bad, dtype=str), "extra_sets": np.array(extra, dtype=str)}
-        for s in [*SPLITS, *extra]:
-            m = (t["split"] == s).to_numpy()
-            arrays.update({f"{s}_images": stack[m], f"{s}_labels": t["label"].to_numpy(np.int64)[m, None],
-                           f"{s}_ids": np.asarray(t["id"].astype(str), dtype=str)[m], f"{s}_patients": np.asarray(t["patient"].astype(str), dtype=str)[m]})
-        save_npz(cache, arrays, compress=False)   # decoded photos barely compress; an uncompressed cache loads at disk speed
+        with tempfile.TemporaryDirectory(prefix=".decoding-", dir=cache.parent) as tmp:   # images go to disk as they are decoded, then into the cache
+            stack = np.lib.format.open_memmap(Path(tmp) / "images.npy", mode="w+", dtype=np.uint8, shape=(len(table), *shape))
+            keep, bad = _decode_into(stack, table["path"].tolist(), size, channels, bool(opts["skip_corrupt"]), source, f"{name}: decoding", opts["window"])
+            stack, t = _compact(stack, keep), table[keep].reset_index(drop=True)
+            arrays = {"skipped": np.array(bad, dtype=str), "extra_sets": np.array(extra, dtype=str)}
+            for s in [*SPLITS, *extra]:
+                at = np.flatnonzero((t["split"] == s).to_numpy())   # prepare_table sorts by split: one block of rows, a view of the file
+                rows = stack[at[0]:at[-1] + 1] if len(at) and at[-1] - at[0] + 1 == len(at) else stack[at]
+                arrays.update({f"{s}_images": rows, f"{s}_labels": t["label"].to_numpy(np.int64)[at, None],
+                               f"{s}_ids": np.asarray(t["id"].astype(str), dtype=str)[at], f"{s}_patients": np.asarray(t["patient"].astype(str), dtype=str)[at]})
+            save_npz(cache, arrays, compress=False)   # uncompressed (decoded photos barely compress): `load_npz` memory-maps the images
+            del stack, rows, arrays
+    arrays = load_npz(cache)
     skipped = [str(x) for x in arrays["skipped"]]
     if skipped: print(f"{name}: skipped {len(skipped)} unreadable image(s) (skip_corrupt: true), e.g. {skipped[:3]}")
     data = ImageSplits(name, {s: arrays[f"{s}_images"] for s in SPLITS}, {s: arrays[f"{s}_labels"][:, 0] for s in SPLITS},
@@ -301,6 +324,11 @@ class TableFormat(DatasetFormat):
     def fingerprint(self, spec, size):
         table, class_names, opts = self.image_table(spec)
         return table_hash(table, size, opts["channels"], class_names, opts["window"])
+
+    def cached_arrays(self, spec, size):
+        table, class_names, opts = self.image_table(spec)
+        f = cache_path(spec["name"], table, size, class_names, opts)
+        return f if f.exists() else None
 
     def resampled(self, spec, seed):
         "The carved splits redrawn with `seed` (official splits stay as published)."

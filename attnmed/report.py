@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_report.ipynb #c002
 from __future__ import annotations
-import sys
+import sys, tempfile
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -155,8 +155,10 @@ def render_explanations(study_dir:str|Path,          # the study folder
     study_dir = Path(study_dir).resolve()
     (study_dir / "explanations").mkdir(exist_ok=True)
     (study_dir / "explanations" / "error.txt").unlink(missing_ok=True)
-    try: execute_notebook(notebook or notebook_path("explain.ipynb"), study_dir / "explain.ipynb", dict(study_dir=str(study_dir), **params), cwd=study_dir, kernel_name=kernel_name,
-                                 progress="scoring explanations")
+    try:
+        with tempfile.TemporaryDirectory(prefix="attnmed-kernel-cwd-") as kernel_dir:   # an empty working folder: nothing planted in the study folder is importable
+            execute_notebook(notebook or notebook_path("explain.ipynb"), study_dir / "explain.ipynb", dict(study_dir=str(study_dir), **params),
+                             cwd=kernel_dir, kernel_name=kernel_name, progress="scoring explanations")
     except NotebookError as e:
         atomic_write_text(study_dir / "explanations" / "error.txt", f"explain.ipynb failed: {e.short}\n\n{e.details}")
         return False
@@ -164,42 +166,59 @@ def render_explanations(study_dir:str|Path,          # the study folder
 
 def notebook_html(notebook:str|Path,       # an executed notebook
                   html:str|Path|None=None, # the page to write (default: next to it, .html)
-                  code:bool=True           # show the code cells
+                  code:bool=True,          # show the code cells
+                  sanitize:bool=True       # remove scripts and event handlers from the outputs (False only for attnmed's own report pages, whose values it escapes itself)
                  ) -> Path:
-    "Render an executed notebook to a self-contained HTML page with nbconvert, unless the page is newer than the notebook; returns its path."
+    """Render an executed notebook to a self-contained HTML page with nbconvert, its outputs sanitised unless told otherwise, unless the page
+    was rendered by this function from this very notebook (a hash of it is written into the page); returns its path."""
     from nbconvert import HTMLExporter
-    import nbformat
+    import hashlib, nbformat
     notebook = Path(notebook); html = Path(html or notebook.with_suffix(".html"))
-    if html.exists() and html.stat().st_mtime_ns >= notebook.stat().st_mtime_ns: return html
-    exporter = HTMLExporter(exclude_input=not code, exclude_input_prompt=not code, exclude_output_prompt=True)
+    mark = f"<!-- attnmed: rendered from {hashlib.sha256(notebook.read_bytes()).hexdigest()} -->"
+    try:
+        if mark in html.read_text(errors="replace")[:1000]: return html
+    except OSError: pass
+    exporter = HTMLExporter(exclude_input=not code, exclude_input_prompt=not code, exclude_output_prompt=True, sanitize_html=sanitize)
     page, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
-    atomic_write_text(html, page)
+    head, sep, rest = page.partition("\n") if page.lstrip().lower().startswith("<!doctype") else ("", "", page)   # the mark after the doctype: a page in standards mode
+    atomic_write_text(html, head + sep + mark + "\n" + rest)
     return html
 
 def render_cell_pages(study_dir:str|Path # the study folder
                      ) -> int:
-    "Render every done cell's `experiment.ipynb` to `experiment.html` (new or changed ones only), so the report links pages a browser shows; returns how many exist."
+    """Render every done cell's `experiment.ipynb` to `experiment.html` (new or changed ones only), so the report links pages a browser shows;
+    only the notebook the grid published (its hash in `experiment.sha256`) is rendered, and a page that is not attnmed's rendering of it is
+    removed. Returns how many pages exist."""
+    import hashlib
     from tqdm.auto import tqdm
     study_dir = Path(study_dir)
     done = cell_table(study_dir).query("state == 'done'").folder
-    nbs = [study_dir / f / "experiment.ipynb" for f in done if (study_dir / f / "experiment.ipynb").exists()]
+    nbs = []
+    for f in done:
+        nb, page = study_dir / f / "experiment.ipynb", study_dir / f / "experiment.html"
+        try: ok = nb.exists() and (study_dir / f / "experiment.sha256").read_text().strip() == hashlib.sha256(nb.read_bytes()).hexdigest()
+        except OSError: ok = False
+        if ok: nbs.append(nb)
+        else: page.unlink(missing_ok=True)
     for nb in tqdm(nbs, desc="rendering cell pages", unit="cell", leave=False, disable=len(nbs) < 10): notebook_html(nb)
     return len(nbs)
 
 def render_report(study_dir:str|Path,          # the study folder
                   notebook:str|Path|None=None, # the report notebook (default: attnmed's report.ipynb)
                   kernel_name:str="python3",   # Jupyter kernel to run it with
-                  explain:bool=True            # run the explanations first
+                  explain:bool=True,           # run the explanations first
+                  explain_options:dict|None=None # parameters of `explain.ipynb` (methods, n_images, n_score, n_sanity); None: its defaults
                  ) -> Path:
     "Run the explanations (unless `explain=False`), render the cells' pages, execute `report.ipynb` for `study_dir` into it and write `report.html`; returns the HTML path."
     study_dir = Path(study_dir).resolve()
     read_study(study_dir)  # a clear error for a folder that is not a study
-    if explain and not render_explanations(study_dir, kernel_name=kernel_name):
+    if explain and not render_explanations(study_dir, kernel_name=kernel_name, **(explain_options or {})):
         print(f"explanations failed: see {study_dir / 'explanations' / 'error.txt'} (the report is written without them)", file=sys.stderr)
-    if explain and (study_dir / "explain.ipynb").exists(): notebook_html(study_dir / "explain.ipynb", code=False)
+    if explain and (study_dir / "explain.ipynb").exists(): notebook_html(study_dir / "explain.ipynb", code=False, sanitize=False)
     render_cell_pages(study_dir)
     out_nb = study_dir / "report.ipynb"
-    execute_notebook(notebook or notebook_path("report.ipynb"), out_nb, dict(study_dir=str(study_dir)), cwd=study_dir, kernel_name=kernel_name,
-                     progress="writing the report")
+    with tempfile.TemporaryDirectory(prefix="attnmed-kernel-cwd-") as kernel_dir:   # as for the explanations: the kernel starts in an empty folder
+        execute_notebook(notebook or notebook_path("report.ipynb"), out_nb, dict(study_dir=str(study_dir)), cwd=kernel_dir, kernel_name=kernel_name,
+                         progress="writing the report")
     (study_dir / "report.html").unlink(missing_ok=True)
-    return notebook_html(out_nb, study_dir / "report.html", code=False)
+    return notebook_html(out_nb, study_dir / "report.html", code=False, sanitize=False)

@@ -11,18 +11,19 @@ import pandas as pd
 import yaml
 from .config import (PARAMS, Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, expand_grid, import_plugins, load_study,
                             parse_study, read_yaml, umask)
-from .data import DataError, dataset_format, resolve_spec
+from .data import DataError, arrays_fingerprint, dataset_format, resolve_spec
 from .datasets import check_dataset, prepare_dataset
 from .models import ModelError, create_model, get_arch, get_attention, unsupported_reason
 
 # %% auto #0
-__all__ = ['STATES', 'NOT_RESULT_PARAMS', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS', 'check_study',
-           'load_checked_study', 'check_runnable', 'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir',
-           'cell_fingerprint', 'read_metrics', 'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock',
-           'release_lock', 'write_study_record', 'read_study', 'data_key', 'data_fingerprints', 'cell_data_fingerprint',
-           'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters', 'prepare_datasets',
-           'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results', 'load_results',
-           'write_results_csv', 'load_cell_files']
+__all__ = ['STATES', 'CELL_FILES', 'NOT_RESULT_PARAMS', 'HEARTBEAT', 'STALE_AFTER', 'RECORD', 'KEYS', 'SCALAR_METRICS',
+           'check_study', 'load_checked_study', 'available_memory', 'check_memory', 'check_runnable', 'study_cells',
+           'skipped_pairs', 'study_folder', 'cell_dir', 'plugins_fingerprint', 'cell_fingerprint', 'read_metrics',
+           'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock',
+           'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key', 'data_fingerprints',
+           'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters',
+           'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results',
+           'load_results', 'write_results_csv', 'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study,      # a parsed `Study`
@@ -61,6 +62,25 @@ def load_checked_study(path:str|Path,    # the study YAML file
     return check_study(load_study(path), missing_data)
 
 # %% ../nbs/07a_study.ipynb #c008
+def available_memory() -> float:
+    "Bytes of memory available to a new process now (physical pages free or reclaimable); infinity where the system does not say."
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"): return float(line.split()[1]) * 1024
+    except OSError: pass
+    try: return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError): return float("inf")
+
+def check_memory(study:Study # a checked `Study`
+                ):
+    "Refuse, before anything is built, a dataset whose format can tell that at the study's image_size it would not fit in the memory available now (with both numbers)."
+    free = available_memory()
+    for i, spec in enumerate(study.datasets):
+        need = dataset_format(spec["format"]).memory_estimate(spec, study.image_size)
+        if need is not None and need > free:
+            raise StudyConfigError(f"dataset {spec['name']!r} at image_size {study.image_size} needs about {need / 2 ** 30:.1f} GB of memory, "
+                                   f"and {free / 2 ** 30:.1f} GB are available: lower image_size or the number of images", study.source, f"datasets[{i}]")
+
 def check_runnable(study:Study,          # a checked `Study`
                    cells:list,           # the cells to check
                    device_here:bool=True # the cells run on this machine (so `device: cuda` needs a GPU here)
@@ -69,6 +89,7 @@ def check_runnable(study:Study,          # a checked `Study`
     import torch
     if device_here and study.device == "cuda" and not torch.cuda.is_available():
         raise StudyConfigError("is cuda but this machine has no CUDA GPU (use auto or cpu)", study.source, "device")
+    if device_here: check_memory(study)
     for arch, att in dict.fromkeys((c.arch, c.attention) for c in cells):
         try:
             with torch.random.fork_rng(devices=[]), torch.no_grad():
@@ -91,6 +112,7 @@ def skipped_pairs(study:Study # a checked `Study`
 
 # %% ../nbs/07a_study.ipynb #c014
 STATES = ("done", "changed", "damaged", "failed", "running", "todo")
+CELL_FILES = ("metrics.json", "predictions.csv")   # what a done cell must hold: the report's intervals come from the predictions
 
 def study_folder(out:str|Path, # the output folder
                  study:Study   # the study
@@ -106,14 +128,29 @@ def cell_dir(folder:str|Path, # the study folder
 
 NOT_RESULT_PARAMS = ("tracking", "tracking_uri")   # where a cell is also logged does not change its result
 
+def plugins_fingerprint(plugins:list # the study's plugins (file paths or module names)
+                       ) -> str:
+    "A hash of the plugins' source code (a module by the file it would load from, found without importing it): editing a plugin changes it."
+    import importlib.util
+    h = hashlib.sha256()
+    for p in plugins or []:
+        if p.endswith(".py"): f = Path(p)
+        else:
+            try: spec = importlib.util.find_spec(p); f = Path(spec.origin) if spec and spec.origin and spec.origin not in ("built-in", "frozen") else None
+            except (ImportError, ValueError): f = None
+        try: code = f.read_bytes() if f is not None else b"(no source)"
+        except OSError: code = b"(unreadable)"
+        h.update(f"{p}\0{len(code)}\0".encode() + code)
+    return h.hexdigest()[:16]
+
 def cell_fingerprint(cell:Cell,            # one cell of the grid
                      tuned:dict|None=None, # the search's tuned values for the cell, or None
                      data:str|None=None    # the cell's data fingerprint
                     ) -> str:
-    "A hash of what determines `cell`'s result: its parameters (but `NOT_RESULT_PARAMS`), the `tuned` values, the `data` fingerprint and attnmed's version."
+    "A hash of what determines `cell`'s result: its parameters (but `NOT_RESULT_PARAMS`), its plugins' code, the `tuned` values, the `data` fingerprint and attnmed's version."
     import attnmed
     params = {k: v for k, v in cell.parameters().items() if k not in NOT_RESULT_PARAMS}
-    key = dict(params=params, tuned=tuned or {}, data=data, version=attnmed.__version__)
+    key = dict(params=params, tuned=tuned or {}, data=data, version=attnmed.__version__, plugins=plugins_fingerprint(params.get("plugins")) if params.get("plugins") else "")
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def read_metrics(folder:str|Path # a cell's folder
@@ -130,7 +167,7 @@ def cell_state(folder:str|Path,          # a cell's folder
     folder = Path(folder)
     if (folder / "metrics.json").exists():
         m = read_metrics(folder)
-        if m is None: return "damaged"
+        if m is None or not all((folder / f).is_file() for f in CELL_FILES): return "damaged"
         return "done" if fingerprint is None or m.get("fingerprint") == fingerprint else "changed"
     if lock_owner(folder) is not None: return "running"
     if (folder / "error.txt").exists(): return "failed"
@@ -149,6 +186,7 @@ def what_changed(folder:str|Path,   # a cell's folder
     if old.get("dataset") != new["dataset"]: out.append("dataset options")
     if m.get("data_fingerprint") not in (None, data): out.append("the data")
     if m.get("version") not in (None, attnmed.__version__): out.append(f"attnmed {m.get('version')} -> {attnmed.__version__}")
+    if not out and new.get("plugins"): out.append("the plugins' code")
     return out or ["tuned values or other inputs"]
 
 # %% ../nbs/07a_study.ipynb #c017
@@ -196,22 +234,65 @@ def release_lock(folder:str|Path # a cell's folder
     for f in [Path(folder) / ".lock", *Path(folder).glob(".lock.stale-*")]: f.unlink(missing_ok=True)
 
 # %% ../nbs/07a_study.ipynb #c020
+RECORD = "record.json"   # the grid's claim on a study folder: the study's name and the hash of the study.yaml and plugins it ran
+
 def write_study_record(study:Study,                # a checked `Study`
                        folder:str|Path,            # the study folder
                        fingerprints:dict|None=None # the study's data fingerprints (`data_fingerprints`)
                       ) -> Path:
-    "Write the checked `study` to `folder/study.yaml` (and its data's fingerprints to `folder/fingerprints.json`)."
+    "Write the checked `study` to `folder/study.yaml`, its data's fingerprints to `folder/fingerprints.json`, and the record that claims the folder (`RECORD`: the hashes of that study.yaml and of the plugins' code)."
     f = Path(folder) / "study.yaml"
-    atomic_write_text(f, yaml.safe_dump(study.to_dict(), sort_keys=False))
+    text = yaml.safe_dump(study.to_dict(), sort_keys=False)
+    atomic_write_text(f, text)
     if fingerprints is not None: atomic_write_json(Path(folder) / "fingerprints.json", fingerprints)
+    atomic_write_json(Path(folder) / RECORD, dict(study=study.name, study_yaml_sha256=hashlib.sha256(text.encode()).hexdigest(),
+                                                  plugins=plugins_fingerprint(study.plugins)))
     return f
+
+def read_record(folder:str|Path # a study folder
+               ) -> dict|None:
+    "The grid's record of the study folder `folder` (`RECORD`), or None when there is none (or it is not a record)."
+    try: r = json.loads((Path(folder) / RECORD).read_text())
+    except (OSError, ValueError): return None
+    return r if isinstance(r, dict) else None
+
+def claim_study_folder(folder:str|Path, # the study folder the grid is about to write
+                       study:Study      # the checked study
+                      ):
+    """Refuse to write `study` into `folder` when the folder is not this study's: a folder with files but no study record (another
+    program's, or data), a record of a study with another name, or another grid running there now (a live cell lock) with another
+    config. Run after run with an edited config is allowed: its cells then show as 'changed'."""
+    folder = Path(folder)
+    if not folder.exists() or not any(folder.iterdir()): return
+    rec, f = read_record(folder), folder / "study.yaml"
+    if rec is None and not f.exists() and not (folder / "search.sqlite3").exists() and not (folder / "search").is_dir():   # attnmed-search's files may come first
+        raise StudyConfigError(f"the study folder {folder} exists and is not a study folder (no {RECORD} or study.yaml): attnmed would write into "
+                               "another program's files; choose another name: or --out", study.source, "name")
+    if rec is not None and rec.get("study") != study.name:
+        raise StudyConfigError(f"the study folder {folder} holds the study {rec.get('study')!r}; choose another name: or --out", study.source, "name")
+    new = hashlib.sha256(yaml.safe_dump(study.to_dict(), sort_keys=False).encode()).hexdigest()
+    if rec is not None and rec.get("study_yaml_sha256") != new:
+        running = [d for d in folder.glob("*/*/*/*/seed*") if lock_owner(d) is not None]
+        if running:
+            raise StudyConfigError(f"another grid is running on {folder} with another config ({f}, now running {running[0].relative_to(folder)}): "
+                                   "wait for it to finish, or give this config another name:", study.source, "name")
 
 def read_study(folder:str|Path # a study folder
               ) -> Study:
-    "The study that produced the study folder `folder` (its `study.yaml`), with its plugins imported."
+    """The study that produced the study folder `folder` (its `study.yaml`), with its plugins imported, but only when that file is the one the
+    grid wrote and the plugins' code is what the grid ran (both hashed in the record): a plugin line added to the folder's study.yaml, or an
+    edited plugin, is refused, never executed."""
     f = Path(folder) / "study.yaml"
     if not f.exists(): raise FileNotFoundError(f"{f} not found: is {folder} a study folder written by attnmed-grid?")
     study = parse_study(read_yaml(f), source=f, base_dir=Path(folder))
+    if study.plugins:
+        rec = read_record(folder) or {}
+        if rec.get("study_yaml_sha256") != hashlib.sha256(f.read_bytes()).hexdigest():
+            raise StudyConfigError(f"names plugins {study.plugins} but is not the file attnmed-grid wrote ({RECORD} records another, or none): "
+                                   "refusing to import them; run attnmed-grid on the study again to rewrite the record", f, "plugins")
+        if rec.get("plugins") != plugins_fingerprint(study.plugins):
+            raise StudyConfigError(f"the code of the plugins {study.plugins} changed since attnmed-grid ran them: refusing to import them; "
+                                   "run attnmed-grid again (the cells they affect are then 'changed')", f, "plugins")
     import_plugins(study.plugins)
     return study
 
@@ -231,7 +312,9 @@ def data_fingerprints(study:Study # a checked `Study`
             k = data_key(spec, seed, study)
             if k not in out:
                 d = dataset_format(spec["format"]).resampled(spec, seed) if study.split_seeds else spec
-                out[k] = dataset_format(d["format"]).fingerprint(d, study.image_size)
+                fmt = dataset_format(d["format"])
+                cache = fmt.cached_arrays(d, study.image_size)   # what the cells read: a cache replaced or edited is other data
+                out[k] = fmt.fingerprint(d, study.image_size) + (f"+{arrays_fingerprint(cache)}" if cache is not None else "")
     return out
 
 def cell_data_fingerprint(study:Study,      # a checked `Study`

@@ -305,6 +305,15 @@ class Synthetic(DatasetFormat):
         key = dict(self.values(spec), size=size, version=GENERATOR_VERSION)
         return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
+    def memory_estimate(self, spec, size):
+        o = self.values(spec)
+        n = o["n_train"] + o["n_val"] + o["n_test"] * (2 if o["ood_shortcut"] is not None else 1)
+        return int(n * size * size * (3 + 2 + 3))   # RGB images, two masks, and the generator's working copies (about one image more)
+
+    def cached_arrays(self, spec, size):
+        f = self.cache_file(spec, size)
+        return f if f.exists() else None
+
     def cache_file(self,
                    spec, # a dataset entry of a study (name, format, path, options)
                    size  # image size in pixels (square)

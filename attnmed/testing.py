@@ -242,7 +242,7 @@ labels = np.arange(40) % 2; p = np.clip(0.5 + (labels - 0.5) * rng.uniform(0, 0.
 pred = (p > 0.5).astype(int)
 lines = ["id,label,prediction,prob_0,prob_1"] + [f"t{i},{l},{q},{1 - x:.4f},{x:.4f}" for i, (l, q, x) in enumerate(zip(labels, pred, p))]
 (out / "predictions.csv").write_text("\\n".join(lines) + "\\n")
-ba = float(np.mean([(pred[labels == c] == c).mean() for c in (0, 1)]))
+ba = float("nan") if os.environ.get("ATTNMED_QUICK_NAN") else float(np.mean([(pred[labels == c] == c).mean() for c in (0, 1)]))
 params = dict(study=study, dataset=dataset, arch=arch, attention=attention, augment=augment, seed=seed, epochs=epochs, image_size=image_size, tuned=tuned)
 (out / "metrics.json").write_text(json.dumps(dict(balanced_accuracy=ba, accuracy=float((pred == labels).mean()), ci95={"balanced_accuracy": [ba - 0.1, ba + 0.1]},
     params=params, seconds=0.1, fingerprint=fingerprint, data_fingerprint=data_fingerprint, version=attnmed.__version__,

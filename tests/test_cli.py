@@ -3,7 +3,7 @@ import json, os, shutil, subprocess
 from pathlib import Path
 import pandas as pd
 import pytest
-from conftest import ROOT, tiny_study, run
+from conftest import ROOT, tiny_study, run, run_here
 
 CELLS = ["synth-derm/resnet10t/none/noaug/seed0", "synth-derm/resnet10t/se/noaug/seed0"]
 METRIC_KEYS = {"accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "confusion_matrix", "params", "seconds"}
@@ -27,6 +27,7 @@ def browser_check(report, tmp):
     subprocess.run([*args, "--window-size=1200,2000", f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20_000, "the page renders"
 
+@pytest.mark.cost(100)
 def test_grid_report_and_resume(tmp):
     study = tiny_study(tmp, description="<script>alert('x')</script> & <b>co</b>")   # what a config says is shown, never run
     out = tmp / "out"
@@ -56,7 +57,7 @@ def test_grid_report_and_resume(tmp):
     pd.testing.assert_frame_equal(attnmed.load_results(out / "tiny")[cols], table[cols], check_dtype=False)
     assert list(attnmed.load_results(out / "tiny").columns) == list(table.columns)
     # the report holds both cells
-    r = run(["attnmed-report", str(out / "tiny"), "--no-explain"])
+    r = run_here(["attnmed-report", str(out / "tiny"), "--no-explain"])
     assert r.returncode == 0, r.stderr[-3000:]
     html = (out / "tiny" / "report.html").read_text()
     for key in CELLS: assert f'href="{key}/experiment.html"' in html and (out / "tiny" / key / "experiment.html").exists()
@@ -69,17 +70,17 @@ def test_grid_report_and_resume(tmp):
     # a partial grid (one cell's result gone) still renders, listing the missing cell
     part = tmp / "partial"; shutil.copytree(out, part)
     (part / "tiny" / CELLS[1] / "metrics.json").unlink()
-    r = run(["attnmed-report", str(part / "tiny"), "--no-explain"])
+    r = run_here(["attnmed-report", str(part / "tiny"), "--no-explain"])
     assert r.returncode == 0, r.stderr[-3000:]
     html = (part / "tiny" / "report.html").read_text()
     assert "Cells not in the results" in html and "1 todo" in html and f'href="{CELLS[0]}/experiment.html"' in html
     # a second run skips both cells and changes nothing
     before = {k: (out / "tiny" / k / "metrics.json").stat().st_mtime_ns for k in CELLS}
-    r = run(["attnmed-grid", str(study), "--out", str(out)])
+    r = run_here(["attnmed-grid", str(study), "--out", str(out)])
     assert r.returncode == 0 and "0 done, 2 skipped, 0 failed" in r.stdout, r.stdout + r.stderr[-2000:]
     assert before == {k: (out / "tiny" / k / "metrics.json").stat().st_mtime_ns for k in CELLS}
     # dry run lists the cells and their state
-    r = run(["attnmed-grid", str(study), "--out", str(out), "--dry-run"])
+    r = run_here(["attnmed-grid", str(study), "--out", str(out), "--dry-run"])
     assert r.returncode == 0 and all(f"done    {k}" in r.stdout for k in CELLS)
 
 @pytest.mark.parametrize("over,message", [
@@ -89,7 +90,7 @@ def test_grid_report_and_resume(tmp):
 ])
 def test_bad_config_refused_before_training(tmp, over, message):
     study = tiny_study(tmp, name="bad", **over)
-    r = run(["attnmed-grid", str(study), "--out", str(tmp / "out")])
+    r = run_here(["attnmed-grid", str(study), "--out", str(tmp / "out")])
     assert r.returncode == 2
     assert str(study) in r.stderr and message in r.stderr, r.stderr
     assert not (tmp / "out").exists(), "nothing may be written before the config is accepted"

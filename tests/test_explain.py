@@ -49,6 +49,8 @@ def shortcut_drop(spec, data, model, size=32):
     predict = lambda imgs: predict_logits(model, normalised(imgs, dataset_stats(data.images["train"]))).argmax(1).numpy()
     return shortcut_accuracies(predict, dataset_format("synthetic").counterfactual_tests(spec, size))
 
+@pytest.mark.slow
+@pytest.mark.cost(60)
 def test_shortcut_test_detects_a_shortcut_model_and_not_a_clean_one(tmp_path):
     # visible evidence (visibility 1) at 48 px: the clean model learns it well, so its decisions are not on a knife's edge
     biased = shortcut_drop(*train_tiny(tmp_path / "a", shortcut_train=1.0, visibility=1.0, size=48), size=48)
@@ -57,6 +59,8 @@ def test_shortcut_test_detects_a_shortcut_model_and_not_a_clean_one(tmp_path):
     assert clean["changed_flipped"] < 0.1 and clean["accuracy_as_is"] > 0.85, clean
     assert biased["changed_flipped"] > biased["changed_removed"]
 
+@pytest.mark.slow
+@pytest.mark.cost(70)
 def test_gradcam_localises_the_evidence_of_a_trained_model(tmp_path):
     # at 64 px the last stage is 2 x 2: upsampled, it cannot peak on a small central structure; the default layer (>= 7 x 7) can
     spec, data, model = train_tiny(tmp_path, shortcut_train=0.5, visibility=1.0, epochs=6, size=64)
@@ -67,6 +71,8 @@ def test_gradcam_localises_the_evidence_of_a_trained_model(tmp_path):
     assert default["pointing_game"] > 0.5 and default["auroc"] > 0.9, default
     assert default["pointing_game"] > last_stage["pointing_game"] + 0.3, (default, last_stage)
 
+@pytest.mark.slow
+@pytest.mark.cost(65)
 def test_randomisation_and_concepts_on_a_trained_model(tmp_path):
     spec, data, model = train_tiny(tmp_path, shortcut_train=0.9, visibility=1.0, label_noise=0.1, epochs=6, size=64)   # at 48 px an undertrained model also reads hairs as globules
     x = normalised(data.images["test"][:8], dataset_stats(data.images["train"]))

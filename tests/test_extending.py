@@ -3,7 +3,7 @@ attention variant, and both work in the checks, the grid, the explanations and t
 A third variant fails in training: the grid goes on, records the failure, keeps it on a rerun, and the report lists it."""
 import json
 import pandas as pd
-import yaml
+import pytest, yaml
 from conftest import run
 
 PLUGIN = '''
@@ -61,6 +61,8 @@ class Broken(nn.Module):
 register_attention(InsertedAttention("broken", "a variant that fails in training", Broken, "last"))
 '''
 
+@pytest.mark.slow
+@pytest.mark.cost(150)
 def test_a_plugin_format_and_variant_work_everywhere(tmp):
     (tmp / "my_extensions.py").write_text(PLUGIN)
     raw = dict(name="ext", plugins=["my_extensions.py"], datasets=[dict(name="sq", format="squares", path=".", n=48)],

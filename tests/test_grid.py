@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 from conftest import tiny_study, run
 
+@pytest.mark.slow
+@pytest.mark.cost(120)
 def test_search_feeds_the_grid(tmp):
     study = tiny_study(tmp, name="tuned", attentions=["se"], seeds=[0], search=dict(trials=2, lr=[1e-3, 5e-3], batch_size=[16, 32]))
     out = tmp / "out"
@@ -23,6 +25,8 @@ def test_search_feeds_the_grid(tmp):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Tuned hyperparameters" in (out / "tuned/report.html").read_text()
 
+@pytest.mark.slow
+@pytest.mark.cost(130)
 def test_ray_executor_on_a_local_cluster(tmp):
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster

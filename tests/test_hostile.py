@@ -7,7 +7,8 @@ from attnmed.cli import grid_cli, report_cli
 
 def tiny_study(folder: Path, **over) -> Path:
     raw = dict(name="tiny", datasets=[dict(name="synth-derm", format="synthetic", path=str(folder / "data"), n_train=32, n_val=16, n_test=16)],
-               archs=["resnet10t"], attentions=["none"], seeds=[0], epochs=1, image_size=16, batch_size=16, device="cpu", **over)
+               archs=["resnet10t"], attentions=["none"], seeds=[0], epochs=1, image_size=16, batch_size=16, device="cpu")
+    raw.update(over)
     f = folder / "tiny.yaml"; f.write_text(yaml.safe_dump(raw)); return f
 
 def cli(fn, argv):
@@ -63,3 +64,113 @@ def test_markup_in_a_cells_metrics_never_reaches_the_report_as_markup():
     import math
     from attnmed.study import _number
     assert math.isnan(_number("<script>alert(1)</script>")) and math.isnan(_number([1, 2])) and math.isnan(_number(True)) and _number(3) == 3.0
+
+# --- the study folder: nothing planted there runs, nothing is overwritten, nothing stale is "done" (quick cells: no training) ---
+from attnmed.testing import write_quick_experiment
+
+def quick_grid(folder: Path, *extra, **over):
+    "Run a quick-cell grid (no training) of `tiny_study(folder, **over)` in process; returns (exit code, stdout + stderr, study file)."
+    f, nb = tiny_study(folder, **over), write_quick_experiment(folder / "quick.ipynb")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try: grid_cli([str(f), "--out", str(folder / "out"), "--notebook", str(nb), *map(str, extra)]); code = 0
+        except SystemExit as e: code = e.code
+    return code, out.getvalue(), f
+
+CELL = Path("synth-derm/resnet10t/none/noaug/seed0")
+
+def test_planted_modules_in_a_study_folder_are_not_imported_by_the_report(tmp_path):
+    code, log, _ = quick_grid(tmp_path); assert code == 0, log
+    study = tmp_path / "out" / "tiny"
+    for name in ("yaml.py", "ipykernel_launcher.py", "pandas.py"):   # what the report's kernel would import from its working folder
+        (study / name).write_text(f"open({str(tmp_path / 'ran')!r}, 'a').write({name!r})\n")
+    code, err = cli(report_cli, [study, "--no-explain"])
+    assert code == 0, err
+    assert not (tmp_path / "ran").exists(), (tmp_path / "ran").read_text()
+    assert (study / "report.html").exists()
+
+def test_a_plugin_added_to_the_record_is_refused_not_run(tmp_path):
+    code, log, _ = quick_grid(tmp_path); assert code == 0, log
+    study = tmp_path / "out" / "tiny"
+    evil = tmp_path / "evil.py"; evil.write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('x')\n")
+    (study / "study.yaml").write_text((study / "study.yaml").read_text().replace("plugins: []", f"plugins: [{evil}]"))
+    code, err = cli(report_cli, [study, "--no-explain"])
+    assert code == 2 and "is not the file attnmed-grid wrote" in err and "Traceback" not in err, err
+    assert not (tmp_path / "ran").exists()
+
+def test_an_edited_plugin_makes_its_cells_changed(tmp_path):
+    plug = tmp_path / "plug.py"; plug.write_text("X = 1\n")
+    code, log, f = quick_grid(tmp_path, plugins=[str(plug)]); assert code == 0, log
+    plug.write_text("X = 2\n")
+    code, log, _ = quick_grid(tmp_path, "--dry-run", plugins=[str(plug)])
+    assert code == 0 and "changed" in log and "the plugins' code" in log, log
+
+def test_a_replaced_cache_is_other_data(tmp_path):
+    import numpy as np
+    from attnmed.data import load_npz, save_npz
+    code, log, _ = quick_grid(tmp_path); assert code == 0, log
+    cache = next((tmp_path / "data").glob("*.npz"))
+    arrays = {k: np.asarray(v) for k, v in load_npz(cache).items()}
+    arrays["train_labels"] = 1 - arrays["train_labels"]                    # labels flipped in place, same file name
+    save_npz(cache, arrays)
+    code, log, _ = quick_grid(tmp_path, "--dry-run")
+    assert code == 0 and "changed" in log and "the data" in log, log
+
+def test_a_done_cell_without_its_predictions_is_run_again(tmp_path):
+    code, log, _ = quick_grid(tmp_path); assert code == 0, log
+    (tmp_path / "out" / "tiny" / CELL / "predictions.csv").unlink()
+    code, log, _ = quick_grid(tmp_path, "--dry-run")
+    assert code == 0 and f"damaged {CELL}" in log, log
+    code, log, _ = quick_grid(tmp_path)
+    assert code == 0 and (tmp_path / "out" / "tiny" / CELL / "predictions.csv").exists(), log
+
+def test_a_folder_that_is_not_this_study_is_not_written_into(tmp_path):
+    other = tmp_path / "out" / "tiny"; other.mkdir(parents=True)
+    (other / "results.csv").write_text("someone else's results\n")
+    code, log, _ = quick_grid(tmp_path)
+    assert code == 2 and "is not a study folder" in log and "Traceback" not in log, log
+    assert (other / "results.csv").read_text() == "someone else's results\n" and not (other / "study.yaml").exists()
+
+def test_a_second_config_is_refused_while_another_grid_runs_on_the_folder(tmp_path):
+    from attnmed.study import acquire_lock, release_lock
+    code, log, _ = quick_grid(tmp_path); assert code == 0, log
+    cell = tmp_path / "out" / "tiny" / CELL
+    assert acquire_lock(cell)                                               # as a grid running that cell holds it
+    try:
+        code, log, _ = quick_grid(tmp_path, epochs=2)                      # another config, same name and folder
+        assert code == 2 and "another grid is running" in log, log
+    finally: release_lock(cell)
+    code, log, _ = quick_grid(tmp_path, epochs=2)                          # once it is done, an edited config may run: its cells are 'changed'
+    assert code == 0 and "changed" in log, log
+
+def test_cell_pages_come_only_from_the_notebook_the_grid_wrote(tmp_path):
+    import nbformat
+    from attnmed.report import render_cell_pages
+    code, log, _ = quick_grid(tmp_path); assert code == 0, log
+    study = tmp_path / "out" / "tiny"; cell = study / CELL
+    render_cell_pages(study)
+    assert "attnmed: rendered from" in (cell / "experiment.html").read_text()
+    (cell / "experiment.html").write_text("<script>alert('planted')</script>")   # a planted page, newer than the notebook
+    render_cell_pages(study)
+    assert "planted" not in (cell / "experiment.html").read_text()
+    nb = nbformat.read(cell / "experiment.ipynb", as_version=4)                # a planted notebook with script output
+    nb.cells.append(nbformat.v4.new_code_cell("", outputs=[nbformat.v4.new_output("display_data", {"text/html": "<script>alert('x')</script>"})]))
+    nbformat.write(nb, cell / "experiment.ipynb")
+    render_cell_pages(study)
+    assert not (cell / "experiment.html").exists(), "a notebook the grid did not write is not rendered"
+
+def test_a_study_whose_metrics_are_nan_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNMED_QUICK_NAN", "1")                          # the kernels inherit it: every cell's balanced accuracy is NaN
+    code, log, _ = quick_grid(tmp_path, attentions=["none", "se"]); assert code == 0, log
+    code, err = cli(report_cli, [tmp_path / "out" / "tiny", "--no-explain"])
+    assert code == 0, err
+    html = (tmp_path / "out" / "tiny" / "report.html").read_text()
+    assert "have no balanced accuracy (NaN" in html and "balanced accuracy is NaN, so none can be compared" in html, html[html.find("The-answer"):][:1500]
+
+def test_an_image_size_past_the_memory_is_refused_up_front_with_the_numbers(tmp_path):
+    from attnmed.study import available_memory
+    n = int(available_memory() // (4096 * 4096 * 8)) + 10                # just past what this machine has now
+    f = tiny_study(tmp_path, image_size=4096, datasets=[dict(name="big", format="synthetic", path=str(tmp_path / "data"), n_train=n, n_val=4, n_test=4)])
+    code, err = cli(grid_cli, [f, "--out", tmp_path / "out"])
+    assert code == 2 and "needs about" in err and "GB are available" in err and "Traceback" not in err, err
+    assert not (tmp_path / "data").exists(), "refused before anything was generated"

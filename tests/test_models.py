@@ -25,7 +25,12 @@ def as_if_trained(model):
             if p.ndim == 0 and p == 0: p.fill_(0.5)
             else: p.add_(0.01 * torch.randn(p.shape, generator=g))
 
-@pytest.mark.parametrize("arch,attention,head", PAIRS, ids=[f"{a}-{t}-{h}" for a, t, h in PAIRS])
+def _pair(a, t, h):
+    "VGG-16 (134 M parameters, ~15 s a pair on 2 cores) with its baseline, SE and MLDAM in every run; its other pairs with --slow."
+    slow = a == "vgg16" and t not in ("none", "se", "mldam")
+    return pytest.param(a, t, h, id=f"{a}-{t}-{h}", marks=[pytest.mark.slow] if slow else [])
+
+@pytest.mark.parametrize("arch,attention,head", [_pair(*p) for p in PAIRS])
 def test_every_pair(arch, attention, head):
     variant = get_attention(attention)
     base = bare(arch, head)

@@ -3,7 +3,7 @@ the positive control included (its report must find the gain that exists)."""
 import json
 from pathlib import Path
 import pandas as pd, pytest
-from conftest import ROOT, run
+from conftest import ROOT, run, run_here
 
 def answer_of(html:str) -> str:
     "The report's answer section."
@@ -11,13 +11,15 @@ def answer_of(html:str) -> str:
 
 def test_full_size_studies_dry_run():
     for name, n_cells in [("piater", 2 * (2 * 4 + 2) * 5), ("goncalves-cardoso", 2 * 3 * 4 * 2 * 5)]:
-        r = run(["attnmed-grid", str(ROOT / "studies" / f"{name}.yaml"), "--out", "/tmp/attnmed-dry-run", "--dry-run"])
+        r = run_here(["attnmed-grid", str(ROOT / "studies" / f"{name}.yaml"), "--out", "/tmp/attnmed-dry-run", "--dry-run"])
         assert r.returncode == 0, r.stderr[-2000:]
         assert f"grid {name}: {n_cells} cells: 0 done, {n_cells} todo; {n_cells} would run (dry run: nothing was run)" in r.stdout, r.stdout[-1500:]
         assert "warning: datasets[0]" in r.stdout, "missing data is reported, not fatal, in a dry run"
-    r = run(["attnmed-grid", str(ROOT / "studies" / "piater.yaml"), "--out", "/tmp/attnmed-dry-run"])
+    r = run_here(["attnmed-grid", str(ROOT / "studies" / "piater.yaml"), "--out", "/tmp/attnmed-dry-run"])
     assert r.returncode == 2 and "not found" in r.stderr, "a real run refuses missing data"
 
+@pytest.mark.slow
+@pytest.mark.cost(115)
 def test_small_piater_runs_with_in_and_out_of_distribution_tests(tmp):
     out = tmp / "out"
     r = run(["attnmed-grid", str(ROOT / "studies" / "piater-small.yaml"), "--out", str(out), "--jobs", "2"])
@@ -31,6 +33,8 @@ def test_small_piater_runs_with_in_and_out_of_distribution_tests(tmp):
     html = (out / "piater-small" / "report.html").read_text()
     assert "test (in distribution)" in html and "On the extra test set <code>ood_test</code>" in html
 
+@pytest.mark.slow
+@pytest.mark.cost(220)
 def test_small_goncalves_cardoso_runs_mldam_with_both_declared_comparisons_and_explanations(tmp):
     out = tmp / "out"
     r = run(["attnmed-grid", str(ROOT / "studies" / "goncalves-cardoso-small.yaml"), "--out", str(out), "--jobs", "2"])
@@ -39,7 +43,7 @@ def test_small_goncalves_cardoso_runs_mldam_with_both_declared_comparisons_and_e
     m = json.loads((out / "goncalves-cardoso-small/synth-mammo/vgg16/none/aug/seed0/metrics.json").read_text())
     assert m["params"]["protocol"] == "goncalves-cardoso" and m["params"]["head"] == "goncalves-cardoso"
     assert m["pretrained_weights"] == "", "from scratch: no pretrained weights recorded"
-    r = run(["attnmed-report", str(out / "goncalves-cardoso-small")])
+    r = run(["attnmed-report", str(out / "goncalves-cardoso-small"), "--figure-images", "3", "--score-images", "6", "--sanity-images", "3"])   # every method, fewer images
     assert r.returncode == 0, r.stderr[-2000:]
     exp = out / "goncalves-cardoso-small" / "explanations"
     assert not (exp / "error.txt").exists(), (exp / "error.txt").read_text() if (exp / "error.txt").exists() else ""
@@ -49,7 +53,11 @@ def test_small_goncalves_cardoso_runs_mldam_with_both_declared_comparisons_and_e
     assert "Declared comparisons: mldam vs mlphead, mldam vs none" in answer
     sanity = pd.read_csv(exp / "sanity.csv")
     assert {"mldam", "mlphead"} <= set(sanity.attention), "the randomisation test ran on the MLDAM family"
+    loc = pd.read_csv(exp / "localisation.csv")
+    assert len(loc) and loc.n.le(6).all(), "the report's --score-images reaches the explanations"
 
+@pytest.mark.slow
+@pytest.mark.cost(400)
 def test_positive_control_finds_the_gain_that_exists(tmp):
     "The whole instrument (data, training, seeds, test items, verdict) finds a gain that exists: self-attention on synth-pair."
     out = tmp / "out"
