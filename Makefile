@@ -47,8 +47,9 @@ pytest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist worksteal --durations=15 tests   # 2 workers, 1 thread each: CI's 2 cores (tests/test_notebooks.py runs the notebooks)
 
 ## JupyterLab on the project; notebooks in nbs/ are saved clean (tools/jupyter_server_config.py)
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(BIN)/jupyter lab --config=tools/jupyter_server_config.py
+	$(BIN)/jupyter lab --config=tools/jupyter_server_config.py $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)   # e.g. make lab LAB_ARGS="--no-browser --port 8890"
 
 ## developer helpers
 export: $(STAMP)

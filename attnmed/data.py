@@ -83,24 +83,27 @@ class ImageSplits:
 # %% ../nbs/01_data.ipynb #c008
 def show_samples(data:ImageSplits,  # the dataset
                  split:str="train", # which split
-                 n:int=6,           # how many images (the first n)
+                 n:int=6,           # how many images (dealt over the classes: the first of each class, then the second, ...)
                  figsize=None       # matplotlib figure size
                 ):
-    "Show the first `n` images of `split` with their labels and, where known, evidence (red) and shortcut (blue) masks outlined."
+    "Show `n` images of `split`, every class in turn, with their labels and, where known, evidence (red) and shortcut (blue) masks outlined."
     import matplotlib.pyplot as plt
-    n = min(n, len(data.labels[split]))
+    lab = np.asarray(data.labels[split])
+    per_class = [list(np.flatnonzero(lab == c)) for c in range(data.n_classes)]
+    order = [int(i) for k in range(max(map(len, per_class), default=0)) for p in per_class if k < len(p) for i in [p[k]]]
+    n = min(n, len(order)); order = order[:n]
     masks = [(data.extras.get(f"{split}_{k}"), c) for k, c in (("masks", "red"), ("shortcut_masks", "blue"))]
     masks = [(m, c) for m, c in masks if m is not None]
     rows = 2 if masks else 1
     fig, axs = plt.subplots(rows, n, figsize=figsize or (2 * n, 2.1 * rows), squeeze=False)
-    for i in range(n):
+    for col, i in enumerate(order):
         img = data.images[split][i]
         for row in range(rows):
-            ax = axs[row, i]; ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255); ax.axis("off")
+            ax = axs[row, col]; ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255); ax.axis("off")
             if row == 1:
                 for m, c in masks:
                     if m[i].any(): ax.contour(m[i], levels=[0.5], colors=c, linewidths=1)
-        axs[0, i].set_title(data.class_names[int(data.labels[split][i])], fontsize=9)
+        axs[0, col].set_title(data.class_names[int(lab[i])], fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -745,7 +745,7 @@ def download(url:str,            # http(s) address
         raise DataError(f"could not download {url} to {dest} ({type(e).__name__}: {e}); run again to resume, or put the file there by hand") from None
     if md5 is not None and (got := file_md5(part)) != md5:
         part.unlink()
-        raise DataError(f"{url}: the downloaded file's MD5 is {got}, expected {md5}; it was deleted (a corrupt or changed file): run again, or check the address")
+        raise DataError(f"{url}: the downloaded file's MD5 is {got}, expected {md5}; it was deleted. Once, it is a transfer error: run again. Every time, the file there is not the one the medmnist package's catalogue describes: a mirror (ATTNMED_MEDMNIST_MIRROR) serving another version, or an old catalogue (pip install -U medmnist)")
     os.replace(part, dest)
     if md5: stamp.write_text(stamp_text())
     return dest
