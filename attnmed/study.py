@@ -16,10 +16,10 @@ from .datasets import check_dataset, prepare_dataset
 from .models import ModelError, create_model, get_arch, get_attention, unsupported_reason
 
 # %% auto #0
-__all__ = ['STATES', 'CELL_FILES', 'NOT_RESULT_PARAMS', 'HEARTBEAT', 'STALE_AFTER', 'RECORD', 'KEYS', 'SCALAR_METRICS',
-           'check_study', 'load_checked_study', 'available_memory', 'check_memory', 'check_runnable', 'study_cells',
-           'skipped_pairs', 'study_folder', 'cell_dir', 'plugins_fingerprint', 'cell_fingerprint', 'read_metrics',
-           'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock',
+__all__ = ['STATES', 'CELL_FILES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEARTBEAT', 'STALE_AFTER', 'RECORD', 'KEYS',
+           'SCALAR_METRICS', 'check_study', 'load_checked_study', 'available_memory', 'check_memory', 'check_runnable',
+           'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir', 'plugins_fingerprint', 'cell_fingerprint',
+           'read_metrics', 'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock',
            'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key', 'data_fingerprints',
            'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters',
            'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results',
@@ -155,10 +155,13 @@ def cell_fingerprint(cell:Cell,            # one cell of the grid
 
 def read_metrics(folder:str|Path # a cell's folder
                 ) -> dict|None:
-    "The cell's `metrics.json`, or None when it is missing, unreadable or not a JSON object (`[]`, `1`, `\"x\"`: damaged, not a result)."
+    "The cell's `metrics.json`, or None when it is missing, unreadable, not a JSON object (`[]`, `1`, `\"x\"`) or holds a structured entry of the wrong kind (`METRICS_SHAPES`): damaged, not a result."
     try: m = json.loads((Path(folder) / "metrics.json").read_text())
     except (OSError, ValueError): return None
-    return m if isinstance(m, dict) else None
+    if not isinstance(m, dict): return None
+    return None if any(k in m and not isinstance(m[k], t) for k, t in METRICS_SHAPES.items()) else m
+
+METRICS_SHAPES = {"params": dict, "ci95": dict, "confusion_matrix": list, "class_names": list, "tuned": (dict, type(None))}   # what a cell's notebook writes; anything else there is damage
 
 def cell_state(folder:str|Path,          # a cell's folder
                fingerprint:str|None=None # what the study asks for now (None: any result counts)

@@ -174,3 +174,64 @@ def test_an_image_size_past_the_memory_is_refused_up_front_with_the_numbers(tmp_
     code, err = cli(grid_cli, [f, "--out", tmp_path / "out"])
     assert code == 2 and "needs about" in err and "GB are available" in err and "Traceback" not in err, err
     assert not (tmp_path / "data").exists(), "refused before anything was generated"
+
+# --- properties (hypothesis): whatever the folder names or the metrics files hold, exit code 0 or 2, no traceback, nothing run, nothing
+# outside the study's folders changed ---
+import json as _json, os as _os
+from hypothesis import HealthCheck, given, settings, strategies as st
+from attnmed.cli import init_cli
+
+FOLDER_NAME = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1, max_size=30).filter(
+    lambda s: s not in (".", "..") and not s.startswith(".") and s == s.strip() and len(s.encode()) < 200)
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-10 ** 6, 10 ** 6) | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["balanced_accuracy", "ci95", "seconds", "params", "fingerprint",
+                                                                                                 "confusion_matrix", "class_names", "x"]), inner, max_size=4), max_leaves=8)
+
+def tree(root: Path) -> dict:
+    "Every file under `root` with its size and modification time."
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(a=FOLDER_NAME, b=FOLDER_NAME)
+def test_class_folder_names_never_become_yaml_or_code(tmp_path_factory, a, b):
+    from attnmed.testing import blob_image, save_image
+    import numpy as np
+    if a == b or a.lower() == b.lower(): return
+    d = tmp_path_factory.mktemp("names"); root = d / "data"; marker = d / "ran"
+    (d / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    rng = np.random.default_rng(0)
+    for ci, name in enumerate((a, b)):
+        for i in range(8): save_image(root / name / f"p{i // 2}_{i}.png", blob_image(rng, ci, 24))
+    before = tree(root)
+    cwd = _os.getcwd(); _os.chdir(d)
+    try:
+        code, err = cli(init_cli, [root, "--out", d / "s.yaml", "--epochs", "1", "--image-size", "16"])
+        assert code in (0, 2) and "Traceback" not in err, err
+        if code == 0:
+            from attnmed.config import load_study
+            s = load_study(d / "s.yaml")
+            assert s.plugins == [] and (d / s.datasets[0]["path"]).resolve() == root.resolve(), (d / "s.yaml").read_text()
+            code, err = cli(grid_cli, [d / "s.yaml", "--out", d / "out", "--dry-run"])
+            assert code in (0, 2) and "Traceback" not in err, err
+    finally: _os.chdir(cwd)
+    assert not marker.exists(), "a folder name ran as code"
+    assert tree(root) == before, "the data folder was changed"
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(content=JSON)
+def test_any_metrics_file_is_read_or_called_damaged(tmp_path_factory, content):
+    from attnmed.study import cell_table, load_results
+    d = tmp_path_factory.mktemp("metrics")
+    f = tiny_study(d)
+    cell = d / "out" / "tiny" / CELL; cell.mkdir(parents=True)
+    (cell / "metrics.json").write_text(_json.dumps(content)); (cell / "predictions.csv").write_text("id,label,prediction\n")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try: grid_cli([str(f), "--out", str(d / "out"), "--dry-run"]); code = 0
+        except SystemExit as e: code = e.code
+    assert code in (0, 2) and "Traceback" not in out.getvalue(), out.getvalue()[-1500:]
+    from attnmed.study import write_study_record, load_checked_study
+    write_study_record(load_checked_study(f), d / "out" / "tiny")
+    state = cell_table(d / "out" / "tiny").state.iloc[0]
+    assert state in ("done", "changed", "damaged"), state
+    load_results(d / "out" / "tiny")                                        # what the report reads: no exception
