@@ -599,6 +599,9 @@ def csv_table(spec:dict, # a dataset entry of a study (name, format, path, optio
                             + ("root" if opts["root"] else "the CSV's folder (set root to read images elsewhere)"))
     table = pd.DataFrame(dict(path=[str(p if Path(p).is_absolute() else base / p) for p in paths],
                               label=labels.map(class_names.index).to_numpy(), id=df[opts["path_column"]].str.strip().to_numpy()))
+    gone = [i for i, p in enumerate(table["path"]) if not os.path.isfile(p)]
+    if gone: raise DataError(f"{row_ref(f, gone[0])}, column '{opts['path_column']}': image file {paths.iloc[gone[0]]!r} not found"
+                             + (f" ({len(gone)} of {len(table)} listed files are missing)" if len(gone) > 1 else ""))
     if opts["split_column"]:
         sp = df[opts["split_column"]].str.strip().str.lower()
         bad = ~sp.isin(list(SPLIT_NAMES) + [""])

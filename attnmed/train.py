@@ -30,7 +30,7 @@ from .models import get_arch, create_model, splitter
 # %% auto #0
 __all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'make_learner',
            'fit', 'plot_history', 'CellRun', 'cell_dataset', 'pretrained_weights', 'setup_cell', 'train_cell',
-           'tracking_uri', 'mlflow_experiment', 'MLflowEpochs', 'Tracker']
+           'tracking_uri', 'mlflow_experiment', 'MLflowEpochs', 'TensorBoardEpochs', 'Tracker']
 
 # %% ../nbs/03_train.ipynb #c005
 def resolve_device(device:str="auto" # auto, cpu or cuda
@@ -273,6 +273,26 @@ class MLflowEpochs(Callback):
         vals = [Metric(n, float(v), now, self.epoch + 1) for n, v in zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]) if isinstance(v, (int, float, np.floating))]
         self.client.log_batch(self.run_id, metrics=vals)
 
+class TensorBoardEpochs(Callback):
+    "Log to TensorBoard event files in `log_dir`: every trained epoch's recorder values (step = epoch, from 1), and the training loss of each batch as `batch/train_loss` (step = batch): one series per name, one value per step."
+    order = Callback.order + 60
+    def __init__(self, log_dir:str # the run's folder of event files
+                ): self.log_dir, self.trained, self.writer = log_dir, False, None
+    def before_fit(self):
+        from torch.utils.tensorboard import SummaryWriter
+        if self.writer is None: self.writer = SummaryWriter(self.log_dir)
+    def before_epoch(self): self.trained = False
+    def after_train(self): self.trained = True
+    def after_batch(self):
+        if self.training and self.writer is not None: self.writer.add_scalar("batch/train_loss", float(self.smooth_loss), self.train_iter)
+    def after_epoch(self):
+        if not self.trained or self.writer is None: return
+        for n, v in zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]):
+            if isinstance(v, (int, float, np.floating)): self.writer.add_scalar(n, float(v), self.epoch + 1)
+        self.writer.flush()
+    def after_fit(self):
+        if self.writer is not None: self.writer.close(); self.writer = None
+
 class Tracker:
     "A cell's experiment tracking (`tracking` / `tracking_uri` of its parameters): callbacks for training, then `log_results`. With tracking none it does nothing."
     def __init__(self, params:dict,          # the cell's checked parameters
@@ -297,9 +317,7 @@ class Tracker:
 
     def callbacks(self) -> list:
         "The fastai callbacks that log each epoch."
-        if self.kind == "tensorboard":
-            from fastai.callback.tensorboard import TensorBoardCallback
-            return [TensorBoardCallback(log_dir=str(self.log_dir), trace_model=False, log_preds=False)]
+        if self.kind == "tensorboard": return [TensorBoardEpochs(str(self.log_dir))]
         if self.kind == "mlflow": return [MLflowEpochs(self.client, self.run_id)]
         return []
 
@@ -307,7 +325,7 @@ class Tracker:
                     metrics:dict # the cell's test metrics
                    ):
         "The cell's test metrics (every scalar, as `test_<name>`) and, for tensorboard, its parameters; closes the run."
-        scalars = {f"test_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+        scalars = {f"test_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and not k.startswith("n_")}   # counts (n_test) are not metrics
         if self.kind == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
             with SummaryWriter(str(self.log_dir)) as w:
