@@ -281,6 +281,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'attnmed.models.stage_channels': ('models.html#stage_channels', 'attnmed/models.py'),
                                 'attnmed.models.unsupported_reason': ('models.html#unsupported_reason', 'attnmed/models.py')},
             'attnmed.new_study': { 'attnmed.new_study._class_counts': ('new_study.html#_class_counts', 'attnmed/new_study.py'),
+                                   'attnmed.new_study.check_for_study': ('new_study.html#check_for_study', 'attnmed/new_study.py'),
                                    'attnmed.new_study.csv_columns': ('new_study.html#csv_columns', 'attnmed/new_study.py'),
                                    'attnmed.new_study.new_study': ('new_study.html#new_study', 'attnmed/new_study.py'),
                                    'attnmed.new_study.study_name': ('new_study.html#study_name', 'attnmed/new_study.py')},

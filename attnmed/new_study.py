@@ -13,7 +13,7 @@ from .readers import IMAGE_SUFFIXES, SPLIT_NAMES
 from .study import check_study
 
 # %% auto #0
-__all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'new_study']
+__all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'check_for_study', 'new_study']
 
 # %% ../nbs/07e_new_study.ipynb #c005
 LABEL_NAMES = ("label", "labels", "diagnosis", "class", "target", "finding", "dx", "y")
@@ -52,6 +52,15 @@ def _class_counts(spec:dict) -> str:
     n = table.groupby("label").size()
     return ", ".join(f"{names[i]} {n.get(i, 0)}" for i in range(len(names))), len(table), sorted(set(table["split"]) - {""}) if "split" in table else []
 
+def check_for_study(spec:dict # the dataset entry attnmed-init is about to write
+                   ):
+    "The grid's own data checks on `spec` (every listed file there, no image listed twice, every class with images, the splits carved), and two classes in every split."
+    fmt = dataset_format(spec["format"])
+    table, names, _ = fmt.image_table(spec)
+    if len(names) < 2: raise DataError(f"{spec['path']}: only one class ({names[0]!r}) found; a study needs two or more classes (one sub-folder per class, or two labels in the CSV)")
+    per = table.groupby("split")["label"].nunique()
+    if (per < 2).any(): raise DataError(f"{spec['path']}: split '{per[per < 2].index[0]}' would hold only one class; every split needs images of at least two classes")
+
 def new_study(path:str|Path,         # a folder with one sub-folder per class (optionally under train/ val/ test/), or a CSV listing images and labels
               out:str|Path|None=None,# the YAML to write (default: <name>.yaml in the working folder)
               name:str|None=None,    # the study's name (default: from the folder or file name)
@@ -68,6 +77,7 @@ def new_study(path:str|Path,         # a folder with one sub-folder per class (o
     if out.exists() and not force: raise FileExistsError(f"{out} exists; choose another --out, or --force to overwrite it")
     if path.is_dir(): spec, what = dict(name=name, format="folder", path=str(path)), "a folder with one sub-folder per class"
     else: spec, what = dict(name=name, format="csv", path=str(path), **csv_columns(path)), "a CSV of image paths and labels"
+    check_for_study(spec)   # "as the grid will": refused here, not after the study was written
     counts, n, splits = _class_counts(spec)
     rel = Path(__import__("os").path.relpath(path, out.parent))
     split_note = f"official splits found: {', '.join(splits)}" if splits else "no split given: 15 % validation and 20 % test are carved (by patient where known)"

@@ -22,7 +22,7 @@ def test_init_on_a_folder_writes_a_study_that_trains(tmp):
     assert 0 <= m["balanced_accuracy"] <= 1 and m["class_names"] == ["benign", "malignant"]
 
 def test_init_on_a_csv_finds_its_columns_and_refuses_to_overwrite(tmp):
-    csv = write_sample_csv(tmp / "d", n=24)
+    csv = write_sample_csv(tmp / "d", n=40)   # enough patients to carve validation and test splits, as the grid will
     r = run_here(["attnmed-init", str(csv), "--out", "s.yaml"], cwd=tmp)
     assert r.returncode == 0, r.stderr
     assert 'label_column: "diagnosis"' in (tmp / "s.yaml").read_text() and 'patient_column: "patient"' in (tmp / "s.yaml").read_text()   # values from the data, quoted
