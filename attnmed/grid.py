@@ -4,7 +4,7 @@
 
 # %% ../nbs/07d_grid.ipynb #c002
 from __future__ import annotations
-import fnmatch, hashlib, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
+import atexit, fnmatch, hashlib, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -338,8 +338,10 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
 def demo_study(out:str|Path|None=None, # output folder (default: a temporary one)
                **overrides
               ) -> Path:
-    "Run a tiny real study (resnet10t, none vs se, synth-derm) through the grid in `out` (default: a temporary folder); returns its study folder."
-    out = Path(out or tempfile.mkdtemp(prefix="attnmed-demo-"))
+    "Run a tiny real study (resnet10t, none vs se, synth-derm) through the grid in `out` (default: a temporary folder, removed when this process ends); returns its study folder."
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="attnmed-demo-")); atexit.register(shutil.rmtree, out, True)
+    out = Path(out)
     raw = dict(name="demo", datasets=[dict(name="synth-derm", format="synthetic", path=str(out / "data"), n_train=96, n_val=32, n_test=48,
                                            shortcut_train=0.9, label_noise=0.1)],
                archs=["resnet10t"], attentions=["none", "se"], seeds=[0], epochs=1, image_size=32, batch_size=32, device="cpu")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #c002
 from __future__ import annotations
-import io, json, sys, tempfile, time
+import atexit, io, json, shutil, sys, tempfile, time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -190,7 +190,7 @@ def pretrained_weights(p:dict # a cell's checked parameters
     return p["weights"] or ("tv_in1k" if p["protocol"] == "goncalves-cardoso" else None)
 
 def setup_cell(params:dict,                # a cell's parameters (`Cell.parameters()`)
-               out_dir:str|Path|None=None, # where the checkpoint and history go (default: a temporary folder)
+               out_dir:str|Path|None=None, # where the checkpoint and history go (default: a temporary folder, removed when this process ends)
                data:ImageSplits|None=None, # the dataset, when already loaded (the search reuses it across trials)
                log:bool=True               # one line per epoch
               ) -> CellRun:
@@ -199,7 +199,9 @@ def setup_cell(params:dict,                # a cell's parameters (`Cell.paramete
     p = check_parameters(params)
     import_plugins(p["plugins"])
     dev = resolve_device(p["device"])
-    out_dir = Path(out_dir or tempfile.mkdtemp(prefix="attnmed-cell-")); out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir is None:   # a temporary folder lasts as long as this process
+        out_dir = tempfile.mkdtemp(prefix="attnmed-cell-"); atexit.register(shutil.rmtree, out_dir, True)
+    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(p["seed"])
     if data is None: data = load_dataset(cell_dataset(p), p["image_size"])
     weights = pretrained_weights(p)
