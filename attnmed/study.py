@@ -150,7 +150,8 @@ def cell_fingerprint(cell:Cell,            # one cell of the grid
     "A hash of what determines `cell`'s result: its parameters (but `NOT_RESULT_PARAMS`), its plugins' code, the `tuned` values, the `data` fingerprint and attnmed's version."
     import attnmed
     params = {k: v for k, v in cell.parameters().items() if k not in NOT_RESULT_PARAMS}
-    key = dict(params=params, tuned=tuned or {}, data=data, version=attnmed.__version__, plugins=plugins_fingerprint(params.get("plugins")) if params.get("plugins") else "")
+    key = dict(params=params, tuned=tuned or {}, data=data, version=attnmed.__version__)
+    if params.get("plugins"): key["plugins"] = plugins_fingerprint(params["plugins"])   # only then: a study without plugins keeps its fingerprints
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def read_metrics(folder:str|Path # a cell's folder
