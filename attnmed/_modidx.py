@@ -456,6 +456,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'attnmed.study.skipped_pairs': ('study.html#skipped_pairs', 'attnmed/study.py'),
                                'attnmed.study.study_cells': ('study.html#study_cells', 'attnmed/study.py'),
                                'attnmed.study.study_folder': ('study.html#study_folder', 'attnmed/study.py'),
+                               'attnmed.study.study_yaml': ('study.html#study_yaml', 'attnmed/study.py'),
                                'attnmed.study.touch_lock': ('study.html#touch_lock', 'attnmed/study.py'),
                                'attnmed.study.tuned_parameters': ('study.html#tuned_parameters', 'attnmed/study.py'),
                                'attnmed.study.what_changed': ('study.html#what_changed', 'attnmed/study.py'),

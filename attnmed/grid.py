@@ -13,7 +13,7 @@ from .config import Cell, Study, StudyConfigError, atomic_write_text, parse_stud
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
 from .train import mlflow_experiment, tracking_uri
-from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_fingerprints,
+from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            tuned_parameters, what_changed, write_study_record)
 
@@ -123,10 +123,7 @@ def auto_jobs(device:str,          # the study's device setting (auto, cpu or cu
     "The default `--jobs`: one cell per GPU when cells train on GPUs; on the CPU one cell per core, at most `MAX_AUTO_JOBS` and as many as `CELL_MEMORY_GB` each fits in the available memory; never more than the cells to run."
     gpus = visible_gpus() if gpus is None else gpus
     if device != "cpu" and gpus: n = len(gpus)
-    else:
-        try: avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2 ** 30
-        except (ValueError, OSError, AttributeError): avail = float("inf")
-        n = min(os.cpu_count() or 1, MAX_AUTO_JOBS, max(1, int(avail // CELL_MEMORY_GB)))
+    else: n = min(os.cpu_count() or 1, MAX_AUTO_JOBS, max(1, int(min(available_memory() / 2 ** 30 // CELL_MEMORY_GB, MAX_AUTO_JOBS))))   # unknown memory: infinity
     return max(1, min(n, n_cells))
 
 def slot_env(gpu,     # the GPU id of the slot, or None

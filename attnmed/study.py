@@ -20,10 +20,10 @@ __all__ = ['STATES', 'CELL_FILES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEART
            'SCALAR_METRICS', 'check_study', 'load_checked_study', 'available_memory', 'check_memory', 'check_runnable',
            'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir', 'plugins_fingerprint', 'cell_fingerprint',
            'read_metrics', 'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock',
-           'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key', 'data_fingerprints',
-           'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters',
-           'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results',
-           'load_results', 'write_results_csv', 'load_cell_files']
+           'study_yaml', 'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key',
+           'data_fingerprints', 'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file',
+           'tuned_parameters', 'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics',
+           'cell_results', 'load_results', 'write_results_csv', 'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study,      # a parsed `Study`
@@ -240,13 +240,18 @@ def release_lock(folder:str|Path # a cell's folder
 # %% ../nbs/07a_study.ipynb #c020
 RECORD = "record.json"   # the grid's claim on a study folder: the study's name and the hash of the study.yaml and plugins it ran
 
+def study_yaml(study:Study # a checked `Study`
+              ) -> str:
+    "The text of the `study.yaml` the grid writes for `study` (the record hashes it)."
+    return yaml.safe_dump(study.to_dict(), sort_keys=False)
+
 def write_study_record(study:Study,                # a checked `Study`
                        folder:str|Path,            # the study folder
                        fingerprints:dict|None=None # the study's data fingerprints (`data_fingerprints`)
                       ) -> Path:
     "Write the checked `study` to `folder/study.yaml`, its data's fingerprints to `folder/fingerprints.json`, and the record that claims the folder (`RECORD`: the hashes of that study.yaml and of the plugins' code)."
     f = Path(folder) / "study.yaml"
-    text = yaml.safe_dump(study.to_dict(), sort_keys=False)
+    text = study_yaml(study)
     atomic_write_text(f, text)
     if fingerprints is not None: atomic_write_json(Path(folder) / "fingerprints.json", fingerprints)
     atomic_write_json(Path(folder) / RECORD, dict(study=study.name, study_yaml_sha256=hashlib.sha256(text.encode()).hexdigest(),
@@ -274,7 +279,7 @@ def claim_study_folder(folder:str|Path, # the study folder the grid is about to 
                                "another program's files; choose another name: or --out", study.source, "name")
     if rec is not None and rec.get("study") != study.name:
         raise StudyConfigError(f"the study folder {folder} holds the study {rec.get('study')!r}; choose another name: or --out", study.source, "name")
-    new = hashlib.sha256(yaml.safe_dump(study.to_dict(), sort_keys=False).encode()).hexdigest()
+    new = hashlib.sha256(study_yaml(study).encode()).hexdigest()
     if rec is not None and rec.get("study_yaml_sha256") != new:
         running = [d for d in folder.glob("*/*/*/*/seed*") if lock_owner(d) is not None]
         if running:
