@@ -142,14 +142,14 @@ class CellResults:
 def evaluate_cell(run # a trained `attnmed.train.CellRun`
                  ) -> CellResults:
     "Predict the test set (and extra test sets) of a trained `attnmed.train.CellRun` with its kept checkpoint; returns the metrics and predictions."
-    from attnmed.datasets import TensorDataset
+    from attnmed.loaders import SplitTensors
     data, learn = run.data, run.learn
     probs = learn.get_preds(dl=run.test_dl)[0].float().numpy()
     metrics = classification_metrics(data.labels["test"], probs, data.class_names)
     metrics["class_balance"] = {s: dict(zip(data.class_names, map(int, np.bincount(data.labels[s], minlength=data.n_classes)))) for s in ("train", "val", "test")}
     preds = {"test": predictions_frame(data.ids["test"], data.labels["test"], probs, data.class_names)}
     for name, ex in data.extra_tests.items():
-        p_ex = learn.get_preds(dl=run.test_dl.new(TensorDataset(ex["images"], ex["labels"])))[0].float().numpy()
+        p_ex = learn.get_preds(dl=run.test_dl.new(SplitTensors(ex["images"], ex["labels"])))[0].float().numpy()
         m_ex = classification_metrics(ex["labels"], p_ex, data.class_names)
         metrics[name] = {k: v for k, v in m_ex.items() if not isinstance(v, (list, dict))} | {"confusion_matrix": m_ex["confusion_matrix"]}
         metrics[f"balanced_accuracy_{name}"] = m_ex["balanced_accuracy"]

@@ -12,7 +12,6 @@ from tqdm import tqdm
 from .config import Cell, Study, StudyConfigError, atomic_write_text, parse_study
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
-from .train import mlflow_experiment, tracking_uri
 from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            tuned_parameters, what_changed, write_study_record)
@@ -35,7 +34,9 @@ def cell_parameters(cell:Cell,                      # one cell of the grid
     "The experiment notebook's parameters for `cell`: its parameters with the (already checked) `tuned` values in, and `tuned`, `out_dir`, the fingerprints; with `study_dir`, tracking's store resolved in it."
     p = {**cell.parameters(), **(tuned or {}), "tuned": tuned, "out_dir": str(out_dir) if out_dir else None,
          "fingerprint": fingerprint, "data_fingerprint": data_fingerprint}
-    if study_dir is not None: p["tracking_uri"] = tracking_uri(p["tracking"], p["tracking_uri"], study_dir)
+    if study_dir is not None and p["tracking"] != "none":
+        from attnmed.tracking import tracking_uri   # here, not at the top: tracking's callbacks bring fastai, which a grid's own process otherwise never imports (its start-up stays short)
+        p["tracking_uri"] = tracking_uri(p["tracking"], p["tracking_uri"], study_dir)
     return p
 
 NOTEBOOK_HASH = "experiment.sha256"   # the hash of the executed notebook the grid published in a cell folder
@@ -318,7 +319,9 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
     def on_done(cell, state):
         counts[state] += 1; bar.update(1)
         if state == "failed": log(f"failed: {cell.key} (see {cell_dir(folder, cell) / 'error.txt'})")
-    if study.tracking == "mlflow": mlflow_experiment(tracking_uri("mlflow", study.tracking_uri, folder), study.name)   # the store, once, before cells race to create it
+    if study.tracking == "mlflow":   # the store, once, before cells race to create it
+        from attnmed.tracking import mlflow_experiment, tracking_uri
+        mlflow_experiment(tracking_uri("mlflow", study.tracking_uri, folder), study.name)
     kwargs_of = lambda c: dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=cell_data_fingerprint(study, c, fps))
     try:
         if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #c002
 from __future__ import annotations
-import atexit, io, json, shutil, sys, tempfile, time
+import atexit, io, shutil, sys, tempfile, time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,13 +24,13 @@ from fastai.metrics import accuracy, BalancedAccuracy
 from fastai.optimizer import Adam
 from fastai.torch_core import set_seed
 from .data import ImageSplits, dataset_format
-from .datasets import load_dataset, make_dataloaders, class_weights
+from .datasets import load_dataset, class_weights
+from .loaders import make_dataloaders
 from .models import get_arch, create_model, splitter
 
 # %% auto #0
 __all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'make_learner',
-           'fit', 'plot_history', 'CellRun', 'cell_dataset', 'pretrained_weights', 'setup_cell', 'train_cell',
-           'tracking_uri', 'mlflow_experiment', 'MLflowEpochs', 'TensorBoardEpochs', 'Tracker']
+           'fit', 'plot_history', 'CellRun', 'cell_dataset', 'pretrained_weights', 'setup_cell', 'train_cell']
 
 # %% ../nbs/03_train.ipynb #c005
 def resolve_device(device:str="auto" # auto, cpu or cuda
@@ -226,114 +226,3 @@ def train_cell(params:dict,                # a cell's parameters
     run = setup_cell(params, out_dir, data, log)
     run.fit(cbs)
     return run
-
-# %% ../nbs/03_train.ipynb #c025
-def tracking_uri(kind:str,         # none, tensorboard or mlflow
-                 uri:str,          # the study's tracking_uri ('' = the default store)
-                 base_dir:str|Path # the study folder (the default store is in it)
-                ) -> str:
-    "Where tracking writes: `uri` when given, else `base_dir/tensorboard` (tensorboard) or `sqlite:///base_dir/mlflow.db` (mlflow)."
-    if kind == "none" or uri: return uri
-    base = Path(base_dir).resolve()
-    return str(base / "tensorboard") if kind == "tensorboard" else f"sqlite:///{base / 'mlflow.db'}"
-
-def _quiet_mlflow():
-    "MLflow's INFO lines (creating the store's tables) say nothing a user can act on; its import sets its own level, so set ours after it."
-    import logging, os
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    import mlflow  # noqa: F401
-    for name in ("mlflow", "alembic", "sqlalchemy"): logging.getLogger(name).setLevel(logging.WARNING)
-
-def mlflow_experiment(uri:str, # the tracking URI
-                      name:str # the experiment's name (the study's)
-                     ) -> str:
-    "The id of the MLflow experiment `name` at `uri`, created (with the store) if needed; safe when cells race to create it."
-    _quiet_mlflow()
-    from mlflow import MlflowClient
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None: return exp.experiment_id
-    try: return client.create_experiment(name)
-    except Exception:                                   # another cell created it meanwhile
-        return client.get_experiment_by_name(name).experiment_id
-
-def _flat(params:dict) -> dict:
-    return {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v, default=str)) for k, v in params.items()}
-
-class MLflowEpochs(Callback):
-    "Log the recorder's validation metrics of every trained epoch to an MLflow run (step = epoch, from 1)."
-    order = Callback.order + 60
-    def __init__(self, client,   # an `mlflow.MlflowClient`
-                 run_id:str # the run to log to
-                ): self.client, self.run_id, self.trained = client, run_id, False
-    def before_epoch(self): self.trained = False
-    def after_train(self): self.trained = True
-    def after_epoch(self):
-        if not self.trained: return
-        from mlflow.entities import Metric
-        now = int(time.time() * 1000)
-        vals = [Metric(n, float(v), now, self.epoch + 1) for n, v in zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]) if isinstance(v, (int, float, np.floating))]
-        self.client.log_batch(self.run_id, metrics=vals)
-
-class TensorBoardEpochs(Callback):
-    "Log to TensorBoard event files in `log_dir`: every trained epoch's recorder values (step = epoch, from 1), and the training loss of each batch as `batch/train_loss` (step = batch): one series per name, one value per step."
-    order = Callback.order + 60
-    def __init__(self, log_dir:str # the run's folder of event files
-                ): self.log_dir, self.trained, self.writer = log_dir, False, None
-    def before_fit(self):
-        from torch.utils.tensorboard import SummaryWriter
-        if self.writer is None: self.writer = SummaryWriter(self.log_dir)
-    def before_epoch(self): self.trained = False
-    def after_train(self): self.trained = True
-    def after_batch(self):
-        if self.training and self.writer is not None: self.writer.add_scalar("batch/train_loss", float(self.smooth_loss), self.train_iter)
-    def after_epoch(self):
-        if not self.trained or self.writer is None: return
-        for n, v in zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]):
-            if isinstance(v, (int, float, np.floating)): self.writer.add_scalar(n, float(v), self.epoch + 1)
-        self.writer.flush()
-    def after_fit(self):
-        if self.writer is not None: self.writer.close(); self.writer = None
-
-class Tracker:
-    "A cell's experiment tracking (`tracking` / `tracking_uri` of its parameters): callbacks for training, then `log_results`. With tracking none it does nothing."
-    def __init__(self, params:dict,          # the cell's checked parameters
-                 run_name:str,               # e.g. the cell's key
-                 base_dir:str|Path|None=None # where the default store goes when `tracking_uri` is empty
-                ):
-        self.kind, self.run_name, self.params = params.get("tracking", "none"), run_name, params
-        self.uri = tracking_uri(self.kind, params.get("tracking_uri", ""), base_dir or tempfile.mkdtemp(prefix="attnmed-tracking-"))
-        self.run_id = None
-        if self.kind == "mlflow":
-            _quiet_mlflow()
-            from mlflow import MlflowClient
-            self.client = MlflowClient(self.uri)
-            exp = mlflow_experiment(self.uri, params.get("study", "adhoc"))
-            tags = {k: str(params[k]) for k in ("arch", "attention", "augment", "seed") if k in params}
-            self.run_id = self.client.create_run(exp, run_name=run_name, tags={**tags, "dataset": params.get("dataset", {}).get("name", "")}).info.run_id
-            from mlflow.entities import Param
-            self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in _flat(params).items()])
-
-    @property
-    def log_dir(self) -> Path: return Path(self.uri) / self.run_name
-
-    def callbacks(self) -> list:
-        "The fastai callbacks that log each epoch."
-        if self.kind == "tensorboard": return [TensorBoardEpochs(str(self.log_dir))]
-        if self.kind == "mlflow": return [MLflowEpochs(self.client, self.run_id)]
-        return []
-
-    def log_results(self,
-                    metrics:dict # the cell's test metrics
-                   ):
-        "The cell's test metrics (every scalar, as `test_<name>`) and, for tensorboard, its parameters; closes the run."
-        scalars = {f"test_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and not k.startswith("n_")}   # counts (n_test) are not metrics
-        if self.kind == "tensorboard":
-            from torch.utils.tensorboard import SummaryWriter
-            with SummaryWriter(str(self.log_dir)) as w:
-                w.add_hparams(_flat({k: v for k, v in self.params.items() if k not in ("plugins",)}), scalars, run_name=".")
-        elif self.kind == "mlflow":
-            from mlflow.entities import Metric
-            now = int(time.time() * 1000)
-            self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, 0) for k, v in scalars.items()])
-            self.client.set_terminated(self.run_id)

@@ -14,7 +14,8 @@ import numpy as np, torch
 from PIL import Image
 from functools import partial
 from attnmed.synthetic import generate
-from attnmed.datasets import load_dataset, make_dataloaders
+from attnmed.datasets import load_dataset
+from attnmed.loaders import make_dataloaders
 
 def epoch(dls):
     n = 0

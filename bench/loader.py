@@ -15,7 +15,8 @@ import numpy as np, torch
 from fastai.data.core import TfmdDL
 from fastai.torch_core import TensorImage, TensorCategory
 from attnmed.data import ImageSplits, SPLITS
-from attnmed.datasets import make_dataloaders, as_chw3
+from attnmed.datasets import as_chw3
+from attnmed.loaders import make_dataloaders
 
 def fake_data(n, size, channels, seed=0):
     rng = np.random.default_rng(seed)

@@ -19,7 +19,8 @@ import numpy as np
 CHILD = r"""
 import json, resource, sys, warnings; warnings.filterwarnings("ignore")
 import numpy as np, torch
-from attnmed.datasets import load_dataset, make_dataloaders, as_chw3
+from attnmed.datasets import load_dataset, as_chw3
+from attnmed.loaders import make_dataloaders
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 path, size, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 base = rss()

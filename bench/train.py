@@ -12,7 +12,8 @@ from pathlib import Path
 warnings.filterwarnings("ignore")
 import numpy as np, torch
 from attnmed.data import ImageSplits, SPLITS
-from attnmed.datasets import make_dataloaders, dataset_stats
+from attnmed.datasets import dataset_stats
+from attnmed.loaders import make_dataloaders
 from attnmed.models import create_model
 from attnmed.train import make_learner, seed_everything
 

@@ -3,7 +3,8 @@ really trained models, the concept test's error rates, and the explanation secti
 import json
 import numpy as np, pandas as pd, pytest, torch
 from attnmed.data import dataset_format
-from attnmed.datasets import load_dataset, make_dataloaders, dataset_stats
+from attnmed.datasets import load_dataset, dataset_stats
+from attnmed.loaders import make_dataloaders
 from attnmed.models import create_model, randomised_copy
 from attnmed.train import make_learner, fit, seed_everything
 from attnmed.explain import (METHODS, ExplainError, explain, localisation_scores, shortcut_accuracies,
