@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from .config import StudyConfigError, check_value, registry_entry
 
 # %% auto #0
-__all__ = ['SPLITS', 'FORMATS', 'MMAP_MIN_BYTES', 'DataError', 'ImageSplits', 'show_samples', 'Option', 'DatasetFormat',
-           'register_format', 'dataset_format', 'resolve_spec', 'save_npz', 'load_npz', 'arrays_fingerprint',
-           'read_npz_splits', 'resize_splits']
+__all__ = ['SPLITS', 'FORMATS', 'MMAP_MIN_BYTES', 'DataError', 'ImageSplits', 'deal_over_classes', 'show_samples', 'Option',
+           'DatasetFormat', 'register_format', 'dataset_format', 'resolve_spec', 'save_npz', 'load_npz',
+           'arrays_fingerprint', 'read_npz_splits', 'resize_splits']
 
 # %% ../nbs/01_data.ipynb #c005
 SPLITS = ("train", "val", "test")
@@ -80,6 +80,18 @@ class ImageSplits:
                 if both: raise DataError(f"{source}: patient(s) {sorted(map(str, both))[:5]} appear in both '{a}' and '{b}' (splits must be grouped by patient)")
         return self
 
+# %% ../nbs/01_data.ipynb #d101
+def deal_over_classes(labels:np.ndarray,     # integer labels (N)
+                      keep:np.ndarray|None=None, # which items may be taken (N bools; default: all)
+                      n:int|None=None           # how many (default: every kept item)
+                     ) -> np.ndarray:
+    "Indices of the kept items dealt over the classes: the first of each class, then the second of each, ..., `n` in all."
+    labels = np.asarray(labels)
+    keep = np.ones(len(labels), bool) if keep is None else np.asarray(keep, bool)
+    per_class = [np.flatnonzero(keep & (labels == c)) for c in np.unique(labels)]
+    order = [int(p[k]) for k in range(max(map(len, per_class), default=0)) for p in per_class if k < len(p)]
+    return np.array(order[:n] if n is not None else order, dtype=int)
+
 # %% ../nbs/01_data.ipynb #c008
 def show_samples(data:ImageSplits,  # the dataset
                  split:str="train", # which split
@@ -89,9 +101,7 @@ def show_samples(data:ImageSplits,  # the dataset
     "Show `n` images of `split`, every class in turn, with their labels and, where known, evidence (red) and shortcut (blue) masks outlined."
     import matplotlib.pyplot as plt
     lab = np.asarray(data.labels[split])
-    per_class = [list(np.flatnonzero(lab == c)) for c in range(data.n_classes)]
-    order = [int(i) for k in range(max(map(len, per_class), default=0)) for p in per_class if k < len(p) for i in [p[k]]]
-    n = min(n, len(order)); order = order[:n]
+    order = deal_over_classes(lab, n=n); n = len(order)
     masks = [(data.extras.get(f"{split}_{k}"), c) for k, c in (("masks", "red"), ("shortcut_masks", "blue"))]
     masks = [(m, c) for m, c in masks if m is not None]
     rows = 2 if masks else 1

@@ -14,8 +14,8 @@ from .models import attention_maps, create_model, get_arch, randomised_copy
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison',
            'relevance_mass', 'pointing_game', 'mask_auroc', 'localisation_scores', 'localisation_sentence',
-           'shortcut_accuracies', 'randomisation_test', 'concept_test', 'holm_adjust', 'load_cell_model', 'normalised',
-           'cell_input_stats', 'predict_logits']
+           'shortcut_accuracies', 'randomisation_test', 'no_signal_images', 'top_share', 'no_signal_test',
+           'concept_test', 'holm_adjust', 'load_cell_model', 'normalised', 'cell_input_stats', 'predict_logits']
 
 # %% ../nbs/06_explain.ipynb #c005
 METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
@@ -197,6 +197,44 @@ def randomisation_test(model,               # a model (eval mode is set inside)
     r = float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
     verdict = "undefined" if not np.isfinite(r) else "passes" if r < threshold else "fails"
     return dict(method=method, spearman=r, verdict=verdict, passed=None if verdict == "undefined" else verdict == "passes")
+
+# %% ../nbs/06_explain.ipynb #g002
+def no_signal_images(images:np.ndarray, # uint8 images (N x H x W [x C])
+                     seed:int=0          # the shuffle's seed
+                    ) -> np.ndarray:
+    "Each image with its pixels shuffled (each pixel's colour kept): the same intensities, no spatial signal."
+    rng = np.random.default_rng(seed)
+    images = np.asarray(images)
+    flat = images.reshape(len(images), images.shape[1] * images.shape[2], *images.shape[3:])
+    return np.stack([f[rng.permutation(len(f))] for f in flat]).reshape(images.shape) if len(images) else images.copy()
+
+# %% ../nbs/06_explain.ipynb #g004
+def top_share(maps:np.ndarray, # attribution maps (N x H x W, >= 0), or one map (H x W)
+              q:float=0.05     # the share of pixels
+             ) -> np.ndarray:
+    "Per map: the share of its mass in its top `q` of pixels (`q` for a flat map, near 1 for a map on a few pixels)."
+    m = np.asarray(maps, dtype=np.float64)
+    m = m.reshape(-1, m.shape[-2] * m.shape[-1]) if m.ndim > 1 else m[None]
+    k = max(1, int(round(q * m.shape[1])))
+    top = -np.sort(-m, axis=1)[:, :k].sum(1)
+    return np.where(m.sum(1) > 0, top / np.maximum(m.sum(1), 1e-300), np.nan)
+
+# %% ../nbs/06_explain.ipynb #g006
+def no_signal_test(model,                  # a model (eval mode is set inside)
+                   images:torch.Tensor,    # a normalised batch of test images
+                   no_signal:torch.Tensor, # the same images without signal (`no_signal_images`), normalised alike
+                   method:str,             # saliency, gradcam, integrated_gradients or attention
+                   threshold:float=0.5     # correlation above which the method fails
+                  ) -> dict:
+    "Mean Spearman correlation between `method`'s maps of `images` and its mean map on `no_signal`: 'fails' above `threshold` (the maps mostly show the method's own pattern), 'passes' below or when it draws nothing on no signal, 'undefined' when its maps are constant; with the baseline's `concentration` (`top_share`)."
+    from scipy.stats import spearmanr
+    a = explain(model, images, method).cpu().numpy()
+    base = explain(model, no_signal, method).cpu().numpy().mean(0)
+    rho = [spearmanr(x.ravel(), base.ravel()).statistic if x.std() > 0 and base.std() > 0 else np.nan for x in a]
+    r = float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+    drawn = np.array([x.std() > 0 for x in a]).any()
+    verdict = ("passes" if drawn and base.std() == 0 else "undefined") if not np.isfinite(r) else "passes" if r < threshold else "fails"   # a flat map on no signal: nothing of its own
+    return dict(method=method, spearman=r, concentration=float(top_share(base)[0]), verdict=verdict, passed=None if verdict == "undefined" else verdict == "passes")
 
 # %% ../nbs/06_explain.ipynb #c024
 def concept_test(scores:np.ndarray,   # the model's score per test item (e.g. the positive-class logit difference)

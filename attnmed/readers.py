@@ -21,7 +21,7 @@ __all__ = ['COMMON_OPTIONS', 'HIGH_DEPTH_MODES', 'ISIC_CLASSES', 'CBIS_FILES', '
            'prepare_table', 'table_hash', 'cache_path', 'splits_from_table', 'TableFormat', 'isic2019_table',
            'ISIC2019', 'cbis_ddsm_table', 'CBISDDSM', 'mimic_cxr_table', 'MIMICCXRJPG', 'check_inferred_classes',
            'folder_table', 'csv_table', 'Folder', 'CSV', 'camelyon17_table', 'Camelyon17', 'medmnist_flags',
-           'medmnist_source', 'file_md5', 'download', 'MedMNIST']
+           'medmnist_source', 'file_md5', 'download', 'local_medmnist', 'MedMNIST']
 
 # %% ../nbs/01b_readers.ipynb #c005
 COMMON_OPTIONS = (
@@ -753,12 +753,38 @@ def download(url:str,            # http(s) address
     if md5: stamp.write_text(stamp_text())
     return dest
 
+# %% ../nbs/01b_readers.ipynb #k002
+def local_medmnist(path:str|Path,    # a local MedMNIST .npz
+                   flag:str,         # the dataset it is a file of, e.g. 'pneumoniamnist'
+                   size:int|None=None # its size, when known (default: found from the MD5, else read from the file)
+                  ) -> dict:
+    "`medmnist_source` of a local file: `catalogue` True with its `size` when its MD5 is the catalogue's for `flag`, else False (the size from the file)."
+    path = Path(path)
+    if not path.exists(): raise DataError(f"path {path} not found (a local MedMNIST .npz; or give the folder downloads are kept in to fetch {flag})")
+    stamp = path.with_name(f".{path.name}.md5")
+    st = path.stat(); key = f"{st.st_size} {st.st_mtime_ns} "
+    got = stamp.read_text()[len(key):] if stamp.exists() and stamp.read_text().startswith(key) else None
+    if got is None:
+        got = file_md5(path)
+        try: stamp.write_text(key + got)
+        except OSError: pass                  # a read-only data folder: hashed again next time
+    sizes = [size] if size else list(MEDMNIST_SIZES)
+    for s in sizes:
+        try: src = medmnist_source(flag, s)
+        except DataError:
+            if s == size: raise
+            continue                          # this package's catalogue has no file of that size
+        if src["md5"] == got: return {**src, "size": s, "path": path, "catalogue": True}
+    with np.load(path, allow_pickle=False) as z: found = int(z["train_images"].shape[1]) if "train_images" in z.files else None
+    src = medmnist_source(flag, size or found or 28) if (size or found or 28) in MEDMNIST_SIZES else medmnist_source(flag, 28)
+    return {**src, "size": size or found, "path": path, "catalogue": False}
+
 # %% ../nbs/01b_readers.ipynb #c047
 @register_format
 class MedMNIST(DatasetFormat):
     name, doc = "medmnist", "MedMNIST: downloaded by flag and size (through the medmnist package), or a local .npz"
     path_kind = "a MedMNIST .npz file, or with `flag` the folder downloads are kept in"
-    options = (Option("flag", str, None, "download this 2D MedMNIST dataset (e.g. dermamnist) into the path folder"),
+    options = (Option("flag", str, None, "this 2D MedMNIST dataset (e.g. dermamnist): downloaded into the path folder, or the local .npz that path names (its MD5 compared with the catalogue's)"),
                Option("size", int, None, "with flag: the file to fetch, 28 / 64 / 128 / 224 px (default: the smallest at least the study's image_size)",
                       choices=MEDMNIST_SIZES),
                Option("label_column", (int, str), None, "multi-label files: a column index, or any (any finding vs none)", low=0),
@@ -768,14 +794,15 @@ class MedMNIST(DatasetFormat):
                spec,           # the dataset entry
                image_size=None # the study's image size (picks the file's size)
               ) -> dict|None:
-        "With `flag`: the `medmnist_source` of the file to use, and its local `path`; None for a local .npz."
+        "With `flag`: the `medmnist_source` of the file to use, and its local `path` (`catalogue`: whether it is the catalogue's file); None for a local .npz without `flag`."
         o = self.values(spec)
         if o["flag"] is None:
             if o["size"] is not None: raise DataError(f"dataset '{spec['name']}': option 'size' needs 'flag' (a local .npz is used at the size it has)")
             return None
+        if Path(spec["path"]).suffix == ".npz": return local_medmnist(spec["path"], o["flag"], o["size"])
         size = o["size"] or next((s for s in MEDMNIST_SIZES if s >= (image_size or 28)), 224)
         src = medmnist_source(o["flag"], size)
-        return {**src, "size": size, "path": Path(spec["path"]) / src["file"]}
+        return {**src, "size": size, "path": Path(spec["path"]) / src["file"], "catalogue": True}
 
     def npz_path(self,
                  spec,           # the dataset entry
@@ -783,13 +810,13 @@ class MedMNIST(DatasetFormat):
                 ) -> Path:
         "The .npz to read, downloaded first if it is not there yet."
         src = self.source(spec, image_size)
-        if src is None: return Path(spec["path"])
+        if src is None or Path(spec["path"]).suffix == ".npz": return Path(spec["path"])   # a local file: used as it is
         return download(src["url"], src["path"], src["md5"])
 
     def check_files(self, spec):
         "The file exists (or, with `flag`, flag and size are known), and `label_column` fits its labels; checked before any cell starts."
+        if self.values(spec)["flag"] is None or Path(spec["path"]).suffix == ".npz": super().check_files(spec)   # a local file must exist
         src = self.source(spec)
-        if src is None: super().check_files(spec)
         path = Path(spec["path"]) if src is None else src["path"]
         lc = self.values(spec)["label_column"]
         if isinstance(lc, str) and lc != "any": raise DataError(f"dataset '{spec['name']}': option 'label_column' must be a column index or 'any', got {lc!r}")
@@ -807,7 +834,7 @@ class MedMNIST(DatasetFormat):
         self.check_files(spec); o = self.values(spec); src = self.source(spec, size)
         names = o["class_names"] or (src["class_names"] if src and o["label_column"] is None else None)
         ds = read_npz_splits(path, spec["name"], o["label_column"], names)
-        if src and o["label_column"] is None: ds.extras["medmnist"] = dict(flag=o["flag"], size=src["size"], task=src["task"])   # for the official metrics
+        if src and o["label_column"] is None: ds.extras["medmnist"] = dict(flag=o["flag"], size=src["size"], task=src["task"], catalogue=src["catalogue"])   # for the official metrics
         return resize_splits(ds, size).check(str(path))
 
     def example(self, root): return dict(format=self.name, path=str(write_sample_medmnist(Path(root) / "pneumoniamnist.npz")))

@@ -17,7 +17,7 @@ from .study import KEYS, cell_table, extra_test_metrics, read_study
 # %% auto #0
 __all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'summarise', 'format_summary', 'study_comparisons', 'design_table',
            'medmnist_table', 'untrusted', 'reliability_sentences', 'shortcut_sentence', 'concept_sentences',
-           'render_explanations', 'notebook_html', 'render_cell_pages', 'render_report']
+           'no_signal_sentences', 'render_explanations', 'notebook_html', 'render_cell_pages', 'render_report']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame,                                            # `attnmed.study.cell_results` of a study
@@ -82,9 +82,10 @@ MEDMNIST_V2_BASELINES = {
 }
 
 def medmnist_table(results:pd.DataFrame, # `attnmed.study.cell_results` (with `medmnist_auc` / `medmnist_acc`)
-                   study                 # the study (its datasets' `flag`)
+                   study,                # the study (its datasets' `flag`)
+                   not_catalogue=()      # names of datasets whose local file is not MedMNIST's catalogue file (no baselines beside them)
                   ) -> pd.DataFrame:
-    "Per MedMNIST dataset: this study's configurations (AUC and ACC, mean ± SD over seeds) and the published ResNet baselines, one row each."
+    "Per MedMNIST dataset: this study's configurations (AUC and ACC, mean ± SD over seeds) and, for the catalogue's files, the published ResNet baselines, one row each."
     flags = {d["name"]: d.get("flag") for d in study.datasets if d.get("format") == "medmnist" and d.get("flag")}
     if "medmnist_auc" not in results or not flags: return pd.DataFrame()
     fmt = lambda v: f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 else f"{v.mean():.3f}"
@@ -94,7 +95,7 @@ def medmnist_table(results:pd.DataFrame, # `attnmed.study.cell_results` (with `m
         for (arch, att, aug), g in r.groupby(["arch", "attention", "augment"], sort=False):
             rows.append(dict(dataset=flag, model=f"{arch} + {att}" + (" + aug" if aug else ""), source=f"this study, {study.image_size} px",
                              seeds=len(g), AUC=fmt(g.medmnist_auc), ACC=fmt(g.medmnist_acc)))
-        for model, (auc, acc) in MEDMNIST_V2_BASELINES.get(flag, {}).items():
+        for model, (auc, acc) in (MEDMNIST_V2_BASELINES.get(flag, {}) if name not in not_catalogue else {}).items():
             rows.append(dict(dataset=flag, model=model, source="MedMNIST v2 (Yang et al. 2023)", seeds=1, AUC=f"{auc:.3f}", ACC=f"{acc:.3f}"))
     return pd.DataFrame(rows)
 
@@ -143,6 +144,21 @@ def concept_sentences(concepts:pd.DataFrame # the explanations' `concepts.csv`
         if not len(used): out.append(f"{who}: its score depends on none of the concepts beyond what the label explains."); continue
         parts = [f"**{c}** ({int(r.used)} of {int(r.seeds)} seeds; {'raises' if r.effect > 0 else 'lowers'} the positive score by {abs(r.effect):.2f} on average)" for c, r in used.iterrows()]
         out.append(f"{who}: its score depends on {', '.join(parts)} beyond what the label explains; a concept that is not part of the diagnosis is a bias.")
+    return out
+
+# %% ../nbs/08_report.ipynb #h002
+def no_signal_sentences(no_signal:pd.DataFrame # the explanations' `no_signal.csv`
+                       ) -> list:
+    "One sentence per method: on how many models its maps of real images look like what it draws on inputs without signal, and how peaked that pattern is."
+    out = []
+    for method, g in no_signal.groupby("method", sort=False):
+        n, fails = len(g), g[g.verdict == "fails"]
+        name = f"**{METHOD_NAMES.get(method, method)}**"
+        peak = g.concentration.max()
+        peaked = f"; on inputs without signal its top 5 % of pixels hold up to {100 * peak:.0f} % of its mass" if np.isfinite(peak) else ""
+        if len(fails): out.append(f"{name} fails the no-signal check on {len(fails)} of {n} models ({', '.join(f'{r.arch}+{r.attention} (ρ = {r.spearman:.2f})' for r in fails.itertuples())}): "
+                                  f"its maps of test images mostly repeat the pattern it draws on inputs with no signal{peaked}; those maps show the method more than the image.")
+        else: out.append(f"{name} passes the no-signal check on {'all ' if n > 1 else ''}{n} model{'s' if n > 1 else ''}: its maps of test images are not the pattern it draws on inputs without signal{peaked}.")
     return out
 
 # %% ../nbs/08_report.ipynb #c017

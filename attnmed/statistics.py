@@ -535,7 +535,8 @@ def pooled_sentence(row:dict,     # one row of the table, as a dict
 def forest_plot(comparisons:pd.DataFrame, # rows of `attnmed.statistics.compare`
                 pooled:pd.DataFrame,      # `pooled_effects` rows
                 unit:str="pp",            # the unit in words
-                ax=None                   # matplotlib axes (default: new)
+                ax=None,                  # matplotlib axes (default: new)
+                title:str|None=None       # a title, wrapped to stay inside the figure
                ):
     "Forest plot of the primary comparisons grouped by variant, with each variant's pooled effect, interval and prediction interval; undecided comparisons drawn hollow, without an interval."
     import matplotlib.pyplot as plt
@@ -561,11 +562,15 @@ def forest_plot(comparisons:pd.DataFrame, # rows of `attnmed.statistics.compare`
             labels.append(f"{variant} vs {baseline}: pooled ({p.verdict})"); y += 1
         elif len(p): labels.append(f"{variant} vs {baseline}: pooled (not decided)"); y += 1
         if gi < len(groups) - 1: labels.append(""); y += 1
-    ax.set_yticks(-np.arange(len(labels)), labels, fontsize=8)
+    shown = [i for i, s in enumerate(labels) if s]   # the gaps between groups get no tick
+    ax.set_yticks([-i for i in shown], [labels[i] for i in shown], fontsize=8)
     lo, hi = (100 * prim.ci_level.min(), 100 * prim.ci_level.max()) if len(prim) and prim.ci_level.notna().any() else (np.nan, np.nan)
     levels = "" if not np.isfinite(lo) else f", with {lo:.1f} % intervals" if abs(hi - lo) < 0.05 else f", with {lo:.1f}-{hi:.1f} % intervals"
     ax.set_xlabel(f"effect on balanced accuracy ({unit}){levels}")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0); ax.set_ylim(-y + 0.5, 0.7)
+    if title:   # about 1.6 characters per point of axes width at 8 pt: the title stays above its axes
+        import textwrap
+        ax.set_title("\n".join(textwrap.wrap(title, max(30, int(ax.get_position().width * ax.figure.get_figwidth() * 72 / 4.6)))), fontsize=8, loc="left")
     return ax
 
 # %% ../nbs/05_statistics.ipynb #c045

@@ -25,7 +25,7 @@ batch_size: 32
 device: cpu
 """
 PARTS = {"c001": "imports", "c003": "data (load, loaders, model)", "c005": "data view (table, samples)", "c007": "training",
-         "c009": "evaluation", "c011": "saliency figure", "c013": "writing results"}
+         "c009": "evaluation", "c011": "saliency figure", "t002": "top losses", "c013": "writing results"}
 
 def seconds(cmd, **kw):
     t = time.perf_counter(); subprocess.run(cmd, check=True, capture_output=True, **kw); return time.perf_counter() - t

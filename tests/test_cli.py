@@ -1,5 +1,5 @@
 """The command line end to end: attnmed-grid, attnmed-report and papermill by hand, on tiny real trainings."""
-import json, os, shutil, subprocess
+import html, json, os, re, shutil, subprocess
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -12,6 +12,44 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 
+LAYOUT_SCRIPT = """<script>
+window.addEventListener('load', () => {
+  document.querySelectorAll('details').forEach(d => d.open = true);   // folded tables count too
+  const W = document.documentElement.clientWidth, bad = [];
+  const scroller = el => { for (let p = el.parentElement; p && p !== document.body && p !== document.documentElement; p = p.parentElement) {
+    const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll') return p; } return null; };
+  for (const el of document.querySelectorAll('img, table, pre, figure, svg')) {
+    const r = el.getBoundingClientRect(); if (!r.width) continue;
+    const s = scroller(el), col = (s || el.parentElement).getBoundingClientRect();
+    const what = `${el.tagName.toLowerCase()} ${Math.round(r.left)}-${Math.round(r.right)} px: ${(el.getAttribute('alt') || el.textContent || '').trim().slice(0, 60)}`;
+    if (s ? col.right > W + 1 : r.right > Math.min(W, col.right) + 1) bad.push(`past its column (${Math.round(Math.min(W, col.right))} px): ${what}`);
+  }
+  if (document.documentElement.scrollWidth > W + 1) bad.push(`the page is ${document.documentElement.scrollWidth} px wide in a ${W} px window`);
+  const pre = document.createElement('pre'); pre.id = 'layout-check'; pre.textContent = JSON.stringify(bad); document.body.appendChild(pre);
+});
+</script>"""
+
+def layout_problems(page, tmp, width=1000):
+    "Open `page` in headless Chromium `width` px wide, every <details> opened: the images, tables, figures and code blocks that reach past their column or widen the page."
+    if CHROMIUM is None: pytest.skip("chromium is not installed (`.ci/run` installs it: apt-get install chromium)")
+    probe = page.with_name(page.stem + ".layout-check.html")
+    probe.write_text(page.read_text().replace("</body>", LAYOUT_SCRIPT + "</body>"))
+    try:
+        dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'chromium-layout'}", f"--window-size={width},2000", "--virtual-time-budget=5000",
+                              "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    finally: probe.unlink()
+    found = re.search(r'<pre id="layout-check">(.*?)</pre>', dom, re.S)
+    assert found, f"the layout check did not run: {dom[-1000:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+def test_layout_check_can_fail(tmp):
+    page = tmp / "wide.html"
+    page.write_text('<html><body><p>text</p><div><table style="width:3000px"><tr><td>wide</td></tr></table></div>'
+                    '<div style="overflow-x:auto"><table style="width:3000px"><tr><td>scrolls</td></tr></table></div></body></html>')
+    found = layout_problems(page, tmp)
+    assert any("past its column" in p and "wide" in p for p in found) and any("page is" in p for p in found), found
+    assert not any("scrolls" in p for p in found), "a table in a scrolling box stays in its column"
+
 def browser_check(report, tmp):
     "Open report.html in headless Chromium (installed by .ci/run): the rendered page reads answer, results, explanations, then the folded configuration."
     if CHROMIUM is None: pytest.skip("chromium is not installed (`.ci/run` installs it: apt-get install chromium)")
@@ -23,6 +61,7 @@ def browser_check(report, tmp):
     config = dom[dom.rindex("<details", 0, order[-1]):order[-1]]
     assert "open" not in config.split(">")[0], "the configuration is folded"
     assert "Warning" not in dom and "Traceback" not in dom
+    assert layout_problems(report, tmp) == [], "every figure and table stays in its column"
     shot = tmp / "report.png"
     subprocess.run([*args, "--window-size=1200,2000", f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20_000, "the page renders"
@@ -103,3 +142,40 @@ def test_papermill_by_hand(tmp):
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((cell / "metrics.json").read_text())
     assert m["params"]["attention"] == "cbam" and m["params"]["image_size"] == 32
+
+@pytest.mark.cost(100)
+def test_folder_study_explained_and_readable(tmp):
+    "A 3-class study on your own folder of images (no masks, no concepts): explain.html shows every method's maps with both sanity checks, the scores that need masks are left out with a reason, and report.html names the classes of every confusion matrix and keeps every figure and table in its column."
+    from attnmed.testing import write_sample_folder
+    classes = ["normal", "pneumonia bacterial", "pneumonia viral"]
+    write_sample_folder(tmp / "xray", classes=classes, per_class=10)
+    study = tiny_study(tmp, name="three", datasets=[dict(name="chest3", format="folder", path=str(tmp / "xray"))], epochs=2, batch_size=16)
+    r = run_here(["attnmed-grid", study, "--out", tmp / "out", "--jobs", "2"])
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    r = run_here(["attnmed-report", tmp / "out" / "three", "--figure-images", "4"])
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    folder = tmp / "out" / "three"
+    exp = folder / "explanations"
+    figs = pd.read_csv(exp / "figures.csv")
+    for method in ("saliency", "gradcam", "integrated_gradients", "attention"):
+        assert (exp / f"chest3_resnet10t_noaug_{method}.png").exists(), f"no {method} maps"
+    per_method = figs[~figs.file.str.contains("attention_vs_gradcam")]
+    assert len(per_method) == 4 and per_method.caption.str.contains("test images of each class that every model classifies correctly").all()
+    assert per_method.caption.str.contains("pixels shuffled").all(), "each figure shows its method on an input without signal"
+    sanity, no_signal = pd.read_csv(exp / "sanity.csv"), pd.read_csv(exp / "no_signal.csv")
+    assert set(sanity.method) == set(no_signal.method) == {"saliency", "gradcam", "integrated_gradients", "attention"}
+    assert set(no_signal.verdict) <= {"passes", "fails", "undefined"} and no_signal.concentration.dropna().between(0.0, 1.0).all()
+    captions = dict(zip(figs.file, figs.caption))
+    for r in sanity[sanity.verdict == "fails"].itertuples():   # a map's caption carries its method's randomisation result
+        assert f"† resnet10t+{r.attention}: failed the randomisation test" in captions[f"chest3_resnet10t_noaug_{r.method}.png"]
+    page = (folder / "explain.html").read_text()
+    assert "0 model(s) loaded" not in page and "2 model(s) loaded" in page
+    assert "no ground-truth masks, so the scores that need them (localisation, shortcut mass) are left out" in page
+    assert "Model randomisation" in page and "No signal" in page
+    report = (folder / "report.html").read_text()
+    caption = re.search(r'<figcaption[^>]*>Confusion matrices[^<]*</figcaption>', report)
+    assert caption and all(c in caption.group(0) for c in classes), "the confusion matrices name their classes"
+    assert "fails the no-signal check" in report or "passes the no-signal check" in report
+    cell = (folder / "chest3/resnet10t/se/noaug/seed0/experiment.html").read_text()
+    assert "Top losses" in cell and "one class against the rest, averaged over the 3 classes" in cell, "the cell's record names how a 3-class AUC is taken"
+    for p in (folder / "report.html", folder / "explain.html"): assert layout_problems(p, tmp) == [], p.name

@@ -41,7 +41,7 @@ def test_a_study_downloads_once_and_reuses_the_cache(tmp_path, served):
     ds = load_dataset(study.datasets[0], 32)
     assert len(srv.requests) == 1
     assert ds.class_names == ["malignant", "normal, benign"] and ds.images["test"].shape[1:] == (32, 32)
-    assert ds.extras["medmnist"] == dict(flag=FLAG, size=SIZE, task="binary-class")
+    assert ds.extras["medmnist"] == dict(flag=FLAG, size=SIZE, task="binary-class", catalogue=True)
 
 def test_a_corrupt_download_is_refused_and_deleted(tmp_path, served):
     srv, files, body = served
@@ -50,6 +50,17 @@ def test_a_corrupt_download_is_refused_and_deleted(tmp_path, served):
     with pytest.raises(DataError, match="MD5 is .*, expected ") as e: prepare_datasets(study)
     assert urlsplit(srv.url).netloc in str(e.value)
     assert not list((tmp_path / "cache").iterdir()), "nothing partial or corrupt is left"
+
+def test_a_local_file_with_its_flag_gets_the_official_metrics(tmp_path, served):
+    "A MedMNIST file already on disk, named by path with its flag: MedMNIST's class names and task (for the official metrics), and whether it is the catalogue's file, by MD5."
+    srv, files, body = served
+    (tmp_path / "mine.npz").write_bytes(body)
+    ds = load_dataset(dict(name="breast", format="medmnist", flag=FLAG, path=str(tmp_path / "mine.npz")), 32)
+    assert ds.extras["medmnist"] == dict(flag=FLAG, size=SIZE, task="binary-class", catalogue=True) and ds.class_names == ["malignant", "normal, benign"]
+    assert len(srv.requests) == 0, "a local file is never downloaded"
+    write_sample_medmnist(tmp_path / "other.npz", n=20, size=SIZE, seed=3)
+    ds = load_dataset(dict(name="breast", format="medmnist", flag=FLAG, path=str(tmp_path / "other.npz")), 32)
+    assert ds.extras["medmnist"]["catalogue"] is False and ds.extras["medmnist"]["task"] == "binary-class"
 
 def test_an_unknown_flag_is_refused_naming_the_closest(tmp_path):
     f = tmp_path / "s.yaml"

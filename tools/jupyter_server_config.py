@@ -3,8 +3,13 @@
 nbs/ holds the library's source; its notebooks are committed without outputs, execution counts, or the kernel and
 language metadata JupyterLab adds, so opening, running and saving one in Lab leaves `git status` clean unless its
 code or prose changed. Run results belong in a study folder (outputs/), not in nbs/. Notebooks elsewhere are saved
-as Lab saves them."""
+as Lab saves them.
+
+The hook is registered by the contents manager itself (`register_pre_save_hook`), not set through the
+`pre_save_hook` setting: Jupyter applies a config file more than once, and every time after the first the setting
+warns that it overrides the hook (with itself)."""
 from pathlib import PurePosixPath
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 
 def attnmed_pre_save(model, path, **kwargs):
     "Clean a notebook under nbs/ before it is written: nbdev's clean (metadata, kernelspec, ids), then no outputs."
@@ -19,6 +24,12 @@ def attnmed_pre_save(model, path, **kwargs):
         if not src.lstrip().startswith("#| echo: false"): cell["outputs"] = []    # index.ipynb's README tables keep theirs
         cell["execution_count"] = None
 
+class AttnmedContentsManager(AsyncLargeFileManager):
+    "JupyterLab's default contents manager, with `attnmed_pre_save` registered once."
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.register_pre_save_hook(attnmed_pre_save)
+
 c = get_config()  # noqa: F821 (provided by Jupyter when it loads this file)
-c.FileContentsManager.pre_save_hook = attnmed_pre_save
+c.ServerApp.contents_manager_class = AttnmedContentsManager
 c.ServerApp.open_browser = True
