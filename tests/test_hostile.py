@@ -235,3 +235,21 @@ def test_any_metrics_file_is_read_or_called_damaged(tmp_path_factory, content):
     state = cell_table(d / "out" / "tiny").state.iloc[0]
     assert state in ("done", "changed", "damaged"), state
     load_results(d / "out" / "tiny")                                        # what the report reads: no exception
+
+def test_a_planted_search_result_in_a_study_without_search_is_not_read(tmp_path):
+    code, log, _ = quick_grid(tmp_path); assert code == 0, log
+    study = tmp_path / "out" / "tiny"
+    planted = study / "search" / CELL.parent / "best.json"; planted.parent.mkdir(parents=True)
+    planted.write_text(json.dumps({"lr": "<b>x</b>"}))                  # no 'group': the old report died on KeyError
+    code, err = cli(report_cli, [study, "--no-explain"])
+    assert code == 0 and "Traceback" not in err, err
+    html = (study / "report.html").read_text()
+    assert "Tuned hyperparameters" not in html and "<b>x</b>" not in html
+
+def test_a_study_folder_the_report_cannot_write_gets_one_line(tmp_path):
+    code, log, _ = quick_grid(tmp_path); assert code == 0, log
+    study = tmp_path / "out" / "tiny"
+    (study / "report.html").mkdir()                                      # unwritable even for root (a folder where the page goes)
+    code, err = cli(report_cli, [study, "--no-explain"])
+    last = err.replace("\r", "\n").strip().splitlines()[-1]               # after the progress bar: one line
+    assert code == 1 and "Traceback" not in err and last.startswith("attnmed-report: error") and "report.html" in last and "must be writable" in last, err
