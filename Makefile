@@ -52,8 +52,10 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --config=tools/jupyter_server_config.py $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)   # e.g. make lab LAB_ARGS="--no-browser --port 8890"
 
 ## developer helpers
+## the library from the notebooks, then the README's tables from the registries (settings, formats, backbones, variants)
 export: $(STAMP)
 	$(BIN)/nbdev-export
+	$(BIN)/python tools/render_readme.py --execute
 
 clean-nbs: $(STAMP)
 	$(BIN)/nbdev-clean

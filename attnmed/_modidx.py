@@ -84,6 +84,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'attnmed.data.arrays_fingerprint': ('data.html#arrays_fingerprint', 'attnmed/data.py'),
                               'attnmed.data.dataset_format': ('data.html#dataset_format', 'attnmed/data.py'),
                               'attnmed.data.deal_over_classes': ('data.html#deal_over_classes', 'attnmed/data.py'),
+                              'attnmed.data.formats': ('data.html#formats', 'attnmed/data.py'),
                               'attnmed.data.load_npz': ('data.html#load_npz', 'attnmed/data.py'),
                               'attnmed.data.read_npz_splits': ('data.html#read_npz_splits', 'attnmed/data.py'),
                               'attnmed.data.register_format': ('data.html#register_format', 'attnmed/data.py'),

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from .config import StudyConfigError, check_value, registry_entry
 
 # %% auto #0
-__all__ = ['SPLITS', 'FORMATS', 'MMAP_MIN_BYTES', 'DataError', 'ImageSplits', 'deal_over_classes', 'show_samples', 'Option',
-           'DatasetFormat', 'register_format', 'dataset_format', 'resolve_spec', 'save_npz', 'load_npz',
-           'arrays_fingerprint', 'read_npz_splits', 'resize_splits']
+__all__ = ['SPLITS', 'FORMATS', 'BUILTIN_FORMATS', 'MMAP_MIN_BYTES', 'DataError', 'ImageSplits', 'deal_over_classes',
+           'show_samples', 'Option', 'DatasetFormat', 'register_format', 'formats', 'dataset_format', 'resolve_spec',
+           'save_npz', 'load_npz', 'arrays_fingerprint', 'read_npz_splits', 'resize_splits']
 
 # %% ../nbs/01_data.ipynb #c005
 SPLITS = ("train", "val", "test")
@@ -277,10 +277,18 @@ def register_format(fmt # the `DatasetFormat` to register
     FORMATS[inst.name] = inst
     return fmt
 
+BUILTIN_FORMATS = ("attnmed.synthetic", "attnmed.readers")   # the modules whose import registers the built-in formats
+
+def formats() -> dict:
+    "Every registered format by name, the built-in ones included however attnmed was imported (their modules are imported on first use: they build on this one)."
+    import importlib
+    for m in BUILTIN_FORMATS: importlib.import_module(m)
+    return FORMATS
+
 def dataset_format(name:str # a registered format's name
                   ) -> DatasetFormat:
     "The registered format `name`; a `DataError` listing the valid ones otherwise."
-    return registry_entry(FORMATS, name, "format", DataError)
+    return registry_entry(formats(), name, "format", DataError)
 
 # %% ../nbs/01_data.ipynb #c017
 def resolve_spec(spec:dict,                  # a dataset entry of a study (name, format, path, options)

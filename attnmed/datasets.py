@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import numpy as np
 import torch
-from .data import FORMATS, DataError, ImageSplits, dataset_format
+from .data import DataError, ImageSplits, dataset_format, formats
 from . import synthetic, readers   # register the built-in formats
 
 # %% auto #0
@@ -46,7 +46,7 @@ def dataset_fingerprint(spec:dict, # a dataset entry of a study (name, format, p
 def formats_markdown() -> str:
     "Markdown: every registered format, what it reads, and a table of its options (name, allowed values, default, meaning)."
     out = []
-    for fmt in FORMATS.values():
+    for fmt in formats().values():
         rows = [f"| `{o.name}` | {o.allowed} | {'required' if o.required else ('`' + json.dumps(o.default) + '`')} | {note + o.help} |"
                 for o, note in fmt.documented_options()]
         out += [f"**`{fmt.name}`**: {fmt.doc}.", "", "| option | takes | default | meaning |", "|---|---|---|---|", *rows, ""]

@@ -272,7 +272,8 @@ def claim_study_folder(folder:str|Path, # the study folder the grid is about to 
     program's, or data), a record of a study with another name, or another grid running there now (a live cell lock) with another
     config. Run after run with an edited config is allowed: its cells then show as 'changed'."""
     folder = Path(folder)
-    if not folder.exists() or not any(folder.iterdir()): return
+    partial = lambda p: p.name.startswith(".") and p.name.endswith(".tmp")   # another grid's atomic write of its first files, still under way
+    if not folder.exists() or not any(not partial(p) for p in folder.iterdir()): return
     rec, f = read_record(folder), folder / "study.yaml"
     if rec is None and not f.exists() and not (folder / "search.sqlite3").exists() and not (folder / "search").is_dir():   # attnmed-search's files may come first
         raise StudyConfigError(f"the study folder {folder} exists and is not a study folder (no {RECORD} or study.yaml): attnmed would write into "
