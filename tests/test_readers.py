@@ -175,8 +175,9 @@ def test_cache_is_reused_and_invalidated(tmp, monkeypatch):
     spec = dict(format="csv", path=str(f), label_column="diagnosis")
     first = load(tmp, **spec)
     calls = []
-    real = R.read_image
-    monkeypatch.setattr(R, "read_image", lambda *a, **k: calls.append(a) or real(*a, **k))
+    from attnmed import tables                                       # where the cache decodes
+    real = tables.read_image
+    monkeypatch.setattr(tables, "read_image", lambda *a, **k: calls.append(a) or real(*a, **k))
     again = load(tmp, **spec)
     assert calls == [] and np.array_equal(again.images["train"], first.images["train"]), "served from the cache, nothing decoded"
     img = f.parent / "images" / "0003.png"

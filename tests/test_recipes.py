@@ -72,7 +72,7 @@ def readers_notebook(nbs: Path) -> Path:
 @pytest.mark.cost(150)
 def test_both_recipes_work_as_written(tmp_path):
     proj = tmp_path / "attnmed"
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for f in files:
         if (ROOT / f).is_file(): (proj / f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(ROOT / f, proj / f)
     os.symlink(ROOT / ".venv", proj / ".venv")
