@@ -42,6 +42,7 @@ def positive_int(text:str # a command-line value
     if v < 1: raise argparse.ArgumentTypeError(f"expected a whole number of at least 1; got {text!r}")
     return v
 
+# %% ../nbs/09_cli.ipynb #c008ba
 def method_list(text:str # comma-separated explanation methods
                ) -> list:
     "`--methods` parsed: known explanation methods (the names of `attnmed.explain.METHODS`, written here so that parsing imports nothing)."

@@ -42,9 +42,11 @@ def registry_entry(registry:dict, # name -> entry
 # %% ../nbs/00_config.ipynb #c011
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list", dict: "a mapping"}
 
+# %% ../nbs/00_config.ipynb #c011a
 def _describe(value) -> str:
     return f"{type(value).__name__} {value!r}" if not isinstance(value, str) else repr(value)
 
+# %% ../nbs/00_config.ipynb #c011b
 def check_value(value,                # the value as read from YAML
                 typ:type,             # int, float, bool, str, list or dict
                 source=None,          # the file (or text) the value came from, named in errors
@@ -108,6 +110,7 @@ class Param:
         hi = "" if self.high is None else f"{'<' if self.open_high else '<='} {self.high:g}"
         return ", ".join(p for p in (lo, hi) if p) or _TYPE_NAMES.get(self.type, self.type.__name__)
 
+# %% ../nbs/00_config.ipynb #c014a
 PARAMS = {p.name: p for p in [
     Param("epochs", int, 5, "training epochs per cell", low=1),
     Param("image_size", int, 64, "images are resized (once, cached) to this square size in pixels", low=16, high=4096),
@@ -158,12 +161,14 @@ Study.__module__ = __name__
 # %% ../nbs/00_config.ipynb #c020
 SEARCH_DEFAULTS = dict(trials=20, epochs=None, seed=0, lr=[1e-4, 1e-2], weight_decay=[1e-5, 1e-1], batch_size=[32, 64], pruner="median")
 
+# %% ../nbs/00_config.ipynb #c020a
 def _range(v, source, fld, param:Param):
     if not (isinstance(v, list) and len(v) == 2): raise StudyConfigError(f"expected [low, high] (searched on a log scale), got {_describe(v)}", source, fld)
     lo, hi = (param.check(x, source, fld) for x in v)
     if not 0 < lo < hi: raise StudyConfigError(f"expected [low, high] with 0 < low < high (searched on a log scale), got {v!r}", source, fld)
     return [lo, hi]
 
+# %% ../nbs/00_config.ipynb #c020b
 def parse_search(raw,        # the parsed YAML mapping
                  source=None # the file (or text) the value came from, named in errors
                 ) -> dict:
@@ -201,6 +206,7 @@ TOP_KEYS = (*STUDY_KEYS, *PARAMS)
 DATASET_KEYS = ("name", "format", "path")  # required in each dataset entry; other keys are options of the format
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
 
+# %% ../nbs/00_config.ipynb #c023a
 def check_name(value,       # the name
                source=None, # the file (or text) the value came from, named in errors
                field=None   # the field's name, for errors
@@ -210,6 +216,7 @@ def check_name(value,       # the name
         raise StudyConfigError(f"{_describe(value)} is not a valid name (1-100 letters, digits, '_', '-', '.', '+', starting with a letter or digit; used as a folder name)", source, field)
     return value
 
+# %% ../nbs/00_config.ipynb #c023b
 def _as_list(value, source, fld, default=None):
     if value is None and default is not None: return list(default)
     if value is None: raise StudyConfigError("is missing; expected a non-empty list", source, fld)
@@ -217,6 +224,7 @@ def _as_list(value, source, fld, default=None):
     if not value: raise StudyConfigError("is empty; expected at least one entry", source, fld)
     return value
 
+# %% ../nbs/00_config.ipynb #c023c
 def _unique(values, source, fld):
     seen = set()
     for v in values:
@@ -225,6 +233,7 @@ def _unique(values, source, fld):
         seen.add(k)
     return values
 
+# %% ../nbs/00_config.ipynb #c023d
 def _parse_dataset(d, i, source):
     fld = f"datasets[{i}]"
     if not isinstance(d, dict): raise StudyConfigError(f"expected a mapping with keys {', '.join(DATASET_KEYS)}, got {_describe(d)}", source, fld)
@@ -238,6 +247,7 @@ def _parse_dataset(d, i, source):
     if not d["path"].strip() or "\n" in d["path"]: raise StudyConfigError(f"expected a file or folder path, got {d['path']!r}", source, f"{fld}.path")
     return dict(d)
 
+# %% ../nbs/00_config.ipynb #c023e
 def parse_study(raw:dict,                   # the parsed YAML mapping
                 source:str|Path="<study>",  # the file (or text) the value came from, named in errors
                 base_dir:str|Path|None=None # folder relative paths are taken from (the study file's)
@@ -269,6 +279,7 @@ def parse_study(raw:dict,                   # the parsed YAML mapping
     kw["alpha"] = check_value(raw.get("alpha", 0.05), float, source, "alpha", low=0, high=0.5, open_low=True, open_high=True)
     return Study(**kw, source=str(source), base_dir=str(base_dir))
 
+# %% ../nbs/00_config.ipynb #c023f
 def _parse_comparison(c, i, source):
     fld = f"comparisons[{i}]"
     if not isinstance(c, dict) or set(c) != {"variant", "baseline"}:
@@ -281,6 +292,7 @@ def _parse_comparison(c, i, source):
 def _md_value(v) -> str:
     return "`" + (json.dumps(v) if not isinstance(v, str) else v) + "`"
 
+# %% ../nbs/00_config.ipynb #c026a
 def study_keys_markdown() -> str:
     "A markdown table of every key of a study: the grid's keys, then every shared setting with its allowed values and default."
     rows = [f"| `{k}` | {h} | {d} |" for k, (d, h) in STUDY_KEYS.items()]
@@ -290,6 +302,7 @@ def study_keys_markdown() -> str:
 # %% ../nbs/00_config.ipynb #c029
 YAML_LIMITS = dict(bytes=1_000_000, values=100_000, depth=50)   # a study file is a few KB: anything near these is a mistake or an attack
 
+# %% ../nbs/00_config.ipynb #c029c
 class _StrictLoader(yaml.SafeLoader):
     "A safe YAML loader that refuses duplicate keys and YAML 1.1's ambiguous numbers (`010`, octal 8; `1:30`, base-60 90): YAML 1.2 reads them otherwise, and a reader would too."
     def construct_mapping(self, node, deep=False):
@@ -318,6 +331,7 @@ class _StrictLoader(yaml.SafeLoader):
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 _StrictLoader.add_constructor("tag:yaml.org,2002:float", _StrictLoader.construct_yaml_float)
 
+# %% ../nbs/00_config.ipynb #c029d
 def _yaml_size(data, path) -> int:
     "Values in `data` once its aliases are expanded (counted without expanding them), refusing more than `YAML_LIMITS` allows."
     sizes, limit = {}, YAML_LIMITS
@@ -332,6 +346,7 @@ def _yaml_size(data, path) -> int:
         return n
     return size(data, 0)
 
+# %% ../nbs/00_config.ipynb #c029e
 def read_yaml(path:str|Path # the YAML file
              ):
     "The YAML data in `path`; a `StudyConfigError` naming the file for a missing file, invalid YAML, a duplicate key, or a file too large, too deep or too many values (`YAML_LIMITS`)."
@@ -345,6 +360,7 @@ def read_yaml(path:str|Path # the YAML file
     _yaml_size(data, path)
     return data
 
+# %% ../nbs/00_config.ipynb #c029f
 def load_study(path:str|Path # the study YAML file
               ) -> Study:
     "Read the study YAML at `path` and check its structure and values (`parse_study`)."
@@ -361,6 +377,7 @@ def _plugin_ref(p, base_dir:Path, source, fld) -> str:
     if not re.fullmatch(r"[A-Za-z_][\w.]*", p): raise StudyConfigError(f"expected a .py file or a module name, got {p!r}", source, fld)
     return p
 
+# %% ../nbs/00_config.ipynb #c033a
 def import_plugins(plugins:list # Python files or module names to import
                   ) -> list:
     "Import each plugin (a .py file path or a module name) once; returns the modules."
@@ -408,6 +425,7 @@ class Cell:
         return dict(study=self.study, dataset=s["dataset_spec"], arch=self.arch, attention=self.attention, augment=self.augment,
                     seed=self.seed, **{k: s["params"][k] for k in PARAMS}, plugins=s.get("plugins", []))
 
+# %% ../nbs/00_config.ipynb #c036a
 CELL_KEYS = ("study", "dataset", "arch", "attention", "augment", "seed", *PARAMS, "plugins")   # `Cell.parameters()`'s keys, in order
 
 # %% ../nbs/00_config.ipynb #c038
@@ -439,12 +457,15 @@ def check_parameters(params:dict,                 # a cell's parameters
 
 # %% ../nbs/00_config.ipynb #c044
 _UMASK = None
+
+# %% ../nbs/00_config.ipynb #c044a
 def umask() -> int:
     "This process's umask (read once: reading it means setting it)."
     global _UMASK
     if _UMASK is None: _UMASK = os.umask(0o022); os.umask(_UMASK)
     return _UMASK
 
+# %% ../nbs/00_config.ipynb #c044b
 def atomic_write_bytes(path:str|Path, # the file to write
                        data:bytes     # the bytes
                       ):
@@ -459,18 +480,21 @@ def atomic_write_bytes(path:str|Path, # the file to write
         if os.path.exists(tmp): os.unlink(tmp)
         raise
 
+# %% ../nbs/00_config.ipynb #c044c
 def atomic_write_text(path:str|Path, # the file to write
                       text:str       # the text to write
                      ):
     "Write `text` (UTF-8) to `path` atomically."
     atomic_write_bytes(path, text.encode("utf-8"))
 
+# %% ../nbs/00_config.ipynb #c044d
 def atomic_write_json(path:str|Path, # the file to write
                       obj            # the JSON-serialisable object to write
                      ):
     "Write `obj` as indented JSON to `path`, atomically."
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
+# %% ../nbs/00_config.ipynb #c044e
 def _json_default(o):
     import numpy as np
     if isinstance(o, np.generic): return o.item()

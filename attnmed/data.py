@@ -20,9 +20,11 @@ __all__ = ['SPLITS', 'FORMATS', 'BUILTIN_FORMATS', 'MMAP_MIN_BYTES', 'DataError'
 # %% ../nbs/01_data.ipynb #c005
 SPLITS = ("train", "val", "test")
 
+# %% ../nbs/01_data.ipynb #c005a
 class DataError(ValueError):
     "Data that cannot be used; the message names the file / field and what was expected."
 
+# %% ../nbs/01_data.ipynb #c005b
 @dataclass
 class ImageSplits:
     "Images, labels and ids per split (`train`, `val`, `test`), plus optional ground truth in `extras`."
@@ -267,8 +269,10 @@ class DatasetFormat:
         "`{mode: (uint8 images, labels)}` of the test set as is, with the shortcut 'removed' and 'flipped'; None when the format cannot render them."
         return None
 
+# %% ../nbs/01_data.ipynb #c013a
 FORMATS = {}
 
+# %% ../nbs/01_data.ipynb #c013b
 def register_format(fmt # the `DatasetFormat` to register
                    ):
     "Register a `DatasetFormat` (an instance, or a subclass, which is instantiated); returns what it was given, so it works as a class decorator."
@@ -277,14 +281,17 @@ def register_format(fmt # the `DatasetFormat` to register
     FORMATS[inst.name] = inst
     return fmt
 
+# %% ../nbs/01_data.ipynb #c013c
 BUILTIN_FORMATS = ("attnmed.synthetic", "attnmed.readers")   # the modules whose import registers the built-in formats
 
+# %% ../nbs/01_data.ipynb #c013d
 def formats() -> dict:
     "Every registered format by name, the built-in ones included however attnmed was imported (their modules are imported on first use: they build on this one)."
     import importlib
     for m in BUILTIN_FORMATS: importlib.import_module(m)
     return FORMATS
 
+# %% ../nbs/01_data.ipynb #c013e
 def dataset_format(name:str # a registered format's name
                   ) -> DatasetFormat:
     "The registered format `name`; a `DataError` listing the valid ones otherwise."
@@ -323,8 +330,10 @@ def save_npz(path:str|Path,     # the .npz file to write
         tmp.unlink(missing_ok=True); raise
     return path
 
+# %% ../nbs/01_data.ipynb #c020a
 MMAP_MIN_BYTES = 1 << 16   # members at least this large are memory-mapped by `load_npz`; smaller ones are simply read
 
+# %% ../nbs/01_data.ipynb #c020b
 def load_npz(path:str|Path # the .npz file
             ) -> dict:
     """The arrays of an `.npz` file by name. Members stored uncompressed (as `save_npz(..., compress=False)` writes the decode caches)
@@ -349,6 +358,7 @@ def load_npz(path:str|Path # the .npz file
             with zf.open(info) as f: out[name] = np.lib.format.read_array(f, allow_pickle=False)
     return out
 
+# %% ../nbs/01_data.ipynb #c020c
 def arrays_fingerprint(path:str|Path, # an .npz file
                        sample:int=256  # rows hashed of an array larger than 64 MB (with its first and last 4 MB)
                       ) -> str:
@@ -363,6 +373,7 @@ def arrays_fingerprint(path:str|Path, # an .npz file
         h.update(flat[np.linspace(0, len(flat) - 1, sample).astype(int)].tobytes())
     return h.hexdigest()[:12]
 
+# %% ../nbs/01_data.ipynb #c020d
 def _npz_labels(lb:np.ndarray, key:str, path, label_column) -> np.ndarray:
     lb = lb.reshape(len(lb), -1)
     if lb.dtype.kind == "f" and (not np.isfinite(lb).all() or (lb != np.round(lb)).any()):
@@ -378,11 +389,13 @@ def _npz_labels(lb:np.ndarray, key:str, path, label_column) -> np.ndarray:
         raise DataError(f"{path}: label_column {label_column!r} does not exist; '{key}' has one label column (leave label_column out)")
     return lb[:, 0].astype(np.int64)
 
+# %% ../nbs/01_data.ipynb #c020e
 def _npz_images(im:np.ndarray, key:str, path) -> np.ndarray:
     if im.dtype != np.uint8 or im.ndim not in (3, 4) or (im.ndim == 4 and im.shape[-1] not in (1, 3)):
         raise DataError(f"{path}: key '{key}' must be uint8 N x H x W or N x H x W x 3, got {im.dtype} {im.shape}")
     return im[..., 0] if im.ndim == 4 and im.shape[-1] == 1 else im
 
+# %% ../nbs/01_data.ipynb #c020f
 def read_npz_splits(path:str|Path,     # the .npz file
                     name:str="",       # the dataset's name
                     label_column=None, # multi-label files: a column index, or 'any'

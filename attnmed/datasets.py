@@ -22,6 +22,7 @@ def check_dataset(spec:dict # a dataset entry of a study (name, format, path, op
     fmt.values(spec)
     fmt.check_files(spec)
 
+# %% ../nbs/01f_datasets.ipynb #c005a
 def load_dataset(spec:dict, # a dataset entry of a study (name, format, path, options)
                  size:int   # image size in pixels (square)
                 ) -> ImageSplits:
@@ -29,6 +30,7 @@ def load_dataset(spec:dict, # a dataset entry of a study (name, format, path, op
     check_dataset(spec)
     return dataset_format(spec["format"]).load(spec, size)
 
+# %% ../nbs/01f_datasets.ipynb #c005b
 def prepare_dataset(spec:dict, # a dataset entry of a study (name, format, path, options)
                     size:int   # image size in pixels (square)
                    ):
@@ -36,6 +38,7 @@ def prepare_dataset(spec:dict, # a dataset entry of a study (name, format, path,
     check_dataset(spec)
     dataset_format(spec["format"]).prepare(spec, size)
 
+# %% ../nbs/01f_datasets.ipynb #c005c
 def dataset_fingerprint(spec:dict, # a dataset entry of a study (name, format, path, options)
                         size:int   # image size in pixels (square)
                        ) -> str:

@@ -15,11 +15,13 @@ __all__ = ['MEDMNIST_SIZES', 'medmnist_flags', 'medmnist_source', 'file_md5', 'd
 # %% ../nbs/01c_downloads.ipynb #c041
 MEDMNIST_SIZES = (28, 64, 128, 224)
 
+# %% ../nbs/01c_downloads.ipynb #c041a
 def medmnist_flags() -> list:
     "The 2D datasets of the installed `medmnist` package."
     from medmnist import INFO
     return sorted(k for k in INFO if not k.endswith("3d"))
 
+# %% ../nbs/01c_downloads.ipynb #c041b
 def medmnist_source(flag:str, # a 2D MedMNIST dataset, e.g. 'dermamnist'
                     size:int  # 28, 64, 128 or 224
                    ) -> dict:
@@ -51,6 +53,7 @@ def file_md5(path:str|Path,    # the file
         for block in iter(lambda: f.read(chunk), b""): h.update(block)
     return h.hexdigest()
 
+# %% ../nbs/01c_downloads.ipynb #c044a
 def download(url:str,            # http(s) address
              dest:str|Path,      # the file to create
              md5:str|None=None,  # expected MD5; a mismatch deletes the download and raises `DataError`

@@ -57,11 +57,13 @@ def medmnist_metrics(y_true,  # integer labels (N)
 # %% ../nbs/04_evaluate.ipynb #c011
 CI_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
 
+# %% ../nbs/04_evaluate.ipynb #c011a
 def _auc_binary(pos:np.ndarray, neg:np.ndarray) -> np.ndarray:
     "ROC-AUC of each row's positive scores against its negative scores (Mann-Whitney, ties count one half): B x n1, B x n0 -> B."
     neg = np.sort(neg, axis=1)
     return np.array([(np.searchsorted(n, p, "left") + np.searchsorted(n, p, "right")).sum() / (2 * len(p) * len(n)) for p, n in zip(pos, neg)])
 
+# %% ../nbs/04_evaluate.ipynb #c011b
 def bootstrap_ci(y_true,            # integer labels (N)
                  probs,             # class probabilities (N x C)
                  n_boot:int=1000,   # bootstrap resamples
@@ -103,6 +105,7 @@ def predictions_frame(ids,        # item ids (N)
     for i, c in enumerate(class_names): df[f"prob_{c}"] = probs[:, i]
     return df
 
+# %% ../nbs/04_evaluate.ipynb #c014a
 def write_cell_results(out_dir:str|Path,         # the cell's folder
                        metrics:dict,             # the cell's metrics
                        predictions:pd.DataFrame, # one row per test item
@@ -139,6 +142,7 @@ class CellResults:
             if name != "test": atomic_write_text(Path(out_dir) / f"predictions_{name}.csv", frame.to_csv(index=False))
         return write_cell_results(out_dir, self.metrics, self.predictions["test"], params, seconds, recorded)
 
+# %% ../nbs/04_evaluate.ipynb #c017a
 def evaluate_cell(run # a trained `attnmed.train.CellRun`
                  ) -> CellResults:
     "Predict the test set (and extra test sets) of a trained `attnmed.train.CellRun` with its kept checkpoint; returns the metrics and predictions."

@@ -23,6 +23,7 @@ def notebook_path(name:str="experiment.ipynb" # the notebook's file name in nbs/
 # %% ../nbs/07b_execute.ipynb #c008
 RUNNING_KERNELS = set()   # the kernel managers of the notebooks running now (so that an interrupt can stop them)
 
+# %% ../nbs/07b_execute.ipynb #c008a
 def kernel_manager(env:dict|None=None,          # extra environment variables for the kernel
                    socket_prefix:str|None=None, # path prefix of the kernel's connection files
                    cwd:str|Path|None=None       # the kernel's working folder
@@ -46,6 +47,7 @@ def kernel_manager(env:dict|None=None,          # extra environment variables fo
             return await super().shutdown_kernel(*a, **kw)
     return CellKernelManager
 
+# %% ../nbs/07b_execute.ipynb #c008b
 def kill_running_kernels() -> int:
     "Kill the kernel of every notebook running now (their executions then fail); returns how many were killed."
     n = 0
@@ -66,12 +68,14 @@ class NotebookError(RuntimeError):
                 ):
         super().__init__(short); self.short, self.details = short, details
 
+# %% ../nbs/07b_execute.ipynb #c011a
 def notebook_parameters(notebook:str|Path # a parameterised notebook
                        ) -> list:
     "The parameter names declared in `notebook`'s cell tagged `parameters`."
     import papermill as pm
     return list(pm.inspect_notebook(str(notebook)))
 
+# %% ../nbs/07b_execute.ipynb #c011b
 def execute_notebook(notebook:str|Path,         # the parameterised notebook
                      output:str|Path,           # where the executed copy goes
                      parameters:dict|None=None, # papermill parameters (names must be the notebook's own)

@@ -21,9 +21,11 @@ __all__ = ['METHODS', 'METHOD_NAMES', 'ExplainError', 'gradcam_layer', 'explain'
 METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
 METHOD_NAMES = dict(saliency="vanilla-gradient saliency", gradcam="Grad-CAM", integrated_gradients="integrated gradients", attention="the model's own attention map")   # in words, for captions and sentences
 
+# %% ../nbs/06_explain.ipynb #c005a
 class ExplainError(ValueError):
     "An explanation that cannot be computed for this model or input."
 
+# %% ../nbs/06_explain.ipynb #c005b
 def gradcam_layer(model:torch.nn.Module, # a model (eval mode is set inside)
                   x:torch.Tensor,        # an example batch (to find the map sizes)
                   min_size:int=7         # smallest feature map side worth explaining
@@ -46,9 +48,11 @@ def gradcam_layer(model:torch.nn.Module, # a model (eval mode is set inside)
     large = [f for f in found if f[2] >= min_size] or [f for f in found if f[2] == max(h for *_, h in found)]
     return large[-1][:2]
 
+# %% ../nbs/06_explain.ipynb #c005c
 def _upsample(maps:torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
 
+# %% ../nbs/06_explain.ipynb #c005d
 def explain(model:torch.nn.Module, # a model (eval mode is set inside)
             images:torch.Tensor,   # a normalised image batch (N x 3 x H x W)
             method:str="saliency", # saliency, gradcam, integrated_gradients or attention
@@ -93,6 +97,7 @@ def correct_for_all(predictions:list,       # each model's predicted classes
     if positive_only: ok &= labels == labels.max()
     return np.where(ok)[0]
 
+# %% ../nbs/06_explain.ipynb #c009a
 def show_comparison(images:np.ndarray, # the images (N x H x W [x C])
                     maps:dict,         # {model name: maps (N x H x W)}
                     method:str,        # what the maps are (colour bar label)
@@ -131,6 +136,7 @@ def relevance_mass(maps:np.ndarray, # attribution maps (N x H x W)
     tot = maps.reshape(len(maps), -1).sum(1)
     return np.where(tot > 0, (maps * masks).reshape(len(maps), -1).sum(1) / np.where(tot > 0, tot, 1), np.nan)
 
+# %% ../nbs/06_explain.ipynb #c012a
 def pointing_game(maps:np.ndarray, # attribution maps (N x H x W)
                   masks:np.ndarray # ground-truth masks (N x H x W, bool)
                  ) -> np.ndarray:
@@ -139,6 +145,7 @@ def pointing_game(maps:np.ndarray, # attribution maps (N x H x W)
     top = maps == maps.max(1, keepdims=True)
     return (top & masks).sum(1) / top.sum(1)
 
+# %% ../nbs/06_explain.ipynb #c012b
 def mask_auroc(maps:np.ndarray, # attribution maps (N x H x W)
                masks:np.ndarray # ground-truth masks (N x H x W, bool)
               ) -> np.ndarray:
@@ -149,6 +156,7 @@ def mask_auroc(maps:np.ndarray, # attribution maps (N x H x W)
         out.append(roc_auc_score(m.ravel(), a.ravel()) if 0 < m.sum() < m.size else np.nan)
     return np.array(out)
 
+# %% ../nbs/06_explain.ipynb #c012c
 def localisation_scores(maps, # attribution maps (N x H x W)
                         masks # ground-truth masks (N x H x W, bool)
                        ) -> dict:
@@ -275,6 +283,7 @@ def concept_test(scores:np.ndarray,   # the model's score per test item (e.g. th
     df["used"] = df.p_holm < alpha
     return df
 
+# %% ../nbs/06_explain.ipynb #c024a
 def holm_adjust(p:np.ndarray # p-values
                ) -> np.ndarray:
     "Holm's step-down adjusted p-values."
@@ -301,6 +310,7 @@ def load_cell_model(folder,      # a done cell's folder
     model.load_state_dict(state)
     return model.to(device).eval()
 
+# %% ../nbs/06_explain.ipynb #c028a
 def normalised(images:np.ndarray, # uint8 images (N x H x W [x C])
                stats:tuple,       # (mean, std) per channel
                device="cpu"       # torch device
@@ -310,12 +320,14 @@ def normalised(images:np.ndarray, # uint8 images (N x H x W [x C])
     x = as_chw3(images).float().div(255)
     return ((x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)).to(device)
 
+# %% ../nbs/06_explain.ipynb #c028b
 def cell_input_stats(params:dict, # the cell's parameters
                      data         # its dataset
                     ) -> tuple:
     "The input statistics the cell with `params` was trained with (its arch's, `Arch.input_stats`)."
     return get_arch(params["arch"]).input_stats(params["pretrained"], data.images["train"])
 
+# %% ../nbs/06_explain.ipynb #c028c
 @torch.no_grad()
 def predict_logits(model,             # a model (eval mode is set inside)
                    x:torch.Tensor,    # a normalised image batch

@@ -24,6 +24,7 @@ __all__ = ['STOP', 'NOTEBOOK_HASH', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'cell_par
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
 
+# %% ../nbs/07d_grid.ipynb #c005a
 def cell_parameters(cell:Cell,                      # one cell of the grid
                     tuned:dict|None=None,           # the search's tuned values for the cell, or None
                     out_dir:str|Path|None=None,     # the cell's folder
@@ -39,11 +40,14 @@ def cell_parameters(cell:Cell,                      # one cell of the grid
         p["tracking_uri"] = tracking_uri(p["tracking"], p["tracking_uri"], study_dir)
     return p
 
+# %% ../nbs/07d_grid.ipynb #c005b
 NOTEBOOK_HASH = "experiment.sha256"   # the hash of the executed notebook the grid published in a cell folder
 
+# %% ../nbs/07d_grid.ipynb #c005c
 def _heartbeat(folder:Path, stop:threading.Event):
     while not stop.wait(HEARTBEAT): touch_lock(folder)
 
+# %% ../nbs/07d_grid.ipynb #c005d
 def _publish(attempt:Path, d:Path):
     "Move a complete attempt's files into the cell folder, metrics.json last; the executed notebook's hash goes beside it (`NOTEBOOK_HASH`: the report renders only that notebook)."
     nb = attempt / "experiment.ipynb"
@@ -56,6 +60,7 @@ def _publish(attempt:Path, d:Path):
             shutil.rmtree(target, ignore_errors=True); shutil.move(str(f), str(target))
         else: os.replace(f, target)
 
+# %% ../nbs/07d_grid.ipynb #c005e
 def _record_failure(cell:Cell, attempt:Path, d:Path, message:str):
     "Keep a failed attempt's executed notebook and write `error.txt`; an earlier result becomes `metrics.previous.json`."
     try:
@@ -65,6 +70,7 @@ def _record_failure(cell:Cell, attempt:Path, d:Path, message:str):
         atomic_write_text(d / "error.txt", f"cell {cell.key} failed\n{message}")
     except OSError as e: print(f"attnmed-grid: cell {cell.key} failed ({message.splitlines()[0]}) and its error could not be written: {e}", file=sys.stderr)
 
+# %% ../nbs/07d_grid.ipynb #c005f
 def run_cell(cell:Cell,                     # one cell of the grid
              folder:str|Path,               # the study folder
              notebook:str|Path|None=None,   # the notebook to execute (default: attnmed's experiment.ipynb)
@@ -107,6 +113,7 @@ def visible_gpus() -> list:
         return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     except Exception: return []
 
+# %% ../nbs/07d_grid.ipynb #c009a
 def gpu_slots(jobs:int,           # cells run at the same time
               gpus:list|None=None # GPU ids (default: all visible)
              ) -> list:
@@ -114,9 +121,11 @@ def gpu_slots(jobs:int,           # cells run at the same time
     if gpus is None: gpus = visible_gpus()
     return [gpus[i % len(gpus)] if gpus else None for i in range(max(1, jobs))]
 
+# %% ../nbs/07d_grid.ipynb #c009b
 MAX_AUTO_JOBS = 4            # the most cells the default `--jobs auto` runs at once on the CPU
 CELL_MEMORY_GB = 3.0         # what `--jobs auto` sets aside for each cell on the CPU (a kernel with torch and fastai, its model and data)
 
+# %% ../nbs/07d_grid.ipynb #c009c
 def auto_jobs(device:str,          # the study's device setting (auto, cpu or cuda)
               n_cells:int,         # the cells to run
               gpus:list|None=None  # GPU ids (default: all visible)
@@ -127,6 +136,7 @@ def auto_jobs(device:str,          # the study's device setting (auto, cpu or cu
     else: n = min(os.cpu_count() or 1, MAX_AUTO_JOBS, max(1, int(min(available_memory() / 2 ** 30 // CELL_MEMORY_GB, MAX_AUTO_JOBS))))   # unknown memory: infinity
     return max(1, min(n, n_cells))
 
+# %% ../nbs/07d_grid.ipynb #c009d
 def slot_env(gpu,     # the GPU id of the slot, or None
              jobs:int # cells sharing the machine (sets the CPU threads per cell)
             ) -> dict:
@@ -136,6 +146,7 @@ def slot_env(gpu,     # the GPU id of the slot, or None
     n = max(1, (os.cpu_count() or 1) // max(1, jobs))
     return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
+# %% ../nbs/07d_grid.ipynb #c009e
 def run_local(todo:list, # the cells to run
               folder,    # the study folder
               notebook,  # the notebook each cell executes
@@ -171,6 +182,7 @@ def run_local(todo:list, # the cells to run
         raise
     finally: pool.shutdown(wait=False)
 
+# %% ../nbs/07d_grid.ipynb #c009f
 def run_ray(todo:list,     # the cells to run
             folder,        # the study folder (on a shared disk)
             notebook,      # the notebook each cell executes
@@ -215,6 +227,7 @@ def select_cells(cells:list, # the study's cells
         return any(all(fnmatch.fnmatchcase(parts[i + j], pat[j]) for j in range(len(pat))) for pat in pats for i in range(len(parts) - len(pat) + 1))
     return [c for c in cells if hit(c.key)]
 
+# %% ../nbs/07d_grid.ipynb #c013a
 def tuned_or_refuse(study:Study,     # a checked `Study`
                     folder,          # the study folder
                     cells:list,      # the study's cells
@@ -229,6 +242,7 @@ def tuned_or_refuse(study:Study,     # a checked `Study`
                                f"run `attnmed-search {study.source} --out {Path(folder).parent}` first", study.source, "search")
     return tuned
 
+# %% ../nbs/07d_grid.ipynb #c013b
 def describe_changes(folder,            # the study folder
                      cells:list,        # the study's cells
                      expected:dict,     # cell -> the fingerprint asked for now
@@ -240,6 +254,7 @@ def describe_changes(folder,            # the study folder
     for c in cells: by["; ".join(what_changed(cell_dir(folder, c), c, expected[c], cell_data_fingerprint(study, c, fingerprints)))] += 1
     return [f"{what} ({n} cell{'s' if n > 1 else ''})" for what, n in by.most_common()]
 
+# %% ../nbs/07d_grid.ipynb #c013c
 def grid_summary(name:str,       # the study's name
                  counts:Counter, # state -> number of cells
                  n_cells:int,    # cells in the study
@@ -253,11 +268,13 @@ def grid_summary(name:str,       # the study's name
     parts += [f"{counts[k]} {v}" for k, v in extra.items() if counts[k]]
     return f"grid {name}: {', '.join(parts)} of {n_cells} cells in {seconds:.0f}s -> {folder}"
 
+# %% ../nbs/07d_grid.ipynb #c013d
 def _write_results(folder, study):
     "results.csv for the done cells; a full disk must not hide the grid's summary."
     try: write_results_csv(folder, study)
     except OSError: pass
 
+# %% ../nbs/07d_grid.ipynb #c013e
 def run_grid(study:Study|str|Path,    # the study (or its YAML file)
              out:str|Path="outputs",  # the output folder; the study goes to OUT/<name>
              jobs:int|None=None,      # cells run at the same time (local executor); None: `auto_jobs`

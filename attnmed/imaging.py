@@ -20,6 +20,7 @@ def check_window(window,       # the `window` option's value
         raise DataError(f"{source}: option 'window' must be auto, image or [low, high] with low < high, got {window!r}")
     return window
 
+# %% ../nbs/01b_imaging.ipynb #c013a
 def to_uint8(a:np.ndarray, # an image array (H x W or H x W x C)
              window="auto" # auto, image or (low, high)
             ) -> np.ndarray:
@@ -39,6 +40,7 @@ def to_uint8(a:np.ndarray, # an image array (H x W or H x W x C)
     if hi <= lo: return np.zeros(a.shape, np.uint8)
     return (np.clip((x - lo) / (hi - lo), 0, 1) * 255).round().astype(np.uint8)
 
+# %% ../nbs/01b_imaging.ipynb #c013b
 def dicom_value_range(ds # a pydicom dataset
                      ) -> tuple:
     "The range of a DICOM image's values after its modality LUT: `BitsStored` (signed or not), rescaled by `RescaleSlope` / `RescaleIntercept` (as pydicom's windowing takes it)."
@@ -49,6 +51,7 @@ def dicom_value_range(ds # a pydicom dataset
     if slope is not None and icpt is not None: lo, hi = sorted((lo * float(slope) + float(icpt), hi * float(slope) + float(icpt)))
     return lo, hi
 
+# %% ../nbs/01b_imaging.ipynb #c013c
 def read_dicom(path:str|Path, # the DICOM file
                window="auto"  # auto, image or [low, high]
               ) -> np.ndarray:
@@ -66,8 +69,10 @@ def read_dicom(path:str|Path, # the DICOM file
     out = to_uint8(a, window)
     return 255 - out if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1" else out
 
+# %% ../nbs/01b_imaging.ipynb #c013d
 HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
+# %% ../nbs/01b_imaging.ipynb #c013f
 def read_image(path:str|Path,  # the image file
                size:int,       # image size in pixels (square)
                channels:int=3, # 1 or 3

@@ -125,6 +125,7 @@ def tile_channels(x:torch.Tensor, # a feature map
     r = math.ceil(c / x.shape[1])
     return x.repeat(1, r, 1, 1)[:, :c] if r > 1 or x.shape[1] != c else x
 
+# %% ../nbs/02a_layers.ipynb #c015a
 class MLDAMHead(nn.Module):
     "Dual attention on three feature levels (A: query, B: key, C: value) + the Gonçalves & Cardoso's MLP head; `mode` 'principled', 'seed' or 'none' (no attention)."
     def __init__(self,

@@ -23,6 +23,7 @@ __all__ = ['PROTOCOLS', 'DEVICE_DATA_SHARE', 'GoncalvesCardosoAugmentation', 'au
 # %% ../nbs/01g_loaders.ipynb #c011
 PROTOCOLS = ("attnmed", "goncalves-cardoso")
 
+# %% ../nbs/01g_loaders.ipynb #c011a
 class GoncalvesCardosoAugmentation(Transform):
     "Gonçalves & Cardoso's training augmentation as one GPU batch transform: RandomAffine(degrees=10, translate=(0.05, 0.1), scale=(0.95, 1.05)), then a horizontal flip with probability 0.5."
     split_idx, order = 0, 30
@@ -136,12 +137,14 @@ class GatherDL(TfmdDL):
             yield self.after_batch((wrap(x, TensorImage), wrap(y, TensorCategory)))
         self.after_iter()
 
+# %% ../nbs/01g_loaders.ipynb #c013f
 class WeightedGatherDL(GatherDL, WeightedDL):
     "`GatherDL` drawing its training order as fastai's `WeightedDL` does (with replacement, by weight)."
 
 # %% ../nbs/01g_loaders.ipynb #c013b
 DEVICE_DATA_SHARE = 0.25   # the share of the GPU's free memory a dataset's uint8 images may take to be held there
 
+# %% ../nbs/01g_loaders.ipynb #c013ba
 def data_on_device(data:ImageSplits, # the dataset
                    device            # where training runs
                   ) -> bool:

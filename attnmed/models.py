@@ -32,6 +32,7 @@ __all__ = ['ARCHS', 'RESNET_STAGES', 'ATTENTIONS', 'HEADS', 'DEVIATIONS', 'Model
 class ModelError(ValueError):
     "A model that cannot be built; the message says what is valid."
 
+# %% ../nbs/02b_models.ipynb #c005a
 @dataclass(frozen=True)
 class Arch:
     "A backbone: its timm name, family, the stages attention can follow, and the spatial convolution of its blocks."
@@ -77,14 +78,17 @@ class Arch:
         if train_images is None: raise ModelError(f"{self.name} from scratch is normalised with the training set's statistics: pass its images")
         return dataset_stats(train_images)
 
+# %% ../nbs/02b_models.ipynb #c005b
 ARCHS = {}
 
+# %% ../nbs/02b_models.ipynb #c005c
 def register_arch(arch:Arch # the `Arch` to register
                  ) -> Arch:
     "Add `arch` to the registry (under `arch.name`)."
     ARCHS[arch.name] = arch
     return arch
 
+# %% ../nbs/02b_models.ipynb #c005d
 RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 for a in [Arch("resnet10t", "resnet10t", "resnet", RESNET_STAGES, "conv2", "small CPU-friendly ResNet (4.9 M params), for the default study"),
           Arch("resnet18", "resnet18", "resnet", RESNET_STAGES, "conv2", "Piater et al.'s backbone"),
@@ -98,6 +102,7 @@ for a in [Arch("resnet10t", "resnet10t", "resnet", RESNET_STAGES, "conv2", "smal
           Arch("swin_tiny", "swin_tiny_patch4_window7_224", "swin", note="transformer baseline (Swin-T)")]:
     register_arch(a)
 
+# %% ../nbs/02b_models.ipynb #c005e
 def get_arch(name:str # a registered backbone's name
             ) -> Arch:
     "The registered arch `name`; a `ModelError` listing the valid ones otherwise."
@@ -125,6 +130,7 @@ def load_backbone(arch:Arch,                 # the backbone
                          f"and copy the Hugging Face cache (HF_HOME, default ~/.cache/huggingface) here, or give `pretrained:` the path of a "
                          f"weights file; or set `pretrained: false`.") from None
 
+# %% ../nbs/02b_models.ipynb #c008a
 def get_module(model:nn.Module, # the model
                path:str         # dotted module path
               ) -> nn.Module:
@@ -133,6 +139,7 @@ def get_module(model:nn.Module, # the model
     for p in path.split("."): m = m[int(p)] if p.isdigit() else getattr(m, p)
     return m
 
+# %% ../nbs/02b_models.ipynb #c008b
 def set_module(model:nn.Module, # the model
                path:str,        # dotted module path
                new:nn.Module    # the replacing module
@@ -143,6 +150,7 @@ def set_module(model:nn.Module, # the model
     if last.isdigit(): p[int(last)] = new
     else: setattr(p, last, new)
 
+# %% ../nbs/02b_models.ipynb #c008c
 def stage_channels(model:nn.Module, # the model
                    stages:tuple,    # stage names
                    img_size:int     # input image size in pixels
@@ -165,6 +173,7 @@ def mark_added(module:nn.Module # the added module
     module.attnmed_added = True
     return module
 
+# %% ../nbs/02b_models.ipynb #c011a
 def added_modules(model:nn.Module # the model
                  ) -> dict:
     "{name: module} of the modules an attention variant added to `model` (outermost only)."
@@ -173,6 +182,7 @@ def added_modules(model:nn.Module # the model
         if getattr(m, "attnmed_added", False) and not any(name.startswith(p + ".") for p in out): out[name] = m
     return out
 
+# %% ../nbs/02b_models.ipynb #c011b
 class AttentionVariant:
     "An attention variant: `name`, `note` (what it is), `where` (in words), `kind`; `supports(arch)` and `apply(model, arch, n_out, img_size)`."
     kind:str = "none"
@@ -195,9 +205,11 @@ class AttentionVariant:
         return model
     def __repr__(self): return f"{type(self).__name__}({self.name!r})"
 
+# %% ../nbs/02b_models.ipynb #c011c
 class NoAttention(AttentionVariant):
     "The plain backbone."
 
+# %% ../nbs/02b_models.ipynb #c011d
 class InsertedAttention(AttentionVariant):
     "`make(channels)` modules inserted as zero-gated residuals after the stages `where` names: 'all', 'mid' (second-to-last), 'last' or 'late' (last two)."
     kind = "inserted"
@@ -218,6 +230,7 @@ class InsertedAttention(AttentionVariant):
         for s in sites: set_module(model, s, nn.Sequential(get_module(model, s), mark_added(GatedResidual(self.make(chans[s])))))
         return model
 
+# %% ../nbs/02b_models.ipynb #c011e
 class ReplacingAttention(AttentionVariant):
     "In every block of the last stage, the spatial convolution (`Arch.spatial_conv`) becomes `make(conv)` (2 x 2 average pooling added where it was strided)."
     kind = "replacing"
@@ -257,6 +270,7 @@ def features_only(backbone:nn.Module, # the timm backbone
         if id(child) not in called and any(True for _ in child.parameters()): setattr(backbone, name, nn.Identity())
     return shape
 
+# %% ../nbs/02b_models.ipynb #c014a
 class MLDAMNet(nn.Module):
     "A timm backbone run once, with levels A (stride 8) and B (stride 16) tapped by hooks, and C its last features, into `MLDAMHead`."
     def __init__(self,
@@ -285,6 +299,7 @@ class MLDAMNet(nn.Module):
     def forward(self, x): # an image batch
         return self.head(*self.features(x))
 
+# %% ../nbs/02b_models.ipynb #c014b
 class HeadAttention(AttentionVariant):
     "MLDAM (`mode` 'principled', 'seed' or 'none') in place of the backbone's classifier."
     kind = "head"
@@ -353,23 +368,27 @@ class PublishedMLDAMNet(nn.Module):
 # %% ../nbs/02b_models.ipynb #c017
 ATTENTIONS = {}
 
+# %% ../nbs/02b_models.ipynb #c017a
 def register_attention(variant:AttentionVariant # the `AttentionVariant` to register
                       ) -> AttentionVariant:
     "Add `variant` to the registry (under `variant.name`)."
     ATTENTIONS[variant.name] = variant
     return variant
 
+# %% ../nbs/02b_models.ipynb #c017b
 def get_attention(name:str # a registered variant's name
                  ) -> AttentionVariant:
     "The registered attention variant `name`; a `ModelError` listing the valid ones otherwise."
     return registry_entry(ATTENTIONS, name, "attention", ModelError)
 
+# %% ../nbs/02b_models.ipynb #c017c
 def unsupported_reason(arch:str,     # a backbone's name
                        attention:str # an attention variant's name
                       ) -> str|None:
     "Why `attention` cannot be added to `arch` (None when it can)."
     return get_attention(attention).supports(get_arch(arch))
 
+# %% ../nbs/02b_models.ipynb #c017d
 def compatible(arch:str,     # a backbone's name
                attention:str # an attention variant's name
               ) -> bool:
@@ -402,6 +421,7 @@ def attentions_markdown() -> str:
     rows = [f"| `{v.name}` | {v.note} | {v.kind} | {v.where or '-'} |" for v in ATTENTIONS.values()]
     return "\n".join(["| attention | what | kind | where |", "|---|---|---|---|", *rows])
 
+# %% ../nbs/02b_models.ipynb #c019a
 def archs_markdown() -> str:
     "A markdown table of every registered backbone."
     rows = [f"| `{a.name}` | timm `{a.timm_name}` | {a.family} | {a.note} |" for a in ARCHS.values()]
@@ -410,6 +430,7 @@ def archs_markdown() -> str:
 # %% ../nbs/02b_models.ipynb #c022
 HEADS = ("pooled", "flatten", "goncalves-cardoso")
 
+# %% ../nbs/02b_models.ipynb #c022a
 class FlattenHeadNet(nn.Module):
     "A timm backbone's last feature map flattened into one linear layer (no pooling): Gonçalves & Cardoso's baselines' head."
     def __init__(self,
@@ -429,6 +450,7 @@ class FlattenHeadNet(nn.Module):
     def forward(self, x): # an image batch
         return self.head(self.features(x))
 
+# %% ../nbs/02b_models.ipynb #c022b
 def published_baseline(model:nn.Module, # the timm model (with its pooled classifier)
                        arch:Arch,       # its backbone
                        n_out:int,       # number of outputs (classes)
@@ -519,6 +541,7 @@ def n_params_of(m:nn.Module # a module
     "Number of parameters of `m`."
     return sum(p.numel() for p in m.parameters())
 
+# %% ../nbs/02b_models.ipynb #c040a
 def count_flops(model:nn.Module, # the model
                 img_size:int=224 # input image size in pixels
                ) -> float:
@@ -528,6 +551,7 @@ def count_flops(model:nn.Module, # the model
     with torch.no_grad(), FlopCounterMode(display=False) as fc: model(torch.zeros(1, 3, img_size, img_size))
     return fc.get_total_flops()
 
+# %% ../nbs/02b_models.ipynb #c040b
 def model_table(archs=None,      # backbone names
                 attentions=None, # attention variant names
                 img_size:int=224 # input size in pixels
@@ -572,6 +596,7 @@ DEVIATIONS = {
     ],
 }
 
+# %% ../nbs/02b_models.ipynb #c043a
 def deviations_markdown() -> str:
     "The list of differences from the two studies, as markdown."
     return "\n\n".join(f"**{study}**\n\n" + "\n".join(f"- {d}" for d in items) for study, items in DEVIATIONS.items())

@@ -19,6 +19,7 @@ __all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'check_f
 LABEL_NAMES = ("label", "labels", "diagnosis", "class", "target", "finding", "dx", "y")
 PATIENT_NAMES = ("patient", "patient_id", "subject", "subject_id", "case", "case_id", "lesion_id")
 
+# %% ../nbs/07e_new_study.ipynb #c005a
 def csv_columns(path:str|Path # the CSV file
                ) -> dict:
     "The `path_column`, `label_column`, and (when found) `split_column` and `patient_column` of an image-listing CSV."
@@ -46,12 +47,14 @@ def study_name(path:Path # a file or folder
     "A study name from a file or folder name: letters, digits, '-' and '_'."
     return re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem if path.is_file() else path.name).strip("-_") or "my-study"
 
+# %% ../nbs/07e_new_study.ipynb #c008a
 def _class_counts(spec:dict) -> str:
     fmt = dataset_format(spec["format"])
     table, names = fmt.table(spec, fmt.values(spec))
     n = table.groupby("label").size()
     return ", ".join(f"{names[i]} {n.get(i, 0)}" for i in range(len(names))), len(table), sorted(set(table["split"]) - {""}) if "split" in table else []
 
+# %% ../nbs/07e_new_study.ipynb #c008b
 def check_for_study(spec:dict # the dataset entry attnmed-init is about to write
                    ):
     "The grid's own data checks on `spec` (every listed file there, no image listed twice, every class with images, the splits carved), and two classes in every split."
@@ -61,6 +64,7 @@ def check_for_study(spec:dict # the dataset entry attnmed-init is about to write
     per = table.groupby("split")["label"].nunique()
     if (per < 2).any(): raise DataError(f"{spec['path']}: split '{per[per < 2].index[0]}' would hold only one class; every split needs images of at least two classes")
 
+# %% ../nbs/07e_new_study.ipynb #c008c
 def new_study(path:str|Path,         # a folder with one sub-folder per class (optionally under train/ val/ test/), or a CSV listing images and labels
               out:str|Path|None=None,# the YAML to write (default: <name>.yaml in the working folder)
               name:str|None=None,    # the study's name (default: from the folder or file name)

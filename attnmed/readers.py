@@ -24,6 +24,7 @@ __all__ = ['ISIC_CLASSES', 'CBIS_FILES', 'CBIS_PATH_COLUMNS', 'CBIS_PATHOLOGY', 
 # %% ../nbs/01e_readers.ipynb #c024
 ISIC_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
 
+# %% ../nbs/01e_readers.ipynb #c024a
 def isic2019_table(spec:dict, # a dataset entry of a study (name, format, path, options)
                    opts:dict  # the format's checked options
                   ):
@@ -57,6 +58,7 @@ def isic2019_table(spec:dict, # a dataset entry of a study (name, format, path, 
                               patient=[lesion.get(i, "") or i for i in images], id=images))
     return table, class_names
 
+# %% ../nbs/01e_readers.ipynb #c024b
 @register_format
 class ISIC2019(TableFormat):
     name, doc = "isic2019", "ISIC 2019: ground-truth CSV + ISIC_2019_Training_Input/*.jpg (+ metadata: lesion_id groups images)"
@@ -74,6 +76,7 @@ CBIS_PATH_COLUMNS = ["image file path", "cropped image file path", "ROI mask fil
 
 CBIS_PATHOLOGY = {"MALIGNANT": 1, "BENIGN": 0, "BENIGN_WITHOUT_CALLBACK": 0}
 
+# %% ../nbs/01e_readers.ipynb #c027a
 def _is_mask(path:Path) -> bool:
     "Is this DICOM / image a binary ROI mask? (Its series description says so, or its pixels are only 0 and 255.)"
     if path.suffix.lower() == ".dcm":
@@ -85,6 +88,7 @@ def _is_mask(path:Path) -> bool:
     else: a = read_image(path, 64, 1)
     return bool(np.isin(np.unique(a), (0, 255)).all())
 
+# %% ../nbs/01e_readers.ipynb #c027b
 def _cbis_dicom_path(root:Path, rel:str, want:str, source:str) -> Path:
     p = root / rel
     if not p.exists() and (root / "CBIS-DDSM" / rel).exists(): p = root / "CBIS-DDSM" / rel
@@ -101,6 +105,7 @@ def _cbis_dicom_path(root:Path, rel:str, want:str, source:str) -> Path:
     if len(crops) != 1: raise DataError(f"{source}: cropped image {rel!r}: found {len(crops)} non-mask .dcm file(s) among {[c.name for c in cands]} (expected exactly 1)")
     return crops[0]
 
+# %% ../nbs/01e_readers.ipynb #c027c
 def cbis_ddsm_table(spec:dict, # a dataset entry of a study (name, format, path, options)
                     opts:dict  # the format's checked options
                    ):
@@ -137,6 +142,7 @@ def cbis_ddsm_table(spec:dict, # a dataset entry of a study (name, format, path,
         table = table.groupby("path", as_index=False, sort=False).agg(dict(label="max", split="first", patient="first", id="first"))
     return table, ["benign", "malignant"]
 
+# %% ../nbs/01e_readers.ipynb #c027d
 @register_format
 class CBISDDSM(TableFormat):
     name, doc = "cbis-ddsm", "CBIS-DDSM: the four case-description CSVs + DICOM, or the JPEG export (csv/dicom_info.csv + jpeg/)"
@@ -156,6 +162,7 @@ CHEXPERT_FINDINGS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "E
                      "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia", "Pneumothorax", "Support Devices"]
 MIMIC_SPLITS = {"train": "train", "validate": "val", "test": "test"}
 
+# %% ../nbs/01e_readers.ipynb #c030a
 def mimic_cxr_table(spec:dict, # a dataset entry of a study (name, format, path, options)
                     opts:dict  # the format's checked options
                    ):
@@ -186,6 +193,7 @@ def mimic_cxr_table(spec:dict, # a dataset entry of a study (name, format, path,
                               label=df.y.astype(int).to_numpy(), split=df["split"].map(MIMIC_SPLITS).to_numpy(), patient=df.subject_id.to_numpy(), id=df.dicom_id.to_numpy()))
     return table, [f"no {finding}" if finding != "No Finding" else "finding", finding]
 
+# %% ../nbs/01e_readers.ipynb #c030b
 @register_format
 class MIMICCXRJPG(TableFormat):
     name, doc = "mimic-cxr-jpg", "MIMIC-CXR-JPG 2.0.0: metadata / chexpert / split .csv.gz + files/pXX/pSUBJECT/sSTUDY/*.jpg"
@@ -204,6 +212,7 @@ SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "va
 
 MISSING_LABELS = {"nan", "na", "n/a", "none", "null", "?"}
 
+# %% ../nbs/01e_readers.ipynb #c033a
 def check_inferred_classes(names,           # the class names found
                            source:str,      # the file (or text) the value came from, named in errors
                            what:str="label" # what the names are (e.g. 'class folder')
@@ -222,6 +231,7 @@ def check_inferred_classes(names,           # the class names found
     bad = [n for n in names if non_integer(n)]
     if bad: raise DataError(f"{source}: {what} {bad[0]!r} is a number but not an integer class id; labels are class names or integer ids")
 
+# %% ../nbs/01e_readers.ipynb #c033b
 def _patients_from_names(paths, pattern, source):
     if not pattern: return [""] * len(paths)
     try: rx = re.compile(pattern)
@@ -233,6 +243,7 @@ def _patients_from_names(paths, pattern, source):
         out.append(m.group(1))
     return out
 
+# %% ../nbs/01e_readers.ipynb #c033c
 def folder_table(spec:dict, # a dataset entry of a study (name, format, path, options)
                  opts:dict  # the format's checked options
                 ):
@@ -263,6 +274,7 @@ def folder_table(spec:dict, # a dataset entry of a study (name, format, path, op
         if missing: raise DataError(f"{split_dirs['train']}: class(es) {missing} have no folder in the training split")
     return table, class_names
 
+# %% ../nbs/01e_readers.ipynb #c033d
 def csv_table(spec:dict, # a dataset entry of a study (name, format, path, options)
               opts:dict  # the format's checked options
              ):
@@ -297,6 +309,7 @@ def csv_table(spec:dict, # a dataset entry of a study (name, format, path, optio
     table["patient"] = df[opts["patient_column"]].str.strip().to_numpy() if opts["patient_column"] else ""
     return table, class_names
 
+# %% ../nbs/01e_readers.ipynb #c033e
 @register_format
 class Folder(TableFormat):
     name, doc = "folder", "one sub-folder per class, optionally under train/ valid/ test/"
@@ -306,6 +319,7 @@ class Folder(TableFormat):
     def table(self, spec, opts): return folder_table(spec, opts)
     def example(self, root): return dict(format=self.name, path=str(write_sample_folder(Path(root) / "folder")))
 
+# %% ../nbs/01e_readers.ipynb #c033f
 @register_format
 class CSV(TableFormat):
     name, doc = "csv", "a CSV with path and label columns (and optional split and patient columns)"
@@ -323,6 +337,7 @@ class CSV(TableFormat):
 CAMELYON_COLUMNS = ["patient", "node", "x_coord", "y_coord", "tumor", "slide", "center", "split"]
 CAMELYON_ID_CENTERS, CAMELYON_OOD = (0, 3, 4), {1: "ood_val", 2: "ood_test"}
 
+# %% ../nbs/01e_readers.ipynb #c038a
 def camelyon17_table(spec:dict, # a dataset entry of a study (name, format, path, options)
                      opts:dict  # the format's checked options
                     ):
@@ -351,6 +366,7 @@ def camelyon17_table(spec:dict, # a dataset entry of a study (name, format, path
     table = pd.DataFrame(dict(path=paths, label=vals["tumor"], split=split, patient=slides, id=ids))
     return table, ["normal", "tumor"]
 
+# %% ../nbs/01e_readers.ipynb #c038b
 @register_format
 class Camelyon17(TableFormat):
     name = "camelyon17"

@@ -31,6 +31,7 @@ def summarise(results:pd.DataFrame,                                            #
     out["n"] = g.size()
     return out.reset_index()
 
+# %% ../nbs/08_report.ipynb #c005a
 def format_summary(summary:pd.DataFrame,                                             # `summarise`'s table
                    metrics=("balanced_accuracy", "accuracy", "f1_macro", "roc_auc"), # metrics to show
                    digits:int=3                                                      # decimals shown
@@ -60,6 +61,7 @@ def study_comparisons(results:pd.DataFrame,             # `attnmed.study.cell_re
         out[name] = dict(comparisons=c, pooled=pooled_effects(c, study.equivalence_margin, study.alpha) if len(c) else pd.DataFrame())
     return out
 
+# %% ../nbs/08_report.ipynb #c008a
 def design_table(comparisons:pd.DataFrame,    # rows of `attnmed.statistics.compare`
                  effects=(1.0, 2.0, 3.0, 5.0) # effects (pp) to plan for
                 ) -> tuple:
@@ -81,6 +83,7 @@ MEDMNIST_V2_BASELINES = {
     "bloodmnist":     {"ResNet-18 (28)": (0.998, 0.958), "ResNet-18 (224)": (0.998, 0.963), "ResNet-50 (28)": (0.997, 0.956), "ResNet-50 (224)": (0.997, 0.950)},
 }
 
+# %% ../nbs/08_report.ipynb #c011a
 def medmnist_table(results:pd.DataFrame, # `attnmed.study.cell_results` (with `medmnist_auc` / `medmnist_acc`)
                    study,                # the study (its datasets' `flag`)
                    not_catalogue=()      # names of datasets whose local file is not MedMNIST's catalogue file (no baselines beside them)
@@ -102,12 +105,14 @@ def medmnist_table(results:pd.DataFrame, # `attnmed.study.cell_results` (with `m
 # %% ../nbs/08_report.ipynb #c014
 CONFIG = ["dataset", "arch", "augment", "attention"]
 
+# %% ../nbs/08_report.ipynb #c014a
 def untrusted(sanity:pd.DataFrame # the explanations' `sanity.csv`
              ) -> set:
     "{(dataset, arch, augment, attention, method)} of the maps that failed the randomisation test."
     if not len(sanity): return set()
     return {(*(r[k] for k in CONFIG), r["method"]) for r in sanity.to_dict("records") if r["verdict"] == "fails"}
 
+# %% ../nbs/08_report.ipynb #c014b
 def reliability_sentences(sanity:pd.DataFrame # the explanations' `sanity.csv`
                          ) -> list:
     "One sentence per saliency method: on how many models it passes or fails the randomisation test, and what that means for its scores."
@@ -121,6 +126,7 @@ def reliability_sentences(sanity:pd.DataFrame # the explanations' `sanity.csv`
         else: out.append(f"{name} passes the randomisation test on {'all ' if not undef else ''}{n - undef} of {n} models: its maps depend on what the models learned" + (f" ({undef} constant, undefined)." if undef else "."))
     return out
 
+# %% ../nbs/08_report.ipynb #c014c
 def shortcut_sentence(r:dict # one configuration's mean shortcut results, as a dict
                      ) -> str:
     "What a configuration's shortcut test means (`r`: the mean over seeds of `attnmed.explain.shortcut_accuracies` with the config's keys)."
@@ -132,6 +138,7 @@ def shortcut_sentence(r:dict # one configuration's mean shortcut results, as a d
     verdict = "**it relies on the shortcut**" if ch > 0.1 else "no strong reliance on the shortcut"
     return f"{who}: adding or removing the shortcut mark changes {100 * ch:.0f} % of its predictions (accuracy {-flip:+.0f} pp); {rem_words}: {verdict}."
 
+# %% ../nbs/08_report.ipynb #c014d
 def concept_sentences(concepts:pd.DataFrame # the explanations' `concepts.csv`
                      ) -> list:
     "Per configuration: the concepts its score depends on beyond the label (in how many seeds), in words."
@@ -180,6 +187,7 @@ def render_explanations(study_dir:str|Path,          # the study folder
         return False
     return True
 
+# %% ../nbs/08_report.ipynb #c017a
 def notebook_html(notebook:str|Path,       # an executed notebook
                   html:str|Path|None=None, # the page to write (default: next to it, .html)
                   code:bool=True,          # show the code cells
@@ -200,6 +208,7 @@ def notebook_html(notebook:str|Path,       # an executed notebook
     atomic_write_text(html, head + sep + mark + "\n" + rest)
     return html
 
+# %% ../nbs/08_report.ipynb #c017b
 def render_cell_pages(study_dir:str|Path # the study folder
                      ) -> int:
     """Render every done cell's `experiment.ipynb` to `experiment.html` (new or changed ones only), so the report links pages a browser shows;
@@ -219,6 +228,7 @@ def render_cell_pages(study_dir:str|Path # the study folder
     for nb in tqdm(nbs, desc="rendering cell pages", unit="cell", leave=False, disable=len(nbs) < 10): notebook_html(nb)
     return len(nbs)
 
+# %% ../nbs/08_report.ipynb #c017c
 def render_report(study_dir:str|Path,          # the study folder
                   notebook:str|Path|None=None, # the report notebook (default: attnmed's report.ipynb)
                   kernel_name:str="python3",   # Jupyter kernel to run it with

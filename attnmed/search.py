@@ -41,6 +41,7 @@ class OptunaPruning(Callback):
         self.trial.report(value, self.epoch)
         if self.trial.should_prune(): raise optuna.TrialPruned(f"pruned at epoch {self.epoch + 1} (validation balanced accuracy {value:.3f})")
 
+# %% ../nbs/07c_search.ipynb #c008a
 def train_trial(cell:Cell,                # the group's first cell
                 lr:float,                 # learning rate
                 weight_decay:float,       # AdamW weight decay
@@ -65,6 +66,7 @@ def _sampler_and_pruner(search:dict, group:str):
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) if search["pruner"] == "median" else optuna.pruners.NopPruner()
     return sampler, pruner
 
+# %% ../nbs/07c_search.ipynb #c011a
 def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`)
                out:str|Path="outputs", # the output folder
                only:str|None=None,     # only groups whose key has these components

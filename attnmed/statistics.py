@@ -22,6 +22,7 @@ __all__ = ['RATIOS', 'VERDICTS', 'DEFAULT_COMPARISONS', 'GROUP', 'seed_bound', '
 # %% ../nbs/05_statistics.ipynb #c005
 import functools
 
+# %% ../nbs/05_statistics.ipynb #c005a
 @functools.lru_cache(maxsize=None)
 def _chi2_nodes(S:int):
     "Quadrature nodes and weights of X = chi2(S - 1) / (S - 1), dense in both tails (normal-quantile grid)."
@@ -29,8 +30,10 @@ def _chi2_nodes(S:int):
     w = stats.norm.pdf(z); w /= w.sum()
     return stats.chi2.ppf(stats.norm.cdf(z), S - 1) / (S - 1), w
 
+# %% ../nbs/05_statistics.ipynb #c005b
 RATIOS = np.concatenate([[0.0], np.logspace(-2, 3, 26)])   # item / seed variance ratios the calibration covers
 
+# %% ../nbs/05_statistics.ipynb #c005c
 def _size(q:float, S:int, a:float, ratios:np.ndarray=RATIOS) -> np.ndarray:
     "Exact null rejection rate, per true item/seed variance ratio r, of: reject when |T| > t(1 - a/2, Satterthwaite df with the seed part times q)."
     x, w = _chi2_nodes(S)
@@ -38,6 +41,7 @@ def _size(q:float, S:int, a:float, ratios:np.ndarray=RATIOS) -> np.ndarray:
     crit = stats.t.ppf(1 - a / 2, (S - 1) * (1 + r / (q * x[None])) ** 2)
     return (w[None] * 2 * stats.norm.sf(crit * np.sqrt((x[None] + r) / (1 + r)))).sum(1)
 
+# %% ../nbs/05_statistics.ipynb #c005d
 @functools.lru_cache(maxsize=None)
 def seed_bound(S:int,  # seeds
                a:float # the per-comparison level
@@ -72,6 +76,7 @@ def effective_df(var_seed:float,   # the seed part of the variance of the mean
 # %% ../nbs/05_statistics.ipynb #c010
 from dataclasses import field
 
+# %% ../nbs/05_statistics.ipynb #c010a
 @dataclass
 class Contrast:
     "A paired difference as data: its value per seed and, per block of test items (a class of one dataset's test set), the seeds x items matrix of weighted per-item differences whose row sums over all blocks are the per-seed values."
@@ -90,6 +95,7 @@ def _block_mean_squares(x:np.ndarray) -> tuple:
     resid = x - im[None] - x.mean(1, keepdims=True) + x.mean()
     return float(S * im.var(ddof=1)), float((resid ** 2).sum() / ((S - 1) * (n - 1)))
 
+# %% ../nbs/05_statistics.ipynb #c010ba
 def variance_parts(c:Contrast # a comparison
                   ) -> dict:
     "The variance of `c.effect`: `var_seed` (from the per-seed spread, never below `floor`, the per-run noise the items show), `var_item` (the items' own part), `items_only` (what the test items alone imply), Satterthwaite's `item_terms`, and `var_seed_raw` (unfloored)."
@@ -149,6 +155,7 @@ def class_weights_of(labels:np.ndarray # integer labels
     n_k = dict(zip(classes, counts))
     return np.array([1 / (len(classes) * n_k[y]) for y in labels])
 
+# %% ../nbs/05_statistics.ipynb #c012ba
 def item_contrast(deltas:np.ndarray,        # S x n per-item differences of correctness (-1, 0, 1)
                   labels:np.ndarray,        # the n items' labels
                   ids=None,                 # the items' ids (default 0..n-1)
@@ -184,6 +191,7 @@ def paired_effect(per_seed:np.ndarray,         # D_s: the metric's difference pe
 # %% ../nbs/05_statistics.ipynb #c016
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 
+# %% ../nbs/05_statistics.ipynb #c016a
 def detectable_ncp(q:float,        # the critical value
                    df:float,       # degrees of freedom
                    power:float=0.8 # the power wanted
@@ -193,6 +201,7 @@ def detectable_ncp(q:float,        # the critical value
     if df > 1e5: return float(q + stats.norm.ppf(power))
     return float(brentq(lambda ncp: stats.nct.sf(q, df, ncp) - power, 0.0, q + 50))
 
+# %% ../nbs/05_statistics.ipynb #c016b
 def decide(effect:float,        # the estimated effect (pp)
            se:float,            # its standard error (pp)
            df:float,            # degrees of freedom of the t reference
@@ -240,6 +249,7 @@ def at_chance(frame:pd.DataFrame # one run's predictions (label, prediction)
     se = math.sqrt(float((rec * (1 - rec) / n).sum()) / K ** 2)
     return bool(rec.mean() - 1 / K <= 1.645 * se)
 
+# %% ../nbs/05_statistics.ipynb #c022a
 def still_improving(history:pd.DataFrame,                 # one run's per-epoch history (`history.csv`)
                     tolerance:float=0.01,                 # a gain larger than this (in the metric's units) in the last epoch counts
                     column:str="balanced_accuracy_score"  # the validation metric
@@ -251,6 +261,7 @@ def still_improving(history:pd.DataFrame,                 # one run's per-epoch 
 # %% ../nbs/05_statistics.ipynb #c025
 DEFAULT_COMPARISONS = ({"variant": "*", "baseline": "none"},)
 
+# %% ../nbs/05_statistics.ipynb #c025a
 def expand_comparisons(declared:list|tuple|None, # [{variant, baseline}], variant "*" for every attention but the baseline
                        attentions:list           # the study's attention variants
                       ) -> list:
@@ -266,12 +277,14 @@ def expand_comparisons(declared:list|tuple|None, # [{variant, baseline}], varian
 # %% ../nbs/05_statistics.ipynb #c028
 GROUP = ["dataset", "arch", "augment"]
 
+# %% ../nbs/05_statistics.ipynb #c028d
 def paired_frames(preds_v:list, # the variant's predictions per seed (id, label, prediction)
                   preds_b:list  # the baseline's predictions per seed
                  ) -> list:
     "Per seed, the two arms' predictions merged on the item id (id, label, prediction_v, prediction_b), sorted by id."
     return [pv[["id", "label", "prediction"]].merge(pb[["id", "prediction"]], on="id", suffixes=("_v", "_b")).sort_values("id") for pv, pb in zip(preds_v, preds_b)]
 
+# %% ../nbs/05_statistics.ipynb #c028e
 def correctness_deltas(frame:pd.DataFrame # one seed's `paired_frames` entry
                       ) -> np.ndarray:
     "Per item, the variant's correctness minus the baseline's (-1, 0, 1)."
@@ -288,6 +301,7 @@ def item_differences(frames:list # `paired_frames` of a comparison
     if not frames or not all(len(f) == len(ids0) and (f.id.values == ids0).all() for f in frames): return per_seed, None, None
     return per_seed, np.stack(deltas), frames[0].label.values
 
+# %% ../nbs/05_statistics.ipynb #c028aa
 def item_level(preds_v:list, # the variant's predictions per seed
                preds_b:list  # the baseline's predictions per seed
               ):
@@ -301,6 +315,7 @@ def arm_at_chance(frames:list, # `paired_frames` of a comparison
     "The arm is at chance (`at_chance`) on every seed."
     return all(at_chance(f.rename(columns={f"prediction_{arm}": "prediction"})) for f in frames)
 
+# %% ../nbs/05_statistics.ipynb #c028ca
 def undecided_reason(per_seed:np.ndarray,          # the per-seed differences
                      frames:list|None=None,        # per seed, the merged predictions (`paired_frames`)
                      improving:tuple=(0, 0, 0, 0), # (variant runs still improving at their last epoch, variant runs with a history, the same for the baseline)
@@ -374,6 +389,7 @@ def contrast_row(contrast:Contrast, # one comparison's data
                 var_seed=scale ** 2 * parts["var_seed"], var_item=scale ** 2 * parts["var_item"], item_terms=scale ** 4 * parts["item_terms"],
                 sd_seed=scale * sd, cohens_dz=contrast.effect / sd if S > 1 and sd > 0 else np.nan, contrast=contrast)
 
+# %% ../nbs/05_statistics.ipynb #c030ba
 def decide_comparisons(table:pd.DataFrame, # rows with `contrast_row`'s columns, `family` and `undecided`
                        margin:float=1.0,   # equivalence margin, in the reported unit
                        alpha:float=0.05    # family-wise error rate of the primary rows
@@ -583,6 +599,7 @@ def design_se(var_seed_1:float,      # variance of the per-seed differences, s^2
     vs, vi = var_seed_1 / seeds, var_item_1 / items_factor
     return math.sqrt(vs + vi), vs, vi
 
+# %% ../nbs/05_statistics.ipynb #c045a
 def power(effect:float,           # the true effect (pp)
           var_seed_1:float,       # variance of one seed's effect
           var_item_1:float,       # item variance of one seed's effect
@@ -673,6 +690,7 @@ def mean_ci(v,               # values
     if len(v) == 1: return float(v[0]), np.nan
     return float(v.mean()), float(stats.t.ppf(1 - alpha / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
 
+# %% ../nbs/05_statistics.ipynb #d2124d17a
 def use_case_table(results:pd.DataFrame,           # `attnmed.study.cell_results`
                    attention:str,                  # the variant
                    metric:str="balanced_accuracy", # the metric compared
@@ -706,6 +724,7 @@ def friedman_nemenyi(table:pd.DataFrame, # rows: blocks, columns: configurations
     return dict(k=k, n=n, avg_ranks=avg, chi2=float(chi2), p_friedman=float(p), cd=float(q * math.sqrt(k * (k + 1) / (6 * n))),
                 p_nemenyi=sp.posthoc_nemenyi_friedman(table.values).set_axis(table.columns, axis=0).set_axis(table.columns, axis=1))
 
+# %% ../nbs/05_statistics.ipynb #880ef902a
 def cd_diagram(res:dict,        # `friedman_nemenyi`'s result
                ax=None,         # matplotlib axes (default: new)
                alpha:float=0.05 # level of the critical difference

@@ -55,6 +55,7 @@ def check_study(study:Study,      # a parsed `Study`
             except DataError as e: raise StudyConfigError(f"split_seeds: {e}", study.source, f"datasets[{i}]") from None
     return dataclasses.replace(study, datasets=datasets)
 
+# %% ../nbs/07a_study.ipynb #c005a
 def load_checked_study(path:str|Path,    # the study YAML file
                        missing_data=None # called with a message for each missing file, instead of an error (a dry run); None: an error
                       ) -> Study:
@@ -71,6 +72,7 @@ def available_memory() -> float:
     try: return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError): return float("inf")
 
+# %% ../nbs/07a_study.ipynb #c008a
 def check_memory(study:Study # a checked `Study`
                 ):
     "Refuse, before anything is built, a dataset whose format can tell that at the study's image_size it would not fit in the memory available now (with both numbers)."
@@ -81,6 +83,7 @@ def check_memory(study:Study # a checked `Study`
             raise StudyConfigError(f"dataset {spec['name']!r} at image_size {study.image_size} needs about {need / 2 ** 30:.1f} GB of memory, "
                                    f"and {free / 2 ** 30:.1f} GB are available: lower image_size or the number of images", study.source, f"datasets[{i}]")
 
+# %% ../nbs/07a_study.ipynb #c008b
 def check_runnable(study:Study,          # a checked `Study`
                    cells:list,           # the cells to check
                    device_here:bool=True # the cells run on this machine (so `device: cuda` needs a GPU here)
@@ -105,6 +108,7 @@ def study_cells(study:Study # a checked `Study`
     "The cells of `study` that can run: every arch x attention pair the variant supports."
     return expand_grid(study, keep=lambda a, t: unsupported_reason(a, t) is None)
 
+# %% ../nbs/07a_study.ipynb #c011a
 def skipped_pairs(study:Study # a checked `Study`
                  ) -> list:
     "`(arch, attention, reason)` for every pair of the study that is left out."
@@ -114,20 +118,24 @@ def skipped_pairs(study:Study # a checked `Study`
 STATES = ("done", "changed", "damaged", "failed", "running", "todo")
 CELL_FILES = ("metrics.json", "predictions.csv")   # what a done cell must hold: the report's intervals come from the predictions
 
+# %% ../nbs/07a_study.ipynb #c014a
 def study_folder(out:str|Path, # the output folder
                  study:Study   # the study
                 ) -> Path:
     "The folder of `study` in the output folder `out`."
     return Path(out) / study.name
 
+# %% ../nbs/07a_study.ipynb #c014b
 def cell_dir(folder:str|Path, # the study folder
              cell:Cell        # one cell of the grid
             ) -> Path:
     "The folder of `cell` in the study folder `folder`."
     return Path(folder) / cell.key
 
+# %% ../nbs/07a_study.ipynb #c014c
 NOT_RESULT_PARAMS = ("tracking", "tracking_uri")   # where a cell is also logged does not change its result
 
+# %% ../nbs/07a_study.ipynb #c014d
 def plugins_fingerprint(plugins:list # the study's plugins (file paths or module names)
                        ) -> str:
     "A hash of the plugins' source code (a module by the file it would load from, found without importing it): editing a plugin changes it."
@@ -143,6 +151,7 @@ def plugins_fingerprint(plugins:list # the study's plugins (file paths or module
         h.update(f"{p}\0{len(code)}\0".encode() + code)
     return h.hexdigest()[:16]
 
+# %% ../nbs/07a_study.ipynb #c014e
 def cell_fingerprint(cell:Cell,            # one cell of the grid
                      tuned:dict|None=None, # the search's tuned values for the cell, or None
                      data:str|None=None    # the cell's data fingerprint
@@ -154,6 +163,7 @@ def cell_fingerprint(cell:Cell,            # one cell of the grid
     if params.get("plugins"): key["plugins"] = plugins_fingerprint(params["plugins"])   # only then: a study without plugins keeps its fingerprints
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+# %% ../nbs/07a_study.ipynb #c014f
 def read_metrics(folder:str|Path # a cell's folder
                 ) -> dict|None:
     "The cell's `metrics.json`, or None when it is missing, unreadable, not a JSON object (`[]`, `1`, `\"x\"`) or holds a structured entry of the wrong kind (`METRICS_SHAPES`): damaged, not a result."
@@ -162,8 +172,10 @@ def read_metrics(folder:str|Path # a cell's folder
     if not isinstance(m, dict): return None
     return None if any(k in m and not isinstance(m[k], t) for k, t in METRICS_SHAPES.items()) else m
 
+# %% ../nbs/07a_study.ipynb #c014g
 METRICS_SHAPES = {"params": dict, "ci95": dict, "confusion_matrix": list, "class_names": list, "tuned": (dict, type(None))}   # what a cell's notebook writes; anything else there is damage
 
+# %% ../nbs/07a_study.ipynb #c014h
 def cell_state(folder:str|Path,          # a cell's folder
                fingerprint:str|None=None # what the study asks for now (None: any result counts)
               ) -> str:
@@ -177,6 +189,7 @@ def cell_state(folder:str|Path,          # a cell's folder
     if (folder / "error.txt").exists(): return "failed"
     return "todo"
 
+# %% ../nbs/07a_study.ipynb #c014i
 def what_changed(folder:str|Path,   # a cell's folder
                  cell:Cell,         # one cell of the grid
                  fingerprint:str,   # what the study asks for now
@@ -196,11 +209,13 @@ def what_changed(folder:str|Path,   # a cell's folder
 # %% ../nbs/07a_study.ipynb #c017
 HEARTBEAT, STALE_AFTER = 20, 120   # seconds
 
+# %% ../nbs/07a_study.ipynb #c017a
 def _alive(pid:int) -> bool:
     try: os.kill(pid, 0); return True
     except ProcessLookupError: return False
     except PermissionError: return True
 
+# %% ../nbs/07a_study.ipynb #c017b
 def lock_owner(folder:str|Path # a cell's folder
               ) -> dict|None:
     "The live owner of the cell folder's lock ({host, pid, started}), or None (no lock, or a stale one)."
@@ -211,6 +226,7 @@ def lock_owner(folder:str|Path # a cell's folder
     if info.get("host") == socket.gethostname() and not _alive(int(info.get("pid", 0))): return None
     return info
 
+# %% ../nbs/07a_study.ipynb #c017c
 def acquire_lock(folder:str|Path # a cell's folder
                 ) -> bool:
     "Take the cell folder's lock (taking over a stale one); False when another live grid holds it."
@@ -226,12 +242,14 @@ def acquire_lock(folder:str|Path # a cell's folder
             except FileNotFoundError: pass
     return False
 
+# %% ../nbs/07a_study.ipynb #c017d
 def touch_lock(folder:str|Path # a cell's folder
               ):
     "Refresh the lock's heartbeat."
     try: os.utime(Path(folder) / ".lock")
     except OSError: pass
 
+# %% ../nbs/07a_study.ipynb #c017e
 def release_lock(folder:str|Path # a cell's folder
                 ):
     "Give the cell folder's lock back (and clear stale ones)."
@@ -240,11 +258,13 @@ def release_lock(folder:str|Path # a cell's folder
 # %% ../nbs/07a_study.ipynb #c020
 RECORD = "record.json"   # the grid's claim on a study folder: the study's name and the hash of the study.yaml and plugins it ran
 
+# %% ../nbs/07a_study.ipynb #c020a
 def study_yaml(study:Study # a checked `Study`
               ) -> str:
     "The text of the `study.yaml` the grid writes for `study` (the record hashes it)."
     return yaml.safe_dump(study.to_dict(), sort_keys=False)
 
+# %% ../nbs/07a_study.ipynb #c020b
 def write_study_record(study:Study,                # a checked `Study`
                        folder:str|Path,            # the study folder
                        fingerprints:dict|None=None # the study's data fingerprints (`data_fingerprints`)
@@ -258,6 +278,7 @@ def write_study_record(study:Study,                # a checked `Study`
                                                   plugins=plugins_fingerprint(study.plugins)))
     return f
 
+# %% ../nbs/07a_study.ipynb #c020c
 def read_record(folder:str|Path # a study folder
                ) -> dict|None:
     "The grid's record of the study folder `folder` (`RECORD`), or None when there is none (or it is not a record)."
@@ -265,6 +286,7 @@ def read_record(folder:str|Path # a study folder
     except (OSError, ValueError): return None
     return r if isinstance(r, dict) else None
 
+# %% ../nbs/07a_study.ipynb #c020d
 def claim_study_folder(folder:str|Path, # the study folder the grid is about to write
                        study:Study      # the checked study
                       ):
@@ -287,6 +309,7 @@ def claim_study_folder(folder:str|Path, # the study folder the grid is about to 
             raise StudyConfigError(f"another grid is running on {folder} with another config ({f}, now running {running[0].relative_to(folder)}): "
                                    "wait for it to finish, or give this config another name:", study.source, "name")
 
+# %% ../nbs/07a_study.ipynb #c020e
 def read_study(folder:str|Path # a study folder
               ) -> Study:
     """The study that produced the study folder `folder` (its `study.yaml`), with its plugins imported, but only when that file is the one the
@@ -306,6 +329,7 @@ def read_study(folder:str|Path # a study folder
     import_plugins(study.plugins)
     return study
 
+# %% ../nbs/07a_study.ipynb #c020f
 def data_key(spec:dict,  # a dataset entry of a study (name, format, path, options)
              seed:int,   # the cell's seed (with split_seeds)
              study:Study # a checked `Study`
@@ -313,6 +337,7 @@ def data_key(spec:dict,  # a dataset entry of a study (name, format, path, optio
     "The key of the data a cell trains on: the dataset's name, with the seed when each seed has its own split."
     return f"{spec['name']}@seed{seed}" if study.split_seeds else spec["name"]
 
+# %% ../nbs/07a_study.ipynb #c020g
 def data_fingerprints(study:Study # a checked `Study`
                      ) -> dict:
     "{data key: fingerprint} of every dataset of `study` (every seed's split with `split_seeds`)."
@@ -327,6 +352,7 @@ def data_fingerprints(study:Study # a checked `Study`
                 out[k] = fmt.fingerprint(d, study.image_size) + (f"+{arrays_fingerprint(cache)}" if cache is not None else "")
     return out
 
+# %% ../nbs/07a_study.ipynb #c020h
 def cell_data_fingerprint(study:Study,      # a checked `Study`
                           cell:Cell,        # one cell of the grid
                           fingerprints:dict # the study's data fingerprints (`data_fingerprints`)
@@ -334,6 +360,7 @@ def cell_data_fingerprint(study:Study,      # a checked `Study`
     "The fingerprint of the data `cell` of `study` trains on, from the data `fingerprints` (`data_fingerprints`)."
     return fingerprints.get(data_key(json.loads(cell.settings)["dataset_spec"], cell.seed, study))
 
+# %% ../nbs/07a_study.ipynb #c020i
 def expected_fingerprint(study:Study,      # a checked `Study`
                          cell:Cell,        # one cell of the grid
                          tuned:dict|None,  # the cell's tuned values
@@ -342,6 +369,7 @@ def expected_fingerprint(study:Study,      # a checked `Study`
     "The fingerprint `cell` of `study` asks for, with the search's `tuned` values and the data `fingerprints` (`data_fingerprints`)."
     return cell_fingerprint(cell, tuned, cell_data_fingerprint(study, cell, fingerprints))
 
+# %% ../nbs/07a_study.ipynb #c020j
 def read_fingerprints(folder:str|Path # a study folder
                      ) -> dict|None:
     "The data fingerprints the grid recorded in the study folder (None for a folder from before fingerprints)."
@@ -355,6 +383,7 @@ def best_file(folder:str|Path, # the study folder
     "Where the search writes the best parameters of `cell`'s group, in the study folder `folder`."
     return Path(folder) / "search" / cell.group / "best.json"
 
+# %% ../nbs/07a_study.ipynb #c023a
 def tuned_parameters(folder:str|Path, # the study folder
                      cell:Cell        # one cell of the grid
                     ) -> dict|None:
@@ -380,6 +409,7 @@ def prepare_datasets(study:Study # a checked `Study`
 KEYS = ["dataset", "arch", "attention", "augment", "seed"]
 SCALAR_METRICS = ["balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "precision", "recall", "f1", "medmnist_auc", "medmnist_acc"]
 
+# %% ../nbs/07a_study.ipynb #c029a
 def cell_table(folder:str|Path,      # a study folder
                study:Study|None=None # the study (default: read from the folder)
               ) -> pd.DataFrame:
@@ -399,20 +429,24 @@ def cell_table(folder:str|Path,      # a study folder
                          folder=c.key, error=err[0] if err else ""))
     return pd.DataFrame(rows, columns=[*KEYS, "state", "folder", "error"])
 
+# %% ../nbs/07a_study.ipynb #c029b
 def is_extra_test_metric(name:str # a column or key name
                         ) -> bool:
     "Is `name` the balanced accuracy of an extra test set (`balanced_accuracy_<set>`, not a CI bound)?"
     return name.startswith("balanced_accuracy_") and name not in ("balanced_accuracy_ci_low", "balanced_accuracy_ci_high")
 
+# %% ../nbs/07a_study.ipynb #c029c
 def extra_test_metrics(results:pd.DataFrame # `cell_results`
                       ) -> list:
     "The balanced-accuracy columns of extra test sets (e.g. `balanced_accuracy_ood_test`) in `results`."
     return sorted(c for c in results.columns if is_extra_test_metric(c))
 
+# %% ../nbs/07a_study.ipynb #c029d
 def _number(v) -> float:
     "A metric as a float; anything else a cell's file holds (text, markup, lists) is not a number: NaN."
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
 
+# %% ../nbs/07a_study.ipynb #c029e
 def cell_results(folder:str|Path,      # a study folder
                  study:Study|None=None # the study (default: read from the folder)
                 ) -> pd.DataFrame:
@@ -432,9 +466,11 @@ def cell_results(folder:str|Path,      # a study folder
         if k in df: df[k] = pd.to_numeric(df[k], errors="coerce")
     return df
 
+# %% ../nbs/07a_study.ipynb #c029f
 def _scalars(m:dict) -> dict:
     return {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and not is_extra_test_metric(k) and k != "seconds"}
 
+# %% ../nbs/07a_study.ipynb #c029g
 def load_results(folder:str|Path,       # a study folder (what `attnmed-grid` writes)
                  study:Study|None=None  # the study (default: read from the folder's `study.yaml`)
                 ) -> pd.DataFrame:
@@ -450,6 +486,7 @@ def load_results(folder:str|Path,       # a study folder (what `attnmed-grid` wr
             rows.append({**row, **params, "seconds": m.get("seconds"), "folder": r.folder})
     return pd.DataFrame(rows, columns=None if rows else [*KEYS, "test_set", "folder"])
 
+# %% ../nbs/07a_study.ipynb #c029h
 def write_results_csv(folder:str|Path,      # a study folder
                       study:Study|None=None # the study (default: read from the folder)
                      ) -> Path:
@@ -458,6 +495,7 @@ def write_results_csv(folder:str|Path,      # a study folder
     atomic_write_text(path, load_results(folder, study).to_csv(index=False))
     return path
 
+# %% ../nbs/07a_study.ipynb #c029i
 def load_cell_files(folder:str|Path,           # a study folder
                     results:pd.DataFrame,      # `cell_results`
                     name:str="predictions.csv" # the file in each cell folder

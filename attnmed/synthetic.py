@@ -19,12 +19,15 @@ __all__ = ['SHORTCUT_MODES', 'GENERATOR_VERSION', 'SYNTHETIC_OPTIONS', 'CONCEPTS
 SHORTCUT_MODES = ("as_is", "removed", "flipped")
 GENERATOR_VERSION = 2   # part of the cache key: bump when a generator's output changes
 
+# %% ../nbs/01a_synthetic.ipynb #c005a
 def _grid(size):
     c = (torch.arange(size, dtype=torch.float32) + 0.5) / size
     return torch.meshgrid(c, c, indexing="ij")
 
+# %% ../nbs/01a_synthetic.ipynb #c005b
 def _u(g, *shape, lo=0.0, hi=1.0): return lo + (hi - lo) * torch.rand(*shape, generator=g)
 
+# %% ../nbs/01a_synthetic.ipynb #c005c
 def _local_window(cy:torch.Tensor, cx:torch.Tensor, half:float, size:int):
     "Per image, the top-left pixel (oy, ox) and pixel-centre coordinates (N, W) of a W x W window of half-width `half` around (cy, cx)."
     w = min(size, int(math.ceil(2 * half * size)) + 2)
@@ -32,6 +35,7 @@ def _local_window(cy:torch.Tensor, cx:torch.Tensor, half:float, size:int):
     ar = torch.arange(w)
     return oy, ox, (oy[:, None] + ar + 0.5) / size, (ox[:, None] + ar + 0.5) / size
 
+# %% ../nbs/01a_synthetic.ipynb #c005d
 def _paste(full:torch.Tensor, local:torch.Tensor, oy, ox):
     "Write the N x W x W `local` windows into `full` (N x S x S) at offsets (oy, ox)."
     n, w = local.shape[0], local.shape[-1]; ar = torch.arange(w)
@@ -115,6 +119,7 @@ SYNTHETIC_OPTIONS = (
     Option("seed", int, 0, "the dataset's seed", low=0, high=2 ** 32 - 1),
 )
 
+# %% ../nbs/01a_synthetic.ipynb #c010a
 @dataclass(frozen=True)
 class SyntheticKind:
     "One kind of synthetic image: its renderer, its concepts, and its own options (the first is the nuisance rate)."
@@ -123,14 +128,17 @@ class SyntheticKind:
     options:tuple                       # its own `Option`s
     grey:bool = False                   # greyscale images
 
+# %% ../nbs/01a_synthetic.ipynb #c010b
 CONCEPTS = ("has_structure", "has_shortcut", "has_hair", "large_lesion")
 MAMMO_CONCEPTS = ("has_structure", "has_shortcut", "dense_tissue", "calcification")
 SYNTHETIC_KINDS = {}
 
+# %% ../nbs/01a_synthetic.ipynb #c010c
 def _kind(name):
     if name not in SYNTHETIC_KINDS: raise DataError(f"unknown synthetic kind {name!r}; valid: {', '.join(SYNTHETIC_KINDS)}")
     return SYNTHETIC_KINDS[name]
 
+# %% ../nbs/01a_synthetic.ipynb #c010d
 def synthetic_options(kind:str="synth-derm", # the benchmark: synth-derm, synth-mammo or synth-pair
                       **options
                      ) -> dict:
@@ -148,6 +156,7 @@ def _split_flags(n, rate_pos, shortcut_rate, nuisance_rate, g):
     nuisance = (torch.rand(n, generator=g) < nuisance_rate).float()
     return labels, shortcut, nuisance
 
+# %% ../nbs/01a_synthetic.ipynb #c012a
 def generate(kind:str="synth-derm", # `synth-derm` or `synth-mammo`
              size:int=64,             # image size in pixels (at least 16)
              shortcut_mode:str="as_is", # counterfactual renderings: 'removed' or 'flipped' shortcut, all else identical
@@ -181,6 +190,7 @@ def generate(kind:str="synth-derm", # `synth-derm` or `synth-mammo`
         pid0 += math.ceil(n / o["images_per_patient"])
     return out
 
+# %% ../nbs/01a_synthetic.ipynb #c012b
 SYNTHETIC_KINDS["synth-derm"] = SyntheticKind(lambda *a: (lambda img, ev, band, R: (img, ev, band, R > 0.215))(*_render_derm(*a)), CONCEPTS,
                                               (Option("hair_rate", float, 0.3, "share of images with hairs (the nuisance)", low=0, high=1),))
 
@@ -192,6 +202,7 @@ def _tissue_texture(n:int, size:int, g:torch.Generator, amplitude_exponent:float
     t = torch.fft.irfft2(spec * f ** -amplitude_exponent, s=(size, size))
     return (t - t.mean((1, 2), keepdim=True)) / t.std((1, 2), keepdim=True)
 
+# %% ../nbs/01a_synthetic.ipynb #c017a
 def _render_mammo(labels, shortcut, dense, size, visibility, g, calc_fraction=0.5):
     "Render one chunk of synth-mammo images; returns uint8 images (N,S,S), evidence and shortcut masks, and the calcification flag."
     n = len(labels); yy, xx = _grid(size); yy, xx = yy[None], xx[None]; px = 1.0 / size
@@ -241,6 +252,7 @@ def _render_mammo(labels, shortcut, dense, size, visibility, g, calc_fraction=0.
     img = img + 0.015 * torch.randn(img.shape, generator=g)
     return (img.clamp(0, 1) * 255).round().to(torch.uint8), evidence, band, is_calc
 
+# %% ../nbs/01a_synthetic.ipynb #c017b
 SYNTHETIC_KINDS["synth-mammo"] = SyntheticKind(_render_mammo, MAMMO_CONCEPTS, (
     Option("dense_rate", float, 0.3, "share of images with dense tissue (the nuisance)", low=0, high=1),
     Option("calc_fraction", float, 0.5, "share of positives whose evidence is a calcification cluster (else a mass)", low=0, high=1)), grey=True)
@@ -272,6 +284,7 @@ def _render_pair(labels, shortcut, distractor, size, visibility, g, n_colours:in
     img = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
     return img, evidence, band, (cy[:, 0] - cy[:, 1]).abs() < 0.1
 
+# %% ../nbs/01a_synthetic.ipynb #c020a
 SYNTHETIC_KINDS["synth-pair"] = SyntheticKind(_render_pair, ("has_asymmetry", "has_shortcut", "has_distractor", "same_height"), (
     Option("distractor_rate", float, 0.3, "share of images with a third, distracting patch in the middle (the nuisance)", low=0, high=1),
     Option("n_colours", int, 6, "colours a patch can have", low=2, high=8)))

@@ -43,6 +43,7 @@ def read_table(path:str|Path,    # the CSV file
     if missing: raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
     return df
 
+# %% ../nbs/01d_tables.ipynb #c007a
 def row_ref(path, # the CSV file
             i:int # 0-based row index
            ) -> str:
@@ -63,6 +64,7 @@ def _carve(df:pd.DataFrame, pool, fraction:float, name:str, seed:int, source:str
         except ValueError as e: raise DataError(f"{source}: cannot carve a '{name}' split of {fraction:.0%} from {len(sub)} item(s) in {sub['patient'].nunique()} group(s) ({e}); add data or give an official split") from None
     df.loc[sub.index[pick], "split"] = name
 
+# %% ../nbs/01d_tables.ipynb #c010a
 def assign_splits(table:pd.DataFrame,      # the image table (path, label, split, patient)
                   val_fraction:float=0.15, # share carved as validation
                   test_fraction:float=0.2, # share carved as test
@@ -83,11 +85,13 @@ def default_cache_dir() -> Path:
     "Where resized images are cached: `$ATTNMED_CACHE`, else `~/.cache/attnmed`."
     return Path(os.environ.get("ATTNMED_CACHE") or Path.home() / ".cache" / "attnmed")
 
+# %% ../nbs/01d_tables.ipynb #c015a
 def _check_files(table:pd.DataFrame, source:str):
     missing = [p for p in table["path"] if not os.path.isfile(p)]
     if missing:
         raise DataError(f"{source}: {len(missing)} of {len(table)} listed image file(s) not found, e.g. {missing[:3]}")
 
+# %% ../nbs/01d_tables.ipynb #c015b
 def _decode_into(out:np.ndarray, paths:list, size:int, channels:int, skip_corrupt:bool, source:str, desc:str="decoding", window="auto"):
     "Decode `paths` into the rows of `out` (a memory-mapped file: nothing holds every image in memory); returns (kept mask, errors)."
     from tqdm.auto import tqdm
@@ -103,6 +107,7 @@ def _decode_into(out:np.ndarray, paths:list, size:int, channels:int, skip_corrup
         raise DataError(f"{source}: {len(bad)} image file(s) cannot be decoded, e.g. {bad[0]}; fix or remove them, or set the dataset option skip_corrupt: true to skip them (they are counted and listed)")
     return keep, bad
 
+# %% ../nbs/01d_tables.ipynb #c015c
 def _compact(a:np.ndarray, keep:np.ndarray) -> np.ndarray:
     "The kept rows of `a` moved to its front, in order (in place, one row at a time: constant memory); returns that view."
     k = 0
@@ -138,6 +143,7 @@ def prepare_table(table:pd.DataFrame, # the image table (path, label, split, pat
     _check_files(table, source)
     return table
 
+# %% ../nbs/01d_tables.ipynb #c018a
 def table_hash(table:pd.DataFrame, # the image table (path, label, split, patient)
                size:int,           # image size in pixels (square)
                channels:int,       # 1 or 3
@@ -152,6 +158,7 @@ def table_hash(table:pd.DataFrame, # the image table (path, label, split, patien
         h.update(f"{row.path}|{row.label}|{row.split}|{row.patient}|{row.id}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:12]
 
+# %% ../nbs/01d_tables.ipynb #c018b
 def cache_path(name:str,           # the dataset's name
                table:pd.DataFrame, # the prepared image table
                size:int,           # image size in pixels (square)
@@ -162,6 +169,7 @@ def cache_path(name:str,           # the dataset's name
     channels = int(opts["channels"] or 3)
     return Path(opts["cache"] or default_cache_dir()) / f"{name}_{size}px_{channels}ch_{table_hash(table, size, channels, class_names, opts['window'])}.npz"
 
+# %% ../nbs/01d_tables.ipynb #c018c
 def splits_from_table(table:pd.DataFrame,  # the image table (path, label, split, patient)
                       class_names:list,    # names of the classes, in label order
                       name:str,            # the dataset's name

@@ -28,6 +28,7 @@ def blob_image(rng:np.random.Generator, # the random source
     a = (a * 255).astype(np.uint8)
     return a if channels == 1 else np.stack([a, (a * 0.8).astype(np.uint8), (a * 0.6).astype(np.uint8)], -1)
 
+# %% ../nbs/00b_testing.ipynb #c005a
 def save_image(path:str|Path, # the image file
                a:np.ndarray   # the image array
               ) -> Path:
@@ -37,6 +38,7 @@ def save_image(path:str|Path, # the image file
     Image.fromarray(a).save(path)
     return path
 
+# %% ../nbs/00b_testing.ipynb #c005b
 def write_dicom(path:str|Path,             # the DICOM file
                 a:np.ndarray,              # the pixel array
                 series_description:str="", # the DICOM series description
@@ -68,6 +70,7 @@ def write_dicom(path:str|Path,             # the DICOM file
 # %% ../nbs/00b_testing.ipynb #c008
 ISIC_2019_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
 
+# %% ../nbs/00b_testing.ipynb #c008a
 def write_sample_isic2019(root:str|Path,      # folder to write into
                           n:int=40,           # number of images
                           seed:int=0,         # random seed
@@ -90,6 +93,7 @@ def write_sample_isic2019(root:str|Path,      # folder to write into
 CBIS_CASE_FILES = {("mass", "train"): "mass_case_description_train_set.csv", ("mass", "test"): "mass_case_description_test_set.csv",
                    ("calc", "train"): "calc_case_description_train_set.csv", ("calc", "test"): "calc_case_description_test_set.csv"}
 
+# %% ../nbs/00b_testing.ipynb #c010a
 def write_sample_cbis_ddsm(root:str|Path,     # folder to write into
                            n_patients:int=12, # patients
                            seed:int=0,        # random seed
@@ -137,6 +141,7 @@ def write_sample_cbis_ddsm(root:str|Path,     # folder to write into
 CHEXPERT_LABELS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture", "Lung Lesion",
                    "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia", "Pneumothorax", "Support Devices"]
 
+# %% ../nbs/00b_testing.ipynb #c012a
 def write_sample_mimic_cxr(root:str|Path,     # folder to write into
                            n_subjects:int=16, # subjects
                            seed:int=0         # random seed
@@ -249,6 +254,7 @@ params = dict(study=study, dataset=dataset, arch=arch, attention=attention, augm
     kernel=dict(pid=os.getpid(), CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES"), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS")))))
 '''
 
+# %% ../nbs/00b_testing.ipynb #c024a
 def write_quick_experiment(path:str|Path # the notebook to write
                           ) -> Path:
     "Write a notebook with the experiment notebook's parameters that trains nothing (see above); returns its path."

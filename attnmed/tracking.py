@@ -31,6 +31,7 @@ def _quiet_mlflow():
     import mlflow  # noqa: F401
     for name in ("mlflow", "alembic", "sqlalchemy"): logging.getLogger(name).setLevel(logging.WARNING)
 
+# %% ../nbs/03a_tracking.ipynb #f002a
 def mlflow_experiment(uri:str, # the tracking URI
                       name:str # the experiment's name (the study's)
                      ) -> str:

@@ -41,6 +41,7 @@ def resolve_device(device:str="auto" # auto, cpu or cuda
     if device not in ("cpu", "cuda"): raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     return torch.device(device)
 
+# %% ../nbs/03_train.ipynb #c005a
 def seed_everything(seed:int # the cell's seed
                    ):
     "Seed python, numpy and torch (CPU and CUDA), deterministic cuDNN."
@@ -50,6 +51,7 @@ def seed_everything(seed:int # the cell's seed
 class NonFiniteLossError(RuntimeError):
     "Raised when the training loss becomes NaN or infinite."
 
+# %% ../nbs/03_train.ipynb #c008a
 class NaNGuard(Callback):
     "Stop training with `NonFiniteLossError` when the loss is NaN/inf."
     order = 1
@@ -58,12 +60,14 @@ class NaNGuard(Callback):
             raise NonFiniteLossError(f"training loss became {float(self.learn.loss.detach().float().mean())} at epoch {self.epoch + 1}, "
                                      f"iteration {self.iter} (learning rate {self.opt.hypers[-1]['lr']:.3g}); try a lower lr")
 
+# %% ../nbs/03_train.ipynb #c008b
 class KeepBest(SaveModelCallback):
     "fastai's `SaveModelCallback` on a metric, quietly: it keeps the best epoch's weights and reloads them at the end (the epoch line marks the best)."
     def after_epoch(self):
         TrackerCallback.after_epoch(self)
         if self.new_best: self._save(self.fname)
 
+# %% ../nbs/03_train.ipynb #c008c
 class EpochLogger(Callback):
     "One plain line per training epoch (for logs and executed notebooks), instead of fastai's progress bar; epochs counted from 1."
     order = KeepBest.order + 1   # after the Recorder has the epoch's values and KeepBest knows whether it is the best
@@ -140,6 +144,7 @@ def fit(learn:Learner,                   # a fastai `Learner`
     hist.to_csv(history_file, index=False)
     return hist
 
+# %% ../nbs/03_train.ipynb #c014a
 def plot_history(hist:pd.DataFrame, # the history (`fit`'s result)
                  ax=None            # two matplotlib axes (default: new)
                 ):
@@ -177,18 +182,21 @@ class CellRun:
         self.seconds += time.time() - t0
         return self.history
 
+# %% ../nbs/03_train.ipynb #c021a
 def cell_dataset(params:dict # a cell's parameters
                 ) -> dict:
     "The dataset entry a cell trains on: the study's, or, with `split_seeds`, that entry with its split redrawn by the cell's seed."
     spec = params["dataset"]
     return dataset_format(spec["format"]).resampled(spec, params["seed"]) if params["split_seeds"] else spec
 
+# %% ../nbs/03_train.ipynb #c021b
 def pretrained_weights(p:dict # a cell's checked parameters
                       ) -> str|None:
     "timm's tag of the weights a pretrained cell starts from: the study's `weights`, else the protocol's (torchvision's `tv_in1k` for goncalves-cardoso, as the published models), else None (timm's default)."
     if not p["pretrained"]: return None
     return p["weights"] or ("tv_in1k" if p["protocol"] == "goncalves-cardoso" else None)
 
+# %% ../nbs/03_train.ipynb #c021c
 def setup_cell(params:dict,                # a cell's parameters (`Cell.parameters()`)
                out_dir:str|Path|None=None, # where the checkpoint and history go (default: a temporary folder, removed when this process ends)
                data:ImageSplits|None=None, # the dataset, when already loaded (the search reuses it across trials)
@@ -216,6 +224,7 @@ def setup_cell(params:dict,                # a cell's parameters (`Cell.paramete
     return CellRun(p, data, dls, test_dl, learn, out_dir, seconds=time.time() - t0,
                    weights=get_arch(p["arch"]).weights_name(weights) if p["pretrained"] else "")
 
+# %% ../nbs/03_train.ipynb #c021d
 def train_cell(params:dict,                # a cell's parameters
                out_dir:str|Path|None=None, # the cell's folder (default: a temporary one)
                cbs:list|None=None,         # extra fastai callbacks
