@@ -19,7 +19,8 @@ from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, availabl
 # %% auto #0
 __all__ = ['STOP', 'NOTEBOOK_HASH', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots',
            'auto_jobs', 'slot_env', 'run_local', 'run_ray', 'select_cells', 'tuned_or_refuse', 'describe_changes',
-           'grid_summary', 'run_grid', 'demo_study']
+           'grid_summary', 'grid_cells', 'cell_states', 'dry_run_summary', 'open_study_folder', 'run_grid',
+           'demo_study']
 
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
@@ -275,6 +276,78 @@ def _write_results(folder, study):
     except OSError: pass
 
 # %% ../nbs/07d_grid.ipynb #c013e
+def grid_cells(study:Study|str|Path, # the study (or its YAML file)
+               only:str|None=None,   # select cells by key components (see `select_cells`)
+               dry_run:bool=False,   # warnings instead of refusals where a dry run can go on
+               executor:str="local", # local (threads) or ray
+               log=print             # where the grid's lines go
+              ) -> tuple:
+    "`(checked study, selected cells)`: the study checked, the pairs it leaves out said, `--only` applied; refusals name the field."
+    warn = (lambda m: log(f"warning: {m} (dry run: going on)")) if dry_run else None
+    study = check_study(study, warn) if isinstance(study, Study) else load_checked_study(study, warn)
+    if executor not in ("local", "ray"): raise StudyConfigError(f"unknown executor {executor!r}; valid: local, ray")
+    every = study_cells(study)
+    for a, t, reason in skipped_pairs(study): log(f"left out of the grid: {a}+{t} ({reason})")
+    if not every: raise StudyConfigError("no cell can run: every arch x attention pair is left out (see above)", study.source, "attentions")
+    cells = select_cells(every, only) if only else every
+    if not cells: raise StudyConfigError(f"--only {only!r} selects none of the {len(every)} cells (keys look like {every[0].key}; patterns match whole components)", study.source)
+    return study, cells
+
+# %% ../nbs/07d_grid.ipynb #c013f
+def cell_states(study:Study,              # the checked study
+                folder:Path,              # its study folder
+                cells:list,               # the selected cells
+                tuned:dict,               # the search's tuned values per cell
+                dry_run:bool=False,       # a data fingerprint that cannot be taken is no error
+                retry_failed:bool=False,  # failed cells run again
+                rerun_changed:bool=False, # changed cells run again
+                log=print                 # where the grid's lines go
+               ) -> tuple:
+    "`(data fingerprints, expected fingerprint per cell, state per cell, cells to run)`; the changed cells are said, with what changed, and (in a real run) the use of tuned values."
+    try: fps = data_fingerprints(study)
+    except (DataError, OSError):
+        if not dry_run: raise
+        fps = {}
+    expected = {c: expected_fingerprint(study, c, tuned.get(c), fps) for c in cells}
+    states = {c: cell_state(cell_dir(folder, c), expected[c]) for c in cells}
+    run_states = {"todo", "damaged"} | ({"failed"} if retry_failed else set()) | ({"changed"} if rerun_changed else set())
+    todo = [c for c in cells if states[c] in run_states]
+    changed = [c for c in cells if states[c] == "changed"]
+    if changed:
+        log(f"{len(changed)} cell(s) have results from other settings, data or code than the study's now"
+            + (" (rerunning them: --rerun-changed):" if rerun_changed else " (kept, left out of the report; rerun them with --rerun-changed):"))
+        for line in describe_changes(folder, changed, expected, fps, study): log(f"  {line}")
+    if tuned and not dry_run: log(f"using the search's tuned lr / weight_decay / batch_size for {len({c.group for c in tuned})} group(s)")
+    return fps, expected, states, todo
+
+# %% ../nbs/07d_grid.ipynb #c013i
+def dry_run_summary(study:Study, # the checked study
+                    cells:list,  # the selected cells
+                    states:dict, # each cell's state
+                    todo:list,   # the cells a run would run
+                    log=print    # where the grid's lines go
+                   ) -> Counter:
+    "Say each cell's state and what a run would do; the counts, with `would_run`."
+    n = Counter(states.values())
+    for c in cells: log(f"{states[c]:7s} {c.key}")
+    log(f"grid {study.name}: {len(cells)} cells: " + ", ".join(f"{n[k]} {k}" for k in STATES if n[k] or k in ("done", "todo"))
+        + f"; {len(todo)} would run (dry run: nothing was run)")
+    return n + Counter(would_run=len(todo))
+
+# %% ../nbs/07d_grid.ipynb #c013h
+def open_study_folder(study:Study,  # the checked study
+                      folder:Path,  # its study folder
+                      fps:dict      # the study's data fingerprints
+                     ):
+    "Claim `folder` for `study` (`claim_study_folder`), write its record, and create the MLflow experiment once, before cells race to."
+    claim_study_folder(folder, study)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_study_record(study, folder, fps)
+    if study.tracking == "mlflow":
+        from attnmed.tracking import mlflow_experiment, tracking_uri   # here, not at the top: tracking's callbacks bring fastai
+        mlflow_experiment(tracking_uri("mlflow", study.tracking_uri, folder), study.name)
+
+# %% ../nbs/07d_grid.ipynb #c013g
 def run_grid(study:Study|str|Path,    # the study (or its YAML file)
              out:str|Path="outputs",  # the output folder; the study goes to OUT/<name>
              jobs:int|None=None,      # cells run at the same time (local executor); None: `auto_jobs`
@@ -293,61 +366,26 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
             ) -> Counter:
     "Run every selected cell of `study` that is not done; returns counts ('done' now, 'skipped', 'failed', 'interrupted', 'changed', ...)."
     STOP.clear()
-    warn = (lambda m: log(f"warning: {m} (dry run: going on)")) if dry_run else None
-    study = check_study(study, warn) if isinstance(study, Study) else load_checked_study(study, warn)
-    if executor not in ("local", "ray"): raise StudyConfigError(f"unknown executor {executor!r}; valid: local, ray")
-    every = study_cells(study)
-    for a, t, reason in skipped_pairs(study): log(f"left out of the grid: {a}+{t} ({reason})")
-    if not every: raise StudyConfigError("no cell can run: every arch x attention pair is left out (see above)", study.source, "attentions")
-    cells = select_cells(every, only) if only else every
-    if not cells: raise StudyConfigError(f"--only {only!r} selects none of the {len(every)} cells (keys look like {every[0].key}; patterns match whole components)", study.source)
+    study, cells = grid_cells(study, only, dry_run, executor, log)
     folder = study_folder(out, study)
     tuned = tuned_or_refuse(study, folder, cells, refuse=not dry_run)
-    if not dry_run:
-        check_runnable(study, cells, device_here=executor == "local")
-        prepare_datasets(study)
-    try: fps = data_fingerprints(study)
-    except (DataError, OSError):
-        if not dry_run: raise
-        fps = {}
-    expected = {c: expected_fingerprint(study, c, tuned.get(c), fps) for c in cells}
-    states = {c: cell_state(cell_dir(folder, c), expected[c]) for c in cells}
+    if not dry_run: check_runnable(study, cells, device_here=executor == "local"); prepare_datasets(study)
+    fps, expected, states, todo = cell_states(study, folder, cells, tuned, dry_run, retry_failed, rerun_changed, log)
     n = Counter(states.values())
-    run_states = {"todo", "damaged"} | ({"failed"} if retry_failed else set()) | ({"changed"} if rerun_changed else set())
-    todo = [c for c in cells if states[c] in run_states]
-    changed = [c for c in cells if states[c] == "changed"]
-    if changed:
-        log(f"{len(changed)} cell(s) have results from other settings, data or code than the study's now"
-            + (" (rerunning them: --rerun-changed):" if rerun_changed else " (kept, left out of the report; rerun them with --rerun-changed):"))
-        for line in describe_changes(folder, changed, expected, fps, study): log(f"  {line}")
-    if dry_run:
-        for c in cells: log(f"{states[c]:7s} {c.key}")
-        log(f"grid {study.name}: {len(cells)} cells: " + ", ".join(f"{n[k]} {k}" for k in STATES if n[k] or k in ("done", "todo"))
-            + f"; {len(todo)} would run (dry run: nothing was run)")
-        return Counter(n) + Counter(would_run=len(todo))
-    if tuned: log(f"using the search's tuned lr / weight_decay / batch_size for {len({c.group for c in tuned})} group(s)")
-    claim_study_folder(folder, study)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_study_record(study, folder, fps)
-    counts = Counter(skipped=n["done"], running=n["running"], changed=0 if rerun_changed else n["changed"],
-                     old_failed=0 if retry_failed else n["failed"])
-    t0 = time.time()
-    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"grid {study.name}", unit="cell", disable=not progress, file=sys.stderr)
+    if dry_run: return dry_run_summary(study, cells, states, todo, log)
+    open_study_folder(study, folder, fps)
+    counts = Counter(skipped=n["done"], running=n["running"], changed=0 if rerun_changed else n["changed"], old_failed=0 if retry_failed else n["failed"])
+    t0, bar = time.time(), tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"grid {study.name}", unit="cell", disable=not progress, file=sys.stderr)
     def on_done(cell, state):
         counts[state] += 1; bar.update(1)
         if state == "failed": log(f"failed: {cell.key} (see {cell_dir(folder, cell) / 'error.txt'})")
-    if study.tracking == "mlflow":   # the store, once, before cells race to create it
-        from attnmed.tracking import mlflow_experiment, tracking_uri
-        mlflow_experiment(tracking_uri("mlflow", study.tracking_uri, folder), study.name)
     kwargs_of = lambda c: dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=cell_data_fingerprint(study, c, fps))
     try:
         if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done)
         else: run_local(todo, folder, notebook, jobs or auto_jobs(study.device, len(todo), gpus), gpus, kwargs_of, on_done)
-    except (KeyboardInterrupt, OSError):
+    except (KeyboardInterrupt, OSError):   # interrupted: the results so far are written and summed up
         bar.close(); _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder)); raise
-    bar.close()
-    _write_results(folder, study)
-    log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder))
+    bar.close(); _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder))
     counts["failed"] += counts.pop("old_failed", 0)
     return counts
 

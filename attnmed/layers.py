@@ -8,6 +8,7 @@ import math
 import torch
 from torch import nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['GatedResidual', 'SelfAttention2d', 'LocalSelfAttention2d', 'tile_channels', 'MLDAMHead']
@@ -143,59 +144,66 @@ class MLDAMHead(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * hw[0] * hw[1], c), nn.ReLU(), nn.Dropout(dropout),
                                   nn.Linear(c, c // 2), nn.ReLU(), nn.Dropout(dropout), nn.Linear(c // 2, n_out))
 
-    def levels(self,
-               a,    # the shallow level's feature map
-               b,    # the middle level's
-               c     # the deep level's
-              ):
-        size = c.shape[-2:]
-        return tile_channels(F.adaptive_avg_pool2d(a, size), c.shape[1]), tile_channels(F.adaptive_avg_pool2d(b, size), c.shape[1]), c
+# %% ../nbs/02a_layers.ipynb #c015apa
+@patch
+def levels(self:MLDAMHead,
+           a,    # the shallow level's feature map
+           b,    # the middle level's
+           c     # the deep level's
+          ):
+    size = c.shape[-2:]
+    return tile_channels(F.adaptive_avg_pool2d(a, size), c.shape[1]), tile_channels(F.adaptive_avg_pool2d(b, size), c.shape[1]), c
 
-    def pam(self,
-            q,    # queries
-            k,    # keys
-            v     # values
+@patch
+def pam(self:MLDAMHead,
+        q,    # queries
+        k,    # keys
+        v     # values
+       ):
+    "The position branch: `attention(v) + v`."
+    if self.mode == "none": return v
+    B, C, H, W = v.shape
+    q, k, v_ = (t.flatten(2) for t in (q, k, v))                   # B x C x HW
+    if self.mode == "seed":
+        att = torch.softmax((q.transpose(1, 2) @ k).flatten(1), -1).view(B, H * W, H * W)
+        return (v_ @ att).view(B, C, H, W) + v
+    out = F.scaled_dot_product_attention(q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None], v_.transpose(1, 2)[:, None])
+    return self.gamma_pam * out[:, 0].transpose(1, 2).reshape(B, C, H, W) + v
+
+@patch
+def cam(self:MLDAMHead,
+        v     # the feature map (N x C x H x W)
+       ):
+    "The channel branch: `attention(v) + v`."
+    if self.mode == "none": return v
+    B, C, H, W = v.shape
+    v_ = v.flatten(2)                                              # B x C x HW
+    if self.mode == "seed": return ((v_ @ v_.transpose(1, 2)) @ v_).view(B, C, H, W) + v
+    out = F.scaled_dot_product_attention(v_[:, None], v_[:, None], v_[:, None])[:, 0]
+    return self.gamma_cam * out.view(B, C, H, W) + v
+
+# %% ../nbs/02a_layers.ipynb #c015apb
+@patch
+def forward(self:MLDAMHead,
+            a,    # the shallow level's feature map
+            b,    # the middle level's
+            c     # the deep level's
            ):
-        "The position branch: `attention(v) + v`."
-        if self.mode == "none": return v
-        B, C, H, W = v.shape
-        q, k, v_ = (t.flatten(2) for t in (q, k, v))                   # B x C x HW
-        if self.mode == "seed":
-            att = torch.softmax((q.transpose(1, 2) @ k).flatten(1), -1).view(B, H * W, H * W)
-            return (v_ @ att).view(B, C, H, W) + v
-        out = F.scaled_dot_product_attention(q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None], v_.transpose(1, 2)[:, None])
-        return self.gamma_pam * out[:, 0].transpose(1, 2).reshape(B, C, H, W) + v
+    q, k, v = self.levels(a, b, c)
+    x = (self.bn_pam(F.relu(self.pam(q, k, v))) + self.bn_cam(F.relu(self.cam(v)))) / 2
+    return self.head(x)
 
-    def cam(self,
-            v     # the feature map (N x C x H x W)
-           ):
-        "The channel branch: `attention(v) + v`."
-        if self.mode == "none": return v
-        B, C, H, W = v.shape
-        v_ = v.flatten(2)                                              # B x C x HW
-        if self.mode == "seed": return ((v_ @ v_.transpose(1, 2)) @ v_).view(B, C, H, W) + v
-        out = F.scaled_dot_product_attention(v_[:, None], v_[:, None], v_[:, None])[:, 0]
-        return self.gamma_cam * out.view(B, C, H, W) + v
-
-    def forward(self,
-                a,    # the shallow level's feature map
-                b,    # the middle level's
-                c     # the deep level's
-               ):
-        q, k, v = self.levels(a, b, c)
-        x = (self.bn_pam(F.relu(self.pam(q, k, v))) + self.bn_cam(F.relu(self.cam(v)))) / 2
-        return self.head(x)
-
-    def attention_map(self,
-                      a,       # the shallow level's feature map
-                      b,       # the middle level's
-                      c,       # the deep level's
-                      out=None # the head's output
-                     ):
-        "Attention each position of C receives in the position branch (N x h x w); None for the control without attention."
-        if self.mode == "none": return None
-        q, k, v = self.levels(a, b, c)
-        B, C, H, W = v.shape
-        qf, kf = q.flatten(2).transpose(1, 2), k.flatten(2)
-        att = torch.softmax((qf @ kf).flatten(1), -1).view(B, H * W, H * W) if self.mode == "seed" else torch.softmax(qf @ kf / math.sqrt(C), -1)
-        return att.mean(1).view(B, H, W)
+@patch
+def attention_map(self:MLDAMHead,
+                  a,       # the shallow level's feature map
+                  b,       # the middle level's
+                  c,       # the deep level's
+                  out=None # the head's output
+                 ):
+    "Attention each position of C receives in the position branch (N x h x w); None for the control without attention."
+    if self.mode == "none": return None
+    q, k, v = self.levels(a, b, c)
+    B, C, H, W = v.shape
+    qf, kf = q.flatten(2).transpose(1, 2), k.flatten(2)
+    att = torch.softmax((qf @ kf).flatten(1), -1).view(B, H * W, H * W) if self.mode == "seed" else torch.softmax(qf @ kf / math.sqrt(C), -1)
+    return att.mean(1).view(B, H, W)

@@ -13,7 +13,7 @@ from .readers import IMAGE_SUFFIXES, SPLIT_NAMES
 from .study import check_study
 
 # %% auto #0
-__all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'check_for_study', 'new_study']
+__all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'check_for_study', 'study_lines', 'new_study']
 
 # %% ../nbs/07e_new_study.ipynb #c005
 LABEL_NAMES = ("label", "labels", "diagnosis", "class", "target", "finding", "dx", "y")
@@ -64,6 +64,35 @@ def check_for_study(spec:dict # the dataset entry attnmed-init is about to write
     per = table.groupby("split")["label"].nunique()
     if (per < 2).any(): raise DataError(f"{spec['path']}: split '{per[per < 2].index[0]}' would hold only one class; every split needs images of at least two classes")
 
+# %% ../nbs/07e_new_study.ipynb #c008d
+def study_lines(spec:dict,        # the dataset entry (format, path, columns)
+                name:str,         # the study's name
+                rel:Path,         # the data's path relative to the YAML file
+                splits:list,      # the official splits found
+                description:str,  # the study's description
+                arch:str,         # the backbone
+                epochs:int,       # training epochs per cell
+                image_size:int    # pixels per side
+               ) -> list:
+    "`(YAML line, comment)` pairs of the study `new_study` writes; every value taken from the data is quoted (a JSON string is a YAML one), so no name of a file, folder or column becomes YAML."
+    split_note = f"official splits found: {', '.join(splits)}" if splits else "no split given: 15 % validation and 20 % test are carved (by patient where known)"
+    q = lambda v: json.dumps(str(v), ensure_ascii=False)
+    return [(f"name: {q(name)}", ""),
+            (f"description: {q(description)}", ""),
+            ("datasets:", ""), (f"  - name: {q(name)}", ""), (f"    format: {spec['format']}", ""),
+            (f"    path: {q(rel.as_posix())}", f"relative to this file; {split_note}"),
+            *[(f"    {k}: {q(v)}", "") for k, v in spec.items() if k.endswith("_column")],
+            ("    # channels: 1", "1 for greyscale modalities (X-ray, CT, mammography); default: RGB"),
+            *([("    # patient_pattern: '^(\\w+)_'", "a regular expression whose group is the patient id in a file name")] if spec["format"] == "folder" else []),
+            (f"archs: [{arch}]", "also: resnet50, densenet121, efficientnet_b0, vgg16, ... (attnmed.models.ARCHS)"),
+            ("attentions: [none, se]", "none = the baseline; also cbam, eca, nonlocal, ga, la, ela, mhsa, mldam"),
+            ("augment: [false]", "[false, true] adds the augmentation axis"),
+            ("seeds: [0, 1, 2]", "each seed: same initial weights and batches for every variant (paired); 5+ for a firmer answer"),
+            (f"epochs: {epochs}", ""), (f"image_size: {image_size}", "224 for the published studies' setting"),
+            ("batch_size: 32", ""), ("lr: 0.001", ""),
+            ("pretrained: false", "true: ImageNet weights (downloaded once by timm; what most medical studies use)"),
+            ("device: auto", "cuda when available, else cpu")]
+
 # %% ../nbs/07e_new_study.ipynb #c008c
 def new_study(path:str|Path,         # a folder with one sub-folder per class (optionally under train/ val/ test/), or a CSV listing images and labels
               out:str|Path|None=None,# the YAML to write (default: <name>.yaml in the working folder)
@@ -84,23 +113,8 @@ def new_study(path:str|Path,         # a folder with one sub-folder per class (o
     check_for_study(spec)   # "as the grid will": refused here, not after the study was written
     counts, n, splits = _class_counts(spec)
     rel = Path(__import__("os").path.relpath(path, out.parent))
-    split_note = f"official splits found: {', '.join(splits)}" if splits else "no split given: 15 % validation and 20 % test are carved (by patient where known)"
-    q = lambda v: json.dumps(str(v), ensure_ascii=False)   # every value from the data quoted (a JSON string is a YAML one): no name of a file, folder or column becomes YAML
-    lines = [(f"name: {q(name)}", ""),
-             (f"description: {q(f'Does attention help {arch} on {name}? ({n} images; {counts})')}", ""),
-             ("datasets:", ""), (f"  - name: {q(name)}", ""), (f"    format: {spec['format']}", ""),
-             (f"    path: {q(rel.as_posix())}", f"relative to this file; {split_note}"),
-             *[(f"    {k}: {q(v)}", "") for k, v in spec.items() if k.endswith("_column")],
-             ("    # channels: 1", "1 for greyscale modalities (X-ray, CT, mammography); default: RGB"),
-             *([("    # patient_pattern: '^(\\w+)_'", "a regular expression whose group is the patient id in a file name")] if spec["format"] == "folder" else []),
-             (f"archs: [{arch}]", "also: resnet50, densenet121, efficientnet_b0, vgg16, ... (attnmed.models.ARCHS)"),
-             ("attentions: [none, se]", "none = the baseline; also cbam, eca, nonlocal, ga, la, ela, mhsa, mldam"),
-             ("augment: [false]", "[false, true] adds the augmentation axis"),
-             ("seeds: [0, 1, 2]", "each seed: same initial weights and batches for every variant (paired); 5+ for a firmer answer"),
-             (f"epochs: {epochs}", ""), (f"image_size: {image_size}", "224 for the published studies' setting"),
-             ("batch_size: 32", ""), ("lr: 0.001", ""),
-             ("pretrained: false", "true: ImageNet weights (downloaded once by timm; what most medical studies use)"),
-             ("device: auto", "cuda when available, else cpu")]
+    lines = study_lines(spec, name, rel, splits, f"Does attention help {arch} on {name}? ({n} images; {counts})", arch, epochs, image_size)
+    q = lambda v: json.dumps(str(v), ensure_ascii=False)
     width = max(len(c) for c, note in lines if note) + 2
     text = (f"# A study of {what}: {q(path)}\n# Written by attnmed-init. Run it:   attnmed-grid {q(out.name)} --out outputs   then   attnmed-report {q('outputs/' + name)}\n"
             "# Every key and its alternatives: the tables in the README's \"A study\" section.\n"

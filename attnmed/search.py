@@ -13,7 +13,7 @@ from .study import check_study, load_checked_study, study_cells, study_folder, b
 from .train import train_cell, cell_dataset, NonFiniteLossError
 
 # %% auto #0
-__all__ = ['search_groups', 'OptunaPruning', 'train_trial', 'run_search']
+__all__ = ['search_groups', 'OptunaPruning', 'train_trial', 'group_study', 'best_result', 'run_search']
 
 # %% ../nbs/07c_search.ipynb #c005
 def search_groups(study:Study # a checked `Study`
@@ -66,6 +66,33 @@ def _sampler_and_pruner(search:dict, group:str):
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) if search["pruner"] == "median" else optuna.pruners.NopPruner()
     return sampler, pruner
 
+# %% ../nbs/07c_search.ipynb #c011b
+def group_study(group:str,  # the group's key (its Optuna study name)
+                search:dict, # the study's search block
+                storage:str, # the Optuna storage URL
+                db:Path      # the database file, for messages
+               ):
+    "The group's Optuna study, created or resumed; a damaged database is one line naming the file."
+    import optuna
+    sampler, pruner = _sampler_and_pruner(search, group)
+    try: return optuna.create_study(study_name=group, storage=storage, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
+    except Exception as e:   # SQLAlchemy / Optuna errors on a damaged file: one line naming it
+        raise StudyConfigError(f"cannot be opened as the search's Optuna database ({type(e).__name__}: {str(e).splitlines()[0][:200]}); move it away to start the search afresh", db) from None
+
+# %% ../nbs/07c_search.ipynb #c011c
+def best_result(cell:Cell,  # the group's cell (its first seed)
+                st,         # the group's Optuna study
+                search:dict # the study's search block
+               ) -> dict|None:
+    "What the group's `best.json` holds: the best trial's parameters and value, the trial counts, the space; None when no trial finished."
+    from optuna.trial import TrialState
+    finished = [t for t in st.trials if t.state == TrialState.COMPLETE]
+    if not finished: return None
+    b = st.best_trial
+    return dict(group=cell.group, params=dict(b.params), value=b.value, trial=b.number, n_complete=len(finished),
+                n_pruned=sum(t.state == TrialState.PRUNED for t in st.trials), n_failed=sum(t.state == TrialState.FAIL for t in st.trials),
+                epochs=cell.parameters()["epochs"], seed=cell.seed, space={k: search[k] for k in ("lr", "weight_decay", "batch_size")})
+
 # %% ../nbs/07c_search.ipynb #c011a
 def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`)
                out:str|Path="outputs", # the output folder
@@ -88,13 +115,8 @@ def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`
     for cell in search_groups(study):
         g = cell.group
         if only and only not in g: continue
-        sampler, pruner = _sampler_and_pruner(search, g)
-        try: st = optuna.create_study(study_name=g, storage=storage, direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
-        except Exception as e:   # SQLAlchemy / Optuna errors on a damaged file: one line naming it
-            raise StudyConfigError(f"cannot be opened as the search's Optuna database ({type(e).__name__}: {str(e).splitlines()[0][:200]}); move it away to start the search afresh",
-                                   study_dir / "search.sqlite3") from None
-        done = sum(t.state in counted for t in st.trials)
-        t0 = time.time()
+        st = group_study(g, search, storage, study_dir / "search.sqlite3")
+        done, t0 = sum(t.state in counted for t in st.trials), time.time()
         def objective(trial):
             lr = trial.suggest_float("lr", *search["lr"], log=True)
             wd = trial.suggest_float("weight_decay", *search["weight_decay"], log=True)
@@ -104,14 +126,10 @@ def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`
             log(f"search {g}: {done} of {search['trials']} trials done, running {search['trials'] - done}")
             st.optimize(objective, n_trials=search["trials"] - done, catch=(NonFiniteLossError,),
                         callbacks=[optuna.study.MaxTrialsCallback(search["trials"], states=counted)])
-        finished = [t for t in st.trials if t.state == TrialState.COMPLETE]
-        if not finished: log(f"search {g}: no trial finished (all failed or pruned); no parameters written"); continue
-        b = st.best_trial
-        result = dict(group=g, params=dict(b.params), value=b.value, trial=b.number, n_complete=len(finished),
-                      n_pruned=sum(t.state == TrialState.PRUNED for t in st.trials), n_failed=sum(t.state == TrialState.FAIL for t in st.trials),
-                      epochs=cell.parameters()["epochs"], seed=cell.seed, space={k: search[k] for k in ("lr", "weight_decay", "batch_size")})
+        result = best_result(cell, st, search)
+        if result is None: log(f"search {g}: no trial finished (all failed or pruned); no parameters written"); continue
         atomic_write_text(best_file(study_dir, cell), json.dumps(result, indent=2))
-        best[g] = result
-        log(f"search {g}: best validation balanced accuracy {b.value:.3f} with lr={b.params['lr']:.2g}, weight_decay={b.params['weight_decay']:.2g}, "
-            f"batch_size={b.params['batch_size']} ({len(finished)} complete, {result['n_pruned']} pruned; {time.time() - t0:.0f}s)")
+        best[g], p = result, result["params"]
+        log(f"search {g}: best validation balanced accuracy {result['value']:.3f} with lr={p['lr']:.2g}, weight_decay={p['weight_decay']:.2g}, "
+            f"batch_size={p['batch_size']} ({result['n_complete']} complete, {result['n_pruned']} pruned; {time.time() - t0:.0f}s)")
     return best

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
+from fastcore.basics import patch
 from .data import SPLITS, DataError, DatasetFormat, ImageSplits, Option, read_npz_splits, register_format, save_npz
 
 # %% auto #0
@@ -43,16 +44,16 @@ def _paste(full:torch.Tensor, local:torch.Tensor, oy, ox):
     return full
 
 # %% ../nbs/01a_synthetic.ipynb #c007
-def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, size:int, visibility:float, g:torch.Generator):
-    "Render one chunk of synth-derm images; returns uint8 images (N,S,S,3), evidence and shortcut masks, and lesion radii."
-    n = len(labels); yy, xx = _grid(size); yy, xx = yy[None], xx[None]
-    px = 1.0 / size
-    # skin: base colour, low-frequency shading, noise
+def _derm_skin(n, yy, xx, g):
+    "Skin: a base colour with low-frequency shading (N,3,S,S)."
     base = torch.tensor([0.87, 0.68, 0.58]) + 0.05 * torch.randn(n, 3, generator=g)
     a, b, ph = _u(g, n, 1, 1, lo=-1, hi=1), _u(g, n, 1, 1, lo=-1, hi=1), _u(g, n, 1, 1, hi=2 * math.pi)
     shade = 1 + 0.06 * (a * (xx - .5) + b * (yy - .5)) + 0.03 * torch.sin(2 * math.pi * (xx * a + yy * b) + ph)
-    img = base[:, :, None, None] * shade[:, None]
-    # lesion: irregular, eccentric blob
+    return base[:, :, None, None] * shade[:, None]
+
+# %% ../nbs/01a_synthetic.ipynb #c007b
+def _derm_lesion(img, n, yy, xx, px, g):
+    "An irregular, eccentric pigmented lesion laid over `img`; returns the image and the lesion's centre, radius and eccentricity."
     cy, cx = _u(g, n, 1, 1, lo=.38, hi=.62), _u(g, n, 1, 1, lo=.38, hi=.62)
     R = _u(g, n, 1, 1, lo=.15, hi=.28); ecc = _u(g, n, 1, 1, lo=.7, hi=1.0); rot = _u(g, n, 1, 1, hi=math.pi)
     dy, dx = yy - cy, xx - cx
@@ -65,9 +66,12 @@ def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, 
     lesion_a = torch.sigmoid((Rt - r) / max(0.012, px))
     lcol = torch.tensor([0.47, 0.29, 0.19]) * (1 + 0.15 * torch.randn(n, 1, generator=g)) 
     lesion_col = lcol[:, :, None, None] * (0.8 + 0.2 * (r / Rt).clamp(max=1))[:, None]
-    img = img * (1 - lesion_a[:, None]) + lesion_col * lesion_a[:, None]
-    # label evidence: a cluster of dark globules inside the lesion (positives only), drawn in a local window (fast)
-    n_dots = 7
+    return img * (1 - lesion_a[:, None]) + lesion_col * lesion_a[:, None], cy, cx, R, ecc
+
+# %% ../nbs/01a_synthetic.ipynb #c007c
+def _derm_globules(img, labels, cy, cx, R, ecc, size, px, visibility, g):
+    "The label's evidence: a cluster of dark globules inside the lesion (positives only), drawn in a local window (fast); returns the image and the evidence mask."
+    n, n_dots = len(labels), 7
     ang, rho = _u(g, n, 1, hi=2 * math.pi), _u(g, n, 1, hi=0.45) * R[:, 0]
     ccy, ccx = cy[:, 0] + rho * torch.sin(ang), cx[:, 0] + rho * torch.cos(ang) * ecc[:, 0]
     spread = max(0.04, 2.5 * px)
@@ -79,8 +83,12 @@ def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, 
     dot_a = _paste(torch.zeros(n, size, size), torch.sigmoid((rd[..., None, None] - d) / (0.35 * px)).amax(1), oy, ox)
     dot_a = dot_a * labels[:, None, None] * visibility
     evidence = _paste(torch.zeros(n, size, size, dtype=torch.bool), (d < 1.6 * rd[..., None, None]).any(1), oy, ox) & (labels[:, None, None] > 0)
-    img = img * (1 - dot_a[:, None]) + torch.tensor([0.16, 0.17, 0.27])[None, :, None, None] * dot_a[:, None]
-    # nuisance: hairs (slightly curved dark lines), drawn only on the images that have them
+    return img * (1 - dot_a[:, None]) + torch.tensor([0.16, 0.17, 0.27])[None, :, None, None] * dot_a[:, None], evidence
+
+# %% ../nbs/01a_synthetic.ipynb #c007d
+def _derm_hairs(img, hair, yy, xx, px, g):
+    "The nuisance: up to three slightly curved dark hairs, drawn (in place) only on the images that have them."
+    n = len(img)
     for _ in range(3):
         y0, x0, t = _u(g, n, 1, 1), _u(g, n, 1, 1), _u(g, n, 1, 1, hi=math.pi)
         k = _u(g, n, 1, 1, lo=-2, hi=2)
@@ -92,7 +100,12 @@ def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, 
         dist = ((xx - x0) * -torch.sin(t) + (yy - y0) * torch.cos(t) + k * along ** 2).abs()
         ha = torch.sigmoid((max(0.0035, 0.5 * px) - dist) / (0.3 * px))[:, None]
         img[idx] = img[idx] * (1 - 0.85 * ha) + 0.85 * ha * 0.12
-    # shortcut: a ruler on the top or bottom border
+    return img
+
+# %% ../nbs/01a_synthetic.ipynb #c007e
+def _derm_ruler(img, shortcut, R, yy, xx, px, g):
+    "The shortcut: a ruler on the top or bottom border of the images that carry it; returns the image and the shortcut mask."
+    n = len(img)
     top = _u(g, n, 1, 1) < 0.5
     y_lo = torch.where(top, torch.full_like(R, 0.03), torch.full_like(R, 0.89))
     x_lo = _u(g, n, 1, 1, lo=0.04, hi=0.3)
@@ -100,7 +113,18 @@ def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, 
     band = band & (shortcut[:, None, None] > 0)
     ticks = (torch.remainder((xx - x_lo) / max(0.04, 2 * px), 1.0) < 0.35)
     ruler = torch.where(ticks, torch.tensor(0.15), torch.tensor(0.93))
-    img = torch.where(band[:, None], ruler[:, None].expand_as(img), img)
+    return torch.where(band[:, None], ruler[:, None].expand_as(img), img), band
+
+# %% ../nbs/01a_synthetic.ipynb #c007f
+def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, size:int, visibility:float, g:torch.Generator):
+    "Render one chunk of synth-derm images; returns uint8 images (N,S,S,3), evidence and shortcut masks, and lesion radii. The parts draw from `g` in a fixed order: skin, lesion, globules, hairs, ruler, noise."
+    n = len(labels); yy, xx = _grid(size); yy, xx = yy[None], xx[None]
+    px = 1.0 / size
+    img = _derm_skin(n, yy, xx, g)
+    img, cy, cx, R, ecc = _derm_lesion(img, n, yy, xx, px, g)
+    img, evidence = _derm_globules(img, labels, cy, cx, R, ecc, size, px, visibility, g)
+    img = _derm_hairs(img, hair, yy, xx, px, g)
+    img, band = _derm_ruler(img, shortcut, R, yy, xx, px, g)
     img = img + 0.02 * torch.randn(img.shape, generator=g)
     img = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
     return img, evidence, band, R.flatten()
@@ -203,9 +227,8 @@ def _tissue_texture(n:int, size:int, g:torch.Generator, amplitude_exponent:float
     return (t - t.mean((1, 2), keepdim=True)) / t.std((1, 2), keepdim=True)
 
 # %% ../nbs/01a_synthetic.ipynb #c017a
-def _render_mammo(labels, shortcut, dense, size, visibility, g, calc_fraction=0.5):
-    "Render one chunk of synth-mammo images; returns uint8 images (N,S,S), evidence and shortcut masks, and the calcification flag."
-    n = len(labels); yy, xx = _grid(size); yy, xx = yy[None], xx[None]; px = 1.0 / size
+def _mammo_breast(n, yy, xx, px, size, dense, g):
+    "The breast on the left or right edge, its tissue texture and (where `dense`) a dense region; returns the image, the breast's mask, side, centre and radii."
     left = _u(g, n, 1, 1) < 0.5
     cx = torch.where(left, torch.zeros(n, 1, 1), torch.ones(n, 1, 1))
     cy, ry, rx = _u(g, n, 1, 1, lo=.45, hi=.55), _u(g, n, 1, 1, lo=.40, hi=.49), _u(g, n, 1, 1, lo=.55, hi=.85)
@@ -215,22 +238,24 @@ def _render_mammo(labels, shortcut, dense, size, visibility, g, calc_fraction=0.
     tissue = (0.42 + 0.10 * tex) * (0.7 + 0.3 * (1 - r).clamp(0, 1) ** 0.3)
     dense_region = torch.sigmoid((0.55 - r) / 0.08) * (1 + 0.4 * _tissue_texture(n, size, g)).clamp(min=0)
     tissue = tissue + 0.22 * dense_region * dense[:, None, None]
-    img = 0.03 + breast * tissue
-    # label evidence, inside the breast: a mass or a calcification cluster, drawn in a local window
+    return 0.03 + breast * tissue, breast, left, cy, ry, rx
+
+# %% ../nbs/01a_synthetic.ipynb #c017c
+def _mammo_lesion(img, breast, labels, left, cy, ry, rx, size, px, visibility, calc_fraction, g):
+    "The label's evidence inside the breast: a lobulated mass or a cluster of calcifications, drawn in a local window; returns the image, the evidence mask and the calcification flag."
+    n = len(labels)
     is_calc = (_u(g, n) < calc_fraction) & (labels > 0)
     rho, ang = _u(g, n, lo=.2, hi=.65), _u(g, n, lo=-1.2, hi=1.2)
     ly = cy[:, 0, 0] + ry[:, 0, 0] * rho * torch.sin(ang)
     lx = torch.where(left[:, 0, 0], rx[:, 0, 0] * rho * torch.cos(ang), 1 - rx[:, 0, 0] * rho * torch.cos(ang))
     oy, ox, wy, wx = _local_window(ly, lx, 0.075 + 3 * px, size)
     dy, dx = wy[:, :, None] - ly[:, None, None], wx[:, None, :] - lx[:, None, None]
-    # mass: lobulated border
-    Rm = _u(g, n, 1, 1, lo=.035, hi=.055); th = torch.atan2(dy, dx); border = torch.ones_like(th)
+    Rm = _u(g, n, 1, 1, lo=.035, hi=.055); th = torch.atan2(dy, dx); border = torch.ones_like(th)   # mass: lobulated border
     for k in (3, 5, 7): border = border + _u(g, n, 1, 1, hi=0.12) * torch.cos(k * th + _u(g, n, 1, 1, hi=2 * math.pi))
     d = torch.sqrt(dy ** 2 + dx ** 2)
     mass_a = torch.sigmoid((Rm * border - d) / max(0.006, 0.7 * px))
     mass_ev = d < Rm * border * 1.05
-    # calcifications: tiny bright specks
-    n_c = 9
+    n_c = 9   # calcifications: tiny bright specks
     cys = ly[:, None] + 0.022 * torch.randn(n, n_c, generator=g).clamp(-2.5, 2.5)
     cxs = lx[:, None] + 0.022 * torch.randn(n, n_c, generator=g).clamp(-2.5, 2.5)
     present = torch.arange(n_c)[None] < torch.randint(6, n_c + 1, (n, 1), generator=g)
@@ -242,7 +267,14 @@ def _render_mammo(labels, shortcut, dense, size, visibility, g, calc_fraction=0.
     local_ev = torch.where(is_calc[:, None, None], calc_ev, mass_ev)
     ev_a = _paste(torch.zeros(n, size, size), local_a, oy, ox) * labels[:, None, None]
     evidence = _paste(torch.zeros(n, size, size, dtype=torch.bool), local_ev, oy, ox) & (labels[:, None, None] > 0)
-    img = img + ev_a * breast
+    return img + ev_a * breast, evidence, is_calc
+
+# %% ../nbs/01a_synthetic.ipynb #c017d
+def _render_mammo(labels, shortcut, dense, size, visibility, g, calc_fraction=0.5):
+    "Render one chunk of synth-mammo images; returns uint8 images (N,S,S), evidence and shortcut masks, and the calcification flag. The parts draw from `g` in a fixed order: breast, lesion, marker, noise."
+    n = len(labels); yy, xx = _grid(size); yy, xx = yy[None], xx[None]; px = 1.0 / size
+    img, breast, left, cy, ry, rx = _mammo_breast(n, yy, xx, px, size, dense, g)
+    img, evidence, is_calc = _mammo_lesion(img, breast, labels, left, cy, ry, rx, size, px, visibility, calc_fraction, g)
     # shortcut: a text-like marker block in the top corner away from the breast
     bw, bh = 0.2, max(0.07, 3 * px)
     x0 = torch.where(left, torch.full_like(cy, 0.95 - bw), torch.full_like(cy, 0.05)); y0 = _u(g, n, 1, 1, lo=0.03, hi=0.08)
@@ -297,62 +329,77 @@ class Synthetic(DatasetFormat):
     path_kind = "a folder for the generated cache"
     options = (Option("kind", str, "synth-derm", "which benchmark", choices=("synth-derm", "synth-mammo", "synth-pair")), *SYNTHETIC_OPTIONS)
 
-    def options_for(self, spec):
-        kind = spec.get("kind", "synth-derm")
-        # an unhashable or unknown kind adds no options; `values` then refuses it by name
-        return self.options + (SYNTHETIC_KINDS[kind].options if isinstance(kind, str) and kind in SYNTHETIC_KINDS else ())
+# %% ../nbs/01a_synthetic.ipynb #c023pa
+@patch
+def options_for(self:Synthetic, spec):
+    kind = spec.get("kind", "synth-derm")
+    # an unhashable or unknown kind adds no options; `values` then refuses it by name
+    return self.options + (SYNTHETIC_KINDS[kind].options if isinstance(kind, str) and kind in SYNTHETIC_KINDS else ())
 
-    def documented_options(self):
-        return [(o, "") for o in self.options] + [(o, f"kind {k} only: ") for k, kind in SYNTHETIC_KINDS.items() for o in kind.options]
+@patch
+def documented_options(self:Synthetic):
+    return [(o, "") for o in self.options] + [(o, f"kind {k} only: ") for k, kind in SYNTHETIC_KINDS.items() for o in kind.options]
 
-    def generator_options(self,
-                          spec  # a dataset entry of a study (name, format, path, options)
-                         ) -> dict:
-        return {k: v for k, v in self.values(spec).items() if k != "kind"}
+@patch
+def generator_options(self:Synthetic,
+                      spec  # a dataset entry of a study (name, format, path, options)
+                     ) -> dict:
+    return {k: v for k, v in self.values(spec).items() if k != "kind"}
 
-    def check_files(self, spec):
-        p = Path(spec["path"])
-        if p.exists() and not p.is_dir(): raise DataError(f"dataset '{spec['name']}': path {p} exists and is not a folder (synthetic data is cached in a folder)")
+@patch
+def check_files(self:Synthetic, spec):
+    p = Path(spec["path"])
+    if p.exists() and not p.is_dir(): raise DataError(f"dataset '{spec['name']}': path {p} exists and is not a folder (synthetic data is cached in a folder)")
 
-    def fingerprint(self, spec, size) -> str:
-        key = dict(self.values(spec), size=size, version=GENERATOR_VERSION)
-        return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+@patch
+def fingerprint(self:Synthetic, spec, size) -> str:
+    key = dict(self.values(spec), size=size, version=GENERATOR_VERSION)
+    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
-    def memory_estimate(self, spec, size):
-        o = self.values(spec)
-        n = o["n_train"] + o["n_val"] + o["n_test"] * (2 if o["ood_shortcut"] is not None else 1)
-        return int(n * size * size * (3 + 2 + 3))   # RGB images, two masks, and the generator's working copies (about one image more)
+@patch
+def memory_estimate(self:Synthetic, spec, size):
+    o = self.values(spec)
+    n = o["n_train"] + o["n_val"] + o["n_test"] * (2 if o["ood_shortcut"] is not None else 1)
+    return int(n * size * size * (3 + 2 + 3))   # RGB images, two masks, and the generator's working copies (about one image more)
 
-    def cached_arrays(self, spec, size):
-        f = self.cache_file(spec, size)
-        return f if f.exists() else None
+@patch
+def cached_arrays(self:Synthetic, spec, size):
+    f = self.cache_file(spec, size)
+    return f if f.exists() else None
 
-    def cache_file(self,
-                   spec, # a dataset entry of a study (name, format, path, options)
-                   size  # image size in pixels (square)
-                  ) -> Path:
-        "Where the generated dataset for `spec` at `size` px is cached."
-        return Path(spec["path"]) / f"{spec.get('kind', 'synth-derm')}_{size}_{self.fingerprint(spec, size)}.npz"
+# %% ../nbs/01a_synthetic.ipynb #c023pb
+@patch
+def cache_file(self:Synthetic,
+               spec, # a dataset entry of a study (name, format, path, options)
+               size  # image size in pixels (square)
+              ) -> Path:
+    "Where the generated dataset for `spec` at `size` px is cached."
+    return Path(spec["path"]) / f"{spec.get('kind', 'synth-derm')}_{size}_{self.fingerprint(spec, size)}.npz"
 
-    def prepare(self, spec, size) -> Path:
-        f = self.cache_file(spec, size)
-        if not f.exists(): save_npz(f, generate(spec.get("kind", "synth-derm"), size=size, **self.generator_options(spec)))
-        return f
+@patch
+def prepare(self:Synthetic, spec, size) -> Path:
+    f = self.cache_file(spec, size)
+    if not f.exists(): save_npz(f, generate(spec.get("kind", "synth-derm"), size=size, **self.generator_options(spec)))
+    return f
 
-    def load(self, spec, size) -> ImageSplits:
-        return read_npz_splits(self.prepare(spec, size), name=spec["name"], class_names=["negative", "positive"])
+@patch
+def load(self:Synthetic, spec, size) -> ImageSplits:
+    return read_npz_splits(self.prepare(spec, size), name=spec["name"], class_names=["negative", "positive"])
 
-    def resampled(self, spec, seed) -> dict:
-        "A fresh sample of the benchmark (train, validation and test) for each seed."
-        return {**spec, "seed": (int(spec.get("seed", 0)) + 7919 * (int(seed) + 1)) % 2 ** 32}
+@patch
+def resampled(self:Synthetic, spec, seed) -> dict:
+    "A fresh sample of the benchmark (train, validation and test) for each seed."
+    return {**spec, "seed": (int(spec.get("seed", 0)) + 7919 * (int(seed) + 1)) % 2 ** 32}
 
-    def example(self, root) -> dict:
-        return dict(format="synthetic", path=str(root), n_train=48, n_val=16, n_test=24, shortcut_train=0.9, label_noise=0.1)
+@patch
+def example(self:Synthetic, root) -> dict:
+    return dict(format="synthetic", path=str(root), n_train=48, n_val=16, n_test=24, shortcut_train=0.9, label_noise=0.1)
 
-    def counterfactual_tests(self, spec, size) -> dict:
-        "The test split as rendered, with the shortcut removed, and flipped: `{mode: (uint8 images, labels)}`."
-        out = {}
-        for mode in SHORTCUT_MODES:
-            d = generate(spec.get("kind", "synth-derm"), size=size, shortcut_mode=mode, **self.generator_options(spec))
-            out[mode] = (d["test_images"], d["test_labels"][:, 0])
-        return out
+@patch
+def counterfactual_tests(self:Synthetic, spec, size) -> dict:
+    "The test split as rendered, with the shortcut removed, and flipped: `{mode: (uint8 images, labels)}`."
+    out = {}
+    for mode in SHORTCUT_MODES:
+        d = generate(spec.get("kind", "synth-derm"), size=size, shortcut_mode=mode, **self.generator_options(spec))
+        out[mode] = (d["test_images"], d["test_labels"][:, 0])
+    return out

@@ -93,6 +93,24 @@ def write_sample_isic2019(root:str|Path,      # folder to write into
 CBIS_CASE_FILES = {("mass", "train"): "mass_case_description_train_set.csv", ("mass", "test"): "mass_case_description_test_set.csv",
                    ("calc", "train"): "calc_case_description_train_set.csv", ("calc", "test"): "calc_case_description_test_set.csv"}
 
+# %% ../nbs/00b_testing.ipynb #c010h
+def _cbis_jpegs(root, prefix, images, start):
+    "Save `images` ((series, description, pixels)) as the JPEG export does; their `dicom_info.csv` rows, numbered from `start` + 1."
+    rows = []
+    for s, desc, a in images:
+        rel = f"CBIS-DDSM/jpeg/{s}/1-{start + len(rows) + 1}.jpg"
+        save_image(root / rel[len("CBIS-DDSM/"):], a)
+        rows.append(dict(file_path=f"CBIS-DDSM/dicom/{s}/1-1.dcm", image_path=rel, PatientID=prefix, SeriesInstanceUID=s, SeriesDescription=desc, Modality="MG"))
+    return rows
+
+# %% ../nbs/00b_testing.ipynb #c010i
+def _cbis_row(kind, pid, view, malignant, full_rel, crop_rel, roi_rel):
+    "One row of a case-description CSV, with the stray newlines the published CSVs have in their path cells (and the mass / calc spelling of breast density)."
+    return {"patient_id": pid, "breast_density" if kind == "mass" else "breast density": 2, "left or right breast": "LEFT",
+            "image view": view, "abnormality id": 1, "abnormality type": kind, "assessment": 4,
+            "pathology": "MALIGNANT" if malignant else ("BENIGN" if view == "CC" else "BENIGN_WITHOUT_CALLBACK"), "subtlety": 3,
+            "image file path": full_rel + "\n", "cropped image file path": crop_rel + "\n", "ROI mask file path": roi_rel + "\n"}
+
 # %% ../nbs/00b_testing.ipynb #c010a
 def write_sample_cbis_ddsm(root:str|Path,     # folder to write into
                            n_patients:int=12, # patients
@@ -117,20 +135,12 @@ def write_sample_cbis_ddsm(root:str|Path,     # folder to write into
                 if swapped: crop_rel, roi_rel = roi_rel, crop_rel
                 full, crop = blob_image(rng, malignant, 64, 1), blob_image(rng, malignant, 40, 1)
                 mask = np.where(blob_image(rng, 1, 40, 1) > 150, 255, 0).astype(np.uint8)
-                if jpeg:
-                    for s, desc, a in [(s_full, "full mammogram images", full), (s_crop, "cropped images", crop), (s_crop, "ROI mask images", mask)]:
-                        rel = f"CBIS-DDSM/jpeg/{s}/1-{len(info) + 1}.jpg"
-                        save_image(root / rel[len("CBIS-DDSM/"):], a)
-                        info.append(dict(file_path=f"CBIS-DDSM/dicom/{s}/1-1.dcm", image_path=rel, PatientID=prefix, SeriesInstanceUID=s, SeriesDescription=desc, Modality="MG"))
+                if jpeg: info += _cbis_jpegs(root, prefix, [(s_full, "full mammogram images", full), (s_crop, "cropped images", crop), (s_crop, "ROI mask images", mask)], len(info))
                 else:
                     write_dicom(root / "CBIS-DDSM" / full_rel, full, "full mammogram images")
                     write_dicom(root / "CBIS-DDSM" / (roi_rel if swapped else crop_rel), crop, "")       # description left empty: pixels decide
                     write_dicom(root / "CBIS-DDSM" / (crop_rel if swapped else roi_rel), mask, "")
-                row = {"patient_id": pid, "breast_density" if kind == "mass" else "breast density": 2, "left or right breast": "LEFT",
-                       "image view": view, "abnormality id": 1, "abnormality type": kind, "assessment": 4,
-                       "pathology": "MALIGNANT" if malignant else ("BENIGN" if view == "CC" else "BENIGN_WITHOUT_CALLBACK"), "subtlety": 3,
-                       "image file path": full_rel + "\n", "cropped image file path": crop_rel + "\n", "ROI mask file path": roi_rel + "\n"}
-                rows.append(row)
+                rows.append(_cbis_row(kind, pid, view, malignant, full_rel, crop_rel, roi_rel))
         csv_dir = root / "csv" if jpeg else root
         csv_dir.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_csv(csv_dir / CBIS_CASE_FILES[(kind, split)], index=False)

@@ -119,3 +119,25 @@ def test_saving_a_notebook_in_jupyterlab_leaves_nbs_clean(tmp_path):
         code[0].outputs = [nbformat.v4.new_output("stream", text="hello\n")]
         run(cm.save(dict(type="notebook", format="json", content=nb), f"outputs/{name}"))      # elsewhere: saved as Lab saves it
         assert "hello" in (tmp_path / "outputs" / name).read_text()
+
+def exported_cells():
+    "(notebook, cell id, non-blank code lines, definitions) of every exported code cell of nbs/ but the import cells; definitions are top-level functions, classes and assigned names."
+    import ast, json
+    for f in sorted((ROOT / "nbs").glob("[0-9]*.ipynb")):
+        for c in json.loads(f.read_text())["cells"]:
+            src = "".join(c["source"])
+            if c["cell_type"] != "code" or not src.lstrip().startswith("#| export"): continue
+            code = "\n".join(l for l in src.splitlines() if not l.startswith("#|"))
+            body = ast.parse(code).body
+            if all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body): continue
+            names = [n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+            names += [t for n in body if isinstance(n, (ast.Assign, ast.AnnAssign)) for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)]
+            yield f.name, c.get("id"), len([l for l in code.splitlines() if l.strip()]), len(names)
+
+def test_exported_cells_hold_one_idea_each():
+    "The unit a reader moves in: no exported cell over 40 lines of code, and at most 1.3 definitions per exported cell on average (nbdev's and fastai's own notebooks: about one)."
+    cells = list(exported_cells())
+    long = [(nb, cid, n) for nb, cid, n, _ in cells if n > 40]
+    assert not long, f"exported cells over 40 lines: {long}"
+    per_cell = sum(d for *_, d in cells) / len(cells)
+    assert per_cell <= 1.3, f"{per_cell:.2f} definitions per exported cell; the most: {sorted(cells, key=lambda c: -c[3])[:5]}"
