@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 from .datasets import as_chw3
 from .models import attention_maps, create_model, get_arch, randomised_copy
+from .statistics import holm as holm_procedure   # the one Holm of the project (`holm` is concept_test's switch here)
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison',
            'relevance_mass', 'pointing_game', 'mask_auroc', 'localisation_scores', 'localisation_sentence',
            'shortcut_accuracies', 'randomisation_test', 'no_signal_images', 'top_share', 'no_signal_test',
-           'concept_test', 'holm_adjust', 'load_cell_model', 'normalised', 'cell_input_stats', 'predict_logits']
+           'concept_test', 'load_cell_model', 'normalised', 'cell_input_stats', 'predict_logits']
 
 # %% ../nbs/06_explain.ipynb #c005
 METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
@@ -279,18 +280,9 @@ def concept_test(scores:np.ndarray,   # the model's score per test item (e.g. th
     df = pd.DataFrame(rows)
     t = df.testable.astype(bool)
     df["p_holm"] = np.nan
-    if t.any(): df.loc[t, "p_holm"] = holm_adjust(df.loc[t, "p"].to_numpy(float)) if holm else df.loc[t, "p"]
+    if t.any(): df.loc[t, "p_holm"] = holm_procedure(df.loc[t, "p"].to_numpy(float))[0] if holm else df.loc[t, "p"]
     df["used"] = df.p_holm < alpha
     return df
-
-# %% ../nbs/06_explain.ipynb #c024a
-def holm_adjust(p:np.ndarray # p-values
-               ) -> np.ndarray:
-    "Holm's step-down adjusted p-values."
-    p = np.asarray(p, float); order = np.argsort(p); m = len(p)
-    adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
-    out = np.empty(m); out[order] = adj
-    return out
 
 # %% ../nbs/06_explain.ipynb #c028
 def load_cell_model(folder,      # a done cell's folder

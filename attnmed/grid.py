@@ -93,6 +93,7 @@ def run_cell(cell:Cell,                     # one cell of the grid
         for old in d.glob(".attempt-*"): shutil.rmtree(old, ignore_errors=True)   # left by a killed grid
         attempt.mkdir()
         params = cell_parameters(cell, tuned, attempt, fingerprint, data_fingerprint, study_dir=Path(folder).resolve())
+        if STOP.is_set(): return "not_started"   # interrupted before its kernel started: no kernel is started after Ctrl-C
         try: execute_notebook(notebook or notebook_path(), attempt / "experiment.ipynb", params, cwd=attempt, env=env, kernel_name=kernel_name)
         except NotebookError as e:
             if STOP.is_set(): return "interrupted"
@@ -164,24 +165,19 @@ def run_local(todo:list, # the cells to run
         g = slots.get()
         try: return run_cell(cell, folder, notebook, env=slot_env(g, jobs), **kwargs_of(cell))
         finally: slots.put(g)
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-    futures = {pool.submit(job, c): c for c in todo}
-    reported = set()
+    pool, main, presses = ThreadPoolExecutor(max_workers=max(1, jobs)), threading.current_thread() is threading.main_thread(), []
+    def interrupt(signum, frame):   # Ctrl-C: the running kernels are killed now, and every cell then ends as 'interrupted' or 'not_started'
+        presses.append(1)
+        if len(presses) >= 3: signal.signal(signal.SIGINT, signal.default_int_handler); raise KeyboardInterrupt   # a third press: leave at once
+        if not STOP.is_set(): STOP.set(); kill_running_kernels()
+    previous = signal.signal(signal.SIGINT, interrupt) if main else None   # no KeyboardInterrupt inside the executor's locks: it could leave one held
     try:
-        for f in as_completed(futures): reported.add(f); on_done(futures[f], f.result())
-    except KeyboardInterrupt:
-        quiet = threading.current_thread() is threading.main_thread()
-        if quiet: signal.signal(signal.SIGINT, signal.SIG_IGN)   # a second Ctrl-C while the kernels stop: no second traceback
-        try:
-            STOP.set(); kill_running_kernels()
-            for f in futures: f.cancel()
-            pool.shutdown(wait=True)
-            for f, c in futures.items():
-                if f not in reported: on_done(c, "not_started" if f.cancelled() else f.result())
-        finally:
-            if quiet: signal.signal(signal.SIGINT, signal.default_int_handler)
-        raise
-    finally: pool.shutdown(wait=False)
+        futures = {pool.submit(job, c): c for c in todo}
+        for f in as_completed(futures): on_done(futures[f], f.result())
+    finally:
+        if main: signal.signal(signal.SIGINT, previous)
+        pool.shutdown(wait=False)
+    if STOP.is_set(): raise KeyboardInterrupt
 
 # %% ../nbs/07d_grid.ipynb #c009f
 def run_ray(todo:list,     # the cells to run

@@ -278,7 +278,7 @@ class MLDAMNet(nn.Module):
                  backbone:nn.Module,   # the timm backbone
                  n_out:int,            # number of outputs (classes)
                  img_size:int,         # input image size in pixels
-                 mode:str="principled" # MLDAM's variant: attnmed or original
+                 mode:str="principled" # MLDAM's variant: principled, seed or none (`MLDAMHead`)
                 ):
         super().__init__()
         red = {f["reduction"]: f["module"] for f in getattr(backbone, "feature_info", [])}
@@ -307,7 +307,7 @@ class HeadAttention(AttentionVariant):
     def __init__(self,
                  name, # the variant's name
                  note, # one line on what it is
-                 mode  # MLDAM's variant: attnmed or original
+                 mode  # MLDAM's variant: principled, seed or none (`MLDAMHead`)
                 ):
         super().__init__(name, note, "head: levels at strides 8, 16 and the last features"); self.mode = mode
     def supports(self, arch):

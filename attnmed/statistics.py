@@ -12,8 +12,8 @@ from scipy import stats
 
 # %% auto #0
 __all__ = ['RATIOS', 'VERDICTS', 'DEFAULT_COMPARISONS', 'GROUP', 'seed_bound', 'effective_df', 'Contrast', 'variance_parts',
-           'mean_contrast', 'PairedEffect', 'class_weights_of', 'item_contrast', 'paired_effect', 'detectable_ncp',
-           'decide', 'holm', 'at_chance', 'still_improving', 'expand_comparisons', 'paired_frames',
+           'mean_contrast', 'PairedEffect', 'balanced_accuracy_weights', 'item_contrast', 'paired_effect',
+           'detectable_ncp', 'decide', 'holm', 'at_chance', 'still_improving', 'expand_comparisons', 'paired_frames',
            'correctness_deltas', 'item_differences', 'item_level', 'arm_at_chance', 'undecided_reason', 'contrast_row',
            'decide_comparisons', 'compare', 'verdict_sentence', 'pooled_effects', 'pooled_sentence', 'forest_plot',
            'design_se', 'power', 'expected_power', 'plan', 'mcnemar_test', 'mean_ci', 'use_case_table',
@@ -148,7 +148,7 @@ class PairedEffect:
     def se(self) -> float: return math.sqrt(self.var_seed + self.var_item)
 
 # %% ../nbs/05_statistics.ipynb #c012b
-def class_weights_of(labels:np.ndarray # integer labels
+def balanced_accuracy_weights(labels:np.ndarray # integer labels
                     ) -> np.ndarray:
     "Each item's weight in balanced accuracy: 1 / (K n_k) for an item of class k (K classes present)."
     labels = np.asarray(labels); classes, counts = np.unique(labels, return_counts=True)
@@ -165,7 +165,7 @@ def item_contrast(deltas:np.ndarray,        # S x n per-item differences of corr
     "The `Contrast` of per-item differences: weights of balanced accuracy folded in, one block per class."
     deltas, labels = np.asarray(deltas, float), np.asarray(labels)
     ids = np.arange(deltas.shape[1]) if ids is None else np.asarray(ids)
-    x = deltas * class_weights_of(labels)[None]
+    x = deltas * balanced_accuracy_weights(labels)[None]
     return Contrast(np.arange(len(x)) if seeds is None else np.asarray(seeds), x.sum(1),
                     {(dataset, k): (ids[labels == k], x[:, labels == k]) for k in np.unique(labels)})
 
@@ -296,7 +296,7 @@ def item_differences(frames:list # `paired_frames` of a comparison
                     ) -> tuple:
     "Per-seed balanced-accuracy differences, and the S x n item differences and labels when every seed has the same items (else None, None)."
     deltas = [correctness_deltas(f) for f in frames]
-    per_seed = np.array([float(d @ class_weights_of(f.label.values)) for d, f in zip(deltas, frames)])
+    per_seed = np.array([float(d @ balanced_accuracy_weights(f.label.values)) for d, f in zip(deltas, frames)])
     ids0 = frames[0].id.values if frames else None
     if not frames or not all(len(f) == len(ids0) and (f.id.values == ids0).all() for f in frames): return per_seed, None, None
     return per_seed, np.stack(deltas), frames[0].label.values

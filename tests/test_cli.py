@@ -152,7 +152,7 @@ def test_folder_study_explained_and_readable(tmp):
     study = tiny_study(tmp, name="three", datasets=[dict(name="chest3", format="folder", path=str(tmp / "xray"))], epochs=2, batch_size=16)
     r = run_here(["attnmed-grid", study, "--out", tmp / "out", "--jobs", "2"])
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
-    r = run_here(["attnmed-report", tmp / "out" / "three", "--figure-images", "4"])
+    r = run_here(["attnmed-report", tmp / "out" / "three", "--figure-images", "4", "--sanity-images", "4"])
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     folder = tmp / "out" / "three"
     exp = folder / "explanations"

@@ -3,12 +3,12 @@ better / worse under the null, the rate of 'equivalent' when the true effect equ
 detectable effect; and the bootstrap, McNemar and the sentences behave as stated."""
 import numpy as np, pandas as pd, pytest
 from attnmed.evaluate import bootstrap_ci
-from attnmed.statistics import (Contrast, class_weights_of, compare, contrast_row, decide, decide_comparisons, item_contrast, mcnemar_test,
+from attnmed.statistics import (Contrast, balanced_accuracy_weights, compare, contrast_row, decide, decide_comparisons, item_contrast, mcnemar_test,
                                 paired_effect, plan, pooled_effects, pooled_sentence, power, verdict_sentence)
 
 N_ITEMS, SEEDS, FAMILY, MARGIN = 400, 5, 4, 1.0
 LABELS = np.arange(N_ITEMS) % 2
-W = class_weights_of(LABELS)
+W = balanced_accuracy_weights(LABELS)
 
 def study(rng, shifts, seeds=SEEDS, n=N_ITEMS, item_sd=0.5, seed_sd=0.15, noise_sd=0.6):
     """One simulated test set and, per model, `seeds` trained copies' correctness on it. An item is answered correctly when its
