@@ -62,6 +62,10 @@ def browser_check(report, tmp):
     assert "open" not in config.split(">")[0], "the configuration is folded"
     assert "Warning" not in dom and "Traceback" not in dom
     assert layout_problems(report, tmp) == [], "every figure and table stays in its column"
+    html_text = report.read_text()
+    caption = re.search(r'<figcaption[^>]*>Confusion matrices[^<]*</figcaption>', html_text)
+    classes = {c for f in report.parent.glob("*/*/*/*/seed*/metrics.json") for c in json.loads(f.read_text()).get("class_names", [])}
+    assert caption and classes and all(html.escape(c) in caption.group(0) for c in classes), "every confusion matrix names its classes"
     shot = tmp / "report.png"
     subprocess.run([*args, "--window-size=1200,2000", f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20_000, "the page renders"
