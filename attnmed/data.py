@@ -43,12 +43,15 @@ class ImageSplits:
 @patch(as_prop=True)
 def n_classes(self:ImageSplits): return len(self.class_names)
 
+# %% ../nbs/01_data.ipynb #c005bpaa
 @patch(as_prop=True)
 def channels(self:ImageSplits): return 1 if self.images["train"].ndim == 3 else self.images["train"].shape[-1]
 
+# %% ../nbs/01_data.ipynb #c005bpab
 @patch(as_prop=True)
 def size(self:ImageSplits): return self.images["train"].shape[1]
 
+# %% ../nbs/01_data.ipynb #c005bpac
 @patch
 def class_balance(self:ImageSplits):
     "A table (pandas) of items per class and split."
@@ -167,6 +170,7 @@ def check(self:Option,
         raise errors[0] if len(errors) == 1 else StudyConfigError(f"expected {self.allowed}, got {value!r}", where, self.name)
     except StudyConfigError as e: raise DataError(str(e)) from None
 
+# %% ../nbs/01_data.ipynb #c011paa
 @patch(as_prop=True)
 def allowed(self:Option) -> str:
     "What the option takes, in words."
@@ -196,11 +200,13 @@ def options_for(self:DatasetFormat,
     "The options `spec` may use (a format whose options depend on another option overrides this)."
     return tuple(self.options)
 
+# %% ../nbs/01_data.ipynb #c013paa
 @patch
 def documented_options(self:DatasetFormat) -> list:
     "`(option, note)` for the docs: every option the format can take (a note says when it applies)."
     return [(o, "") for o in self.options_for(dict(name="", format=self.name, path="."))]
 
+# %% ../nbs/01_data.ipynb #c013pab
 @patch
 def values(self:DatasetFormat,
            spec:dict # a dataset entry of a study (name, format, path, options)
@@ -217,6 +223,7 @@ def values(self:DatasetFormat,
         if o.required and spec.get(o.name) is None: raise DataError(f"{where}: option {o.name!r} is required for format {self.name} ({o.help}; {o.allowed})")
     return {k: o.check(spec.get(k, o.default), where) for k, o in opts.items()}
 
+# %% ../nbs/01_data.ipynb #c013pac
 @patch
 def check_files(self:DatasetFormat,
                 spec:dict # a dataset entry of a study (name, format, path, options)
@@ -235,6 +242,7 @@ def load(self:DatasetFormat,
     "The dataset at `size` x `size` px."
     raise NotImplementedError(f"format {self.name} has no load()")
 
+# %% ../nbs/01_data.ipynb #c013pba
 @patch
 def prepare(self:DatasetFormat,
             spec:dict, # a dataset entry of a study (name, format, path, options)
@@ -243,6 +251,7 @@ def prepare(self:DatasetFormat,
     "Build what the cells of a grid share (caches), once, before they run in parallel."
     self.load(spec, size)
 
+# %% ../nbs/01_data.ipynb #c013pbb
 @patch
 def fingerprint(self:DatasetFormat,
                 spec:dict, # a dataset entry of a study (name, format, path, options)
@@ -253,6 +262,7 @@ def fingerprint(self:DatasetFormat,
     key = dict(spec=spec, size=size, stat=[st.st_size, st.st_mtime_ns] if st and p.is_file() else None)
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
+# %% ../nbs/01_data.ipynb #c013pbc
 @patch
 def memory_estimate(self:DatasetFormat,
                     spec:dict, # a dataset entry of a study (name, format, path, options)
@@ -270,6 +280,7 @@ def cached_arrays(self:DatasetFormat,
     "The cache file the cells of `spec` at `size` read their arrays from, when there is one (default: none): its contents enter the cells' fingerprints."
     return None
 
+# %% ../nbs/01_data.ipynb #c013pca
 @patch
 def example(self:DatasetFormat,
             root:str|Path # folder to write a sample dataset into
@@ -277,6 +288,7 @@ def example(self:DatasetFormat,
     "Write a small sample of this format under `root`; returns its spec (without a name)."
     raise NotImplementedError(f"format {self.name} has no example()")
 
+# %% ../nbs/01_data.ipynb #c013pcb
 @patch
 def resampled(self:DatasetFormat,
               spec:dict, # a dataset entry of a study (name, format, path, options)
@@ -285,6 +297,7 @@ def resampled(self:DatasetFormat,
     "The entry with its data split (or sample) redrawn by `seed`, for `split_seeds`; formats whose split is fixed refuse."
     raise DataError(f"format {self.name} has a fixed split: split_seeds cannot redraw it")
 
+# %% ../nbs/01_data.ipynb #c013pcc
 @patch
 def counterfactual_tests(self:DatasetFormat,
                          spec:dict, # a dataset entry of a study (name, format, path, options)

@@ -154,6 +154,7 @@ def levels(self:MLDAMHead,
     size = c.shape[-2:]
     return tile_channels(F.adaptive_avg_pool2d(a, size), c.shape[1]), tile_channels(F.adaptive_avg_pool2d(b, size), c.shape[1]), c
 
+# %% ../nbs/02a_layers.ipynb #c015apaa
 @patch
 def pam(self:MLDAMHead,
         q,    # queries
@@ -170,6 +171,7 @@ def pam(self:MLDAMHead,
     out = F.scaled_dot_product_attention(q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None], v_.transpose(1, 2)[:, None])
     return self.gamma_pam * out[:, 0].transpose(1, 2).reshape(B, C, H, W) + v
 
+# %% ../nbs/02a_layers.ipynb #c015apab
 @patch
 def cam(self:MLDAMHead,
         v     # the feature map (N x C x H x W)
@@ -193,6 +195,7 @@ def forward(self:MLDAMHead,
     x = (self.bn_pam(F.relu(self.pam(q, k, v))) + self.bn_cam(F.relu(self.cam(v)))) / 2
     return self.head(x)
 
+# %% ../nbs/02a_layers.ipynb #c015apba
 @patch
 def attention_map(self:MLDAMHead,
                   a,       # the shallow level's feature map

@@ -365,6 +365,7 @@ def levels(self:PublishedMLDAMNet,
         with torch.no_grad(): real(x)                           # back_fts = backbone.features(inputs) (pass 4)
     return a, bb, c
 
+# %% ../nbs/02b_models.ipynb #c015bpaa
 @patch
 def forward(self:PublishedMLDAMNet, x): # an image batch
     return self.head(*self.levels(x))

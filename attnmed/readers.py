@@ -425,6 +425,7 @@ def source(self:MedMNIST,
     src = medmnist_source(o["flag"], size)
     return {**src, "size": size, "path": Path(spec["path"]) / src["file"], "catalogue": True}
 
+# %% ../nbs/01e_readers.ipynb #c047paa
 @patch
 def npz_path(self:MedMNIST,
              spec,           # the dataset entry
@@ -435,6 +436,7 @@ def npz_path(self:MedMNIST,
     if src is None or Path(spec["path"]).suffix == ".npz": return Path(spec["path"])   # a local file: used as it is
     return download(src["url"], src["path"], src["md5"])
 
+# %% ../nbs/01e_readers.ipynb #c047pab
 @patch
 def load(self:MedMNIST, spec, size):
     path = self.npz_path(spec, size)
@@ -444,5 +446,6 @@ def load(self:MedMNIST, spec, size):
     if src and o["label_column"] is None: ds.extras["medmnist"] = dict(flag=o["flag"], size=src["size"], task=src["task"], catalogue=src["catalogue"])   # for the official metrics
     return resize_splits(ds, size).check(str(path))
 
+# %% ../nbs/01e_readers.ipynb #c047pac
 @patch
 def example(self:MedMNIST, root): return dict(format=self.name, path=str(write_sample_medmnist(Path(root) / "pneumoniamnist.npz")))

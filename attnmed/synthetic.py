@@ -336,32 +336,38 @@ def options_for(self:Synthetic, spec):
     # an unhashable or unknown kind adds no options; `values` then refuses it by name
     return self.options + (SYNTHETIC_KINDS[kind].options if isinstance(kind, str) and kind in SYNTHETIC_KINDS else ())
 
+# %% ../nbs/01a_synthetic.ipynb #c023paa
 @patch
 def documented_options(self:Synthetic):
     return [(o, "") for o in self.options] + [(o, f"kind {k} only: ") for k, kind in SYNTHETIC_KINDS.items() for o in kind.options]
 
+# %% ../nbs/01a_synthetic.ipynb #c023pab
 @patch
 def generator_options(self:Synthetic,
                       spec  # a dataset entry of a study (name, format, path, options)
                      ) -> dict:
     return {k: v for k, v in self.values(spec).items() if k != "kind"}
 
+# %% ../nbs/01a_synthetic.ipynb #c023pac
 @patch
 def check_files(self:Synthetic, spec):
     p = Path(spec["path"])
     if p.exists() and not p.is_dir(): raise DataError(f"dataset '{spec['name']}': path {p} exists and is not a folder (synthetic data is cached in a folder)")
 
+# %% ../nbs/01a_synthetic.ipynb #c023pad
 @patch
 def fingerprint(self:Synthetic, spec, size) -> str:
     key = dict(self.values(spec), size=size, version=GENERATOR_VERSION)
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
+# %% ../nbs/01a_synthetic.ipynb #c023pae
 @patch
 def memory_estimate(self:Synthetic, spec, size):
     o = self.values(spec)
     n = o["n_train"] + o["n_val"] + o["n_test"] * (2 if o["ood_shortcut"] is not None else 1)
     return int(n * size * size * (3 + 2 + 3))   # RGB images, two masks, and the generator's working copies (about one image more)
 
+# %% ../nbs/01a_synthetic.ipynb #c023paf
 @patch
 def cached_arrays(self:Synthetic, spec, size):
     f = self.cache_file(spec, size)
@@ -376,25 +382,30 @@ def cache_file(self:Synthetic,
     "Where the generated dataset for `spec` at `size` px is cached."
     return Path(spec["path"]) / f"{spec.get('kind', 'synth-derm')}_{size}_{self.fingerprint(spec, size)}.npz"
 
+# %% ../nbs/01a_synthetic.ipynb #c023pba
 @patch
 def prepare(self:Synthetic, spec, size) -> Path:
     f = self.cache_file(spec, size)
     if not f.exists(): save_npz(f, generate(spec.get("kind", "synth-derm"), size=size, **self.generator_options(spec)))
     return f
 
+# %% ../nbs/01a_synthetic.ipynb #c023pbb
 @patch
 def load(self:Synthetic, spec, size) -> ImageSplits:
     return read_npz_splits(self.prepare(spec, size), name=spec["name"], class_names=["negative", "positive"])
 
+# %% ../nbs/01a_synthetic.ipynb #c023pbc
 @patch
 def resampled(self:Synthetic, spec, seed) -> dict:
     "A fresh sample of the benchmark (train, validation and test) for each seed."
     return {**spec, "seed": (int(spec.get("seed", 0)) + 7919 * (int(seed) + 1)) % 2 ** 32}
 
+# %% ../nbs/01a_synthetic.ipynb #c023pbd
 @patch
 def example(self:Synthetic, root) -> dict:
     return dict(format="synthetic", path=str(root), n_train=48, n_val=16, n_test=24, shortcut_train=0.9, label_noise=0.1)
 
+# %% ../nbs/01a_synthetic.ipynb #c023pbe
 @patch
 def counterfactual_tests(self:Synthetic, spec, size) -> dict:
     "The test split as rendered, with the shortcut removed, and flipped: `{mode: (uint8 images, labels)}`."
