@@ -10,7 +10,7 @@ import numpy as np
 from .data import DataError
 
 # %% auto #0
-__all__ = ['MEDMNIST_SIZES', 'medmnist_flags', 'medmnist_source', 'file_md5', 'download', 'local_medmnist']
+__all__ = ['MEDMNIST_SIZES', 'medmnist_flags', 'medmnist_source', 'file_md5', 'cached_md5', 'download', 'local_medmnist']
 
 # %% ../nbs/01c_downloads.ipynb #c041
 MEDMNIST_SIZES = (28, 64, 128, 224)
@@ -53,6 +53,22 @@ def file_md5(path:str|Path,    # the file
         for block in iter(lambda: f.read(chunk), b""): h.update(block)
     return h.hexdigest()
 
+# %% ../nbs/01c_downloads.ipynb #m001
+def cached_md5(path:str|Path,    # the file
+               known:str|None=None # its MD5, just computed (recorded, not hashed again)
+              ) -> str:
+    "The MD5 of `path`, hashed once: a stamp beside it (`.NAME.md5`, with the file's size and time) remembers it until the file changes; a folder that cannot be written only means hashing again next time."
+    path = Path(path); st = path.stat(); key = f"{st.st_size} {st.st_mtime_ns} "
+    stamp = path.with_name(f".{path.name}.md5")
+    if known is None:
+        try: text = stamp.read_text()
+        except OSError: text = ""
+        if text.startswith(key): return text[len(key):]
+        known = file_md5(path)
+    try: stamp.write_text(key + known)
+    except OSError: pass
+    return known
+
 # %% ../nbs/01c_downloads.ipynb #c044a
 def download(url:str,            # http(s) address
              dest:str|Path,      # the file to create
@@ -64,13 +80,7 @@ def download(url:str,            # http(s) address
     import http.client, urllib.request
     from tqdm.auto import tqdm
     dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
-    stamp = dest.with_name(f".{dest.name}.checked")
-    def stamp_text(): st = dest.stat(); return f"{st.st_size} {st.st_mtime_ns} {md5}"    # what a checked file's stamp holds
-    if dest.exists():
-        checked = md5 is None or (stamp.exists() and stamp.read_text() == stamp_text())
-        if checked or file_md5(dest) == md5:
-            if not checked: stamp.write_text(stamp_text())
-            return dest
+    if dest.exists() and (md5 is None or cached_md5(dest) == md5): return dest
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"User-Agent": "attnmed", **({"Range": f"bytes={have}-"} if have else {})})
@@ -89,7 +99,7 @@ def download(url:str,            # http(s) address
         part.unlink()
         raise DataError(f"{url}: the downloaded file's MD5 is {got}, expected {md5}; it was deleted. Once, it is a transfer error: run again. Every time, the file there is not the one the medmnist package's catalogue describes: a mirror (ATTNMED_MEDMNIST_MIRROR) serving another version, or an old catalogue (pip install -U medmnist)")
     os.replace(part, dest)
-    if md5: stamp.write_text(stamp_text())
+    if md5: cached_md5(dest, md5)   # checked: later runs need not hash it again
     return dest
 
 # %% ../nbs/01c_downloads.ipynb #k002
@@ -100,13 +110,7 @@ def local_medmnist(path:str|Path,    # a local MedMNIST .npz
     "`medmnist_source` of a local file: `catalogue` True with its `size` when its MD5 is the catalogue's for `flag`, else False (the size from the file)."
     path = Path(path)
     if not path.exists(): raise DataError(f"path {path} not found (a local MedMNIST .npz; or give the folder downloads are kept in to fetch {flag})")
-    stamp = path.with_name(f".{path.name}.md5")
-    st = path.stat(); key = f"{st.st_size} {st.st_mtime_ns} "
-    got = stamp.read_text()[len(key):] if stamp.exists() and stamp.read_text().startswith(key) else None
-    if got is None:
-        got = file_md5(path)
-        try: stamp.write_text(key + got)
-        except OSError: pass                  # a read-only data folder: hashed again next time
+    got = cached_md5(path)
     sizes = [size] if size else list(MEDMNIST_SIZES)
     for s in sizes:
         try: src = medmnist_source(flag, s)

@@ -15,8 +15,8 @@ from .statistics import holm as holm_procedure   # the one Holm of the project (
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison',
            'relevance_mass', 'pointing_game', 'mask_auroc', 'localisation_scores', 'localisation_sentence',
-           'shortcut_accuracies', 'randomisation_test', 'no_signal_images', 'top_share', 'no_signal_test',
-           'concept_test', 'load_cell_model', 'normalised', 'cell_input_stats', 'predict_logits']
+           'shortcut_accuracies', 'mean_spearman', 'randomisation_test', 'no_signal_images', 'top_share',
+           'no_signal_test', 'concept_test', 'load_cell_model', 'normalised', 'cell_input_stats', 'predict_logits']
 
 # %% ../nbs/06_explain.ipynb #c005
 METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
@@ -192,6 +192,16 @@ def shortcut_accuracies(predict,       # images -> predicted classes
             out[f"changed_{m}"] = float((preds[m] != preds["as_is"]).mean())
     return out
 
+# %% ../nbs/06_explain.ipynb #c021m
+def mean_spearman(maps:np.ndarray,      # maps (N x H x W)
+                  reference:np.ndarray  # the maps to compare with (N x H x W), or one map (H x W) for all
+                 ) -> float:
+    "Mean Spearman rank correlation of each map with its reference; NaN where a map or its reference is constant (no rank correlation exists), NaN overall when none exists."
+    from scipy.stats import spearmanr
+    refs = np.broadcast_to(reference, np.shape(maps))
+    rho = [spearmanr(x.ravel(), y.ravel()).statistic if x.std() > 0 and y.std() > 0 else np.nan for x, y in zip(maps, refs)]
+    return float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+
 # %% ../nbs/06_explain.ipynb #c021
 def randomisation_test(model,               # a model (eval mode is set inside)
                        images:torch.Tensor, # a normalised image batch
@@ -199,11 +209,7 @@ def randomisation_test(model,               # a model (eval mode is set inside)
                        threshold:float=0.5  # correlation above which the method fails
                       ) -> dict:
     "Mean Spearman correlation between the maps of `model` and of its randomised copy: 'passes' below `threshold`, 'fails' above, 'undefined' when no correlation exists (a constant map)."
-    from scipy.stats import spearmanr
-    a = explain(model, images, method).cpu().numpy()
-    b = explain(randomised_copy(model), images, method).cpu().numpy()
-    rho = [spearmanr(x.ravel(), y.ravel()).statistic if x.std() > 0 and y.std() > 0 else np.nan for x, y in zip(a, b)]
-    r = float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+    r = mean_spearman(explain(model, images, method).cpu().numpy(), explain(randomised_copy(model), images, method).cpu().numpy())
     verdict = "undefined" if not np.isfinite(r) else "passes" if r < threshold else "fails"
     return dict(method=method, spearman=r, verdict=verdict, passed=None if verdict == "undefined" else verdict == "passes")
 
@@ -236,11 +242,9 @@ def no_signal_test(model,                  # a model (eval mode is set inside)
                    threshold:float=0.5     # correlation above which the method fails
                   ) -> dict:
     "Mean Spearman correlation between `method`'s maps of `images` and its mean map on `no_signal`: 'fails' above `threshold` (the maps mostly show the method's own pattern), 'passes' below or when it draws nothing on no signal, 'undefined' when its maps are constant; with the baseline's `concentration` (`top_share`)."
-    from scipy.stats import spearmanr
     a = explain(model, images, method).cpu().numpy()
     base = explain(model, no_signal, method).cpu().numpy().mean(0)
-    rho = [spearmanr(x.ravel(), base.ravel()).statistic if x.std() > 0 and base.std() > 0 else np.nan for x in a]
-    r = float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+    r = mean_spearman(a, base)
     drawn = np.array([x.std() > 0 for x in a]).any()
     verdict = ("passes" if drawn and base.std() == 0 else "undefined") if not np.isfinite(r) else "passes" if r < threshold else "fails"   # a flat map on no signal: nothing of its own
     return dict(method=method, spearman=r, concentration=float(top_share(base)[0]), verdict=verdict, passed=None if verdict == "undefined" else verdict == "passes")
