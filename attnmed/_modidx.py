@@ -86,6 +86,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'attnmed.data.deal_over_classes': ('data.html#deal_over_classes', 'attnmed/data.py'),
                               'attnmed.data.formats': ('data.html#formats', 'attnmed/data.py'),
                               'attnmed.data.load_npz': ('data.html#load_npz', 'attnmed/data.py'),
+                              'attnmed.data.npy_header': ('data.html#npy_header', 'attnmed/data.py'),
+                              'attnmed.data.npz_shapes': ('data.html#npz_shapes', 'attnmed/data.py'),
                               'attnmed.data.read_npz_splits': ('data.html#read_npz_splits', 'attnmed/data.py'),
                               'attnmed.data.register_format': ('data.html#register_format', 'attnmed/data.py'),
                               'attnmed.data.resize_splits': ('data.html#resize_splits', 'attnmed/data.py'),

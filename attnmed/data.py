@@ -16,7 +16,7 @@ from .config import StudyConfigError, check_value, registry_entry
 # %% auto #0
 __all__ = ['SPLITS', 'FORMATS', 'BUILTIN_FORMATS', 'MMAP_MIN_BYTES', 'DataError', 'ImageSplits', 'deal_over_classes',
            'show_samples', 'Option', 'DatasetFormat', 'register_format', 'formats', 'dataset_format', 'resolve_spec',
-           'save_npz', 'load_npz', 'arrays_fingerprint', 'read_npz_splits', 'resize_splits']
+           'save_npz', 'npy_header', 'npz_shapes', 'load_npz', 'arrays_fingerprint', 'read_npz_splits', 'resize_splits']
 
 # %% ../nbs/01_data.ipynb #c005
 SPLITS = ("train", "val", "test")
@@ -370,6 +370,24 @@ def save_npz(path:str|Path,     # the .npz file to write
 # %% ../nbs/01_data.ipynb #c020a
 MMAP_MIN_BYTES = 1 << 16   # members at least this large are memory-mapped by `load_npz`; smaller ones are simply read
 
+# %% ../nbs/01_data.ipynb #c020n
+def npy_header(f # a binary stream at the start of an .npy array
+              ) -> tuple:
+    "`(shape, fortran_order, dtype)` from the array's header alone; `f` is left where the data begins."
+    version = np.lib.format.read_magic(f)
+    return (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+
+# %% ../nbs/01_data.ipynb #c020o
+def npz_shapes(path:str|Path # an .npz file
+              ) -> dict:
+    "The shape of every array in an `.npz` by name, read from the members' headers: no array is read or decompressed past its header."
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        out = {}
+        for info in zf.infolist():
+            with zf.open(info) as f: out[info.filename[:-4] if info.filename.endswith(".npy") else info.filename] = npy_header(f)[0]
+    return out
+
 # %% ../nbs/01_data.ipynb #c020b
 def load_npz(path:str|Path # the .npz file
             ) -> dict:
@@ -387,8 +405,7 @@ def load_npz(path:str|Path # the .npz file
                 if head[:4] == b"PK\x03\x04":   # the member's local header; its data (an .npy file) follows the name and extra field
                     n_name, n_extra = struct.unpack("<HH", head[26:30])
                     fh.seek(info.header_offset + 30 + n_name + n_extra)
-                    version = np.lib.format.read_magic(fh)
-                    shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(fh)
+                    shape, fortran, dtype = npy_header(fh)
                     if not dtype.hasobject and math.prod(shape) > 0:
                         out[name] = np.memmap(path, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=fh.tell())
                         continue

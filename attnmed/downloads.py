@@ -6,8 +6,7 @@
 from __future__ import annotations
 import hashlib, os
 from pathlib import Path
-import numpy as np
-from .data import DataError
+from .data import DataError, npz_shapes
 
 # %% auto #0
 __all__ = ['MEDMNIST_SIZES', 'medmnist_flags', 'medmnist_source', 'file_md5', 'cached_md5', 'download', 'local_medmnist']
@@ -118,6 +117,7 @@ def local_medmnist(path:str|Path,    # a local MedMNIST .npz
             if s == size: raise
             continue                          # this package's catalogue has no file of that size
         if src["md5"] == got: return {**src, "size": s, "path": path, "catalogue": True}
-    with np.load(path, allow_pickle=False) as z: found = int(z["train_images"].shape[1]) if "train_images" in z.files else None
+    shape = npz_shapes(path).get("train_images")   # from its header: the images are not read
+    found = int(shape[1]) if shape and len(shape) > 1 else None
     src = medmnist_source(flag, size or found or 28) if (size or found or 28) in MEDMNIST_SIZES else medmnist_source(flag, 28)
     return {**src, "size": size or found, "path": path, "catalogue": False}
