@@ -206,10 +206,12 @@ def mean_spearman(maps:np.ndarray,      # maps (N x H x W)
 def randomisation_test(model,               # a model (eval mode is set inside)
                        images:torch.Tensor, # a normalised image batch
                        method:str,          # saliency, gradcam, integrated_gradients or attention
-                       threshold:float=0.5  # correlation above which the method fails
+                       threshold:float=0.5, # correlation above which the method fails
+                       maps=None            # `method`'s maps of `images` by `model`, when already computed
                       ) -> dict:
     "Mean Spearman correlation between the maps of `model` and of its randomised copy: 'passes' below `threshold`, 'fails' above, 'undefined' when no correlation exists (a constant map)."
-    r = mean_spearman(explain(model, images, method).cpu().numpy(), explain(randomised_copy(model), images, method).cpu().numpy())
+    a = explain(model, images, method).cpu().numpy() if maps is None else np.asarray(maps)
+    r = mean_spearman(a, explain(randomised_copy(model), images, method).cpu().numpy())
     verdict = "undefined" if not np.isfinite(r) else "passes" if r < threshold else "fails"
     return dict(method=method, spearman=r, verdict=verdict, passed=None if verdict == "undefined" else verdict == "passes")
 
@@ -239,10 +241,11 @@ def no_signal_test(model,                  # a model (eval mode is set inside)
                    images:torch.Tensor,    # a normalised batch of test images
                    no_signal:torch.Tensor, # the same images without signal (`no_signal_images`), normalised alike
                    method:str,             # saliency, gradcam, integrated_gradients or attention
-                   threshold:float=0.5     # correlation above which the method fails
+                   threshold:float=0.5,    # correlation above which the method fails
+                   maps=None               # `method`'s maps of `images`, when already computed
                   ) -> dict:
     "Mean Spearman correlation between `method`'s maps of `images` and its mean map on `no_signal`: 'fails' above `threshold` (the maps mostly show the method's own pattern), 'passes' below or when it draws nothing on no signal, 'undefined' when its maps are constant; with the baseline's `concentration` (`top_share`)."
-    a = explain(model, images, method).cpu().numpy()
+    a = explain(model, images, method).cpu().numpy() if maps is None else np.asarray(maps)
     base = explain(model, no_signal, method).cpu().numpy().mean(0)
     r = mean_spearman(a, base)
     drawn = np.array([x.std() > 0 for x in a]).any()
