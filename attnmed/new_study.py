@@ -13,7 +13,8 @@ from .readers import IMAGE_SUFFIXES, SPLIT_NAMES
 from .study import check_study
 
 # %% auto #0
-__all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'check_for_study', 'study_lines', 'new_study']
+__all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'check_for_study', 'yaml_quote', 'study_lines',
+           'new_study']
 
 # %% ../nbs/07e_new_study.ipynb #c005
 LABEL_NAMES = ("label", "labels", "diagnosis", "class", "target", "finding", "dx", "y")
@@ -64,6 +65,11 @@ def check_for_study(spec:dict # the dataset entry attnmed-init is about to write
     per = table.groupby("split")["label"].nunique()
     if (per < 2).any(): raise DataError(f"{spec['path']}: split '{per[per < 2].index[0]}' would hold only one class; every split needs images of at least two classes")
 
+# %% ../nbs/07e_new_study.ipynb #c008q
+def yaml_quote(value) -> str:
+    "`value` as a quoted YAML string (a JSON string is one): a name of a file, folder or column taken from the data never becomes YAML."
+    return json.dumps(str(value), ensure_ascii=False)
+
 # %% ../nbs/07e_new_study.ipynb #c008d
 def study_lines(spec:dict,        # the dataset entry (format, path, columns)
                 name:str,         # the study's name
@@ -76,7 +82,7 @@ def study_lines(spec:dict,        # the dataset entry (format, path, columns)
                ) -> list:
     "`(YAML line, comment)` pairs of the study `new_study` writes; every value taken from the data is quoted (a JSON string is a YAML one), so no name of a file, folder or column becomes YAML."
     split_note = f"official splits found: {', '.join(splits)}" if splits else "no split given: 15 % validation and 20 % test are carved (by patient where known)"
-    q = lambda v: json.dumps(str(v), ensure_ascii=False)
+    q = yaml_quote
     return [(f"name: {q(name)}", ""),
             (f"description: {q(description)}", ""),
             ("datasets:", ""), (f"  - name: {q(name)}", ""), (f"    format: {spec['format']}", ""),
@@ -114,7 +120,7 @@ def new_study(path:str|Path,         # a folder with one sub-folder per class (o
     counts, n, splits = _class_counts(spec)
     rel = Path(__import__("os").path.relpath(path, out.parent))
     lines = study_lines(spec, name, rel, splits, f"Does attention help {arch} on {name}? ({n} images; {counts})", arch, epochs, image_size)
-    q = lambda v: json.dumps(str(v), ensure_ascii=False)
+    q = yaml_quote
     width = max(len(c) for c, note in lines if note) + 2
     text = (f"# A study of {what}: {q(path)}\n# Written by attnmed-init. Run it:   attnmed-grid {q(out.name)} --out outputs   then   attnmed-report {q('outputs/' + name)}\n"
             "# Every key and its alternatives: the tables in the README's \"A study\" section.\n"
