@@ -5,17 +5,19 @@
 # %% ../nbs/00_config.ipynb #c002
 from __future__ import annotations
 import dataclasses, datetime, difflib, importlib, importlib.util, itertools, json, math, os, re, sys, tempfile, warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fastcore.basics import patch
 from pathlib import Path
 import yaml
 # fastai's import runs torch.jit.script, which torch now deprecates: a warning nobody using attnmed can act on
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 # %% auto #0
-__all__ = ['PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS', 'YAML_LIMITS',
-           'CELL_KEYS', 'StudyConfigError', 'registry_entry', 'check_value', 'Param', 'parse_search', 'check_name',
-           'parse_study', 'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell', 'expand_grid',
-           'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json']
+__all__ = ['PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS', 'SPEC_FIELDS',
+           'YAML_LIMITS', 'CELL_KEYS', 'StudyConfigError', 'check_value', 'Param', 'parse_search', 'check_name',
+           'DatasetSpec', 'parse_study', 'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell',
+           'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json']
 
 # %% ../nbs/00_config.ipynb #c005
 class StudyConfigError(ValueError):
@@ -27,17 +29,6 @@ class StudyConfigError(ValueError):
         where = ", ".join(p for p in [f"{source}" if source else None, f"field '{field}'" if field else None] if p)
         super().__init__(f"{where}: {msg}" if where else msg)
         self.source, self.field = source, field
-
-# %% ../nbs/00_config.ipynb #c008
-def registry_entry(registry:dict, # name -> entry
-                   name,          # the name asked for
-                   what:str,      # what the entries are, e.g. "attention"
-                   error=ValueError): # the exception to raise for an unknown name
-    "`registry[name]`, or `error` naming the unknown `what`, the closest valid name and every valid one."
-    if not isinstance(name, str) or name not in registry:
-        close = difflib.get_close_matches(str(name), list(registry), n=1)
-        raise error(f"unknown {what} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid {what}s: {', '.join(registry)}")
-    return registry[name]
 
 # %% ../nbs/00_config.ipynb #c011
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list", dict: "a mapping"}
@@ -154,8 +145,9 @@ Study = dataclasses.make_dataclass("Study", [
     ("base_dir", str, field(default="")),               # relative dataset paths are taken relative to this folder
 ], namespace=dict(
     __doc__="A study: its axes (lists), the settings every cell shares (`PARAMS`), an optional search and plugins.",
-    to_dict=lambda self: {k: v for k, v in dataclasses.asdict(self).items() if k not in ("source", "base_dir")},
-    settings=lambda self: {k: getattr(self, k) for k in PARAMS}))
+    to_dict=lambda self: {**{k: v for k, v in dataclasses.asdict(self).items() if k not in ("source", "base_dir")}, "datasets": [dict(d) for d in self.datasets]},   # each entry as written
+    settings=lambda self: {k: getattr(self, k) for k in PARAMS},
+    __post_init__=lambda self: setattr(self, "datasets", [DatasetSpec.of(d) for d in self.datasets])))   # however the study was made (parsed, or `dataclasses.replace`d), its entries are `DatasetSpec`s
 Study.__module__ = __name__
 
 # %% ../nbs/00_config.ipynb #c020
@@ -233,6 +225,45 @@ def _unique(values, source, fld):
         seen.add(k)
     return values
 
+# %% ../nbs/00_config.ipynb #c023s1
+SPEC_FIELDS = ("name", "format", "path")   # a dataset entry's own fields; its other keys are options of its format
+
+@dataclass(frozen=True, eq=False)
+class DatasetSpec(Mapping):
+    "One dataset of a study: its `name`, `format`, `path` and the format's `options`; reads like the mapping it was written as."
+    name:str|None = None                        # the dataset's name in the study: its cells' folder, its rows in the report
+    format:str|None = None                      # a registered dataset format (`attnmed.data.FORMATS`)
+    path:str|None = None                        # the file or folder the format reads
+    options:dict = field(default_factory=dict)  # the format's own options, as written (the format checks them)
+    order:tuple = field(default=(), repr=False) # the keys in the order they were written: the mapping (and study.yaml) keeps it
+    def __getitem__(self, key):
+        if key in SPEC_FIELDS:
+            if getattr(self, key) is None: raise KeyError(key)
+            return getattr(self, key)
+        return self.options[key]
+    def __iter__(self):
+        keys = [k for k in SPEC_FIELDS if getattr(self, k) is not None] + list(self.options)
+        return iter(sorted(keys, key=lambda k: self.order.index(k) if k in self.order else len(self.order)))   # keys added later come last
+    def __len__(self): return sum(1 for _ in self)
+
+# %% ../nbs/00_config.ipynb #c023s2
+@patch(cls_method=True)
+def of(cls:DatasetSpec,
+       entry # a `DatasetSpec`, or a mapping with its keys (`name`, `format`, `path`, options)
+      ) -> DatasetSpec:
+    "`entry` as a `DatasetSpec` (one already is returned as it is)."
+    if isinstance(entry, DatasetSpec): return entry
+    if not isinstance(entry, Mapping): raise TypeError(f"a dataset entry is a mapping with keys {', '.join(SPEC_FIELDS)}, got {type(entry).__name__} {entry!r}")
+    d = dict(entry)
+    return cls(*(d.pop(k, None) for k in SPEC_FIELDS), options=d, order=tuple(entry))
+
+# %% ../nbs/00_config.ipynb #c023s3
+@patch
+def replace(self:DatasetSpec, **changes) -> DatasetSpec:
+    "A copy with `changes`: fields (`name`, `format`, `path`) or options, e.g. `spec.replace(path=..., seed=3)`."
+    own = {k: changes.pop(k) for k in list(changes) if k in SPEC_FIELDS}
+    return dataclasses.replace(self, **own, options={**self.options, **changes})
+
 # %% ../nbs/00_config.ipynb #c023d
 def _parse_dataset(d, i, source):
     fld = f"datasets[{i}]"
@@ -245,7 +276,7 @@ def _parse_dataset(d, i, source):
     check_name(d["format"], source, f"{fld}.format")
     check_value(d["path"], str, source, f"{fld}.path")
     if not d["path"].strip() or "\n" in d["path"]: raise StudyConfigError(f"expected a file or folder path, got {d['path']!r}", source, f"{fld}.path")
-    return dict(d)
+    return DatasetSpec.of(d)
 
 # %% ../nbs/00_config.ipynb #c023e
 def parse_study(raw:dict,                   # the parsed YAML mapping
@@ -433,7 +464,7 @@ def expand_grid(study:Study, # a parsed `Study`
                 keep=None    # also return the cells left out (with their reason)
                ) -> list[Cell]:
     "Every cell of `study`: the product of datasets x archs x attentions x augment x seeds (only pairs where `keep(arch, attention)`, if given)."
-    return [Cell(study.name, ds["name"], arch, att, aug, seed, json.dumps(dict(dataset_spec=ds, params=study.settings(), plugins=study.plugins), sort_keys=True))
+    return [Cell(study.name, ds.name, arch, att, aug, seed, json.dumps(dict(dataset_spec=dict(ds), params=study.settings(), plugins=study.plugins), sort_keys=True))
             for ds, arch, att, aug, seed in itertools.product(study.datasets, study.archs, study.attentions, study.augment, study.seeds)
             if keep is None or keep(arch, att)]
 
@@ -450,7 +481,7 @@ def check_parameters(params:dict,                 # a cell's parameters
     for k in ("study", "arch", "attention"): out[k] = check_name(params[k], source, k)
     out["augment"] = check_value(params["augment"], bool, source, "augment")
     out["seed"] = check_value(params["seed"], int, source, "seed", low=0, high=MAX_SEED)
-    check_value(params["dataset"], dict, source, "dataset")
+    out["dataset"] = DatasetSpec.of(params["dataset"] if isinstance(params["dataset"], DatasetSpec) else check_value(params["dataset"], dict, source, "dataset"))
     out["plugins"] = check_value(params["plugins"] or [], list, source, "plugins")
     for k, p in PARAMS.items(): out[k] = p.check(params[k], source)
     return out
@@ -497,6 +528,7 @@ def atomic_write_json(path:str|Path, # the file to write
 # %% ../nbs/00_config.ipynb #c044e
 def _json_default(o):
     import numpy as np
+    if isinstance(o, Mapping): return dict(o)   # a DatasetSpec
     if isinstance(o, np.generic): return o.item()
     if isinstance(o, np.ndarray): return o.tolist()
     if isinstance(o, Path): return str(o)

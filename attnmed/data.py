@@ -11,12 +11,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
-from .config import StudyConfigError, check_value, registry_entry
+from .config import StudyConfigError, check_value
+from .registry import Registry
+from .config import DatasetSpec
 
 # %% auto #0
-__all__ = ['SPLITS', 'FORMATS', 'BUILTIN_FORMATS', 'MMAP_MIN_BYTES', 'DataError', 'ImageSplits', 'deal_over_classes',
-           'show_samples', 'Option', 'DatasetFormat', 'register_format', 'formats', 'dataset_format', 'resolve_spec',
-           'save_npz', 'npy_header', 'npz_shapes', 'load_npz', 'arrays_fingerprint', 'read_npz_splits', 'resize_splits']
+__all__ = ['SPLITS', 'BUILTIN_FORMATS', 'FORMATS', 'MMAP_MIN_BYTES', 'DataError', 'ImageSplits', 'deal_over_classes',
+           'show_samples', 'Option', 'DatasetFormat', 'load_builtin_formats', 'resolve_spec', 'save_npz', 'npy_header',
+           'npz_shapes', 'load_npz', 'arrays_fingerprint', 'read_npz_splits', 'resize_splits']
 
 # %% ../nbs/01_data.ipynb #c005
 SPLITS = ("train", "val", "test")
@@ -117,7 +119,7 @@ def show_samples(data:ImageSplits,  # the dataset
     masks = [(data.extras.get(f"{split}_{k}"), c) for k, c in (("masks", "red"), ("shortcut_masks", "blue"))]
     masks = [(m, c) for m, c in masks if m is not None]
     rows = 2 if masks else 1
-    fig, axs = plt.subplots(rows, n, figsize=figsize or (2 * n, 2.1 * rows), squeeze=False)
+    fig, axs = plt.subplots(rows, n, figsize=figsize or (2 * n, 2.1 * rows), squeeze=False, subplot_kw=dict(xticks=[], yticks=[]))   # no ticks: laying out 12 hidden axes' ticks was half the figure's time
     for col, i in enumerate(order):
         img = data.images[split][i]
         for row in range(rows):
@@ -186,7 +188,7 @@ def allowed(self:Option) -> str:
 
 # %% ../nbs/01_data.ipynb #c013
 class DatasetFormat:
-    "A dataset format: `name`, `doc` (what it reads), declared `options`, and `load`; register instances with `register_format`."
+    "A dataset format: `name`, `doc` (what it reads), declared `options`, and `load`; register instances with `FORMATS.register`."
     name:str = ""
     doc:str = ""
     options:tuple = ()          # the format's own `Option`s
@@ -195,7 +197,7 @@ class DatasetFormat:
 # %% ../nbs/01_data.ipynb #c013pa
 @patch
 def options_for(self:DatasetFormat,
-                spec:dict # a dataset entry of a study (name, format, path, options)
+                spec:DatasetSpec # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                ) -> tuple:
     "The options `spec` may use (a format whose options depend on another option overrides this)."
     return tuple(self.options)
@@ -209,11 +211,12 @@ def documented_options(self:DatasetFormat) -> list:
 # %% ../nbs/01_data.ipynb #c013pab
 @patch
 def values(self:DatasetFormat,
-           spec:dict # a dataset entry of a study (name, format, path, options)
+           spec:DatasetSpec # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
           ) -> dict:
     "Every option of `spec`, checked, with defaults filled in; an unknown option is refused with the closest valid one suggested."
+    spec = DatasetSpec.of(spec)
     opts = {o.name: o for o in self.options_for(spec)}
-    where = f"dataset '{spec.get('name')}'"
+    where = f"dataset '{spec.name}'"
     for k in spec:
         if k not in ("name", "format", "path") and k not in opts:
             close = difflib.get_close_matches(str(k), list(opts), n=1)
@@ -226,17 +229,18 @@ def values(self:DatasetFormat,
 # %% ../nbs/01_data.ipynb #c013pac
 @patch
 def check_files(self:DatasetFormat,
-                spec:dict # a dataset entry of a study (name, format, path, options)
+                spec:DatasetSpec # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                ):
     "Refuse a spec whose files are missing ('not found' in the message: a dry run only warns)."
-    if not Path(spec["path"]).exists(): raise DataError(f"dataset '{spec['name']}': path {spec['path']} not found (expected {self.path_kind})")
-    p = Path(spec["path"])
-    if not (p.is_file() or p.is_dir()): raise DataError(f"dataset '{spec['name']}': path {p} is not a regular file or folder (a FIFO, socket or device cannot be read as data)")
+    spec = DatasetSpec.of(spec)
+    if not Path(spec.path).exists(): raise DataError(f"dataset '{spec.name}': path {spec.path} not found (expected {self.path_kind})")
+    p = Path(spec.path)
+    if not (p.is_file() or p.is_dir()): raise DataError(f"dataset '{spec.name}': path {p} is not a regular file or folder (a FIFO, socket or device cannot be read as data)")
 
 # %% ../nbs/01_data.ipynb #c013pb
 @patch
 def load(self:DatasetFormat,
-         spec:dict, # a dataset entry of a study (name, format, path, options)
+         spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
          size:int   # image size in pixels (square)
         ) -> ImageSplits:
     "The dataset at `size` x `size` px."
@@ -245,7 +249,7 @@ def load(self:DatasetFormat,
 # %% ../nbs/01_data.ipynb #c013pba
 @patch
 def prepare(self:DatasetFormat,
-            spec:dict, # a dataset entry of a study (name, format, path, options)
+            spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
             size:int   # image size in pixels (square)
            ):
     "Build what the cells of a grid share (caches), once, before they run in parallel."
@@ -254,18 +258,19 @@ def prepare(self:DatasetFormat,
 # %% ../nbs/01_data.ipynb #c013pbb
 @patch
 def fingerprint(self:DatasetFormat,
-                spec:dict, # a dataset entry of a study (name, format, path, options)
+                spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                 size:int   # image size in pixels (square)
                ) -> str:
     "A short hash that changes when the data changes (default: the spec, and the size and time of `path`)."
-    p = Path(spec["path"]); st = p.stat() if p.exists() else None
-    key = dict(spec=spec, size=size, stat=[st.st_size, st.st_mtime_ns] if st and p.is_file() else None)
+    spec = DatasetSpec.of(spec)
+    p = Path(spec.path); st = p.stat() if p.exists() else None
+    key = dict(spec=dict(spec), size=size, stat=[st.st_size, st.st_mtime_ns] if st and p.is_file() else None)
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 # %% ../nbs/01_data.ipynb #c013pbc
 @patch
 def memory_estimate(self:DatasetFormat,
-                    spec:dict, # a dataset entry of a study (name, format, path, options)
+                    spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                     size:int   # image size in pixels (square)
                    ) -> int|None:
     "Bytes the data of `spec` at `size` px takes in memory while it is built and trained on, when the format can tell before reading anything (default: None, unknown)."
@@ -274,7 +279,7 @@ def memory_estimate(self:DatasetFormat,
 # %% ../nbs/01_data.ipynb #c013pc
 @patch
 def cached_arrays(self:DatasetFormat,
-                  spec:dict, # a dataset entry of a study (name, format, path, options)
+                  spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                   size:int   # image size in pixels (square)
                  ) -> Path|None:
     "The cache file the cells of `spec` at `size` read their arrays from, when there is one (default: none): its contents enter the cells' fingerprints."
@@ -291,66 +296,59 @@ def example(self:DatasetFormat,
 # %% ../nbs/01_data.ipynb #c013pcb
 @patch
 def resampled(self:DatasetFormat,
-              spec:dict, # a dataset entry of a study (name, format, path, options)
+              spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
               seed:int   # the cell's seed
-             ) -> dict:
+             ) -> DatasetSpec:
     "The entry with its data split (or sample) redrawn by `seed`, for `split_seeds`; formats whose split is fixed refuse."
     raise DataError(f"format {self.name} has a fixed split: split_seeds cannot redraw it")
 
 # %% ../nbs/01_data.ipynb #c013pcc
 @patch
 def counterfactual_tests(self:DatasetFormat,
-                         spec:dict, # a dataset entry of a study (name, format, path, options)
+                         spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                          size:int   # image size in pixels (square)
                         ) -> dict|None:
     "`{mode: (uint8 images, labels)}` of the test set as is, with the shortcut 'removed' and 'flipped'; None when the format cannot render them."
     return None
 
-# %% ../nbs/01_data.ipynb #c013a
-FORMATS = {}
-
-# %% ../nbs/01_data.ipynb #c013b
-def register_format(fmt # the `DatasetFormat` to register
-                   ):
-    "Register a `DatasetFormat` (an instance, or a subclass, which is instantiated); returns what it was given, so it works as a class decorator."
-    inst = fmt() if isinstance(fmt, type) else fmt
-    if not isinstance(inst, DatasetFormat) or not inst.name: raise TypeError(f"register_format expects a named DatasetFormat, got {fmt!r}")
-    FORMATS[inst.name] = inst
-    return fmt
+# %% ../nbs/01_data.ipynb #5de3f275
+@patch
+def markdown(self:DatasetFormat) -> str:
+    "Markdown: what the format reads, then a table of its options (name, allowed values, default, meaning): its section of the README."
+    rows = [f"| `{o.name}` | {o.allowed} | {'required' if o.required else ('`' + json.dumps(o.default) + '`')} | {note + o.help} |"
+            for o, note in self.documented_options()]
+    return "\n".join([f"**`{self.name}`**: {self.doc}.", "", "| option | takes | default | meaning |", "|---|---|---|---|", *rows])
 
 # %% ../nbs/01_data.ipynb #c013c
 BUILTIN_FORMATS = ("attnmed.synthetic", "attnmed.readers")   # the modules whose import registers the built-in formats
 
 # %% ../nbs/01_data.ipynb #c013d
-def formats() -> dict:
-    "Every registered format by name, the built-in ones included however attnmed was imported (their modules are imported on first use: they build on this one)."
+def load_builtin_formats():
+    "Import the modules that register the built-in formats (they build on this one, so it cannot import them up front)."
     import importlib
     for m in BUILTIN_FORMATS: importlib.import_module(m)
-    return FORMATS
 
-# %% ../nbs/01_data.ipynb #c013e
-def dataset_format(name:str # a registered format's name
-                  ) -> DatasetFormat:
-    "The registered format `name`; a `DataError` listing the valid ones otherwise."
-    return registry_entry(formats(), name, "format", DataError)
+# %% ../nbs/01_data.ipynb #c013a
+FORMATS = Registry("format", DataError, kind=DatasetFormat, section=lambda fmt: fmt.markdown(), load=load_builtin_formats)   # every dataset format, the built-in ones however attnmed was imported
 
 # %% ../nbs/01_data.ipynb #c017
-def resolve_spec(spec:dict,                  # a dataset entry of a study (name, format, path, options)
+def resolve_spec(spec:DatasetSpec,                  # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                  base_dir:str|Path|None=None # folder relative paths are taken from (the study file's)
-                ) -> dict:
+                ) -> DatasetSpec:
     "`spec` with its format and options checked and its path options made absolute (relative to `base_dir`)."
-    fmt = dataset_format(spec.get("format"))
+    spec = DatasetSpec.of(spec)
+    fmt = FORMATS[spec.format]
     fmt.values(spec)
     base = Path(base_dir) if base_dir else Path.cwd()
-    out = dict(spec)
+    out = dict(spec)   # the path fields, made absolute below
     for k in ["path", *(o.name for o in fmt.options_for(spec) if o.path)]:
         if out.get(k) is not None:
-            if "\x00" in str(out[k]): raise DataError(f"dataset '{spec.get('name')}', field {k!r}: contains a NUL byte (\\x00), which no path can hold")
+            if "\x00" in str(out[k]): raise DataError(f"dataset '{spec.name}', field {k!r}: contains a NUL byte (\\x00), which no path can hold")
             long = [c for c in Path(str(out[k])).parts if len(c.encode()) > 255]
-            if long: raise DataError(f"dataset '{spec.get('name')}', field {k!r}: the path component {long[0][:40]!r}... is {len(long[0].encode())} bytes; file systems allow 255")
+            if long: raise DataError(f"dataset '{spec.name}', field {k!r}: the path component {long[0][:40]!r}... is {len(long[0].encode())} bytes; file systems allow 255")
             p = Path(os.path.expanduser(str(out[k])))
             out[k] = str(p if p.is_absolute() else (base / p).resolve())
-    return out
+    return DatasetSpec.of(out)
 
 # %% ../nbs/01_data.ipynb #c020
 def save_npz(path:str|Path,     # the .npz file to write

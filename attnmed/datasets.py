@@ -7,53 +7,47 @@ from __future__ import annotations
 import json
 import numpy as np
 import torch
-from .data import DataError, ImageSplits, dataset_format, formats
+from .data import DataError, ImageSplits, FORMATS
 from . import synthetic, readers   # register the built-in formats
+from .config import DatasetSpec
 
 # %% auto #0
-__all__ = ['check_dataset', 'load_dataset', 'prepare_dataset', 'dataset_fingerprint', 'formats_markdown', 'as_chw3',
-           'dataset_stats', 'class_weights']
+__all__ = ['check_dataset', 'load_dataset', 'prepare_dataset', 'dataset_fingerprint', 'as_chw3', 'dataset_stats', 'class_weights']
 
 # %% ../nbs/01f_datasets.ipynb #c005
-def check_dataset(spec:dict # a dataset entry of a study (name, format, path, options)
+def check_dataset(spec:DatasetSpec # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                  ):
     "Refuse a dataset entry whose format is unknown, whose options are unknown or invalid, or whose files are missing."
-    fmt = dataset_format(spec.get("format"))
+    spec = DatasetSpec.of(spec)
+    fmt = FORMATS[spec.format]
     fmt.values(spec)
     fmt.check_files(spec)
 
 # %% ../nbs/01f_datasets.ipynb #c005a
-def load_dataset(spec:dict, # a dataset entry of a study (name, format, path, options)
+def load_dataset(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                  size:int   # image size in pixels (square)
                 ) -> ImageSplits:
     "The dataset described by `spec` (`name`, `format`, `path`, options) at `size` x `size` px."
+    spec = DatasetSpec.of(spec)
     check_dataset(spec)
-    return dataset_format(spec["format"]).load(spec, size)
+    return FORMATS[spec.format].load(spec, size)
 
 # %% ../nbs/01f_datasets.ipynb #c005b
-def prepare_dataset(spec:dict, # a dataset entry of a study (name, format, path, options)
+def prepare_dataset(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                     size:int   # image size in pixels (square)
                    ):
     "Build once what the cells of a grid share (generated data, decode caches), before they run in parallel."
+    spec = DatasetSpec.of(spec)
     check_dataset(spec)
-    dataset_format(spec["format"]).prepare(spec, size)
+    FORMATS[spec.format].prepare(spec, size)
 
 # %% ../nbs/01f_datasets.ipynb #c005c
-def dataset_fingerprint(spec:dict, # a dataset entry of a study (name, format, path, options)
+def dataset_fingerprint(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                         size:int   # image size in pixels (square)
                        ) -> str:
     "A short hash that changes when the data of `spec` at `size` px changes."
-    return dataset_format(spec["format"]).fingerprint(spec, size)
-
-# %% ../nbs/01f_datasets.ipynb #c008
-def formats_markdown() -> str:
-    "Markdown: every registered format, what it reads, and a table of its options (name, allowed values, default, meaning)."
-    out = []
-    for fmt in formats().values():
-        rows = [f"| `{o.name}` | {o.allowed} | {'required' if o.required else ('`' + json.dumps(o.default) + '`')} | {note + o.help} |"
-                for o, note in fmt.documented_options()]
-        out += [f"**`{fmt.name}`**: {fmt.doc}.", "", "| option | takes | default | meaning |", "|---|---|---|---|", *rows, ""]
-    return "\n".join(out).strip()
+    spec = DatasetSpec.of(spec)
+    return FORMATS[spec.format].fingerprint(spec, size)
 
 # %% ../nbs/01f_datasets.ipynb #d002
 def as_chw3(a:np.ndarray # an image array (H x W or H x W x C)

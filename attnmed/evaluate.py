@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 from .config import atomic_write_json, atomic_write_text
+from .layout import CELL
 
 # %% auto #0
 __all__ = ['CI_METRICS', 'classification_metrics', 'medmnist_metrics', 'bootstrap_ci', 'predictions_frame', 'write_cell_results',
@@ -116,13 +117,13 @@ def write_cell_results(out_dir:str|Path,         # the cell's folder
     "Write `predictions.csv`, then `metrics.json` (metrics + `ci95` + params + seconds + attnmed's version + `recorded`, e.g. the grid's fingerprints) last; returns the metrics path."
     import attnmed
     out_dir = Path(out_dir)
-    atomic_write_text(out_dir / "predictions.csv", predictions.to_csv(index=False))
+    atomic_write_text(out_dir / CELL.predictions, predictions.to_csv(index=False))
     probs = predictions[[c for c in predictions.columns if c.startswith("prob_")]].values
     ci = bootstrap_ci(predictions["label"].values, probs) if "ci95" not in metrics else metrics["ci95"]
     res = {**metrics, "ci95": ci, "params": params, "seconds": round(float(seconds), 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "version": attnmed.__version__, **(recorded or {})}
-    atomic_write_json(out_dir / "metrics.json", res)
-    return out_dir / "metrics.json"
+    atomic_write_json(out_dir / CELL.metrics, res)
+    return out_dir / CELL.metrics
 
 # %% ../nbs/04_evaluate.ipynb #c017
 @dataclass

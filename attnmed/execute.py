@@ -7,13 +7,14 @@ from __future__ import annotations
 import glob, os, signal, tempfile, traceback, uuid
 from pathlib import Path
 import attnmed
+from .layout import CELL
 
 # %% auto #0
 __all__ = ['RUNNING_KERNELS', 'notebook_path', 'kernel_manager', 'kill_running_kernels', 'NotebookError', 'notebook_parameters',
            'execute_notebook']
 
 # %% ../nbs/07b_execute.ipynb #c005
-def notebook_path(name:str="experiment.ipynb" # the notebook's file name in nbs/
+def notebook_path(name:str=CELL.notebook # the notebook's file name in nbs/
                  ) -> Path:
     "The path of one of attnmed's parameterised notebooks (`nbs/` next to the package)."
     p = Path(attnmed.__file__).resolve().parent.parent / "nbs" / name
@@ -93,7 +94,8 @@ def execute_notebook(notebook:str|Path,         # the parameterised notebook
         pm.execute_notebook(str(notebook), str(output), parameters=parameters or {}, kernel_name=kernel_name,
                             progress_bar=dict(desc=progress, unit="step", leave=False) if progress else False,
                             kernel_manager_class=kernel_manager(env, prefix, Path(cwd or Path(output).parent).resolve()),
-                            shutdown_kernel="immediate")   # every result is written (atomically) by the notebook's last cells; a graceful exit of a kernel that loaded torch costs ~2.5 s
+                            shutdown_kernel="immediate",   # every result is written (atomically) by the notebook's last cells; a graceful exit of a kernel that loaded torch costs ~2.5 s
+                            request_save_on_cell_execute=False)   # the executed copy is written at the end, on failure, and every 30 s of a long cell (papermill's autosave), not after each of its ~20 cells
     except Exception as e:
         short = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}"
         raise NotebookError(short.strip(), "".join(traceback.format_exception(e))) from None

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from .datasets import as_chw3
-from .models import attention_maps, create_model, get_arch, randomised_copy
+from .backbones import ARCHS
+from .models import attention_maps, create_model, randomised_copy
 from .statistics import holm as holm_procedure   # the one Holm of the project (`holm` is concept_test's switch here)
+from .layout import CELL
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison',
@@ -300,8 +302,8 @@ def load_cell_model(folder,      # a done cell's folder
     import json
     from pathlib import Path
     folder = Path(folder)
-    p = json.loads((folder / "metrics.json").read_text())["params"]
-    f = folder / "best.pth"
+    p = json.loads((folder / CELL.metrics).read_text())["params"]
+    f = folder / CELL.checkpoint
     if not f.exists(): raise ExplainError(f"{f}: checkpoint not found (the cell's best-validation weights); re-run the cell")
     model = create_model(p["arch"], p["attention"], n_out=n_out, pretrained=False, img_size=p["image_size"], head=p.get("head", "pooled"))
     state = torch.load(f, map_location="cpu", weights_only=True)
@@ -324,7 +326,7 @@ def cell_input_stats(params:dict, # the cell's parameters
                      data         # its dataset
                     ) -> tuple:
     "The input statistics the cell with `params` was trained with (its arch's, `Arch.input_stats`)."
-    return get_arch(params["arch"]).input_stats(params["pretrained"], data.images["train"])
+    return ARCHS[params["arch"]].input_stats(params["pretrained"], data.images["train"])
 
 # %% ../nbs/06_explain.ipynb #c028c
 @torch.no_grad()

@@ -15,12 +15,12 @@ from .execute import NotebookError, execute_notebook, kill_running_kernels, note
 from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            tuned_parameters, what_changed, write_study_record)
+from .layout import CELL
 
 # %% auto #0
-__all__ = ['STOP', 'NOTEBOOK_HASH', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots',
-           'auto_jobs', 'slot_env', 'run_local', 'run_ray', 'select_cells', 'tuned_or_refuse', 'describe_changes',
-           'grid_summary', 'grid_cells', 'cell_states', 'dry_run_summary', 'open_study_folder', 'run_grid',
-           'demo_study']
+__all__ = ['STOP', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots', 'auto_jobs',
+           'slot_env', 'run_local', 'run_ray', 'select_cells', 'tuned_or_refuse', 'describe_changes', 'grid_summary',
+           'grid_cells', 'cell_states', 'dry_run_summary', 'open_study_folder', 'run_grid', 'demo_study']
 
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
@@ -41,20 +41,17 @@ def cell_parameters(cell:Cell,                      # one cell of the grid
         p["tracking_uri"] = tracking_uri(p["tracking"], p["tracking_uri"], study_dir)
     return p
 
-# %% ../nbs/07d_grid.ipynb #c005b
-NOTEBOOK_HASH = "experiment.sha256"   # the hash of the executed notebook the grid published in a cell folder
-
 # %% ../nbs/07d_grid.ipynb #c005c
 def _heartbeat(folder:Path, stop:threading.Event):
     while not stop.wait(HEARTBEAT): touch_lock(folder)
 
 # %% ../nbs/07d_grid.ipynb #c005d
 def _publish(attempt:Path, d:Path):
-    "Move a complete attempt's files into the cell folder, metrics.json last; the executed notebook's hash goes beside it (`NOTEBOOK_HASH`: the report renders only that notebook)."
-    nb = attempt / "experiment.ipynb"
-    if nb.exists(): atomic_write_text(attempt / NOTEBOOK_HASH, hashlib.sha256(nb.read_bytes()).hexdigest() + "\n")
-    files = sorted(attempt.iterdir(), key=lambda f: f.name == "metrics.json")
-    (d / "error.txt").unlink(missing_ok=True)
+    "Move a complete attempt's files into the cell folder, metrics.json last; the executed notebook's hash goes beside it (`CELL.notebook_hash`: the report renders only that notebook)."
+    nb = attempt / CELL.notebook
+    if nb.exists(): atomic_write_text(attempt / CELL.notebook_hash, hashlib.sha256(nb.read_bytes()).hexdigest() + "\n")
+    files = sorted(attempt.iterdir(), key=lambda f: f.name == CELL.metrics)
+    (d / CELL.error).unlink(missing_ok=True)
     for f in files:
         target = d / f.name
         if f.is_dir():
@@ -65,10 +62,10 @@ def _publish(attempt:Path, d:Path):
 def _record_failure(cell:Cell, attempt:Path, d:Path, message:str):
     "Keep a failed attempt's executed notebook and write `error.txt`; an earlier result becomes `metrics.previous.json`."
     try:
-        if (d / "metrics.json").exists(): os.replace(d / "metrics.json", d / "metrics.previous.json")
-        (d / NOTEBOOK_HASH).unlink(missing_ok=True)   # the notebook kept is the failed one, not a published result
-        if (attempt / "experiment.ipynb").exists(): os.replace(attempt / "experiment.ipynb", d / "experiment.ipynb")
-        atomic_write_text(d / "error.txt", f"cell {cell.key} failed\n{message}")
+        if (d / CELL.metrics).exists(): os.replace(d / CELL.metrics, d / CELL.previous_metrics)
+        (d / CELL.notebook_hash).unlink(missing_ok=True)   # the notebook kept is the failed one, not a published result
+        if (attempt / CELL.notebook).exists(): os.replace(attempt / CELL.notebook, d / CELL.notebook)
+        atomic_write_text(d / CELL.error, f"cell {cell.key} failed\n{message}")
     except OSError as e: print(f"attnmed-grid: cell {cell.key} failed ({message.splitlines()[0]}) and its error could not be written: {e}", file=sys.stderr)
 
 # %% ../nbs/07d_grid.ipynb #c005f
@@ -94,11 +91,11 @@ def run_cell(cell:Cell,                     # one cell of the grid
         attempt.mkdir()
         params = cell_parameters(cell, tuned, attempt, fingerprint, data_fingerprint, study_dir=Path(folder).resolve())
         if STOP.is_set(): return "not_started"   # interrupted before its kernel started: no kernel is started after Ctrl-C
-        try: execute_notebook(notebook or notebook_path(), attempt / "experiment.ipynb", params, cwd=attempt, env=env, kernel_name=kernel_name)
+        try: execute_notebook(notebook or notebook_path(), attempt / CELL.notebook, params, cwd=attempt, env=env, kernel_name=kernel_name)
         except NotebookError as e:
             if STOP.is_set(): return "interrupted"
             _record_failure(cell, attempt, d, f"{e.short}\n\n{e.details}"); return "failed"
-        if not (attempt / "metrics.json").exists():
+        if not (attempt / CELL.metrics).exists():
             _record_failure(cell, attempt, d, "the notebook finished without writing metrics.json\n"); return "failed"
         _publish(attempt, d)
         return "done"
@@ -206,7 +203,7 @@ def run_ray(todo:list,     # the cells to run
                 cell = refs.pop(ready[0])
                 try: state = ray.get(ready[0])
                 except Exception as e:   # the worker died (node lost, out of memory): record it like any failure
-                    atomic_write_text(cell_dir(folder, cell) / "error.txt", f"cell {cell.key} failed on Ray\n{type(e).__name__}: {e}\n"); state = "failed"
+                    atomic_write_text(cell_dir(folder, cell) / CELL.error, f"cell {cell.key} failed on Ray\n{type(e).__name__}: {e}\n"); state = "failed"
                 on_done(cell, state)
         except KeyboardInterrupt:
             for r, c in refs.items(): ray.cancel(r, force=True); on_done(c, "interrupted")   # Ray cannot tell started from queued

@@ -8,9 +8,10 @@ import json, re
 from pathlib import Path
 import pandas as pd
 from .config import StudyConfigError, atomic_write_text, load_study
-from .data import DataError, dataset_format
+from .data import DataError, FORMATS
 from .readers import IMAGE_SUFFIXES, SPLIT_NAMES
 from .study import check_study
+from .config import DatasetSpec
 
 # %% auto #0
 __all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'check_for_study', 'yaml_quote', 'study_lines',
@@ -50,7 +51,8 @@ def study_name(path:Path # a file or folder
 
 # %% ../nbs/07e_new_study.ipynb #c008a
 def _class_counts(spec:dict) -> str:
-    fmt = dataset_format(spec["format"])
+    spec = DatasetSpec.of(spec)
+    fmt = FORMATS[spec.format]
     table, names = fmt.table(spec, fmt.values(spec))
     n = table.groupby("label").size()
     return ", ".join(f"{names[i]} {n.get(i, 0)}" for i in range(len(names))), len(table), sorted(set(table["split"]) - {""}) if "split" in table else []
@@ -59,11 +61,12 @@ def _class_counts(spec:dict) -> str:
 def check_for_study(spec:dict # the dataset entry attnmed-init is about to write
                    ):
     "The grid's own data checks on `spec` (every listed file there, no image listed twice, every class with images, the splits carved), and two classes in every split."
-    fmt = dataset_format(spec["format"])
+    spec = DatasetSpec.of(spec)
+    fmt = FORMATS[spec.format]
     table, names, _ = fmt.image_table(spec)
-    if len(names) < 2: raise DataError(f"{spec['path']}: only one class ({names[0]!r}) found; a study needs two or more classes (one sub-folder per class, or two labels in the CSV)")
+    if len(names) < 2: raise DataError(f"{spec.path}: only one class ({names[0]!r}) found; a study needs two or more classes (one sub-folder per class, or two labels in the CSV)")
     per = table.groupby("split")["label"].nunique()
-    if (per < 2).any(): raise DataError(f"{spec['path']}: split '{per[per < 2].index[0]}' would hold only one class; every split needs images of at least two classes")
+    if (per < 2).any(): raise DataError(f"{spec.path}: split '{per[per < 2].index[0]}' would hold only one class; every split needs images of at least two classes")
 
 # %% ../nbs/07e_new_study.ipynb #c008q
 def yaml_quote(value) -> str:
@@ -81,16 +84,17 @@ def study_lines(spec:dict,        # the dataset entry (format, path, columns)
                 image_size:int    # pixels per side
                ) -> list:
     "`(YAML line, comment)` pairs of the study `new_study` writes; every value taken from the data is quoted (a JSON string is a YAML one), so no name of a file, folder or column becomes YAML."
+    spec = DatasetSpec.of(spec)
     split_note = f"official splits found: {', '.join(splits)}" if splits else "no split given: 15 % validation and 20 % test are carved (by patient where known)"
     q = yaml_quote
     return [(f"name: {q(name)}", ""),
             (f"description: {q(description)}", ""),
-            ("datasets:", ""), (f"  - name: {q(name)}", ""), (f"    format: {spec['format']}", ""),
+            ("datasets:", ""), (f"  - name: {q(name)}", ""), (f"    format: {spec.format}", ""),
             (f"    path: {q(rel.as_posix())}", f"relative to this file; {split_note}"),
             *[(f"    {k}: {q(v)}", "") for k, v in spec.items() if k.endswith("_column")],
             ("    # channels: 1", "1 for greyscale modalities (X-ray, CT, mammography); default: RGB"),
-            *([("    # patient_pattern: '^(\\w+)_'", "a regular expression whose group is the patient id in a file name")] if spec["format"] == "folder" else []),
-            (f"archs: [{arch}]", "also: resnet50, densenet121, efficientnet_b0, vgg16, ... (attnmed.models.ARCHS)"),
+            *([("    # patient_pattern: '^(\\w+)_'", "a regular expression whose group is the patient id in a file name")] if spec.format == "folder" else []),
+            (f"archs: [{arch}]", "also: resnet50, densenet121, efficientnet_b0, vgg16, ... (attnmed.backbones.ARCHS)"),
             ("attentions: [none, se]", "none = the baseline; also cbam, eca, nonlocal, ga, la, ela, mhsa, mldam"),
             ("augment: [false]", "[false, true] adds the augmentation axis"),
             ("seeds: [0, 1, 2]", "each seed: same initial weights and batches for every variant (paired); 5+ for a firmer answer"),
@@ -105,7 +109,7 @@ def new_study(path:str|Path,         # a folder with one sub-folder per class (o
               name:str|None=None,    # the study's name (default: from the folder or file name)
               image_size:int=128,    # pixels per side the images are resized to
               epochs:int=10,         # training epochs per cell
-              arch:str="resnet18",   # the backbone (any of `attnmed.models.ARCHS`)
+              arch:str="resnet18",   # the backbone (any of `attnmed.backbones.ARCHS`)
               force:bool=False       # overwrite an existing file
              ) -> Path:
     "Write a commented study YAML for your own images that `attnmed-grid` runs as is; returns its path. Refuses data the grid would refuse."

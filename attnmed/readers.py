@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
-from .data import DataError, DatasetFormat, Option, read_npz_splits, register_format, resize_splits
+from .data import DataError, DatasetFormat, Option, read_npz_splits, FORMATS, resize_splits
 from .imaging import *
 from .tables import *
 from .downloads import *
 from .testing import *   # every sample writer (a new format's `example` uses its own without touching this line)
+from .config import DatasetSpec
 
 # %% auto #0
 __all__ = ['ISIC_CLASSES', 'CBIS_FILES', 'CBIS_PATH_COLUMNS', 'CBIS_PATHOLOGY', 'CHEXPERT_FINDINGS', 'MIMIC_SPLITS',
@@ -26,11 +27,12 @@ __all__ = ['ISIC_CLASSES', 'CBIS_FILES', 'CBIS_PATH_COLUMNS', 'CBIS_PATHOLOGY', 
 ISIC_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
 
 # %% ../nbs/01e_readers.ipynb #c024a
-def isic2019_table(spec:dict, # a dataset entry of a study (name, format, path, options)
+def isic2019_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                    opts:dict  # the format's checked options
                   ):
     "The image table and class names of an ISIC 2019 folder."
-    root = Path(spec["path"])
+    spec = DatasetSpec.of(spec)
+    root = Path(spec.path)
     gt_file = root / "ISIC_2019_Training_GroundTruth.csv"
     gt = read_table(gt_file, ["image", *ISIC_CLASSES], "the ISIC 2019 ground truth CSV")
     try: onehot = gt[ISIC_CLASSES].astype(float).to_numpy()
@@ -44,7 +46,7 @@ def isic2019_table(spec:dict, # a dataset entry of a study (name, format, path, 
     if positive:
         positive = [positive] if isinstance(positive, str) else list(positive)
         unknown = [p for p in positive if p not in ISIC_CLASSES]
-        if unknown: raise DataError(f"dataset '{spec['name']}': option 'positive' has unknown class(es) {unknown}; ISIC 2019 classes: {ISIC_CLASSES}")
+        if unknown: raise DataError(f"dataset '{spec.name}': option 'positive' has unknown class(es) {unknown}; ISIC 2019 classes: {ISIC_CLASSES}")
         labels, class_names = np.isin(np.array(ISIC_CLASSES)[cls], positive).astype(int), ["other", "+".join(positive)]
     else:
         present = [i for i in range(len(ISIC_CLASSES)) if (cls == i).any()]
@@ -60,7 +62,7 @@ def isic2019_table(spec:dict, # a dataset entry of a study (name, format, path, 
     return table, class_names
 
 # %% ../nbs/01e_readers.ipynb #c024b
-@register_format
+@FORMATS.register
 class ISIC2019(TableFormat):
     name, doc = "isic2019", "ISIC 2019: ground-truth CSV + ISIC_2019_Training_Input/*.jpg (+ metadata: lesion_id groups images)"
     path_kind = "the ISIC 2019 folder"
@@ -107,11 +109,12 @@ def _cbis_dicom_path(root:Path, rel:str, want:str, source:str) -> Path:
     return crops[0]
 
 # %% ../nbs/01e_readers.ipynb #c027c
-def cbis_ddsm_table(spec:dict, # a dataset entry of a study (name, format, path, options)
+def cbis_ddsm_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                     opts:dict  # the format's checked options
                    ):
     "The image table and class names of a CBIS-DDSM folder (DICOM or the JPEG export)."
-    root = Path(spec["path"])
+    spec = DatasetSpec.of(spec)
+    root = Path(spec.path)
     csv_dir = root / "csv" if (root / "csv").is_dir() else root
     kinds = {"mass": ["mass"], "calc": ["calc"], "both": ["mass", "calc"]}[opts["abnormality"]]
     info_file = csv_dir / "dicom_info.csv"
@@ -144,7 +147,7 @@ def cbis_ddsm_table(spec:dict, # a dataset entry of a study (name, format, path,
     return table, ["benign", "malignant"]
 
 # %% ../nbs/01e_readers.ipynb #c027d
-@register_format
+@FORMATS.register
 class CBISDDSM(TableFormat):
     name, doc = "cbis-ddsm", "CBIS-DDSM: the four case-description CSVs + DICOM, or the JPEG export (csv/dicom_info.csv + jpeg/)"
     path_kind = "the CBIS-DDSM folder with the case-description CSVs"
@@ -152,9 +155,10 @@ class CBISDDSM(TableFormat):
                Option("image", str, "crop", "the cropped abnormality or the full mammogram", choices=("crop", "full")))
     channels = 1
     def check_files(self, spec):
+        spec = DatasetSpec.of(spec)
         super().check_files(spec)
-        p = Path(spec["path"]); d = p / "csv" if (p / "csv").is_dir() else p
-        if not any((d / f).exists() for f in CBIS_FILES.values()): raise DataError(f"dataset '{spec['name']}': no CBIS-DDSM case-description CSV ({', '.join(CBIS_FILES.values())}) in {d}")
+        p = Path(spec.path); d = p / "csv" if (p / "csv").is_dir() else p
+        if not any((d / f).exists() for f in CBIS_FILES.values()): raise DataError(f"dataset '{spec.name}': no CBIS-DDSM case-description CSV ({', '.join(CBIS_FILES.values())}) in {d}")
     def table(self, spec, opts): return cbis_ddsm_table(spec, opts)
     def example(self, root): return dict(format=self.name, path=str(write_sample_cbis_ddsm(Path(root) / "cbis-ddsm")))
 
@@ -164,11 +168,12 @@ CHEXPERT_FINDINGS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "E
 MIMIC_SPLITS = {"train": "train", "validate": "val", "test": "test"}
 
 # %% ../nbs/01e_readers.ipynb #c030a
-def mimic_cxr_table(spec:dict, # a dataset entry of a study (name, format, path, options)
+def mimic_cxr_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                     opts:dict  # the format's checked options
                    ):
     "The image table and class names of a MIMIC-CXR-JPG folder."
-    root = Path(spec["path"]); finding = opts["finding"]
+    spec = DatasetSpec.of(spec)
+    root = Path(spec.path); finding = opts["finding"]
     meta = read_table(root / "mimic-cxr-2.0.0-metadata.csv.gz", ["dicom_id", "subject_id", "study_id", "ViewPosition"], "the MIMIC-CXR-JPG metadata")
     labels_file = root / "mimic-cxr-2.0.0-chexpert.csv.gz"
     lab = read_table(labels_file, ["subject_id", "study_id", finding], "the MIMIC-CXR-JPG CheXpert labels")
@@ -189,13 +194,13 @@ def mimic_cxr_table(spec:dict, # a dataset entry of a study (name, format, path,
     if opts["uncertain"] == "ignore": dropped[f"uncertain {finding} (uncertain: ignore)"] = int((df.y == -1).sum()); df = df[df.y != -1]
     else: df = df.assign(y=df.y.replace(-1.0, 1.0 if opts["uncertain"] == "ones" else 0.0))
     dropped = {k: v for k, v in dropped.items() if v}
-    if dropped: print(f"{spec['name']}: left out " + ", ".join(f"{v} image(s): {k}" for k, v in dropped.items()))
+    if dropped: print(f"{spec.name}: left out " + ", ".join(f"{v} image(s): {k}" for k, v in dropped.items()))
     table = pd.DataFrame(dict(path=[str(root / "files" / f"p{s[:2]}" / f"p{s}" / f"s{st}" / f"{d}.jpg") for s, st, d in zip(df.subject_id, df.study_id, df.dicom_id)],
                               label=df.y.astype(int).to_numpy(), split=df["split"].map(MIMIC_SPLITS).to_numpy(), patient=df.subject_id.to_numpy(), id=df.dicom_id.to_numpy()))
     return table, [f"no {finding}" if finding != "No Finding" else "finding", finding]
 
 # %% ../nbs/01e_readers.ipynb #c030b
-@register_format
+@FORMATS.register
 class MIMICCXRJPG(TableFormat):
     name, doc = "mimic-cxr-jpg", "MIMIC-CXR-JPG 2.0.0: metadata / chexpert / split .csv.gz + files/pXX/pSUBJECT/sSTUDY/*.jpg"
     path_kind = "the MIMIC-CXR-JPG folder"
@@ -245,11 +250,12 @@ def _patients_from_names(paths, pattern, source):
     return out
 
 # %% ../nbs/01e_readers.ipynb #c033c
-def folder_table(spec:dict, # a dataset entry of a study (name, format, path, options)
+def folder_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                  opts:dict  # the format's checked options
                 ):
     "The image table and class names of a class-per-folder tree (optionally under train/valid/test)."
-    root = Path(spec["path"])
+    spec = DatasetSpec.of(spec)
+    root = Path(spec.path)
     if not root.is_dir(): raise DataError(f"{root}: folder not found (format folder: one sub-folder per class, optionally under train/ valid/ test/)")
     subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith((".", "__MACOSX"))]
     split_dirs = {SPLIT_NAMES[d.name.lower()]: d for d in subdirs if d.name.lower() in SPLIT_NAMES}
@@ -276,11 +282,12 @@ def folder_table(spec:dict, # a dataset entry of a study (name, format, path, op
     return table, class_names
 
 # %% ../nbs/01e_readers.ipynb #c033d
-def csv_table(spec:dict, # a dataset entry of a study (name, format, path, options)
+def csv_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
               opts:dict  # the format's checked options
              ):
     "The image table and class names of a CSV listing (path, label, optional split and patient columns)."
-    f = Path(spec["path"])
+    spec = DatasetSpec.of(spec)
+    f = Path(spec.path)
     cols = [opts["path_column"], opts["label_column"]] + [c for c in (opts["split_column"], opts["patient_column"]) if c]
     df = read_table(f, cols, "a CSV with image paths and labels")
     base = Path(opts["root"]) if opts["root"] else f.parent
@@ -311,7 +318,7 @@ def csv_table(spec:dict, # a dataset entry of a study (name, format, path, optio
     return table, class_names
 
 # %% ../nbs/01e_readers.ipynb #c033e
-@register_format
+@FORMATS.register
 class Folder(TableFormat):
     name, doc = "folder", "one sub-folder per class, optionally under train/ valid/ test/"
     path_kind = "a folder with one sub-folder per class"
@@ -321,7 +328,7 @@ class Folder(TableFormat):
     def example(self, root): return dict(format=self.name, path=str(write_sample_folder(Path(root) / "folder")))
 
 # %% ../nbs/01e_readers.ipynb #c033f
-@register_format
+@FORMATS.register
 class CSV(TableFormat):
     name, doc = "csv", "a CSV with path and label columns (and optional split and patient columns)"
     path_kind = "a CSV file with path and label columns"
@@ -339,11 +346,12 @@ CAMELYON_COLUMNS = ["patient", "node", "x_coord", "y_coord", "tumor", "slide", "
 CAMELYON_ID_CENTERS, CAMELYON_OOD = (0, 3, 4), {1: "ood_val", 2: "ood_test"}
 
 # %% ../nbs/01e_readers.ipynb #c038a
-def camelyon17_table(spec:dict, # a dataset entry of a study (name, format, path, options)
+def camelyon17_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                      opts:dict  # the format's checked options
                     ):
     "The image table of a Camelyon17-WILDS folder: train / val / ID test from hospitals 0, 3, 4; OOD val (hospital 1) and OOD test (hospital 2) as extra sets."
-    root = Path(spec["path"]); f = root / "metadata.csv"
+    spec = DatasetSpec.of(spec)
+    root = Path(spec.path); f = root / "metadata.csv"
     meta = read_table(f, CAMELYON_COLUMNS, "the Camelyon17-WILDS metadata")
     vals = {}
     for c in ("patient", "node", "x_coord", "y_coord", "tumor", "center", "split"):
@@ -368,7 +376,7 @@ def camelyon17_table(spec:dict, # a dataset entry of a study (name, format, path
     return table, ["normal", "tumor"]
 
 # %% ../nbs/01e_readers.ipynb #c038b
-@register_format
+@FORMATS.register
 class Camelyon17(TableFormat):
     name = "camelyon17"
     doc = "Camelyon17-WILDS: metadata.csv + patches/; hospitals 0, 3, 4 in distribution, 1 (OOD val) and 2 (OOD test) as extra test sets"
@@ -381,7 +389,7 @@ class Camelyon17(TableFormat):
     def example(self, root): return dict(format=self.name, path=str(write_sample_camelyon17(Path(root) / "camelyon17_v1.0")))
 
 # %% ../nbs/01e_readers.ipynb #c047
-@register_format
+@FORMATS.register
 class MedMNIST(DatasetFormat):
     name, doc = "medmnist", "MedMNIST: downloaded by flag and size (through the medmnist package), or a local .npz"
     path_kind = "a MedMNIST .npz file, or with `flag` the folder downloads are kept in"
@@ -395,11 +403,12 @@ class MedMNIST(DatasetFormat):
 
     def check_files(self, spec):
         "The file exists (or, with `flag`, flag and size are known), and `label_column` fits its labels; checked before any cell starts."
-        if self.values(spec)["flag"] is None or Path(spec["path"]).suffix == ".npz": super().check_files(spec)   # a local file must exist
+        spec = DatasetSpec.of(spec)
+        if self.values(spec)["flag"] is None or Path(spec.path).suffix == ".npz": super().check_files(spec)   # a local file must exist
         src = self.source(spec)
-        path = Path(spec["path"]) if src is None else src["path"]
+        path = Path(spec.path) if src is None else src["path"]
         lc = self.values(spec)["label_column"]
-        if isinstance(lc, str) and lc != "any": raise DataError(f"dataset '{spec['name']}': option 'label_column' must be a column index or 'any', got {lc!r}")
+        if isinstance(lc, str) and lc != "any": raise DataError(f"dataset '{spec.name}': option 'label_column' must be a column index or 'any', got {lc!r}")
         if not path.exists(): return    # to be downloaded: its labels are checked when it is read
         try:
             with np.load(path, allow_pickle=False) as z: lb = z["train_labels"] if "train_labels" in z.files else None
@@ -407,7 +416,7 @@ class MedMNIST(DatasetFormat):
         if lb is None: return   # the reader names the missing keys
         n = lb.reshape(len(lb), -1).shape[1]
         if n > 1 and lc is None: raise DataError(f"{path}: 'train_labels' has {n} label columns (multi-label); set the dataset option label_column to a column index or 'any'")
-        if isinstance(lc, int) and lc >= n: raise DataError(f"dataset '{spec['name']}': label_column {lc} does not exist; {path} has label column(s) 0..{n - 1}")
+        if isinstance(lc, int) and lc >= n: raise DataError(f"dataset '{spec.name}': label_column {lc} does not exist; {path} has label column(s) 0..{n - 1}")
 
 # %% ../nbs/01e_readers.ipynb #c047pa
 @patch
@@ -416,14 +425,15 @@ def source(self:MedMNIST,
            image_size=None # the study's image size (picks the file's size)
           ) -> dict|None:
     "With `flag`: the `medmnist_source` of the file to use, and its local `path` (`catalogue`: whether it is the catalogue's file); None for a local .npz without `flag`."
+    spec = DatasetSpec.of(spec)
     o = self.values(spec)
     if o["flag"] is None:
-        if o["size"] is not None: raise DataError(f"dataset '{spec['name']}': option 'size' needs 'flag' (a local .npz is used at the size it has)")
+        if o["size"] is not None: raise DataError(f"dataset '{spec.name}': option 'size' needs 'flag' (a local .npz is used at the size it has)")
         return None
-    if Path(spec["path"]).suffix == ".npz": return local_medmnist(spec["path"], o["flag"], o["size"])
+    if Path(spec.path).suffix == ".npz": return local_medmnist(spec.path, o["flag"], o["size"])
     size = o["size"] or next((s for s in MEDMNIST_SIZES if s >= (image_size or 28)), 224)
     src = medmnist_source(o["flag"], size)
-    return {**src, "size": size, "path": Path(spec["path"]) / src["file"], "catalogue": True}
+    return {**src, "size": size, "path": Path(spec.path) / src["file"], "catalogue": True}
 
 # %% ../nbs/01e_readers.ipynb #c047paa
 @patch
@@ -432,17 +442,19 @@ def npz_path(self:MedMNIST,
              image_size=None # the study's image size (picks the file's size)
             ) -> Path:
     "The .npz to read, downloaded first if it is not there yet."
+    spec = DatasetSpec.of(spec)
     src = self.source(spec, image_size)
-    if src is None or Path(spec["path"]).suffix == ".npz": return Path(spec["path"])   # a local file: used as it is
+    if src is None or Path(spec.path).suffix == ".npz": return Path(spec.path)   # a local file: used as it is
     return download(src["url"], src["path"], src["md5"])
 
 # %% ../nbs/01e_readers.ipynb #c047pab
 @patch
 def load(self:MedMNIST, spec, size):
+    spec = DatasetSpec.of(spec)
     path = self.npz_path(spec, size)
     self.check_files(spec); o = self.values(spec); src = self.source(spec, size)
     names = o["class_names"] or (src["class_names"] if src and o["label_column"] is None else None)
-    ds = read_npz_splits(path, spec["name"], o["label_column"], names)
+    ds = read_npz_splits(path, spec.name, o["label_column"], names)
     if src and o["label_column"] is None: ds.extras["medmnist"] = dict(flag=o["flag"], size=src["size"], task=src["task"], catalogue=src["catalogue"])   # for the official metrics
     return resize_splits(ds, size).check(str(path))
 

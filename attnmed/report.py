@@ -13,6 +13,7 @@ from .execute import NotebookError, execute_notebook, notebook_path
 from .explain import METHOD_NAMES
 from .statistics import compare, plan, pooled_effects
 from .study import KEYS, cell_table, extra_test_metrics, read_study
+from .layout import CELL, STUDY
 
 # %% auto #0
 __all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'summarise', 'format_summary', 'study_comparisons', 'design_table',
@@ -176,14 +177,14 @@ def render_explanations(study_dir:str|Path,          # the study folder
                        ) -> bool:
     "Execute `explain.ipynb` for `study_dir` into it (figures and tables in `explanations/`); False, with `explanations/error.txt`, when it fails."
     study_dir = Path(study_dir).resolve()
-    (study_dir / "explanations").mkdir(exist_ok=True)
-    (study_dir / "explanations" / "error.txt").unlink(missing_ok=True)
+    (study_dir / STUDY.explanations).mkdir(exist_ok=True)
+    (study_dir / STUDY.explain_error).unlink(missing_ok=True)
     try:
         with tempfile.TemporaryDirectory(prefix="attnmed-kernel-cwd-") as kernel_dir:   # an empty working folder: nothing planted in the study folder is importable
-            execute_notebook(notebook or notebook_path("explain.ipynb"), study_dir / "explain.ipynb", dict(study_dir=str(study_dir), **params),
+            execute_notebook(notebook or notebook_path(STUDY.explain_notebook), study_dir / STUDY.explain_notebook, dict(study_dir=str(study_dir), **params),
                              cwd=kernel_dir, kernel_name=kernel_name, progress="scoring explanations")
     except NotebookError as e:
-        atomic_write_text(study_dir / "explanations" / "error.txt", f"explain.ipynb failed: {e.short}\n\n{e.details}")
+        atomic_write_text(study_dir / STUDY.explain_error, f"explain.ipynb failed: {e.short}\n\n{e.details}")
         return False
     return True
 
@@ -220,8 +221,8 @@ def render_cell_pages(study_dir:str|Path # the study folder
     done = cell_table(study_dir).query("state == 'done'").folder
     nbs = []
     for f in done:
-        nb, page = study_dir / f / "experiment.ipynb", study_dir / f / "experiment.html"
-        try: ok = nb.exists() and (study_dir / f / "experiment.sha256").read_text().strip() == hashlib.sha256(nb.read_bytes()).hexdigest()
+        nb, page = study_dir / f / CELL.notebook, study_dir / f / CELL.page
+        try: ok = nb.exists() and (study_dir / f / CELL.notebook_hash).read_text().strip() == hashlib.sha256(nb.read_bytes()).hexdigest()
         except OSError: ok = False
         if ok: nbs.append(nb)
         else: page.unlink(missing_ok=True)
@@ -240,11 +241,11 @@ def render_report(study_dir:str|Path,          # the study folder
     read_study(study_dir)  # a clear error for a folder that is not a study
     if explain and not render_explanations(study_dir, kernel_name=kernel_name, **(explain_options or {})):
         print(f"explanations failed: see {study_dir / 'explanations' / 'error.txt'} (the report is written without them)", file=sys.stderr)
-    if explain and (study_dir / "explain.ipynb").exists(): notebook_html(study_dir / "explain.ipynb", code=False, sanitize=False)
+    if explain and (study_dir / STUDY.explain_notebook).exists(): notebook_html(study_dir / STUDY.explain_notebook, code=False, sanitize=False)
     render_cell_pages(study_dir)
-    out_nb = study_dir / "report.ipynb"
+    out_nb = study_dir / STUDY.report_notebook
     with tempfile.TemporaryDirectory(prefix="attnmed-kernel-cwd-") as kernel_dir:   # as for the explanations: the kernel starts in an empty folder
-        execute_notebook(notebook or notebook_path("report.ipynb"), out_nb, dict(study_dir=str(study_dir)), cwd=kernel_dir, kernel_name=kernel_name,
+        execute_notebook(notebook or notebook_path(STUDY.report_notebook), out_nb, dict(study_dir=str(study_dir)), cwd=kernel_dir, kernel_name=kernel_name,
                          progress="writing the report")
-    (study_dir / "report.html").unlink(missing_ok=True)
-    return notebook_html(out_nb, study_dir / "report.html", code=False, sanitize=False)
+    (study_dir / STUDY.report_page).unlink(missing_ok=True)
+    return notebook_html(out_nb, study_dir / STUDY.report_page, code=False, sanitize=False)

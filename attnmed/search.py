@@ -11,6 +11,7 @@ from .config import Study, Cell, StudyConfigError, atomic_write_text
 from .datasets import load_dataset
 from .study import check_study, load_checked_study, study_cells, study_folder, best_file, prepare_datasets
 from .train import train_cell, cell_dataset, NonFiniteLossError
+from .layout import STUDY
 
 # %% auto #0
 __all__ = ['search_groups', 'OptunaPruning', 'train_trial', 'group_study', 'best_result', 'run_search']
@@ -52,7 +53,7 @@ def train_trial(cell:Cell,                # the group's first cell
     "Train `cell` with these hyperparameters (`attnmed.train.train_cell`); returns its best validation balanced accuracy."
     params = {**cell.parameters(), "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
     spec = cell_dataset(params)
-    key = (json.dumps(spec, sort_keys=True), params["image_size"])
+    key = (json.dumps(dict(spec), sort_keys=True), params["image_size"])
     data = (data_cache or {}).get(key) or load_dataset(spec, params["image_size"])
     if data_cache is not None: data_cache[key] = data
     with tempfile.TemporaryDirectory(prefix="attnmed-trial-") as tmp:
@@ -115,7 +116,7 @@ def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`
     for cell in search_groups(study):
         g = cell.group
         if only and only not in g: continue
-        st = group_study(g, search, storage, study_dir / "search.sqlite3")
+        st = group_study(g, search, storage, study_dir / STUDY.search)
         done, t0 = sum(t.state in counted for t in st.trials), time.time()
         def objective(trial):
             lr = trial.suggest_float("lr", *search["lr"], log=True)

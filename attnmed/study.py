@@ -11,19 +11,23 @@ import pandas as pd
 import yaml
 from .config import (PARAMS, Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, expand_grid, import_plugins, load_study,
                             parse_study, read_yaml, umask)
-from .data import DataError, arrays_fingerprint, dataset_format, resolve_spec
+from .data import DataError, arrays_fingerprint, FORMATS, resolve_spec
 from .datasets import check_dataset, prepare_dataset
-from .models import ModelError, create_model, get_arch, get_attention, unsupported_reason
+from .backbones import ModelError, ARCHS
+from .attention import ATTENTIONS, unsupported_reason
+from .models import create_model
+from .config import DatasetSpec
+from .layout import CELL, STUDY
 
 # %% auto #0
-__all__ = ['STATES', 'CELL_FILES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEARTBEAT', 'STALE_AFTER', 'RECORD', 'KEYS',
-           'SCALAR_METRICS', 'check_study', 'load_checked_study', 'available_memory', 'check_memory', 'check_runnable',
-           'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir', 'plugins_fingerprint', 'cell_fingerprint',
-           'read_metrics', 'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock',
-           'study_yaml', 'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key',
-           'data_fingerprints', 'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file',
-           'tuned_parameters', 'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics',
-           'cell_results', 'load_results', 'write_results_csv', 'load_cell_files']
+__all__ = ['STATES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS', 'check_study',
+           'load_checked_study', 'available_memory', 'check_memory', 'check_runnable', 'study_cells', 'skipped_pairs',
+           'study_folder', 'cell_dir', 'plugins_fingerprint', 'cell_fingerprint', 'read_metrics', 'cell_state',
+           'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock', 'study_yaml',
+           'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key', 'data_fingerprints',
+           'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters',
+           'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results',
+           'load_results', 'write_results_csv', 'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study,      # a parsed `Study`
@@ -41,9 +45,9 @@ def check_study(study:Study,      # a parsed `Study`
             if missing_data is not None and "not found" in str(e): missing_data(f"datasets[{i}]: {e}")
             else: raise StudyConfigError(str(e), study.source, f"datasets[{i}]") from None
         datasets.append(spec)
-    for fld, get in (("archs", get_arch), ("attentions", get_attention)):
+    for fld, registry in (("archs", ARCHS), ("attentions", ATTENTIONS)):
         for name in getattr(study, fld):
-            try: get(name)
+            try: registry[name]
             except ModelError as e: raise StudyConfigError(str(e), study.source, fld) from None
     for i, c in enumerate(study.comparisons):
         for k in ("variant", "baseline"):
@@ -51,7 +55,7 @@ def check_study(study:Study,      # a parsed `Study`
                 raise StudyConfigError(f"{c[k]!r} is not one of the study's attentions {study.attentions}", study.source, f"comparisons[{i}].{k}")
     if study.split_seeds:
         for i, spec in enumerate(datasets):
-            try: dataset_format(spec["format"]).resampled(spec, 0)
+            try: FORMATS[spec.format].resampled(spec, 0)
             except DataError as e: raise StudyConfigError(f"split_seeds: {e}", study.source, f"datasets[{i}]") from None
     return dataclasses.replace(study, datasets=datasets)
 
@@ -78,9 +82,9 @@ def check_memory(study:Study # a checked `Study`
     "Refuse, before anything is built, a dataset whose format can tell that at the study's image_size it would not fit in the memory available now (with both numbers)."
     free = available_memory()
     for i, spec in enumerate(study.datasets):
-        need = dataset_format(spec["format"]).memory_estimate(spec, study.image_size)
+        need = FORMATS[spec.format].memory_estimate(spec, study.image_size)
         if need is not None and need > free:
-            raise StudyConfigError(f"dataset {spec['name']!r} at image_size {study.image_size} needs about {need / 2 ** 30:.1f} GB of memory, "
+            raise StudyConfigError(f"dataset {spec.name!r} at image_size {study.image_size} needs about {need / 2 ** 30:.1f} GB of memory, "
                                    f"and {free / 2 ** 30:.1f} GB are available: lower image_size or the number of images", study.source, f"datasets[{i}]")
 
 # %% ../nbs/07a_study.ipynb #c008b
@@ -116,7 +120,6 @@ def skipped_pairs(study:Study # a checked `Study`
 
 # %% ../nbs/07a_study.ipynb #c014
 STATES = ("done", "changed", "damaged", "failed", "running", "todo")
-CELL_FILES = ("metrics.json", "predictions.csv")   # what a done cell must hold: the report's intervals come from the predictions
 
 # %% ../nbs/07a_study.ipynb #c014a
 def study_folder(out:str|Path, # the output folder
@@ -167,7 +170,7 @@ def cell_fingerprint(cell:Cell,            # one cell of the grid
 def read_metrics(folder:str|Path # a cell's folder
                 ) -> dict|None:
     "The cell's `metrics.json`, or None when it is missing, unreadable, not a JSON object (`[]`, `1`, `\"x\"`) or holds a structured entry of the wrong kind (`METRICS_SHAPES`): damaged, not a result."
-    try: m = json.loads((Path(folder) / "metrics.json").read_text())
+    try: m = json.loads((Path(folder) / CELL.metrics).read_text())
     except (OSError, ValueError): return None
     if not isinstance(m, dict): return None
     return None if any(k in m and not isinstance(m[k], t) for k, t in METRICS_SHAPES.items()) else m
@@ -181,12 +184,12 @@ def cell_state(folder:str|Path,          # a cell's folder
               ) -> str:
     "One of `STATES` for the cell folder `folder`; `fingerprint`: what the study asks for now (None: any finished result counts)."
     folder = Path(folder)
-    if (folder / "metrics.json").exists():
+    if (folder / CELL.metrics).exists():
         m = read_metrics(folder)
-        if m is None or not all((folder / f).is_file() for f in CELL_FILES): return "damaged"
+        if m is None or not all((folder / f).is_file() for f in CELL.required): return "damaged"
         return "done" if fingerprint is None or m.get("fingerprint") == fingerprint else "changed"
     if lock_owner(folder) is not None: return "running"
-    if (folder / "error.txt").exists(): return "failed"
+    if (folder / CELL.error).exists(): return "failed"
     return "todo"
 
 # %% ../nbs/07a_study.ipynb #c014i
@@ -255,9 +258,6 @@ def release_lock(folder:str|Path # a cell's folder
     "Give the cell folder's lock back (and clear stale ones)."
     for f in [Path(folder) / ".lock", *Path(folder).glob(".lock.stale-*")]: f.unlink(missing_ok=True)
 
-# %% ../nbs/07a_study.ipynb #c020
-RECORD = "record.json"   # the grid's claim on a study folder: the study's name and the hash of the study.yaml and plugins it ran
-
 # %% ../nbs/07a_study.ipynb #c020a
 def study_yaml(study:Study # a checked `Study`
               ) -> str:
@@ -269,20 +269,20 @@ def write_study_record(study:Study,                # a checked `Study`
                        folder:str|Path,            # the study folder
                        fingerprints:dict|None=None # the study's data fingerprints (`data_fingerprints`)
                       ) -> Path:
-    "Write the checked `study` to `folder/study.yaml`, its data's fingerprints to `folder/fingerprints.json`, and the record that claims the folder (`RECORD`: the hashes of that study.yaml and of the plugins' code)."
-    f = Path(folder) / "study.yaml"
+    "Write the checked `study` to `folder/study.yaml`, its data's fingerprints to `folder/fingerprints.json`, and the record that claims the folder (`STUDY.record`: the hashes of that study.yaml and of the plugins' code)."
+    f = Path(folder) / STUDY.study
     text = study_yaml(study)
     atomic_write_text(f, text)
-    if fingerprints is not None: atomic_write_json(Path(folder) / "fingerprints.json", fingerprints)
-    atomic_write_json(Path(folder) / RECORD, dict(study=study.name, study_yaml_sha256=hashlib.sha256(text.encode()).hexdigest(),
+    if fingerprints is not None: atomic_write_json(Path(folder) / STUDY.fingerprints, fingerprints)
+    atomic_write_json(Path(folder) / STUDY.record, dict(study=study.name, study_yaml_sha256=hashlib.sha256(text.encode()).hexdigest(),
                                                   plugins=plugins_fingerprint(study.plugins)))
     return f
 
 # %% ../nbs/07a_study.ipynb #c020c
 def read_record(folder:str|Path # a study folder
                ) -> dict|None:
-    "The grid's record of the study folder `folder` (`RECORD`), or None when there is none (or it is not a record)."
-    try: r = json.loads((Path(folder) / RECORD).read_text())
+    "The grid's record of the study folder `folder` (`STUDY.record`), or None when there is none (or it is not a record)."
+    try: r = json.loads((Path(folder) / STUDY.record).read_text())
     except (OSError, ValueError): return None
     return r if isinstance(r, dict) else None
 
@@ -296,9 +296,9 @@ def claim_study_folder(folder:str|Path, # the study folder the grid is about to 
     folder = Path(folder)
     partial = lambda p: p.name.startswith(".") and p.name.endswith(".tmp")   # another grid's atomic write of its first files, still under way
     if not folder.exists() or not any(not partial(p) for p in folder.iterdir()): return
-    rec, f = read_record(folder), folder / "study.yaml"
-    if rec is None and not f.exists() and not (folder / "search.sqlite3").exists() and not (folder / "search").is_dir():   # attnmed-search's files may come first
-        raise StudyConfigError(f"the study folder {folder} exists and is not a study folder (no {RECORD} or study.yaml): attnmed would write into "
+    rec, f = read_record(folder), folder / STUDY.study
+    if rec is None and not f.exists() and not (folder / STUDY.search).exists() and not (folder / STUDY.search_dir).is_dir():   # attnmed-search's files may come first
+        raise StudyConfigError(f"the study folder {folder} exists and is not a study folder (no {STUDY.record} or study.yaml): attnmed would write into "
                                "another program's files; choose another name: or --out", study.source, "name")
     if rec is not None and rec.get("study") != study.name:
         raise StudyConfigError(f"the study folder {folder} holds the study {rec.get('study')!r}; choose another name: or --out", study.source, "name")
@@ -315,13 +315,13 @@ def read_study(folder:str|Path # a study folder
     """The study that produced the study folder `folder` (its `study.yaml`), with its plugins imported, but only when that file is the one the
     grid wrote and the plugins' code is what the grid ran (both hashed in the record): a plugin line added to the folder's study.yaml, or an
     edited plugin, is refused, never executed."""
-    f = Path(folder) / "study.yaml"
+    f = Path(folder) / STUDY.study
     if not f.exists(): raise FileNotFoundError(f"{f} not found: is {folder} a study folder written by attnmed-grid?")
     study = parse_study(read_yaml(f), source=f, base_dir=Path(folder))
     if study.plugins:
         rec = read_record(folder) or {}
         if rec.get("study_yaml_sha256") != hashlib.sha256(f.read_bytes()).hexdigest():
-            raise StudyConfigError(f"names plugins {study.plugins} but is not the file attnmed-grid wrote ({RECORD} records another, or none): "
+            raise StudyConfigError(f"names plugins {study.plugins} but is not the file attnmed-grid wrote ({STUDY.record} records another, or none): "
                                    "refusing to import them; run attnmed-grid on the study again to rewrite the record", f, "plugins")
         if rec.get("plugins") != plugins_fingerprint(study.plugins):
             raise StudyConfigError(f"the code of the plugins {study.plugins} changed since attnmed-grid ran them: refusing to import them; "
@@ -330,12 +330,13 @@ def read_study(folder:str|Path # a study folder
     return study
 
 # %% ../nbs/07a_study.ipynb #c020f
-def data_key(spec:dict,  # a dataset entry of a study (name, format, path, options)
+def data_key(spec:DatasetSpec,  # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
              seed:int,   # the cell's seed (with split_seeds)
              study:Study # a checked `Study`
             ) -> str:
     "The key of the data a cell trains on: the dataset's name, with the seed when each seed has its own split."
-    return f"{spec['name']}@seed{seed}" if study.split_seeds else spec["name"]
+    spec = DatasetSpec.of(spec)
+    return f"{spec.name}@seed{seed}" if study.split_seeds else spec.name
 
 # %% ../nbs/07a_study.ipynb #c020g
 def data_fingerprints(study:Study # a checked `Study`
@@ -346,8 +347,8 @@ def data_fingerprints(study:Study # a checked `Study`
         for seed in study.seeds:
             k = data_key(spec, seed, study)
             if k not in out:
-                d = dataset_format(spec["format"]).resampled(spec, seed) if study.split_seeds else spec
-                fmt = dataset_format(d["format"])
+                d = FORMATS[spec.format].resampled(spec, seed) if study.split_seeds else spec
+                fmt = FORMATS[d["format"]]
                 cache = fmt.cached_arrays(d, study.image_size)   # what the cells read: a cache replaced or edited is other data
                 out[k] = fmt.fingerprint(d, study.image_size) + (f"+{arrays_fingerprint(cache)}" if cache is not None else "")
     return out
@@ -373,7 +374,7 @@ def expected_fingerprint(study:Study,      # a checked `Study`
 def read_fingerprints(folder:str|Path # a study folder
                      ) -> dict|None:
     "The data fingerprints the grid recorded in the study folder (None for a folder from before fingerprints)."
-    try: return json.loads((Path(folder) / "fingerprints.json").read_text())
+    try: return json.loads((Path(folder) / STUDY.fingerprints).read_text())
     except (OSError, ValueError): return None
 
 # %% ../nbs/07a_study.ipynb #c023
@@ -381,7 +382,7 @@ def best_file(folder:str|Path, # the study folder
               cell:Cell        # one cell of the grid
              ) -> Path:
     "Where the search writes the best parameters of `cell`'s group, in the study folder `folder`."
-    return Path(folder) / "search" / cell.group / "best.json"
+    return Path(folder) / STUDY.search_dir / cell.group / STUDY.best
 
 # %% ../nbs/07a_study.ipynb #c023a
 def tuned_parameters(folder:str|Path, # the study folder
@@ -403,7 +404,7 @@ def prepare_datasets(study:Study # a checked `Study`
     "Build once what the cells of `study` share (generated data, decode caches; one per seed with `split_seeds`)."
     for spec in study.datasets:
         for s in (study.seeds if study.split_seeds else [None]):
-            prepare_dataset(spec if s is None else dataset_format(spec["format"]).resampled(spec, s), study.image_size)
+            prepare_dataset(spec if s is None else FORMATS[spec.format].resampled(spec, s), study.image_size)
 
 # %% ../nbs/07a_study.ipynb #c029
 KEYS = ["dataset", "arch", "attention", "augment", "seed"]
@@ -424,7 +425,7 @@ def cell_table(folder:str|Path,      # a study folder
             try: expected = expected_fingerprint(study, c, tuned_parameters(folder, c), fps)
             except StudyConfigError: expected = None
         state = cell_state(d, expected)
-        err = (d / "error.txt").read_text(errors="replace").splitlines()[1:2] if state == "failed" else []
+        err = (d / CELL.error).read_text(errors="replace").splitlines()[1:2] if state == "failed" else []
         rows.append(dict(dataset=c.dataset, arch=c.arch, attention=c.attention, augment=c.augment, seed=c.seed, state=state,
                          folder=c.key, error=err[0] if err else ""))
     return pd.DataFrame(rows, columns=[*KEYS, "state", "folder", "error"])
@@ -491,14 +492,14 @@ def write_results_csv(folder:str|Path,      # a study folder
                       study:Study|None=None # the study (default: read from the folder)
                      ) -> Path:
     "Write `load_results(folder)` to `results.csv` in the study folder (atomically); returns its path."
-    path = Path(folder) / "results.csv"
+    path = Path(folder) / STUDY.results
     atomic_write_text(path, load_results(folder, study).to_csv(index=False))
     return path
 
 # %% ../nbs/07a_study.ipynb #c029i
 def load_cell_files(folder:str|Path,           # a study folder
                     results:pd.DataFrame,      # `cell_results`
-                    name:str="predictions.csv" # the file in each cell folder
+                    name:str=CELL.predictions # the file in each cell folder
                    ) -> dict:
     "{(dataset, arch, augment, attention, seed): DataFrame} of one CSV file (`predictions.csv`, `history.csv`) of every done cell."
     out = {}

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastcore.basics import patch
-from .data import SPLITS, DataError, DatasetFormat, ImageSplits, Option, read_npz_splits, register_format, save_npz
+from .data import SPLITS, DataError, DatasetFormat, ImageSplits, Option, read_npz_splits, FORMATS, save_npz
+from .config import DatasetSpec
 
 # %% auto #0
 __all__ = ['SHORTCUT_MODES', 'GENERATOR_VERSION', 'SYNTHETIC_OPTIONS', 'CONCEPTS', 'MAMMO_CONCEPTS', 'SYNTHETIC_KINDS',
@@ -322,7 +323,7 @@ SYNTHETIC_KINDS["synth-pair"] = SyntheticKind(_render_pair, ("has_asymmetry", "h
     Option("n_colours", int, 6, "colours a patch can have", low=2, high=8)))
 
 # %% ../nbs/01a_synthetic.ipynb #c023
-@register_format
+@FORMATS.register
 class Synthetic(DatasetFormat):
     "The embedded synthetic benchmark (`kind: synth-derm | synth-mammo`), generated once and cached under `path`."
     name, doc = "synthetic", "the embedded synthetic benchmark with ground truth, generated once and cached under `path` (a folder)"
@@ -351,8 +352,9 @@ def generator_options(self:Synthetic,
 # %% ../nbs/01a_synthetic.ipynb #c023pac
 @patch
 def check_files(self:Synthetic, spec):
-    p = Path(spec["path"])
-    if p.exists() and not p.is_dir(): raise DataError(f"dataset '{spec['name']}': path {p} exists and is not a folder (synthetic data is cached in a folder)")
+    spec = DatasetSpec.of(spec)
+    p = Path(spec.path)
+    if p.exists() and not p.is_dir(): raise DataError(f"dataset '{spec.name}': path {p} exists and is not a folder (synthetic data is cached in a folder)")
 
 # %% ../nbs/01a_synthetic.ipynb #c023pad
 @patch
@@ -380,7 +382,8 @@ def cache_file(self:Synthetic,
                size  # image size in pixels (square)
               ) -> Path:
     "Where the generated dataset for `spec` at `size` px is cached."
-    return Path(spec["path"]) / f"{spec.get('kind', 'synth-derm')}_{size}_{self.fingerprint(spec, size)}.npz"
+    spec = DatasetSpec.of(spec)
+    return Path(spec.path) / f"{spec.get('kind', 'synth-derm')}_{size}_{self.fingerprint(spec, size)}.npz"
 
 # %% ../nbs/01a_synthetic.ipynb #c023pba
 @patch
@@ -392,13 +395,14 @@ def prepare(self:Synthetic, spec, size) -> Path:
 # %% ../nbs/01a_synthetic.ipynb #c023pbb
 @patch
 def load(self:Synthetic, spec, size) -> ImageSplits:
-    return read_npz_splits(self.prepare(spec, size), name=spec["name"], class_names=["negative", "positive"])
+    spec = DatasetSpec.of(spec)
+    return read_npz_splits(self.prepare(spec, size), name=spec.name, class_names=["negative", "positive"])
 
 # %% ../nbs/01a_synthetic.ipynb #c023pbc
 @patch
-def resampled(self:Synthetic, spec, seed) -> dict:
+def resampled(self:Synthetic, spec, seed) -> DatasetSpec:
     "A fresh sample of the benchmark (train, validation and test) for each seed."
-    return {**spec, "seed": (int(spec.get("seed", 0)) + 7919 * (int(seed) + 1)) % 2 ** 32}
+    return DatasetSpec.of(spec).replace(seed=(int(spec.get("seed", 0)) + 7919 * (int(seed) + 1)) % 2 ** 32)
 
 # %% ../nbs/01a_synthetic.ipynb #c023pbd
 @patch

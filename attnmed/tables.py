@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from .data import SPLITS, DataError, DatasetFormat, ImageSplits, Option, load_npz, save_npz
 from .imaging import read_image, check_window
+from fastcore.basics import patch
+from .config import DatasetSpec
 
 # %% auto #0
 __all__ = ['COMMON_OPTIONS', 'read_table', 'row_ref', 'assign_splits', 'default_cache_dir', 'prepare_table', 'table_hash',
@@ -218,43 +220,53 @@ class TableFormat(DatasetFormat):
     def options_for(self, spec): return (*COMMON_OPTIONS, *self.options)
 
     def values(self, spec):
+        spec = DatasetSpec.of(spec)
         v = super().values(spec)
-        check_window(v["window"], f"dataset '{spec.get('name')}'")
+        check_window(v["window"], f"dataset '{spec.name}'")
         return v
 
     def check_files(self, spec):
+        spec = DatasetSpec.of(spec)
         super().check_files(spec)
         for r in self.required_files:
-            if not (Path(spec["path"]) / r).exists(): raise DataError(f"dataset '{spec['name']}': {Path(spec['path']) / r} not found (expected {self.path_kind})")
+            if not (Path(spec.path) / r).exists(): raise DataError(f"dataset '{spec.name}': {Path(spec.path) / r} not found (expected {self.path_kind})")
 
     def table(self,
-              spec:dict, # a dataset entry of a study (name, format, path, options)
+              spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
               opts:dict  # the format's checked options
              ):
         "`(table, class_names)`: one row per image with `path`, `label`, optional `split`, `patient`, `id`."
         raise NotImplementedError
 
     def image_table(self,
-                    spec:dict # a dataset entry of a study (name, format, path, options)
+                    spec:DatasetSpec # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                    ):
         "`(prepared table, class names, options)` of `spec`."
+        spec = DatasetSpec.of(spec)
         opts = self.values(spec); opts["channels"] = opts["channels"] or self.channels
         table, class_names = self.table(spec, opts)
-        return prepare_table(table, class_names, opts, str(Path(spec["path"]))), class_names, opts
+        return prepare_table(table, class_names, opts, str(Path(spec.path))), class_names, opts
 
     def load(self, spec, size):
+        spec = DatasetSpec.of(spec)
         table, class_names, opts = self.image_table(spec)
-        return splits_from_table(table, class_names, spec["name"], size, opts, str(Path(spec["path"])), self.shared_groups)
+        return splits_from_table(table, class_names, spec.name, size, opts, str(Path(spec.path)), self.shared_groups)
 
     def fingerprint(self, spec, size):
         table, class_names, opts = self.image_table(spec)
         return table_hash(table, size, opts["channels"], class_names, opts["window"])
 
-    def cached_arrays(self, spec, size):
-        table, class_names, opts = self.image_table(spec)
-        f = cache_path(spec["name"], table, size, class_names, opts)
-        return f if f.exists() else None
+# %% ../nbs/01d_tables.ipynb #c021a
+@patch
+def cached_arrays(self:TableFormat, spec, size):
+    "The decode cache's file for `spec` at `size` px, or None before the first load."
+    spec = DatasetSpec.of(spec)
+    table, class_names, opts = self.image_table(spec)
+    f = cache_path(spec.name, table, size, class_names, opts)
+    return f if f.exists() else None
 
-    def resampled(self, spec, seed):
-        "The carved splits redrawn with `seed` (official splits stay as published)."
-        return {**spec, "split_seed": int(seed)}
+# %% ../nbs/01d_tables.ipynb #c021b
+@patch
+def resampled(self:TableFormat, spec, seed):
+    "The carved splits redrawn with `seed` (official splits stay as published)."
+    return DatasetSpec.of(spec).replace(split_seed=int(seed))

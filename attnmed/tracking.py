@@ -5,6 +5,7 @@
 # %% ../nbs/03a_tracking.ipynb #c002
 from __future__ import annotations
 import json, tempfile, time
+from collections.abc import Mapping
 from pathlib import Path
 import numpy as np
 from . import config   # noqa: F401  first: it quiets a warning fastai's import raises
@@ -47,7 +48,7 @@ def mlflow_experiment(uri:str, # the tracking URI
 
 # %% ../nbs/03a_tracking.ipynb #f005
 def _flat(params:dict) -> dict:
-    return {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v, default=str)) for k, v in params.items()}
+    return {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v, default=lambda o: dict(o) if isinstance(o, Mapping) else str(o))) for k, v in params.items()}   # a DatasetSpec as the mapping it was written as
 
 # %% ../nbs/03a_tracking.ipynb #f007
 class MLflowEpochs(Callback):

@@ -23,10 +23,12 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, BalancedAccuracy
 from fastai.optimizer import Adam
 from fastai.torch_core import set_seed
-from .data import ImageSplits, dataset_format
+from .data import ImageSplits, FORMATS
 from .datasets import load_dataset, class_weights
 from .loaders import make_dataloaders
-from .models import get_arch, create_model, splitter
+from .backbones import ARCHS
+from .models import create_model, splitter
+from .layout import CELL
 
 # %% auto #0
 __all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'make_learner',
@@ -124,7 +126,7 @@ def fit(learn:Learner,                   # a fastai `Learner`
         protocol:str="attnmed"           # training protocol: attnmed or goncalves-cardoso
        ) -> pd.DataFrame:
     "Train, keeping the epoch with the best validation balanced accuracy (validation loss with `protocol='goncalves-cardoso'`); returns the per-epoch history (also written to `history_file`)."
-    history_file = Path(history_file or Path(learn.path) / "history.csv").resolve()
+    history_file = Path(history_file or Path(learn.path) / CELL.history).resolve()
     history_file.unlink(missing_ok=True)
     monitor, comp = ("valid_loss", np.less) if protocol == "goncalves-cardoso" else ("balanced_accuracy_score", np.greater)
     extra = [KeepBest(monitor=monitor, comp=comp, fname="best", with_opt=False, reset_on_fit=False),
@@ -150,7 +152,7 @@ def plot_history(hist:pd.DataFrame, # the history (`fit`'s result)
                 ):
     "Training curves: losses and validation metrics per epoch."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(1, 2, figsize=(9, 3))
+    if ax is None: _, ax = plt.subplots(1, 2, figsize=(9, 3), gridspec_kw=dict(left=0.07, right=0.98, bottom=0.17, top=0.9, wspace=0.2))   # margins set here: no layout pass
     hist.plot(x="epoch", y=["train_loss", "valid_loss"], ax=ax[0], marker="o", title="loss")
     hist.plot(x="epoch", y=[c for c in ["accuracy", "balanced_accuracy_score"] if c in hist], ax=ax[1], marker="o", title="validation")
     return ax
@@ -177,7 +179,7 @@ class CellRun:
            ) -> pd.DataFrame:
         "Train with the cell's settings, keeping the best validation epoch; returns (and keeps) the history."
         p, t0 = self.params, time.time()
-        self.history = fit(self.learn, p["epochs"], p["lr"], history_file=self.out_dir / "history.csv", patience=p["early_stopping"],
+        self.history = fit(self.learn, p["epochs"], p["lr"], history_file=self.out_dir / CELL.history, patience=p["early_stopping"],
                            grad_clip=p["grad_clip"], freeze_epochs=p["freeze_epochs"] if p["pretrained"] else 0, cbs=cbs, protocol=p["protocol"])
         self.seconds += time.time() - t0
         return self.history
@@ -187,7 +189,7 @@ def cell_dataset(params:dict # a cell's parameters
                 ) -> dict:
     "The dataset entry a cell trains on: the study's, or, with `split_seeds`, that entry with its split redrawn by the cell's seed."
     spec = params["dataset"]
-    return dataset_format(spec["format"]).resampled(spec, params["seed"]) if params["split_seeds"] else spec
+    return FORMATS[spec.format].resampled(spec, params["seed"]) if params["split_seeds"] else spec
 
 # %% ../nbs/03_train.ipynb #c021b
 def pretrained_weights(p:dict # a cell's checked parameters
@@ -213,7 +215,7 @@ def setup_cell(params:dict,                # a cell's parameters (`Cell.paramete
     seed_everything(p["seed"])
     if data is None: data = load_dataset(cell_dataset(p), p["image_size"])
     weights = pretrained_weights(p)
-    stats = get_arch(p["arch"]).input_stats(p["pretrained"], data.images["train"], weights)
+    stats = ARCHS[p["arch"]].input_stats(p["pretrained"], data.images["train"], weights)
     dls, test_dl = make_dataloaders(data, stats, batch_size=p["batch_size"], augment=p["augment"], device=dev,
                                     oversample=p["imbalance"] == "oversample", seed=p["seed"], protocol=p["protocol"])
     model = create_model(p["arch"], p["attention"], n_out=data.n_classes, pretrained=p["pretrained"], img_size=p["image_size"], seed=p["seed"], head=p["head"],
@@ -222,7 +224,7 @@ def setup_cell(params:dict,                # a cell's parameters (`Cell.paramete
     learn = make_learner(dls, model, lr=p["lr"], weight_decay=p["weight_decay"], class_weights=cw, label_smoothing=p["label_smoothing"],
                          path=out_dir, compile=p["compile"], log=log, protocol=p["protocol"])
     return CellRun(p, data, dls, test_dl, learn, out_dir, seconds=time.time() - t0,
-                   weights=get_arch(p["arch"]).weights_name(weights) if p["pretrained"] else "")
+                   weights=ARCHS[p["arch"]].weights_name(weights) if p["pretrained"] else "")
 
 # %% ../nbs/03_train.ipynb #c021d
 def train_cell(params:dict,                # a cell's parameters

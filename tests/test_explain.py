@@ -2,7 +2,7 @@
 really trained models, the concept test's error rates, and the explanation section of a real report."""
 import json
 import numpy as np, pandas as pd, pytest, torch
-from attnmed.data import dataset_format
+from attnmed.data import FORMATS
 from attnmed.datasets import load_dataset, dataset_stats
 from attnmed.loaders import make_dataloaders
 from attnmed.models import create_model, randomised_copy
@@ -48,7 +48,7 @@ def train_tiny(tmp, shortcut_train, visibility=0.35, label_noise=0.0, epochs=4, 
 
 def shortcut_drop(spec, data, model, size=32):
     predict = lambda imgs: predict_logits(model, normalised(imgs, dataset_stats(data.images["train"]))).argmax(1).numpy()
-    return shortcut_accuracies(predict, dataset_format("synthetic").counterfactual_tests(spec, size))
+    return shortcut_accuracies(predict, FORMATS["synthetic"].counterfactual_tests(spec, size))
 
 @pytest.mark.slow
 @pytest.mark.cost(60)

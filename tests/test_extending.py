@@ -10,8 +10,8 @@ PLUGIN = '''
 "A study's own dataset format and attention variant, registered where they are defined."
 import numpy as np, torch
 from torch import nn
-from attnmed.data import SPLITS, DatasetFormat, ImageSplits, Option, register_format
-from attnmed.models import InsertedAttention, register_attention
+from attnmed.data import SPLITS, DatasetFormat, ImageSplits, Option, FORMATS
+from attnmed.attention import InsertedAttention, ATTENTIONS
 
 def draw(n, size, rate, rng, mode="as_is"):
     "Grey noise; positives carry a bright square (the evidence); a dark corner marker co-occurs with the class at `rate` (the shortcut)."
@@ -26,7 +26,7 @@ def draw(n, size, rate, rng, mode="as_is"):
         if sc[i]: img[i, :3, :8] = 0; markers[i, :3, :8] = True
     return img, y, masks, markers, np.stack([y, sc], 1).astype(np.uint8)
 
-@register_format
+@FORMATS.register
 class Squares(DatasetFormat):
     name, doc = "squares", "a throwaway format: a bright square (the evidence) and a corner marker (the shortcut)"
     options = (Option("n", int, 48, "images per split", low=8), Option("shortcut", float, 0.9, "marker / class co-occurrence in training", low=0, high=1))
@@ -49,7 +49,7 @@ class PixelGate(nn.Module):
     def __init__(self, channels): super().__init__(); self.conv = nn.Conv2d(channels, 1, 1)
     def forward(self, x): return x * torch.sigmoid(self.conv(x))
 
-register_attention(InsertedAttention("pixelgate", "a throwaway spatial gate", PixelGate, "last"))
+ATTENTIONS.register(InsertedAttention("pixelgate", "a throwaway spatial gate", PixelGate, "last"))
 
 class Broken(nn.Module):
     "A variant that builds and predicts, but fails as soon as it trains: its cells fail inside their notebooks."
@@ -58,7 +58,7 @@ class Broken(nn.Module):
         if self.training: raise RuntimeError("broken on purpose")
         return self.conv(x)
 
-register_attention(InsertedAttention("broken", "a variant that fails in training", Broken, "last"))
+ATTENTIONS.register(InsertedAttention("broken", "a variant that fails in training", Broken, "last"))
 '''
 
 @pytest.mark.slow

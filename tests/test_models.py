@@ -3,8 +3,9 @@ it builds, trains a step with a gradient in every parameter, puts what it added 
 frozen, starts as the backbone when it is inserted, exposes its maps, and survives the randomisation test's copy."""
 import functools, os, subprocess, sys
 import pytest, timm, torch
-from attnmed.models import (ARCHS, ATTENTIONS, ModelError, added_modules, attention_maps, compatible, create_model, get_attention,
-                            get_module, randomised_copy, splitter)
+from attnmed.backbones import ARCHS, ModelError, get_module
+from attnmed.attention import ATTENTIONS, added_modules, compatible
+from attnmed.models import attention_maps, create_model, randomised_copy, splitter
 from attnmed.explain import randomisation_test
 
 PAIRS = [(a, t, "pooled") for a in ARCHS for t in ATTENTIONS if compatible(a, t)]
@@ -32,7 +33,7 @@ def _pair(a, t, h):
 
 @pytest.mark.parametrize("arch,attention,head", [_pair(*p) for p in PAIRS])
 def test_every_pair(arch, attention, head):
-    variant = get_attention(attention)
+    variant = ATTENTIONS[attention]
     base = bare(arch, head)
     m = create_model(arch, attention, n_out=3, img_size=SIZE, seed=0, head=head)
     x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))

@@ -5,7 +5,7 @@ import re, subprocess
 import pytest
 from conftest import BIN, ROOT
 
-COST = {"explain.ipynb": 61, "report.ipynb": 42, "03_train.ipynb": 21, "05_statistics.ipynb": 20, "02b_models.ipynb": 15, "experiment.ipynb": 8,
+COST = {"explain.ipynb": 61, "report.ipynb": 42, "03_train.ipynb": 21, "05_statistics.ipynb": 20, "02b_backbones.ipynb": 4, "02c_attention.ipynb": 6, "02d_models.ipynb": 8, "experiment.ipynb": 8,
         "01a_synthetic.ipynb": 7, "00_config.ipynb": 6, "01e_readers.ipynb": 6, "07c_search.ipynb": 6, "00b_testing.ipynb": 5}   # seconds (nbdev-test --timing), 3 otherwise
 NOTEBOOKS = sorted(p.name for p in (ROOT / "nbs").glob("*.ipynb"))
 

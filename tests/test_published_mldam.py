@@ -156,7 +156,7 @@ def test_published_baselines(arch):
 def test_single_pass_taps_are_not_the_published_function(arch):
     "The check can fail: the published arithmetic on the single-pass taps (what `mldam-original` computed before) gives other logits on VGG-16 and DenseNet-121."
     import timm
-    from attnmed.models import MLDAMNet
+    from attnmed.attention import MLDAMNet
     torch.manual_seed(0)
     model = MLDAMNet(timm.create_model(arch, num_classes=N_OUT), N_OUT, SIZE, "seed")
     ref = PublishedMLDAM(arch, N_OUT, SIZE)

@@ -1,5 +1,5 @@
 """The README's two recipes, followed literally on a copy of the project: a new attention variant (its layer in
-`02a_layers`, its `register_attention` in `02b_models`) and a new dataset format (its sample writer in `00b_testing`, its
+`02a_layers`, its `ATTENTIONS.register` in `02c_attention`) and a new dataset format (its sample writer in `00b_testing`, its
 reader in the readers notebook), each added as a notebook section, then `make export`, then a one-epoch grid and the
 report. Nothing else is touched: if a recipe needs an unlisted step, this test fails."""
 import os, shutil, subprocess
@@ -17,9 +17,9 @@ LAYER = '''class ToyGate(nn.Module):
 LAYER_TEST = '''_x = torch.randn(2, 8, 5, 5)
 test_eq(ToyGate(8)(_x).shape, _x.shape)'''
 
-VARIANT = '''register_attention(InsertedAttention("toygate", "a toy channel gate", lambda c: ToyGate(c), "last"))'''
+VARIANT = '''ATTENTIONS.register(InsertedAttention("toygate", "a toy channel gate", lambda c: ToyGate(c), "last"))'''
 
-VARIANT_TEST = '''test_eq(get_attention("toygate").name, "toygate")'''
+VARIANT_TEST = '''test_eq(ATTENTIONS["toygate"].name, "toygate")'''
 
 WRITER = '''def write_sample_listing(root:str|Path, # folder to write into
                          n:int=32,       # images
@@ -44,7 +44,7 @@ FORMAT = '''def listing_table(spec:dict, # a dataset entry of a study (name, for
     table = pd.DataFrame([dict(path=str(root / f), label=class_names.index(label), split=None, id=Path(f).stem, patient=Path(f).stem) for f, label in rows])
     return table, class_names
 
-@register_format
+@FORMATS.register
 class Listing(TableFormat):
     name, doc = "listing", "a folder of images named in images.txt with their classes"
     path_kind = "a folder with images.txt"
@@ -77,7 +77,7 @@ def test_both_recipes_work_as_written(tmp_path):
     os.symlink(ROOT / ".venv", proj / ".venv")
     nbs = proj / "nbs"
     add_section(nbs / "02a_layers.ipynb", "A toy gate", (LAYER, LAYER_TEST))
-    add_section(nbs / "02b_models.ipynb", "The toy variant", (VARIANT, VARIANT_TEST))
+    add_section(nbs / "02c_attention.ipynb", "The toy variant", (VARIANT, VARIANT_TEST))
     add_section(nbs / "00b_testing.ipynb", "A listing sample", (WRITER, WRITER_TEST))
     add_section(readers_notebook(nbs), "Listing", (FORMAT, FORMAT_TEST))
     env = {**os.environ, "PYTHONPATH": str(proj), "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}   # the copy's attnmed, not the checkout's
@@ -85,7 +85,7 @@ def test_both_recipes_work_as_written(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     readme = (proj / "README.md").read_text()
     assert "`toygate`" in readme and "**`listing`**" in readme, "make export renders the README's tables from the registries"
-    r = subprocess.run([str(ROOT / ".venv/bin/nbdev-test"), "--file-re", r"^(00b_testing|02a_layers|02b_models|" + readers_notebook(nbs).stem + r")\.ipynb$"],
+    r = subprocess.run([str(ROOT / ".venv/bin/nbdev-test"), "--file-re", r"^(00b_testing|02a_layers|02c_attention|" + readers_notebook(nbs).stem + r")\.ipynb$"],
                        cwd=proj, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     study = tmp_path / "toy.yaml"
