@@ -4,7 +4,6 @@
 
 # %% ../nbs/06_explain.ipynb #c002
 from __future__ import annotations
-import copy
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -192,14 +192,15 @@ def render_explanations(study_dir:str|Path,          # the study folder
 def notebook_html(notebook:str|Path,       # an executed notebook
                   html:str|Path|None=None, # the page to write (default: next to it, .html)
                   code:bool=True,          # show the code cells
-                  sanitize:bool=True       # remove scripts and event handlers from the outputs (False only for attnmed's own report pages, whose values it escapes itself)
+                  sanitize:bool=True,      # remove scripts and event handlers from the outputs (False only for attnmed's own report pages, whose values it escapes itself)
+                  digest:str|None=None     # the notebook's SHA-256, when the caller has just computed it (None: computed here)
                  ) -> Path:
     """Render an executed notebook to a self-contained HTML page with nbconvert, its outputs sanitised unless told otherwise, unless the page
     was rendered by this function from this very notebook (a hash of it is written into the page); returns its path."""
     from nbconvert import HTMLExporter
     import hashlib, nbformat
     notebook = Path(notebook); html = Path(html or notebook.with_suffix(".html"))
-    mark = f"<!-- attnmed: rendered from {hashlib.sha256(notebook.read_bytes()).hexdigest()} -->"
+    mark = f"<!-- attnmed: rendered from {digest or hashlib.sha256(notebook.read_bytes()).hexdigest()} -->"
     try:
         if mark in html.read_text(errors="replace")[:1000]: return html
     except OSError: pass
@@ -222,11 +223,11 @@ def render_cell_pages(study_dir:str|Path # the study folder
     nbs = []
     for f in done:
         nb, page = study_dir / f / CELL.notebook, study_dir / f / CELL.page
-        try: ok = nb.exists() and (study_dir / f / CELL.notebook_hash).read_text().strip() == hashlib.sha256(nb.read_bytes()).hexdigest()
+        try: digest = hashlib.sha256(nb.read_bytes()).hexdigest(); ok = (study_dir / f / CELL.notebook_hash).read_text().strip() == digest
         except OSError: ok = False
-        if ok: nbs.append(nb)
+        if ok: nbs.append((nb, digest))
         else: page.unlink(missing_ok=True)
-    for nb in tqdm(nbs, desc="rendering cell pages", unit="cell", leave=False, disable=len(nbs) < 10): notebook_html(nb)
+    for nb, digest in tqdm(nbs, desc="rendering cell pages", unit="cell", leave=False, disable=len(nbs) < 10): notebook_html(nb, digest=digest)   # hashed once
     return len(nbs)
 
 # %% ../nbs/08_report.ipynb #c017c

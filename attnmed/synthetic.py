@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastcore.basics import patch
-from .data import SPLITS, DataError, DatasetFormat, ImageSplits, Option, read_npz_splits, FORMATS, save_npz
+from .data import DataError, DatasetFormat, ImageSplits, Option, read_npz_splits, FORMATS, save_npz
 from .config import DatasetSpec
 
 # %% auto #0
