@@ -275,6 +275,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                 'attnmed/layout.py'),
                                 'attnmed.layout.CellFiles.required': ('layout.html#cellfiles.required', 'attnmed/layout.py'),
                                 'attnmed.layout.StudyFiles': ('layout.html#studyfiles', 'attnmed/layout.py'),
+                                'attnmed.layout.StudyFiles.explain_error': ('layout.html#studyfiles.explain_error', 'attnmed/layout.py'),
                                 'attnmed.layout.explanation_table': ('layout.html#explanation_table', 'attnmed/layout.py')},
             'attnmed.loaders': { 'attnmed.loaders.GatherDL': ('loaders.html#gatherdl', 'attnmed/loaders.py'),
                                  'attnmed.loaders.GatherDL.__init__': ('loaders.html#gatherdl.__init__', 'attnmed/loaders.py'),

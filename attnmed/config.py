@@ -14,10 +14,10 @@ import yaml
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 # %% auto #0
-__all__ = ['PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS', 'SPEC_FIELDS',
-           'YAML_LIMITS', 'CELL_KEYS', 'StudyConfigError', 'check_value', 'Param', 'parse_search', 'check_name',
-           'DatasetSpec', 'parse_study', 'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell',
-           'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json']
+__all__ = ['PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS', 'YAML_LIMITS',
+           'CELL_KEYS', 'StudyConfigError', 'check_value', 'Param', 'parse_search', 'check_name', 'DatasetSpec',
+           'parse_study', 'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell', 'expand_grid',
+           'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json']
 
 # %% ../nbs/00_config.ipynb #c005
 class StudyConfigError(ValueError):
@@ -226,8 +226,6 @@ def _unique(values, source, fld):
     return values
 
 # %% ../nbs/00_config.ipynb #c023s1
-SPEC_FIELDS = ("name", "format", "path")   # a dataset entry's own fields; its other keys are options of its format
-
 @dataclass(frozen=True, eq=False)
 class DatasetSpec(Mapping):
     "One dataset of a study: its `name`, `format`, `path` and the format's `options`; reads like the mapping it was written as."
@@ -237,12 +235,12 @@ class DatasetSpec(Mapping):
     options:dict = field(default_factory=dict)  # the format's own options, as written (the format checks them)
     order:tuple = field(default=(), repr=False) # the keys in the order they were written: the mapping (and study.yaml) keeps it
     def __getitem__(self, key):
-        if key in SPEC_FIELDS:
+        if key in DATASET_KEYS:
             if getattr(self, key) is None: raise KeyError(key)
             return getattr(self, key)
         return self.options[key]
     def __iter__(self):
-        keys = [k for k in SPEC_FIELDS if getattr(self, k) is not None] + list(self.options)
+        keys = [k for k in DATASET_KEYS if getattr(self, k) is not None] + list(self.options)
         return iter(sorted(keys, key=lambda k: self.order.index(k) if k in self.order else len(self.order)))   # keys added later come last
     def __len__(self): return sum(1 for _ in self)
 
@@ -253,15 +251,15 @@ def of(cls:DatasetSpec,
       ) -> DatasetSpec:
     "`entry` as a `DatasetSpec` (one already is returned as it is)."
     if isinstance(entry, DatasetSpec): return entry
-    if not isinstance(entry, Mapping): raise TypeError(f"a dataset entry is a mapping with keys {', '.join(SPEC_FIELDS)}, got {type(entry).__name__} {entry!r}")
+    if not isinstance(entry, Mapping): raise TypeError(f"a dataset entry is a mapping with keys {', '.join(DATASET_KEYS)}, got {type(entry).__name__} {entry!r}")
     d = dict(entry)
-    return cls(*(d.pop(k, None) for k in SPEC_FIELDS), options=d, order=tuple(entry))
+    return cls(*(d.pop(k, None) for k in DATASET_KEYS), options=d, order=tuple(entry))
 
 # %% ../nbs/00_config.ipynb #c023s3
 @patch
 def replace(self:DatasetSpec, **changes) -> DatasetSpec:
     "A copy with `changes`: fields (`name`, `format`, `path`) or options, e.g. `spec.replace(path=..., seed=3)`."
-    own = {k: changes.pop(k) for k in list(changes) if k in SPEC_FIELDS}
+    own = {k: changes.pop(k) for k in list(changes) if k in DATASET_KEYS}
     return dataclasses.replace(self, **own, options={**self.options, **changes})
 
 # %% ../nbs/00_config.ipynb #c023d
@@ -481,7 +479,8 @@ def check_parameters(params:dict,                 # a cell's parameters
     for k in ("study", "arch", "attention"): out[k] = check_name(params[k], source, k)
     out["augment"] = check_value(params["augment"], bool, source, "augment")
     out["seed"] = check_value(params["seed"], int, source, "seed", low=0, high=MAX_SEED)
-    out["dataset"] = DatasetSpec.of(params["dataset"] if isinstance(params["dataset"], DatasetSpec) else check_value(params["dataset"], dict, source, "dataset"))
+    ds = params["dataset"]
+    out["dataset"] = ds if isinstance(ds, DatasetSpec) else DatasetSpec.of(check_value(ds, dict, source, "dataset"))
     out["plugins"] = check_value(params["plugins"] or [], list, source, "plugins")
     for k, p in PARAMS.items(): out[k] = p.check(params[k], source)
     return out

@@ -11,9 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
-from .config import StudyConfigError, check_value
+from .config import DatasetSpec, StudyConfigError, check_value
 from .registry import Registry
-from .config import DatasetSpec
 
 # %% auto #0
 __all__ = ['SPLITS', 'BUILTIN_FORMATS', 'FORMATS', 'MMAP_MIN_BYTES', 'DataError', 'ImageSplits', 'deal_over_classes',
@@ -217,8 +216,8 @@ def values(self:DatasetFormat,
     spec = DatasetSpec.of(spec)
     opts = {o.name: o for o in self.options_for(spec)}
     where = f"dataset '{spec.name}'"
-    for k in spec:
-        if k not in ("name", "format", "path") and k not in opts:
+    for k in spec.options:
+        if k not in opts:
             close = difflib.get_close_matches(str(k), list(opts), n=1)
             raise DataError(f"{where}: unknown option {k!r} for format {self.name}" + (f"; did you mean {close[0]!r}?" if close else "")
                             + f" (valid: {', '.join(opts) or 'none'})")

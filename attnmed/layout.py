@@ -42,10 +42,11 @@ class StudyFiles:
     best:str = "best.json"                   # a group's tuned values, in `search_dir`
     explain_notebook:str = "explain.ipynb"   # the executed explanation notebook
     explain_page:str = "explain.html"        # the explanation notebook rendered (every table and figure)
-    explain_error:str = "explanations/error.txt"   # why the explanation notebook failed (the report says so)
     report_notebook:str = "report.ipynb"     # the executed report notebook
     report_page:str = "report.html"          # the report, rendered
     explanations:str = "explanations"        # the explanation notebook's tables and figures (`EXPLANATION_TABLES`, `<name>.csv`)
+    @property
+    def explain_error(self) -> str: return f"{self.explanations}/{CELL.error}"   # why the explanation notebook failed (the report says so)
 
 # %% ../nbs/00c_layout.ipynb #c010
 STUDY = StudyFiles()   # the names every module uses

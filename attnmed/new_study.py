@@ -7,11 +7,10 @@ from __future__ import annotations
 import json, re
 from pathlib import Path
 import pandas as pd
-from .config import StudyConfigError, atomic_write_text, load_study
+from .config import DatasetSpec, StudyConfigError, atomic_write_text, load_study
 from .data import DataError, FORMATS
 from .readers import IMAGE_SUFFIXES, SPLIT_NAMES
 from .study import check_study
-from .config import DatasetSpec
 
 # %% auto #0
 __all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'check_for_study', 'yaml_quote', 'study_lines',

@@ -63,7 +63,6 @@ def register(self:Registry, entry):
 def markdown(self:Registry) -> str:
     "Every entry as markdown: one table (`columns`), or one section per entry (`section`)."
     if self.section is not None: return "\n\n".join(self.section(e) for e in self.values()).strip()
-    heads = list(self.columns or {"name": lambda e: f"`{e.name}`"}.keys())
-    cols = list((self.columns or {"name": lambda e: f"`{e.name}`"}).values())
-    rows = ["| " + " | ".join(str(f(e)) for f in cols) + " |" for e in self.values()]
-    return "\n".join(["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads), *rows])
+    cols = self.columns or {"name": lambda e: f"`{e.name}`"}
+    rows = ["| " + " | ".join(str(f(e)) for f in cols.values()) + " |" for e in self.values()]
+    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols), *rows])

@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 import yaml
 from .config import (PARAMS, Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, expand_grid, import_plugins, load_study,
-                            parse_study, read_yaml, umask)
+                            parse_study, read_yaml, umask, DatasetSpec)
 from .data import DataError, arrays_fingerprint, FORMATS, resolve_spec
 from .datasets import check_dataset, prepare_dataset
 from .backbones import ModelError, ARCHS
 from .attention import ATTENTIONS, unsupported_reason
 from .models import create_model
-from .config import DatasetSpec
 from .layout import CELL, STUDY
 
 # %% auto #0
@@ -347,8 +346,8 @@ def data_fingerprints(study:Study # a checked `Study`
         for seed in study.seeds:
             k = data_key(spec, seed, study)
             if k not in out:
-                d = FORMATS[spec.format].resampled(spec, seed) if study.split_seeds else spec
-                fmt = FORMATS[d["format"]]
+                fmt = FORMATS[spec.format]
+                d = fmt.resampled(spec, seed) if study.split_seeds else spec
                 cache = fmt.cached_arrays(d, study.image_size)   # what the cells read: a cache replaced or edited is other data
                 out[k] = fmt.fingerprint(d, study.image_size) + (f"+{arrays_fingerprint(cache)}" if cache is not None else "")
     return out

@@ -129,7 +129,7 @@ def fit(learn:Learner,                   # a fastai `Learner`
     history_file = Path(history_file or Path(learn.path) / CELL.history).resolve()
     history_file.unlink(missing_ok=True)
     monitor, comp = ("valid_loss", np.less) if protocol == "goncalves-cardoso" else ("balanced_accuracy_score", np.greater)
-    extra = [KeepBest(monitor=monitor, comp=comp, fname="best", with_opt=False, reset_on_fit=False),
+    extra = [KeepBest(monitor=monitor, comp=comp, fname=Path(CELL.checkpoint).stem, with_opt=False, reset_on_fit=False),
              CSVLogger(fname=str(history_file), append=True), *(cbs or [])]
     if patience: extra.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience, reset_on_fit=False))
     if grad_clip: extra.append(GradientClip(max_norm=grad_clip))
