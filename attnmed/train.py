@@ -21,7 +21,7 @@ from fastai.callback.training import GradientClip
 from fastai.callback.progress import ProgressCallback, CSVLogger
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, BalancedAccuracy
-from fastai.optimizer import Adam
+from fastai.optimizer import Optimizer, weight_decay, l2_reg, average_grad, average_sqr_grad, step_stat, debias
 from fastai.torch_core import set_seed
 from .data import ImageSplits, FORMATS
 from .datasets import load_dataset, class_weights
@@ -31,8 +31,9 @@ from .models import create_model, splitter
 from .layout import CELL
 
 # %% auto #0
-__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'make_learner',
-           'fit', 'plot_history', 'CellRun', 'cell_dataset', 'pretrained_weights', 'setup_cell', 'train_cell']
+__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'adam_step_in_place',
+           'FreeingOptimizer', 'adam', 'make_learner', 'fit', 'plot_history', 'CellRun', 'cell_dataset',
+           'pretrained_weights', 'setup_cell', 'train_cell']
 
 # %% ../nbs/03_train.ipynb #c005
 def resolve_device(device:str="auto" # auto, cpu or cuda
@@ -84,6 +85,32 @@ class EpochLogger(Callback):
         best = any(getattr(cb, "new_best", False) for cb in self.learn.cbs if isinstance(cb, KeepBest))
         self.print_fn(f"epoch {self.epoch + 1}/{self.n_epoch}  " + "  ".join(parts) + ("  (best so far: kept)" if best else ""))
 
+# %% ../nbs/03_train.ipynb #c009a
+def adam_step_in_place(p, lr, mom, step, sqr_mom, grad_avg, sqr_avg, eps, **kwargs):
+    "fastai's `adam_step`, its denominator `sqrt(sqr_avg / debias2) + eps` built in one buffer instead of three: the same operations, in the same order."
+    debias1, debias2 = debias(mom, 1 - mom, step), debias(sqr_mom, 1 - sqr_mom, step)
+    p.data.addcdiv_(grad_avg, sqr_avg.div(debias2).sqrt_().add_(eps), value=-lr / debias1)
+    return p
+
+# %% ../nbs/03_train.ipynb #c009b
+class FreeingOptimizer(Optimizer):
+    "fastai's `Optimizer`, freeing the gradients after a step instead of zeroing them: the next backward writes them instead of adding into zeros."
+    def zero_grad(self):
+        for p, *_ in self.all_params(with_grad=True): p.grad = None
+
+# %% ../nbs/03_train.ipynb #c009c
+def adam(params,                # the parameters (or fastai's parameter groups, from a splitter)
+         lr:float,              # learning rate
+         mom:float=0.9,         # first-moment decay (the one-cycle schedule moves it)
+         sqr_mom:float=0.99,    # second-moment decay
+         eps:float=1e-5,        # added to the denominator
+         wd:float=0.01,         # weight decay
+         decouple_wd:bool=True  # AdamW's decoupled weight decay (False: L2 on the gradient, plain Adam)
+        ) -> FreeingOptimizer:
+    "fastai's `Adam` (same defaults, same updates), through `adam_step_in_place` and a `FreeingOptimizer`."
+    cbs = [weight_decay if decouple_wd else l2_reg, partial(average_grad, dampening=True), average_sqr_grad, step_stat, adam_step_in_place]
+    return FreeingOptimizer(params, cbs, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
+
 # %% ../nbs/03_train.ipynb #c011
 def make_learner(dls,                       # fastai DataLoaders (train, valid)
                  model,                     # the model
@@ -101,7 +128,7 @@ def make_learner(dls,                       # fastai DataLoaders (train, valid)
     w = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=dls.device)
     if compile: model = torch.compile(model)
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(weight=w, label_smoothing=label_smoothing),
-                    opt_func=partial(Adam, decouple_wd=protocol != "goncalves-cardoso"), lr=lr, wd=weight_decay,
+                    opt_func=partial(adam, decouple_wd=protocol != "goncalves-cardoso"), lr=lr, wd=weight_decay,
                     metrics=[accuracy, BalancedAccuracy()], path=Path(path) if path else Path(tempfile.mkdtemp()),
                     model_dir=".", cbs=[NaNGuard()], splitter=splitter)
     if progress is None: progress = sys.stdout.isatty()
