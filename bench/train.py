@@ -7,7 +7,7 @@ Without a GPU it runs a small CPU setting (what this machine can show, not the t
 >= 0.95 at 64 px for resnet10t and resnet18). The two paths take turns (`--repeats` rounds of attnmed then plain) and each
 keeps its fastest epoch, so a drift in the machine's speed during the run falls on both sides alike.
 
-    python bench/train.py [--archs resnet50,vgg16,densenet121] [--size 224] [--batch 64] [--n 1024] [--epochs 2] [--repeats 3]
+    python bench/train.py [--archs resnet50,vgg16,densenet121] [--size 224] [--batch 64] [--n 2048] [--epochs 3] [--repeats 2]
 """
 import argparse, tempfile, time, warnings
 from pathlib import Path
