@@ -41,8 +41,9 @@ def added_modules(model:nn.Module # the model
 
 # %% ../nbs/02c_attention.ipynb #c011b
 class AttentionVariant:
-    "An attention variant: `name`, `note` (what it is), `where` (in words), `kind`; `supports(arch)` and `apply(model, arch, n_out, img_size)`."
+    "An attention variant: `name`, `note` (what it is), `where` (in words), `kind`, `positions` (it attends over positions, so a 1 x 1 map leaves it nothing to attend over); `supports(arch)` and `apply(model, arch, n_out, img_size)`."
     kind:str = "none"
+    positions:bool = True
     def __init__(self, name:str,  # the variant's name (what studies write)
                  note:str,      # one line on what it is
                  where:str=""   # where it sits, in words
@@ -65,6 +66,7 @@ class AttentionVariant:
 # %% ../nbs/02c_attention.ipynb #c011c
 class NoAttention(AttentionVariant):
     "The plain backbone."
+    positions = False
 
 # %% ../nbs/02c_attention.ipynb #c011d
 class InsertedAttention(AttentionVariant):
@@ -75,10 +77,11 @@ class InsertedAttention(AttentionVariant):
     def __init__(self,
                  name,            # the variant's name
                  note,            # one line on what it is
-                 make,            # channels -> module
-                 stages:str="all" # which stages get a module: all, mid, last or late
+                 make,              # channels -> module
+                 stages:str="all",  # which stages get a module: all, mid, last or late
+                 positions:bool=True # it attends over positions (False: channels only, as SE and ECA)
                 ):
-        super().__init__(name, note, self.WORDS[stages]); self.make, self.stages = make, stages
+        super().__init__(name, note, self.WORDS[stages]); self.make, self.stages, self.positions = make, stages, positions
     def supports(self, arch):
         return None if arch.is_cnn else f"{arch.name} is a transformer baseline (attention already; no convolutional stages to insert into)"
     def apply(self, model, arch, n_out, img_size):
@@ -246,9 +249,9 @@ def compatible(arch:str,     # a backbone's name
 
 for v in [
     NoAttention("none", "the plain backbone"),
-    InsertedAttention("se", "squeeze-and-excitation (Hu et al. 2018), timm", lambda c: create_attn("se", c)),
+    InsertedAttention("se", "squeeze-and-excitation (Hu et al. 2018), timm", lambda c: create_attn("se", c), positions=False),
     InsertedAttention("cbam", "channel + spatial attention (Woo et al. 2018), timm", lambda c: create_attn("cbam", c)),
-    InsertedAttention("eca", "efficient channel attention (Wang et al. 2020), timm", lambda c: create_attn("eca", c)),
+    InsertedAttention("eca", "efficient channel attention (Wang et al. 2020), timm", lambda c: create_attn("eca", c), positions=False),
     InsertedAttention("nonlocal", "non-local block (Wang et al. 2018), embedded Gaussian, SDPA", lambda c: SelfAttention2d(c, heads=1, rd_ratio=0.5, pos_embed=False), "mid"),
     InsertedAttention("mhsa", "BoTNet-style multi-head self-attention with learned position encoding, SDPA, inserted (gated)", lambda c: SelfAttention2d(c, heads=4, pos_embed=True), "last"),
     ReplacingAttention("botnet", "BoTNet proper: the same self-attention replaces the 3x3 convolutions of the last stage (ResNets only)",

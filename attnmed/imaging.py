@@ -9,7 +9,7 @@ import numpy as np
 from .data import DataError
 
 # %% auto #0
-__all__ = ['HIGH_DEPTH_MODES', 'check_window', 'to_uint8', 'dicom_value_range', 'read_dicom', 'read_image']
+__all__ = ['HIGH_DEPTH_MODES', 'check_window', 'used_bit_depth', 'to_uint8', 'dicom_value_range', 'read_dicom', 'read_image']
 
 # %% ../nbs/01b_imaging.ipynb #c013
 def check_window(window,       # the `window` option's value
@@ -20,11 +20,17 @@ def check_window(window,       # the `window` option's value
         raise DataError(f"{source}: option 'window' must be auto, image or [low, high] with low < high, got {window!r}")
     return window
 
+# %% ../nbs/01b_imaging.ipynb #c013v
+def used_bit_depth(peak:float # the largest pixel value of a 16-bit image
+                  ) -> int:
+    "The smallest even bit depth from 8 to 16 that holds `peak`: the depth a 16-bit file's data uses (12 for a 12-bit X-ray exported as 16-bit PNG)."
+    return next(b for b in (8, 10, 12, 14, 16) if peak < 2 ** b)
+
 # %% ../nbs/01b_imaging.ipynb #c013a
 def to_uint8(a:np.ndarray, # an image array (H x W or H x W x C)
              window="auto" # auto, image or (low, high)
             ) -> np.ndarray:
-    "Pixels `a` as uint8, mapped linearly from a window onto 0..255 (clipped): [low, high], 'image' (its own min..max) or 'auto' (8-bit as is; the bit depth: 16-bit 0..65535, float 0..1)."
+    "Pixels `a` as uint8, mapped linearly from a window onto 0..255 (clipped): [low, high], 'image' (its own min..max) or 'auto' (8-bit as is; 16-bit data by the bit depth it uses, `used_bit_depth`; float 0..1)."
     a = np.asarray(a)
     if window == "auto" and a.dtype == np.uint8: return a
     x = np.nan_to_num(a.astype(np.float64))
@@ -35,7 +41,8 @@ def to_uint8(a:np.ndarray, # an image array (H x W or H x W x C)
         if x.min() < 0 or x.max() > 1:
             raise DataError(f"float pixels in [{x.min():g}, {x.max():g}], not 0..1: set the dataset option window to image (each image's own range) or [low, high]")
     elif a.dtype.kind in "ui":
-        lo, hi = (0.0, 65535.0) if a.dtype.itemsize > 2 and x.min() >= 0 and x.max() <= 65535 else map(float, (np.iinfo(a.dtype).min, np.iinfo(a.dtype).max))
+        if a.dtype.itemsize >= 2 and x.min() >= 0 and x.max() <= 65535: lo, hi = 0.0, 2.0 ** used_bit_depth(x.max()) - 1   # 16-bit data (PIL gives uint16 or int32)
+        else: lo, hi = map(float, (np.iinfo(a.dtype).min, np.iinfo(a.dtype).max))
     else: raise DataError(f"unsupported pixel type {a.dtype}")
     if hi <= lo: return np.zeros(a.shape, np.uint8)
     return (np.clip((x - lo) / (hi - lo), 0, 1) * 255).round().astype(np.uint8)

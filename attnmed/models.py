@@ -16,8 +16,8 @@ from .backbones import ModelError, Arch, ARCHS, load_backbone
 from .attention import ATTENTIONS, added_modules, compatible, features_only, mark_added
 
 # %% auto #0
-__all__ = ['HEADS', 'DEVIATIONS', 'FlattenHeadNet', 'published_baseline', 'create_model', 'attention_maps', 'splitter',
-           'randomised_copy', 'n_params_of', 'count_flops', 'model_table', 'deviations_markdown']
+__all__ = ['HEADS', 'DEVIATIONS', 'FlattenHeadNet', 'published_baseline', 'create_model', 'attention_maps', 'attended_extent',
+           'splitter', 'randomised_copy', 'n_params_of', 'count_flops', 'model_table', 'deviations_markdown']
 
 # %% ../nbs/02d_models.ipynb #c022
 HEADS = ("pooled", "flatten", "goncalves-cardoso")
@@ -98,6 +98,23 @@ def attention_maps(model:nn.Module, # the model
     finally:
         for h in hooks: h.remove()
     return maps
+
+# %% ../nbs/02d_models.ipynb #c032b
+def attended_extent(model:nn.Module, # the model (a variant's added modules marked)
+                    x:torch.Tensor   # an input batch at the study's image size
+                   ) -> tuple:
+    "`(h, w)` of the smallest feature map a module a variant added receives, and the tokens of a transformer's patch grid; each None where the model has none."
+    sizes, hooks = [], []
+    def seen(mod, inputs):
+        sizes.extend(tuple(t.shape[-2:]) for t in inputs if torch.is_tensor(t) and t.ndim == 4)
+        sizes.extend(tuple(t.shape[-2:]) for ts in inputs if isinstance(ts, (list, tuple)) for t in ts if torch.is_tensor(t) and t.ndim == 4)
+    for m in added_modules(model).values(): hooks.append(m.register_forward_pre_hook(seen))
+    try:
+        with torch.no_grad(): model(x)
+    finally:
+        for h in hooks: h.remove()
+    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+    return (min(sizes, key=lambda s: s[0] * s[1]) if sizes else None), (int(np.prod(grid)) if grid is not None else None)
 
 # %% ../nbs/02d_models.ipynb #c034
 def splitter(model:nn.Module # the model

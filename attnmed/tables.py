@@ -153,7 +153,8 @@ def table_hash(table:pd.DataFrame, # the image table (path, label, split, patien
                window="auto"       # auto, image or [low, high]
               ) -> str:
     "A hash of the prepared table, the image files' sizes and times, the size, channels, classes and window: the cache key and the data's fingerprint."
-    key = dict(size=size, channels=channels, classes=list(class_names), **({} if window == "auto" else dict(window=window)))
+    deep = window == "auto" and table["path"].str.lower().str.endswith((".png", ".tif", ".tiff")).any()   # files that may hold 16-bit data, decoded by the depth they use since 2026-12
+    key = dict(size=size, channels=channels, classes=list(class_names), **({} if window == "auto" else dict(window=window)), **(dict(depth="used") if deep else {}))
     h = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode())
     for row in table[["path", "label", "split", "patient", "id"]].itertuples(index=False):
         st = os.stat(row.path)

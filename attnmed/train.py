@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #c002
 from __future__ import annotations
-import atexit, io, shutil, sys, tempfile, time
+import atexit, contextlib, io, random, shutil, sys, tempfile, time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,9 +31,9 @@ from .models import create_model, splitter
 from .layout import CELL
 
 # %% auto #0
-__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'adam_step_in_place',
-           'FreeingOptimizer', 'adam', 'make_learner', 'fit', 'plot_history', 'CellRun', 'cell_dataset',
-           'pretrained_weights', 'setup_cell', 'train_cell']
+__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'PreciseBN',
+           'adam_step_in_place', 'FreeingOptimizer', 'adam', 'make_learner', 'fit', 'plot_history', 'CellRun',
+           'cell_dataset', 'pretrained_weights', 'setup_cell', 'train_cell']
 
 # %% ../nbs/03_train.ipynb #c005
 def resolve_device(device:str="auto" # auto, cpu or cuda
@@ -85,6 +85,34 @@ class EpochLogger(Callback):
         best = any(getattr(cb, "new_best", False) for cb in self.learn.cbs if isinstance(cb, KeepBest))
         self.print_fn(f"epoch {self.epoch + 1}/{self.n_epoch}  " + "  ".join(parts) + ("  (best so far: kept)" if best else ""))
 
+# %% ../nbs/03_train.ipynb #c009q
+class PreciseBN(Callback):
+    "Before each validation in `fit`, recompute every BatchNorm layer's running statistics from the current weights over up to `max_images` evenly spaced, unaugmented training images, in whole batches (precise BatchNorm)."
+    order = 0   # after fastai's TrainEvalCallback (-10) has put the model in eval mode
+    def __init__(self, max_images:int=512): # training images the statistics are averaged over
+        self.max_images, self.loader = max_images, None
+    def before_fit(self):
+        self.norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        if not self.norms or not hasattr(self.dls.train, "new"): return
+        n, bs = len(self.dls.train.dataset), self.dls.train.bs
+        k = max(min(n, bs), min(n, self.max_images) // bs * bs)   # whole batches: torch averages per batch, so a short last one would weigh too much
+        idxs = np.linspace(0, n - 1, k).round().astype(int).tolist()   # evenly spaced: a table sorted by class still gives every class
+        state = random.getstate()   # fastai's DataLoader seeds its own stream from Python's: put it back, so pairing does not depend on this callback
+        self.loader = self.dls.train.new(shuffle=False, drop_last=False, after_batch=self.dls.valid.after_batch, get_idxs=lambda: idxs)
+        random.setstate(state)
+    def after_fit(self): self.loader = None
+    def before_validate(self):
+        if self.loader is None: return   # not fitting (`validate`, `get_preds`), or nothing to recompute
+        moms = [m.momentum for m in self.norms]
+        mp = getattr(self.learn, "mixed_precision", None)
+        amp = mp.autocast if mp is not None and getattr(mp, "autocast", None) is not None else contextlib.nullcontext()
+        for m in self.norms: m.reset_running_stats(); m.momentum = None; m.train()   # momentum None: a plain average over the pass
+        try:
+            with torch.no_grad(), amp:
+                for xb, _ in self.loader: self.model(xb)
+        finally:
+            for m, mom in zip(self.norms, moms): m.momentum = mom; m.eval()
+
 # %% ../nbs/03_train.ipynb #c009a
 def adam_step_in_place(p, lr, mom, step, sqr_mom, grad_avg, sqr_avg, eps, **kwargs):
     "fastai's `adam_step`, its denominator `sqrt(sqr_avg / debias2) + eps` built in one buffer instead of three: the same operations, in the same order."
@@ -124,13 +152,13 @@ def make_learner(dls,                       # fastai DataLoaders (train, valid)
                  log:bool=True,             # one line per epoch
                  protocol:str="attnmed"     # training protocol: attnmed or goncalves-cardoso
                 ) -> Learner:
-    "A fastai `Learner`: cross-entropy (optional class weights, label smoothing), AdamW (plain Adam with `protocol='goncalves-cardoso'`), accuracy and balanced accuracy; bf16 + channels_last on CUDA."
+    "A fastai `Learner`: cross-entropy (optional class weights, label smoothing), AdamW (plain Adam with `protocol='goncalves-cardoso'`), accuracy and balanced accuracy, `PreciseBN` before each validation (not with `protocol='goncalves-cardoso'`); bf16 + channels_last on CUDA."
     w = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=dls.device)
     if compile: model = torch.compile(model)
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(weight=w, label_smoothing=label_smoothing),
                     opt_func=partial(adam, decouple_wd=protocol != "goncalves-cardoso"), lr=lr, wd=weight_decay,
                     metrics=[accuracy, BalancedAccuracy()], path=Path(path) if path else Path(tempfile.mkdtemp()),
-                    model_dir=".", cbs=[NaNGuard()], splitter=splitter)
+                    model_dir=".", cbs=[NaNGuard(), *([] if protocol == "goncalves-cardoso" else [PreciseBN()])], splitter=splitter)
     if progress is None: progress = sys.stdout.isatty()
     if not progress:
         learn.remove_cb(ProgressCallback)
