@@ -193,10 +193,14 @@ def init(path:str,            # a folder with one sub-folder per class (optional
          force:bool=False     # overwrite an existing file
         ):
     "Write a study YAML for a folder of class sub-folders or a CSV of image paths and labels."
-    from attnmed.config import load_study
-    from attnmed.new_study import new_study
+    from attnmed.new_study import console_command, new_study
+    from attnmed.preflight import said
+    from attnmed.study import data_findings, load_checked_study
     f = new_study(path, out, name, image_size, epochs, arch, force)
-    print(f"wrote {f}\nnext:  attnmed-grid {f} --out outputs   (add --dry-run to list the cells first)\nthen:  attnmed-report outputs/{load_study(f).name}")
+    study = load_checked_study(f)
+    print(f"wrote {f}")
+    for line in data_findings(study): print(said(line))
+    print(f"next:  {console_command('attnmed-grid')} {f} --out outputs   (add --dry-run to list the cells first)\nthen:  {console_command('attnmed-report')} outputs/{study.name}")
 
 # %% ../nbs/09_cli.ipynb #c022a
 init_cli = command(init, "attnmed-init")

@@ -12,10 +12,11 @@ from tqdm import tqdm
 from .config import Cell, Study, StudyConfigError, atomic_write_text, parse_study
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
-from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_fingerprints,
+from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            tuned_parameters, what_changed, write_study_record)
 from .layout import CELL
+from .preflight import said
 
 # %% auto #0
 __all__ = ['STOP', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots', 'auto_jobs',
@@ -362,7 +363,9 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
     study, cells = grid_cells(study, only, dry_run, executor, log)
     folder = study_folder(out, study)
     tuned = tuned_or_refuse(study, folder, cells, refuse=not dry_run)
-    if not dry_run: check_runnable(study, cells, device_here=executor == "local"); prepare_datasets(study)
+    findings = check_runnable(study, cells, device_here=executor == "local" and not dry_run)
+    if not dry_run: prepare_datasets(study)
+    for f in findings + data_findings(study): log(said(f))   # before any cell trains
     fps, expected, states, todo = cell_states(study, folder, cells, tuned, dry_run, retry_failed, rerun_changed, log)
     n = Counter(states.values())
     if dry_run: return dry_run_summary(study, cells, states, todo, log)

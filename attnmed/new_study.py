@@ -4,17 +4,18 @@
 
 # %% ../nbs/07e_new_study.ipynb #c002
 from __future__ import annotations
-import json, re
+import json, os, re, shutil, sys
 from pathlib import Path
 import pandas as pd
 from .config import DatasetSpec, StudyConfigError, atomic_write_text, load_study
 from .data import DataError, FORMATS
+from .preflight import PATIENT_PATTERN, file_facts, guess_patients
 from .readers import IMAGE_SUFFIXES, SPLIT_NAMES
 from .study import check_study
 
 # %% auto #0
-__all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'check_for_study', 'yaml_quote', 'study_lines',
-           'new_study']
+__all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'check_for_study', 'detected_options', 'yaml_quote',
+           'console_command', 'study_lines', 'new_study']
 
 # %% ../nbs/07e_new_study.ipynb #c005
 LABEL_NAMES = ("label", "labels", "diagnosis", "class", "target", "finding", "dx", "y")
@@ -67,10 +68,36 @@ def check_for_study(spec:dict # the dataset entry attnmed-init is about to write
     per = table.groupby("split")["label"].nunique()
     if (per < 2).any(): raise DataError(f"{spec.path}: split '{per[per < 2].index[0]}' would hold only one class; every split needs images of at least two classes")
 
+# %% ../nbs/07e_new_study.ipynb #c008ba
+def detected_options(spec:dict,   # the dataset entry attnmed-init is about to write
+                     splits:list  # the official splits the data has (empty: carved)
+                    ) -> dict:
+    "Options the data call for, each with the reason written beside it: `patient_pattern` when a folder's file names carry patient ids and its splits are carved (so they are carved by patient), `channels: 1` when every sampled image is grey."
+    spec = DatasetSpec.of(spec); fmt = FORMATS[spec.format]
+    table, _, opts = fmt.image_table(spec)
+    out = {}
+    ids = guess_patients(table["path"]) if spec.format == "folder" and not splits else None
+    if ids is not None:
+        per = pd.Series(ids).value_counts()
+        out["patient_pattern"] = (PATIENT_PATTERN, f"patient ids found in the file names ({len(per)} patients, up to {per.max()} images each): splits carved by patient")
+    facts = file_facts(table["path"].to_numpy())
+    if facts["n"] and facts["grey"] == facts["n"] and opts["channels"] != 1: out["channels"] = (1, f"all {facts['n']} sampled images are grey")
+    return out
+
 # %% ../nbs/07e_new_study.ipynb #c008q
 def yaml_quote(value) -> str:
     "`value` as a quoted YAML string (a JSON string is one): a name of a file, folder or column taken from the data never becomes YAML."
     return json.dumps(str(value), ensure_ascii=False)
+
+# %% ../nbs/07e_new_study.ipynb #c008s
+def console_command(name:str # an attnmed console script, e.g. attnmed-grid
+                   ) -> str:
+    "How to type `name` so that it runs this environment's attnmed: the bare name when the shell finds this environment's script on PATH, else its path (relative to the working folder when inside it, as `.venv/bin/attnmed-grid`)."
+    here = Path(sys.executable).parent / name
+    found = shutil.which(name)
+    if not here.exists() or (found and os.path.samefile(found, here)): return name
+    rel = os.path.relpath(here)
+    return str(here) if rel.startswith("..") else rel
 
 # %% ../nbs/07e_new_study.ipynb #c008d
 def study_lines(spec:dict,        # the dataset entry (format, path, columns)
@@ -80,7 +107,8 @@ def study_lines(spec:dict,        # the dataset entry (format, path, columns)
                 description:str,  # the study's description
                 arch:str,         # the backbone
                 epochs:int,       # training epochs per cell
-                image_size:int    # pixels per side
+                image_size:int,   # pixels per side
+                detected:dict|None=None # options read off the data (`detected_options`): {option: (value, why)}
                ) -> list:
     "`(YAML line, comment)` pairs of the study `new_study` writes; every value taken from the data is quoted (a JSON string is a YAML one), so no name of a file, folder or column becomes YAML."
     spec = DatasetSpec.of(spec)
@@ -91,8 +119,10 @@ def study_lines(spec:dict,        # the dataset entry (format, path, columns)
             ("datasets:", ""), (f"  - name: {q(name)}", ""), (f"    format: {spec.format}", ""),
             (f"    path: {q(rel.as_posix())}", f"relative to this file; {split_note}"),
             *[(f"    {k}: {q(v)}", "") for k, v in spec.items() if k.endswith("_column")],
-            ("    # channels: 1", "1 for greyscale modalities (X-ray, CT, mammography); default: RGB"),
-            *([("    # patient_pattern: '^(\\w+)_'", "a regular expression whose group is the patient id in a file name")] if spec.format == "folder" else []),
+            *[(f"    {k}: {q(v) if isinstance(v, str) else v}", why) for k, (v, why) in (detected or {}).items()],
+            *([] if "channels" in (detected or {}) else [("    # channels: 1", "1 for greyscale modalities (X-ray, CT, mammography); default: RGB")]),
+            *([(f"    # patient_pattern: {q(PATIENT_PATTERN)}", "a regular expression whose group is the patient id in a file name (splits are then carved by patient)")]
+              if spec.format == "folder" and "patient_pattern" not in (detected or {}) else []),
             (f"archs: [{arch}]", "also: resnet50, densenet121, efficientnet_b0, vgg16, ... (attnmed.backbones.ARCHS)"),
             ("attentions: [none, se]", "none = the baseline; also cbam, eca, nonlocal, ga, la, ela, mhsa, mldam"),
             ("augment: [false]", "[false, true] adds the augmentation axis"),
@@ -111,7 +141,7 @@ def new_study(path:str|Path,         # a folder with one sub-folder per class (o
               arch:str="resnet18",   # the backbone (any of `attnmed.backbones.ARCHS`)
               force:bool=False       # overwrite an existing file
              ) -> Path:
-    "Write a commented study YAML for your own images that `attnmed-grid` runs as is; returns its path. Refuses data the grid would refuse."
+    "Write a commented study YAML for your own images that `attnmed-grid` runs as is, with the options the data call for set (`detected_options`); returns its path. Refuses data the grid would refuse."
     path = Path(path).expanduser().resolve()
     if not path.exists(): raise DataError(f"{path}: not found (expected a folder with one sub-folder per class, or a CSV of image paths and labels)")
     name = name or study_name(path)
@@ -121,11 +151,11 @@ def new_study(path:str|Path,         # a folder with one sub-folder per class (o
     else: spec, what = dict(name=name, format="csv", path=str(path), **csv_columns(path)), "a CSV of image paths and labels"
     check_for_study(spec)   # "as the grid will": refused here, not after the study was written
     counts, n, splits = _class_counts(spec)
-    rel = Path(__import__("os").path.relpath(path, out.parent))
-    lines = study_lines(spec, name, rel, splits, f"Does attention help {arch} on {name}? ({n} images; {counts})", arch, epochs, image_size)
+    rel = Path(os.path.relpath(path, out.parent))
+    lines = study_lines(spec, name, rel, splits, f"Does attention help {arch} on {name}? ({n} images; {counts})", arch, epochs, image_size, detected_options(spec, splits))
     q = yaml_quote
     width = max(len(c) for c, note in lines if note) + 2
-    text = (f"# A study of {what}: {q(path)}\n# Written by attnmed-init. Run it:   attnmed-grid {q(out.name)} --out outputs   then   attnmed-report {q('outputs/' + name)}\n"
+    text = (f"# A study of {what}: {q(path)}\n# Written by attnmed-init. Run it:   {console_command('attnmed-grid')} {q(out.name)} --out outputs   then   {console_command('attnmed-report')} {q('outputs/' + name)}\n"
             "# Every key and its alternatives: the tables in the README's \"A study\" section.\n"
             + "".join((c.ljust(width) + f"# {note}" if note else c) + "\n" for c, note in lines))
     atomic_write_text(out, text)

@@ -15,8 +15,8 @@ from .imaging import HIGH_DEPTH_MODES, used_bit_depth
 from .tables import TableFormat
 
 # %% auto #0
-__all__ = ['PATIENT_PATTERN', 'balanced_accuracy_se', 'split_findings', 'guess_patients', 'patient_findings', 'image_findings',
-           'dataset_findings']
+__all__ = ['PATIENT_PATTERN', 'balanced_accuracy_se', 'split_findings', 'guess_patients', 'patient_findings', 'file_facts',
+           'image_findings', 'dataset_findings', 'said']
 
 # %% ../nbs/01h_preflight.ipynb #c005
 def balanced_accuracy_se(counts,             # items per class in the split
@@ -79,33 +79,41 @@ def patient_findings(table:pd.DataFrame # a prepared image table (path, split, p
     return out
 
 # %% ../nbs/01h_preflight.ipynb #c016
+def file_facts(paths,        # the image files (a sample is opened)
+               sample:int=48 # files opened, evenly spaced
+              ) -> dict:
+    "What the sampled files hold on disk: `n` opened, `grey` (one channel, or three equal ones), `stored_rgb` (grey stored as RGB), `dark` (8-bit, largest value below 64), `depths` (a Counter of the bit depths 16-bit files use)."
+    from PIL import Image
+    paths = [p for p in np.asarray(paths, dtype=object) if Path(str(p)).suffix.lower() not in (".dcm", ".dicom")]
+    pick = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, min(sample, len(paths))).round().astype(int))] if paths else []
+    facts = dict(n=len(pick), grey=0, stored_rgb=0, dark=0, depths=Counter())
+    for p in pick:
+        with Image.open(p) as im:
+            if im.mode in HIGH_DEPTH_MODES and im.mode != "F":
+                a = np.asarray(im); facts["grey"] += 1
+                facts["depths"][used_bit_depth(int(a.max())) if a.min() >= 0 and a.max() <= 65535 else 16] += 1; continue
+            a, mode = np.asarray(im.convert("RGB")), im.mode
+        same = bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+        facts["grey"] += same; facts["stored_rgb"] += same and mode not in ("L", "1", "LA")
+        facts["dark"] += int(a.max()) < 64
+    return facts
+
+# %% ../nbs/01h_preflight.ipynb #c016a
 def image_findings(paths,             # the image files (a sample is opened)
                    channels:int=3,    # the channels the dataset decodes to
                    window="auto",     # the dataset's window option
                    sample:int=48      # files opened, evenly spaced
                   ) -> list:
-    "Sentences about what the sampled files hold: 16-bit files with fewer bits used, grey images decoded as RGB, images that decode dark."
-    from PIL import Image
-    paths = [p for p in np.asarray(paths, dtype=object) if Path(str(p)).suffix.lower() not in (".dcm", ".dicom")]
-    pick = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, min(sample, len(paths))).round().astype(int))] if paths else []
-    depths, grey, stored_rgb, dark = Counter(), 0, 0, 0
-    for p in pick:
-        with Image.open(p) as im:
-            if im.mode in HIGH_DEPTH_MODES and im.mode != "F":
-                a = np.asarray(im); grey += 1; depths[used_bit_depth(int(a.max())) if a.min() >= 0 and a.max() <= 65535 else 16] += 1; continue
-            a = np.asarray(im.convert("RGB"))
-        same = bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
-        grey += same; stored_rgb += same and im.mode not in ("L", "1", "LA", "I;16")
-        dark += int(a.max()) < 64
-    out, n = [], len(pick)
-    few = sum(k for d, k in depths.items() if d < 16)
+    "Sentences about what the sampled files hold (`file_facts`): 16-bit files with fewer bits used, grey images decoded as RGB, images that decode dark."
+    f = file_facts(paths, sample); n, depths, rgb = f["n"], f["depths"], f["stored_rgb"]
+    out, few = [], sum(k for d, k in depths.items() if d < 16)
     if few and window == "auto": out.append(f"note: {few} of the {n} sampled files are 16-bit files holding {'/'.join(f'{d}-bit' for d in sorted(d for d in depths if d < 16))} data; "
                                             "each is scaled by the depth it uses, so it spans 0..255 (window: auto)")
     elif few and isinstance(window, list) and window[1] > 2 ** max(d for d in depths if d < 16): out.append(
         f"{few} of the {n} sampled files are 16-bit files holding fewer bits, and window {window} maps them to a small part of 0..255: they decode dark; use window: auto")
-    if n and grey == n and channels == 3: out.append(f"all {n} sampled images are grey{f' ({stored_rgb} stored as RGB)' if stored_rgb else ''}, but the dataset decodes three channels: "
-                                                     "set channels: 1 (a third of the memory and cache; the network still receives three equal channels)")
-    if dark: out.append(f"{dark} of the {n} sampled images use under a quarter of their range (largest value below 64 of 255): they decode dark; check the export, or set window: image")
+    if n and f["grey"] == n and channels == 3: out.append(f"all {n} sampled images are grey{f' ({rgb} stored as RGB)' if rgb else ''}, but the dataset decodes three channels: "
+                                                          "set channels: 1 (a third of the memory and cache; the network still receives three equal channels)")
+    if f["dark"]: out.append(f"{f['dark']} of the {n} sampled images use under a quarter of their range (largest value below 64 of 255): they decode dark; check the export, or set window: image")
     return out
 
 # %% ../nbs/01h_preflight.ipynb #c019
@@ -113,7 +121,7 @@ def dataset_findings(spec:DatasetSpec,  # the dataset entry (a `DatasetSpec`, or
                      image_size:int=64, # the study's image size (where the arrays of a format without a table are cached)
                      margin:float=1.0   # the study's equivalence margin, in percentage points
                     ) -> list:
-    "Every preflight finding for one dataset entry, each sentence starting with the dataset's name."
+    "Every preflight finding for one dataset entry, each sentence starting with the dataset's name; the first a note of the items per split and class, where they are known."
     spec = DatasetSpec.of(spec); fmt = FORMATS[spec.format]
     if isinstance(fmt, TableFormat):
         table, names, opts = fmt.image_table(spec)
@@ -122,6 +130,15 @@ def dataset_findings(spec:DatasetSpec,  # the dataset entry (a `DatasetSpec`, or
         found = split_findings(counts, margin) + patient_findings(table) + image_findings(table["path"].to_numpy(), opts["channels"], opts["window"])
     elif fmt.cached_arrays(spec, image_size) is not None:
         data: ImageSplits = fmt.load(spec, image_size)
-        found = split_findings(data.class_balance().drop(columns="total"), margin)
-    else: found = []
+        counts = data.class_balance().drop(columns="total")
+        found = split_findings(counts, margin)
+    else: counts, found = None, []
+    if counts is not None:
+        found.insert(0, "note: " + "; ".join(f"{s} {int(r.sum())} (" + ", ".join(f"{c} {int(k)}" for c, k in r.items()) + ")" for s, r in counts.iterrows()))
     return [f"dataset '{spec.name}': {f}" for f in found]
+
+# %% ../nbs/01h_preflight.ipynb #c020
+def said(finding:str # a finding (`dataset_findings`, `attnmed.study.check_runnable`)
+        ) -> str:
+    "The line a command prints for `finding`: a note as it is, anything else after `warning: `."
+    return finding if finding.startswith("note: ") or ": note: " in finding else f"warning: {finding}"

@@ -15,14 +15,15 @@ from .data import DataError, arrays_fingerprint, FORMATS, resolve_spec
 from .datasets import check_dataset, prepare_dataset
 from .backbones import ModelError, ARCHS
 from .attention import ATTENTIONS, unsupported_reason
-from .models import create_model
+from .models import attended_extent, create_model
+from .preflight import dataset_findings
 from .layout import CELL, STUDY
 
 # %% auto #0
 __all__ = ['STATES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS', 'check_study',
-           'load_checked_study', 'available_memory', 'check_memory', 'check_runnable', 'study_cells', 'skipped_pairs',
-           'study_folder', 'cell_dir', 'plugins_fingerprint', 'cell_fingerprint', 'read_metrics', 'cell_state',
-           'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock', 'study_yaml',
+           'load_checked_study', 'available_memory', 'check_memory', 'check_runnable', 'data_findings', 'study_cells',
+           'skipped_pairs', 'study_folder', 'cell_dir', 'plugins_fingerprint', 'cell_fingerprint', 'read_metrics',
+           'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock', 'study_yaml',
            'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key', 'data_fingerprints',
            'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters',
            'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results',
@@ -90,20 +91,37 @@ def check_memory(study:Study # a checked `Study`
 def check_runnable(study:Study,          # a checked `Study`
                    cells:list,           # the cells to check
                    device_here:bool=True # the cells run on this machine (so `device: cuda` needs a GPU here)
-                  ):
-    "Refuse `cells` of `study` that could not run: a model that cannot be built or run at the image size; `device: cuda` without a GPU (when `device_here`: the cells run on this machine)."
+                  ) -> list:
+    "Refuse `cells` of `study` that could not run: a model that cannot be built or run at the image size; `device: cuda` without a GPU (when `device_here`: the cells run on this machine). Returns a sentence for each pair whose attention has nothing to attend over (`attended_extent`)."
     import torch
     if device_here and study.device == "cuda" and not torch.cuda.is_available():
         raise StudyConfigError("is cuda but this machine has no CUDA GPU (use auto or cpu)", study.source, "device")
     if device_here: check_memory(study)
+    found = []
     for arch, att in dict.fromkeys((c.arch, c.attention) for c in cells):
         try:
             with torch.random.fork_rng(devices=[]), torch.no_grad():
                 model = create_model(arch, att, n_out=2, pretrained=False, img_size=study.image_size, seed=0, head=study.head).eval()
-                model(torch.randn(2, 3, study.image_size, study.image_size))
+                smallest, tokens = attended_extent(model, torch.randn(2, 3, study.image_size, study.image_size))
         except Exception as e:
             raise StudyConfigError(f"{arch} + {att} cannot run at image_size {study.image_size} with head {study.head}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
                                    study.source, "archs") from None
+        if smallest == (1, 1) and ATTENTIONS[att].positions:
+            found.append(f"{arch} + {att} at image_size {study.image_size}: the attention gets a 1 x 1 feature map, a single position to attend over, so this "
+                         "comparison is not about attention; raise image_size (each halving of the map needs twice the pixels)")
+        if tokens is not None and tokens <= 4:
+            found.append(f"{arch} at image_size {study.image_size}: its patch grid holds {tokens} token{'s' if tokens > 1 else ''}, too few for self-attention to mean anything; raise image_size")
+    return found
+
+# %% ../nbs/07a_study.ipynb #c009g
+def data_findings(study:Study # a checked `Study`
+                 ) -> list:
+    "The preflight findings (`attnmed.preflight.dataset_findings`) of every dataset of `study`, at its image size and margin; a dataset that cannot be read yet (its files missing in a dry run) is left to the check that said so."
+    out = []
+    for spec in study.datasets:
+        try: out += dataset_findings(spec, study.image_size, study.equivalence_margin)
+        except (DataError, OSError): pass
+    return out
 
 # %% ../nbs/07a_study.ipynb #c011
 def study_cells(study:Study # a checked `Study`

@@ -37,3 +37,50 @@ def test_the_example_studies_plan(name, tmp_path):
     with redirect_stdout(out), redirect_stderr(io.StringIO()), pytest.raises(SystemExit) as e:
         grid_cli([str(ROOT / "studies" / f"{name}.yaml"), "--out", str(tmp_path), "--dry-run"])
     assert e.value.code == 0 and "would run (dry run: nothing was run)" in out.getvalue(), out.getvalue()[-2000:]
+
+def xray_folder(root, patients=45, per_patient=3, split_of=None):
+    """Three classes of grey X-ray-like PNGs as a user might hold them: 8-bit grey, 12-bit data in 16-bit files and grey stored as RGB,
+    32-80 px, one class per patient, the patient id in the file name (P0062_Röntgen_2.png); under split folders when `split_of(patient, image)` names them."""
+    import numpy as np
+    from attnmed import testing as T
+    rng = np.random.default_rng(0)
+    for p in range(patients):
+        for k in range(per_patient):
+            a = T.blob_image(rng, p % 3, int(rng.integers(32, 81)), channels=1)
+            img = (a, a.astype(np.uint16) * 16, np.repeat(a[..., None], 3, -1))[(p + k) % 3]
+            T.save_image(root / (split_of(p, k) if split_of else "") / "abc"[p % 3] / f"P{p:04d}_Röntgen_{k}.png", img)
+    return root
+
+@pytest.mark.cost(40)
+def test_init_and_dry_run_say_what_the_data_hold_and_the_study_they_write_learns(tmp):
+    "Tiny splits, patients in the file names, 12-bit data in 16-bit files, grey images: said by attnmed-init and the dry run before any training; the study init writes (carved by patient, one channel) trains above chance."
+    import numpy as np, pandas as pd, yaml
+    from attnmed.preflight import PATIENT_PATTERN
+    from attnmed.statistics import at_chance
+    xray_folder(tmp / "xr")
+    r = run_here(["attnmed-init", "xr", "--epochs", "6", "--image-size", "32", "--arch", "resnet10t"], cwd=tmp)
+    assert r.returncode == 0, r.stderr
+    study = yaml.safe_load((tmp / "xr.yaml").read_text())
+    assert study["datasets"][0]["patient_pattern"] == PATIENT_PATTERN and study["datasets"][0]["channels"] == 1, "set from the data, not left as comments"
+    out = r.stdout
+    assert "dataset 'xr': note: train" in out and "warning: dataset 'xr': split 'test' holds" in out and "16-bit files holding 12-bit data" in out, out
+    assert "LEAK" not in out and "are grey" not in out, "carved by patient and decoded grey: nothing left to warn of"
+    assert out.index("wrote ") < out.index("dataset 'xr'") < out.index("next:  ")
+    study["attentions"] = ["none", "mhsa"]; (tmp / "xr.yaml").write_text(yaml.safe_dump(study))
+    r = run_here(["attnmed-grid", "xr.yaml", "--out", "out", "--dry-run"], cwd=tmp)
+    assert r.returncode == 0 and "warning: resnet10t + mhsa at image_size 32: the attention gets a 1 x 1 feature map" in r.stdout, r.stdout + r.stderr
+    study["attentions"] = ["none"]; study["seeds"] = [0]; (tmp / "xr.yaml").write_text(yaml.safe_dump(study))
+    r = run_here(["attnmed-grid", "xr.yaml", "--out", "out"], cwd=tmp)
+    assert r.returncode == 0 and "1 done" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    preds = pd.read_csv(tmp / "out" / "xr" / "xr" / "resnet10t" / "none" / "noaug" / "seed0" / "predictions.csv")
+    assert not at_chance(preds), f"the study init wrote learned nothing: {np.mean(preds.label == preds.prediction):.2f} accuracy"
+
+def test_init_and_dry_run_warn_loudly_when_split_folders_share_patients(tmp):
+    "Split folders that put one patient's images on both sides: init leaves the published split alone and says so; the dry run says it again."
+    xray_folder(tmp / "xs", split_of=lambda p, k: ("train", "train", "test")[k] if p % 2 else ("train", "valid", "valid")[k])
+    r = run_here(["attnmed-init", "xs", "--out", "xs.yaml"], cwd=tmp)
+    assert r.returncode == 0, r.stderr
+    assert "warning: dataset 'xs': LEAK: 22 of 22 'test' patients also have training images" in r.stdout, r.stdout
+    assert "patient_pattern: " not in [l.strip()[:17] for l in (tmp / "xs.yaml").read_text().splitlines()], "the published split is not overridden"
+    r = run_here(["attnmed-grid", "xs.yaml", "--out", "out", "--dry-run"], cwd=tmp)
+    assert r.returncode == 0 and r.stdout.count("LEAK:") == 2, r.stdout
