@@ -152,6 +152,9 @@ def report(study_dir:str,                # the study folder written by attnmed-g
     except (FileNotFoundError, FileExistsError): raise
     except OSError as e: raise CommandError(f"{type(e).__name__}: {e} (the report is written into the study folder: it must be writable)", 1) from None
     print(f"report: {f}")
+    from attnmed.report import unfinished_sentence
+    from attnmed.study import cell_table, read_study
+    if (left := unfinished_sentence(cell_table(study_dir, read_study(study_dir)), study_dir)): print(left)
 
 # %% ../nbs/09_cli.ipynb #c017a
 report_cli = command(report, "attnmed-report")
@@ -160,8 +163,8 @@ report_cli = command(report, "attnmed-report")
 def plan(study_dir:str, # the study folder written by attnmed-grid (the pilot)
          effect:Annotated[float, {"nargs": "+"}]=(1.0, 2.0, 3.0, 5.0) # gains in balanced accuracy (pp) to detect with 80 % power
         ):
-    "Seeds (and test items) a follow-up study needs to detect a given gain, from a finished study's variance."
-    from attnmed.report import design_table, study_comparisons
+    "Seeds (and test items) a follow-up study needs to detect a given gain, from a finished study's variance (refused, with the reason, when none of its declared comparisons was decided)."
+    from attnmed.report import design_table, plan_refusal, study_comparisons
     from attnmed.study import cell_results, load_cell_files, read_study
     try:
         study = read_study(study_dir)
@@ -174,7 +177,7 @@ def plan(study_dir:str, # the study folder written by attnmed-grid (the pilot)
     t, plan_t = design_table(main, list(effect))
     print(f"study {study.name}: what each declared comparison can detect now (80 % power, family-wise alpha {study.alpha:g}):")
     print(t.to_string(index=False))
-    if plan_t is None: print("\nno comparison with at least 2 seeds: the seed-to-seed spread is unknown, so no plan can be made; run 3 or more seeds")
+    if plan_t is None: raise CommandError(plan_refusal(main), 1)
     else:
         print("\nseeds needed per configuration for 80 % expected power, from the median variance of the declared comparisons, with the range the pilot's "
               "own uncertainty about that variance leaves (test items: multiples of this study's):")

@@ -16,9 +16,10 @@ from .study import KEYS, cell_table, extra_test_metrics, read_study
 from .layout import CELL, STUDY
 
 # %% auto #0
-__all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'summarise', 'format_summary', 'study_comparisons', 'design_table',
-           'medmnist_table', 'untrusted', 'reliability_sentences', 'shortcut_sentence', 'concept_sentences',
-           'no_signal_sentences', 'render_explanations', 'notebook_html', 'render_cell_pages', 'render_report']
+__all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'summarise', 'format_summary', 'study_comparisons', 'plan_refusal', 'design_table',
+           'unfinished_sentence', 'medmnist_table', 'untrusted', 'reliability_sentences', 'shortcut_sentence',
+           'concept_sentences', 'no_signal_sentences', 'render_explanations', 'notebook_html', 'render_cell_pages',
+           'render_report']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame,                                            # `attnmed.study.cell_results` of a study
@@ -58,22 +59,49 @@ def study_comparisons(results:pd.DataFrame,             # `attnmed.study.cell_re
     for col in extra_test_metrics(results): sets[col.replace("balanced_accuracy_", "")] = (col, (extra_predictions or {}).get(col.replace("balanced_accuracy_", "")) or {})
     for name, (metric, preds) in sets.items():
         sub = results.dropna(subset=[metric])
-        c = compare(sub, study.comparisons, metric=metric, predictions=preds, margin=study.equivalence_margin, alpha=study.alpha, histories=histories)
+        c = compare(sub, study.comparisons, metric=metric, predictions=preds, margin=study.equivalence_margin, alpha=study.alpha, histories=histories,
+                    declared_seeds=len(study.seeds))
         out[name] = dict(comparisons=c, pooled=pooled_effects(c, study.equivalence_margin, study.alpha) if len(c) else pd.DataFrame())
     return out
+
+# %% ../nbs/08_report.ipynb #c008aa
+def plan_refusal(comparisons:pd.DataFrame # rows of `attnmed.statistics.compare`
+                ) -> str:
+    "Why no follow-up can be planned from these comparisons ('' when one can): a plan needs a declared comparison that was decided, since the variance of one that was not (identical arms, models at chance, still improving, too few seeds) says nothing about the next study."
+    prim = comparisons[comparisons.family == "primary"] if len(comparisons) else comparisons
+    if not len(prim): return "no declared comparison has finished cells"
+    if ((prim.undecided == "") & prim.se.notna() & (prim.seeds > 1)).any(): return ""
+    reasons = list(dict.fromkeys(r for r in prim.undecided if r)) or ["their intervals cannot be computed"]
+    return ("no follow-up can be planned from this study: none of its declared comparisons was decided (" + "; ".join(reasons)
+            + "); a plan from them would rest on a variance that says nothing about a study that works. Fix that first, then plan from the result")
 
 # %% ../nbs/08_report.ipynb #c008a
 def design_table(comparisons:pd.DataFrame,    # rows of `attnmed.statistics.compare`
                  effects=(1.0, 2.0, 3.0, 5.0) # effects (pp) to plan for
                 ) -> tuple:
-    "(what each declared comparison could detect, seeds a follow-up needs per effect with the pilot's uncertainty counted) from rows of `compare`."
+    "(what each declared comparison could detect, seeds a follow-up needs per effect with the pilot's uncertainty counted, or None where `plan_refusal` says why not) from rows of `compare`."
     prim = comparisons[comparisons.family == "primary"]
     t = prim[["dataset", "arch", "augment", "variant", "baseline", "seeds", "items", "sd_seed", "mde"]].rename(
         columns={"sd_seed": "seed-to-seed sd (pp)", "mde": "detectable with 80 % power (± pp)"}).round(2)
-    ok = prim[prim.se.notna() & (prim.seeds > 1)]
-    if not len(ok): return t, None
+    if plan_refusal(comparisons): return t, None
+    ok = prim[(prim.undecided == "") & prim.se.notna() & (prim.seeds > 1)]   # decided comparisons only: an undecided pilot's variance plans nothing
     return t, plan(float(np.median(ok.var_seed * ok.seeds)), float(np.median(ok.var_item)), effects, family_size=len(prim), alpha=float(ok.alpha.iloc[0]),
                    pilot_seeds=int(np.median(ok.seeds)))
+
+# %% ../nbs/08_report.ipynb #c009u
+def unfinished_sentence(cells:pd.DataFrame, # `attnmed.study.cell_table` of the study (a `state` per cell)
+                        study_dir:str|Path  # the study folder
+                       ) -> str:
+    "'' when every cell is done; else what is missing and the command that finishes the grid (its done cells kept), for the report's first line."
+    counts = cells.state.value_counts() if len(cells) else pd.Series(dtype=int)
+    done = int(counts.get("done", 0))
+    if len(cells) and done == len(cells): return ""
+    from attnmed.new_study import console_command
+    study_dir = Path(study_dir)
+    rest = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "done")
+    return (f"Not finished: {done} of {len(cells)} cells are done ({rest}), so every comparison here rests on the finished cells only and may not be decided. "
+            f"Next: {console_command('attnmed-grid')} {study_dir / 'study.yaml'} --out {study_dir.parent}"
+            + (" --retry-failed" if counts.get("failed", 0) else "") + " (done cells are kept), then this report again.")
 
 # %% ../nbs/08_report.ipynb #c011
 # (AUC, ACC) on the test set, Yang et al. 2023, Table 3

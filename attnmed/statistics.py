@@ -11,12 +11,12 @@ import pandas as pd
 from scipy import stats
 
 # %% auto #0
-__all__ = ['RATIOS', 'VERDICTS', 'DEFAULT_COMPARISONS', 'GROUP', 'seed_bound', 'effective_df', 'Contrast', 'variance_parts',
-           'mean_contrast', 'PairedEffect', 'balanced_accuracy_weights', 'item_contrast', 'paired_effect',
-           'detectable_ncp', 'decide', 'holm', 'at_chance', 'still_improving', 'expand_comparisons', 'paired_frames',
-           'correctness_deltas', 'item_differences', 'item_level', 'arm_at_chance', 'undecided_reason', 'contrast_row',
-           'decide_comparisons', 'compare', 'verdict_sentence', 'pooled_effects', 'pooled_sentence', 'forest_plot',
-           'design_se', 'power', 'expected_power', 'plan', 'mcnemar_test', 'mean_ci', 'use_case_table',
+__all__ = ['RATIOS', 'VERDICTS', 'NOT_DECIDED', 'DEFAULT_COMPARISONS', 'GROUP', 'seed_bound', 'effective_df', 'Contrast',
+           'variance_parts', 'mean_contrast', 'PairedEffect', 'balanced_accuracy_weights', 'item_contrast',
+           'paired_effect', 'detectable_ncp', 'decide', 'holm', 'at_chance', 'still_improving', 'expand_comparisons',
+           'paired_frames', 'correctness_deltas', 'item_differences', 'item_level', 'arm_at_chance', 'undecided_reason',
+           'contrast_row', 'decide_comparisons', 'compare', 'verdict_sentence', 'pooled_effects', 'pooled_sentence',
+           'forest_plot', 'design_se', 'power', 'expected_power', 'plan', 'mcnemar_test', 'mean_ci', 'use_case_table',
            'friedman_nemenyi', 'cd_diagram', 'config_table']
 
 # %% ../nbs/05_statistics.ipynb #c005
@@ -190,6 +190,7 @@ def paired_effect(per_seed:np.ndarray,         # D_s: the metric's difference pe
 
 # %% ../nbs/05_statistics.ipynb #c016
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+NOT_DECIDED = "not decided"   # a design that cannot support a verdict (its reason says why): not one of the four answers, and never "inconclusive"
 
 # %% ../nbs/05_statistics.ipynb #c016a
 def detectable_ncp(q:float,        # the critical value
@@ -213,7 +214,7 @@ def decide(effect:float,        # the estimated effect (pp)
           ) -> dict:
     "Interval at the comparison's level, p-values, TOST p, the verdict read off the interval, and the minimum detectable effect."
     a = level if level is not None else alpha / max(1, family_size)
-    undecided = dict(ci_low=np.nan, ci_high=np.nan, ci_level=1 - a, p=np.nan, p_adjusted=np.nan, p_tost=np.nan, verdict="inconclusive", mde=np.nan)
+    undecided = dict(ci_low=np.nan, ci_high=np.nan, ci_level=1 - a, p=np.nan, p_adjusted=np.nan, p_tost=np.nan, verdict=NOT_DECIDED, mde=np.nan)
     if not (np.isfinite(effect) and np.isfinite(se) and df > 0) or se <= 0: return undecided
     q = stats.t.ppf(1 - a / 2, df)
     lo, hi = effect - q * se, effect + q * se
@@ -321,10 +322,13 @@ def undecided_reason(per_seed:np.ndarray,          # the per-seed differences
                      improving:tuple=(0, 0, 0, 0), # (variant runs still improving at their last epoch, variant runs with a history, the same for the baseline)
                      scale:float=100,              # multiplier to the reported unit
                      unit:str="pp",                # the unit in words
-                     chance:tuple|None=None        # (variant, baseline) at chance on every seed, when already known (default: from `frames`)
+                     chance:tuple|None=None,       # (variant, baseline) at chance on every seed, when already known (default: from `frames`)
+                     declared:int|None=None        # the seeds the study declares (when more than have finished, the grid is not done)
                     ) -> str:
     "Why a comparison cannot be decided, in words ('' when it can)."
     S = len(per_seed)
+    if S < 3 and declared and declared > S:
+        return f"only {S} of the study's {declared} seeds {'has' if S == 1 else 'have'} finished for both arms (3 are needed): run the grid again to finish the others"
     if S < 2: return "the seed-to-seed spread cannot be estimated from one seed; run at least 3, better 5 or more"
     if S < 3: return "two seeds give the seed-to-seed spread one degree of freedom, too few to decide anything; run at least 3, better 5 or more"
     if frames:
@@ -339,7 +343,7 @@ def undecided_reason(per_seed:np.ndarray,          # the per-seed differences
     return ""
 
 # %% ../nbs/05_statistics.ipynb #c030
-def _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, unit):
+def _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, unit, declared=None):
     "The contrast, sources, notes and undecided reason of one comparison (see `compare`)."
     seeds = sorted(set(v.index) & set(b.index)); notes = []
     frames = None; contrast = None
@@ -375,7 +379,7 @@ def _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale
         if alone: notes.append(f"{name} is at chance on every seed (it learned nothing)")
     for name, up, n in ((variant, *improving[:2]), (baseline, *improving[2:])):
         if up: notes.append(f"{name} was still improving at its last epoch in {up} of {n} runs: the verdict is about this training budget, and longer training may change the gap")
-    return contrast, sources, notes, undecided_reason(contrast.per_seed, frames, improving, scale, unit, chance)
+    return contrast, sources, notes, undecided_reason(contrast.per_seed, frames, improving, scale, unit, chance, declared)
 
 # %% ../nbs/05_statistics.ipynb #c030b
 def contrast_row(contrast:Contrast, # one comparison's data
@@ -422,7 +426,8 @@ def compare(results:pd.DataFrame,           # one row per cell: dataset, arch, a
             margin:float=1.0,               # equivalence margin, in pp
             alpha:float=0.05,               # family-wise error rate of the declared comparisons
             scale:float=100,                # multiplier to the reported unit (100: percentage points)
-            histories:dict|None=None        # {(dataset, arch, augment, attention, seed): history frame}: checks convergence
+            histories:dict|None=None,       # {(dataset, arch, augment, attention, seed): history frame}: checks convergence
+            declared_seeds:int|None=None    # the seeds the study declares: fewer finished than 3 is then said as an unfinished grid
            ) -> pd.DataFrame:
     "One row per (comparison, dataset, arch, augment): effect (pp), interval, p-values, verdict (or why none), minimum detectable effect, variance components and the contrast."
     pairs = expand_comparisons(comparisons, list(dict.fromkeys(results.attention)))
@@ -431,7 +436,7 @@ def compare(results:pd.DataFrame,           # one row per cell: dataset, arch, a
         for keys, g in results.groupby(GROUP, sort=False):
             v, b = (g[g.attention == a].set_index("seed")[metric].dropna() for a in (variant, baseline))
             if not len(set(v.index) & set(b.index)): continue
-            contrast, sources, notes, reason = _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, "pp" if scale == 100 else "")
+            contrast, sources, notes, reason = _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, "pp" if scale == 100 else "", declared_seeds)
             seeds = list(contrast.seeds)
             rows.append(dict(zip(GROUP, keys), variant=variant, baseline=baseline, family=family, metric=metric,
                              variant_mean=float(v.loc[seeds].mean()), baseline_mean=float(b.loc[seeds].mean()),
@@ -450,7 +455,7 @@ def verdict_sentence(row:dict,                            # one row of the table
     reason = row.get("undecided") or ("" if np.isfinite(row.get("ci_low", np.nan)) else "the interval cannot be computed")
     if reason:
         return (f"{where}: {row['effect']:+.1f} {unit} {metric_name} from {row['seeds']} paired seed{'s' if row['seeds'] != 1 else ''}: "
-                f"**inconclusive, not decided**: {reason}.{notes}")
+                f"**not decided**: {reason}.{notes}")
     v = row["verdict"]
     on = " on this test set" if row.get("conditional") else ""
     what = {"better": f"the attention **helps**{on}", "worse": f"the attention **hurts**{on}",
@@ -515,7 +520,7 @@ def pooled_effects(comparisons:pd.DataFrame, # rows of `attnmed.statistics.compa
         base = dict(variant=variant, baseline=baseline, k=len(u), k_declared=len(g), left_out=left_out, margin=margin, pooled_over=len(groups), alpha=alpha)
         if l["undecided"] or not np.isfinite(p[i]):
             rows.append(dict(base, effect=float(g.effect.mean()) if len(g) else np.nan, se=np.nan, df=np.nan, ci_low=np.nan, ci_high=np.nan,
-                             ci_level=np.nan, pi_low=np.nan, pi_high=np.nan, tau=np.nan, i2=np.nan, p_adjusted=np.nan, verdict="inconclusive", mde=np.nan,
+                             ci_level=np.nan, pi_low=np.nan, pi_high=np.nan, tau=np.nan, i2=np.nan, p_adjusted=np.nan, verdict=NOT_DECIDED, mde=np.nan,
                              datasets=int(u.dataset.nunique()) if len(u) else 0, seeds=0, conditional=False, undecided=l["undecided"] or "its variance is zero"))
             continue
         d = decide(scale * l["effect"], scale * math.sqrt(l["var"]), l["df"], margin, alpha, level=level[i])
@@ -562,7 +567,7 @@ def forest_plot(comparisons:pd.DataFrame, # rows of `attnmed.statistics.compare`
     y, labels, margin = 0, [], float(prim.margin.iloc[0]) if len(prim) else 1.0
     ax.axvspan(-margin, margin, color="0.9", zorder=0, label=f"±{margin:g} {unit} (equivalence margin)")
     ax.axvline(0, color="0.4", lw=0.8)
-    colours = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "inconclusive": "0.45"}
+    colours = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "inconclusive": "0.45", NOT_DECIDED: "0.75"}
     groups = list(prim.groupby(["variant", "baseline"], sort=False))
     for gi, ((variant, baseline), g) in enumerate(groups):
         for r in g.itertuples():

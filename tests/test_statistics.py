@@ -207,7 +207,7 @@ def test_bootstrap_ci_covers_the_truth_at_about_the_nominal_rate():
 def test_one_seed_is_no_test():
     rows = pd.DataFrame([dict(dataset="d", arch="a", augment=False, attention=a, seed=0, balanced_accuracy=v) for a, v in (("none", .7), ("se", .8))])
     r = compare(rows).iloc[0].to_dict()
-    assert r["verdict"] == "inconclusive" and "cannot be estimated from one seed" in verdict_sentence(r)
+    assert r["verdict"] == "not decided" and "cannot be estimated from one seed" in verdict_sentence(r) and "inconclusive" not in verdict_sentence(r)
 
 def cells_and_predictions(correct, dataset="d", arch="resnet18"):
     "Result rows and prediction frames from {attention: S x n correctness on the binary test set}."
@@ -224,24 +224,27 @@ def test_degenerate_designs_are_named_never_decided():
     rng = np.random.default_rng(12)
     good = study(rng, {"none": 0, "se": 0.3})
     r, p = cells_and_predictions({"none": good["none"], "se": good["none"].copy()}); row = compare(r, predictions=p).iloc[0].to_dict()
-    assert row["verdict"] == "inconclusive" and "identical predictions on every item" in verdict_sentence(row)
+    assert row["verdict"] == "not decided" and "identical predictions on every item" in verdict_sentence(row)
     r, p = cells_and_predictions({"none": good["none"][:2], "se": good["se"][:2]}); row = compare(r, predictions=p).iloc[0].to_dict()
     assert "one degree of freedom" in verdict_sentence(row) and not np.isfinite(row["ci_low"])
     # both at chance: every item answered with one class (so right on exactly one class's items)
     chance = np.tile((LABELS == 0).astype(float), (5, 1)); chance_b = np.tile((LABELS == 1).astype(float), (5, 1))
     r, p = cells_and_predictions({"none": chance, "se": chance_b}); row = compare(r, predictions=p).iloc[0].to_dict()
-    assert row["verdict"] == "inconclusive" and "both models are at chance" in verdict_sentence(row), verdict_sentence(row)
+    assert row["verdict"] == "not decided" and "both models are at chance" in verdict_sentence(row), verdict_sentence(row)
     # the same difference on every seed, seeds only: zero spread is not certainty
     rows = pd.DataFrame([dict(dataset="d", arch="a", augment=False, attention=a, seed=s, balanced_accuracy=0.70 + (0.0099 if a == "se" else 0)) for s in range(3) for a in ("none", "se")])
     row = compare(rows).iloc[0].to_dict()
-    assert row["verdict"] == "inconclusive" and "same on every seed" in verdict_sentence(row) and "detects ±0.0" not in verdict_sentence(row)
+    assert row["verdict"] == "not decided" and "same on every seed" in verdict_sentence(row) and "detects ±0.0" not in verdict_sentence(row)
     # still improving at the last epoch (histories), in the verdict and kept out of the pool
     r, p = cells_and_predictions(good)
     rising = {(k[0], k[1], k[2], k[3], k[4]): pd.DataFrame(dict(epoch=[1, 2, 3], balanced_accuracy_score=[0.5, 0.55, 0.65])) for k in p}
     c = compare(r, predictions=p, histories=rising); row = c.iloc[0].to_dict()
-    assert row["verdict"] == "inconclusive" and "still improving at the last epoch" in verdict_sentence(row)
+    assert row["verdict"] == "not decided" and "still improving at the last epoch" in verdict_sentence(row)
     assert "not decided" in pooled_sentence(pooled_effects(c).iloc[0].to_dict())
     flat = {k: h.assign(balanced_accuracy_score=[0.5, 0.65, 0.652]) for k, h in rising.items()}
+    r2, p2 = cells_and_predictions({"none": good["none"][:2], "se": good["se"][:2]})   # 2 of 3 declared seeds done: an unfinished grid, not a design to change
+    row = compare(r2, predictions=p2, declared_seeds=3).iloc[0].to_dict()
+    assert row["verdict"] == "not decided" and "only 2 of the study's 3 seeds have finished" in verdict_sentence(row) and "run at least 3" not in verdict_sentence(row)
     assert compare(r, predictions=p, histories=flat).undecided[0] == ""
     one = {k: (h if k[3] == "none" else flat[k]) for k, h in rising.items()}         # only the baseline still rising: decided, with the caveat
     row = compare(r, predictions=p, histories=one).iloc[0].to_dict()
