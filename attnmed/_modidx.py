@@ -423,6 +423,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'attnmed.statistics.at_chance': ('statistics.html#at_chance', 'attnmed/statistics.py'),
                                     'attnmed.statistics.balanced_accuracy_weights': ( 'statistics.html#balanced_accuracy_weights',
                                                                                       'attnmed/statistics.py'),
+                                    'attnmed.statistics.carry_guards': ('statistics.html#carry_guards', 'attnmed/statistics.py'),
                                     'attnmed.statistics.cd_diagram': ('statistics.html#cd_diagram', 'attnmed/statistics.py'),
                                     'attnmed.statistics.compare': ('statistics.html#compare', 'attnmed/statistics.py'),
                                     'attnmed.statistics.config_table': ('statistics.html#config_table', 'attnmed/statistics.py'),

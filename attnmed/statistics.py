@@ -15,9 +15,9 @@ __all__ = ['RATIOS', 'VERDICTS', 'NOT_DECIDED', 'DEFAULT_COMPARISONS', 'GROUP', 
            'variance_parts', 'mean_contrast', 'PairedEffect', 'balanced_accuracy_weights', 'item_contrast',
            'paired_effect', 'detectable_ncp', 'decide', 'holm', 'at_chance', 'still_improving', 'expand_comparisons',
            'paired_frames', 'correctness_deltas', 'item_differences', 'item_level', 'arm_at_chance', 'undecided_reason',
-           'contrast_row', 'decide_comparisons', 'compare', 'verdict_sentence', 'pooled_effects', 'pooled_sentence',
-           'forest_plot', 'design_se', 'power', 'expected_power', 'plan', 'mcnemar_test', 'mean_ci', 'use_case_table',
-           'friedman_nemenyi', 'cd_diagram', 'config_table']
+           'contrast_row', 'decide_comparisons', 'compare', 'verdict_sentence', 'carry_guards', 'pooled_effects',
+           'pooled_sentence', 'forest_plot', 'design_se', 'power', 'expected_power', 'plan', 'mcnemar_test', 'mean_ci',
+           'use_case_table', 'friedman_nemenyi', 'cd_diagram', 'config_table']
 
 # %% ../nbs/05_statistics.ipynb #c005
 import functools
@@ -467,6 +467,23 @@ def verdict_sentence(row:dict,                            # one row of the table
     return (f"{where}: {row['effect']:+.1f} {unit} {metric_name}, {100 * row['ci_level']:.1f} % CI [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}] "
             f"({row['adjustment']}; {row['sources']}; t test, {n}, {row['df']:.0f} df, {p}): {what}. "
             f"This design detects ±{row['mde']:.1f} {unit} with 80 % power.{notes}")
+
+# %% ../nbs/05_statistics.ipynb #c036b
+def carry_guards(table:pd.DataFrame,   # another measure's comparisons (rows of `compare` on e.g. relevance mass)
+                 accuracy:pd.DataFrame # the accuracy comparisons of the same models (rows of `compare` with predictions and histories)
+                ) -> pd.DataFrame:
+    "`table` with the undecided reason of each row's accuracy comparison (same dataset, arch, augment, variant and baseline) carried over: those rows get no interval and the verdict `NOT_DECIDED`."
+    if not len(table) or not len(accuracy): return table
+    keys = [*GROUP, "variant", "baseline"]
+    why = {tuple(r[k] for k in keys): r["undecided"] for r in accuracy.to_dict("records") if r["undecided"]}
+    out = table.copy()
+    carried = [why.get(tuple(r[k] for k in keys), "") for r in out.to_dict("records")]
+    hit = np.array([bool(c) for c in carried])
+    if not hit.any(): return out
+    out.loc[hit, "undecided"] = [f"its models cannot be compared: {c}" for c in np.array(carried, dtype=object)[hit]]
+    out.loc[hit, ["ci_low", "ci_high", "p", "p_adjusted", "mde"]] = np.nan
+    out.loc[hit, "verdict"] = NOT_DECIDED
+    return out
 
 # %% ../nbs/05_statistics.ipynb #c038
 def _pooled_line(g:pd.DataFrame, alpha_level:float, scale:float) -> dict:

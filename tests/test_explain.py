@@ -123,3 +123,20 @@ def test_concept_test_label_alone_is_not_enough():
     joint = concept_test(score, label, C, CONCEPT_NAMES).set_index("concept")
     alone = concept_test(score, label, C[:, :1], CONCEPT_NAMES[:1]).set_index("concept")
     assert alone.loc["has_structure", "used"] and not joint.loc["has_structure", "used"]
+@pytest.mark.cost(50)
+def test_models_at_chance_give_no_maps_scores_or_localisation_verdict(tmp_path):
+    "Images whose label leaves no trace (visibility 0): every model is at chance, so no map is drawn as what it learned, nothing is scored, and no localisation comparison is decided."
+    from attnmed.grid import demo_study
+    from attnmed.report import render_explanations
+    from attnmed.layout import STUDY, explanation_table
+    from attnmed.statistics import NOT_DECIDED
+    folder = demo_study(tmp_path, datasets=[dict(name="blind", format="synthetic", path=str(tmp_path / "data"), n_train=96, n_val=32, n_test=64, visibility=0.0, label_noise=0.0)],
+                        seeds=[0, 1, 2], epochs=1)
+    render_explanations(folder, n_images=2, n_score=4, n_sanity=2)
+    out = folder / STUDY.explanations
+    read = lambda name: pd.read_csv(out / explanation_table(name))
+    not_scored = read("not_scored")
+    assert not_scored.why.str.startswith("at chance on the test set").sum() >= 1, not_scored
+    assert not any("_saliency.png" in f for f in read("figures").file), "no map of a model at chance is drawn as evidence"
+    loc = read("localisation_tests") if (out / explanation_table("localisation_tests")).stat().st_size > 1 else pd.DataFrame()
+    assert not len(loc) or (loc.verdict == NOT_DECIDED).all(), loc[["variant", "verdict", "undecided"]]
