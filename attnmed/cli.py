@@ -110,6 +110,8 @@ def grid(study:str,                # the study YAML file
     "Run every cell of a study (train + evaluate one configuration each) with papermill."
     if jobs is not None and jobs < 1: raise UsageError(f"--jobs must be at least 1, got {jobs}")
     check_out(out)
+    from attnmed.config import load_study
+    load_study(study)   # the file's syntax and values, before the grid's imports (torch, timm): a mistake is said in a fraction of a second
     from attnmed.grid import run_grid
     try: counts = run_grid(study, out, jobs, retry_failed, only, dry_run, notebook=notebook, executor=executor, address=address,
                            gpus=gpus, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, rerun_changed=rerun_changed)

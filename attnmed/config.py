@@ -385,7 +385,12 @@ def read_yaml(path:str|Path # the YAML file
     try: data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except UnicodeDecodeError: raise StudyConfigError("is not a UTF-8 text file", path) from None
     except RecursionError: raise StudyConfigError(f"is nested more than {YAML_LIMITS['depth']} levels deep (a study file is a few levels)", path) from None
-    except yaml.YAMLError as e: raise StudyConfigError(f"is not valid YAML: {str(e)[:500]}", path) from None
+    except yaml.MarkedYAMLError as e:   # one line: where, what, and where the enclosing block began
+        at = lambda m: f"line {m.line + 1}, column {m.column + 1}"
+        where = f" at {at(e.problem_mark)}" if e.problem_mark else ""
+        ctx = f" ({e.context} that starts at {at(e.context_mark)})" if e.context and e.context_mark else ""
+        raise StudyConfigError(f"is not valid YAML{where}: {' '.join(str(e.problem or 'unreadable').split())[:200]}{ctx}; check the indentation and quoting there", path) from None
+    except yaml.YAMLError as e: raise StudyConfigError(f"is not valid YAML: {' '.join(str(e).split())[:300]}", path) from None
     _yaml_size(data, path)
     return data
 

@@ -21,7 +21,8 @@ from .preflight import said
 # %% auto #0
 __all__ = ['STOP', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots', 'auto_jobs',
            'slot_env', 'run_local', 'run_ray', 'select_cells', 'tuned_or_refuse', 'describe_changes', 'grid_summary',
-           'grid_cells', 'cell_states', 'dry_run_summary', 'open_study_folder', 'run_grid', 'demo_study']
+           'grid_cells', 'cell_states', 'dry_run_summary', 'open_study_folder', 'running_progress', 'progress_line',
+           'run_grid', 'demo_study']
 
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
@@ -341,6 +342,36 @@ def open_study_folder(study:Study,  # the checked study
         from attnmed.tracking import mlflow_experiment, tracking_uri   # here, not at the top: tracking's callbacks bring fastai
         mlflow_experiment(tracking_uri("mlflow", study.tracking_uri, folder), study.name)
 
+# %% ../nbs/07d_grid.ipynb #c013k
+def running_progress(folder,  # the study folder
+                     cells    # the cells that may be running
+                    ) -> list:
+    "`(cell, epochs done, last validation balanced accuracy)` for each cell with an attempt under way, from the history its training writes after every epoch."
+    out = []
+    for c in cells:
+        for h in cell_dir(folder, c).glob(f".attempt-*/{CELL.history}"):
+            try: lines = h.read_text().splitlines()
+            except OSError: continue
+            rows = [l.split(",") for l in lines[1:] if l and l != lines[0]]   # a second phase repeats the header
+            head = lines[0].split(",") if lines else []
+            ba = float(rows[-1][head.index("balanced_accuracy_score")]) if rows and "balanced_accuracy_score" in head and len(rows[-1]) == len(head) else float("nan")
+            out.append((c, len(rows), ba))
+    return out
+
+# %% ../nbs/07d_grid.ipynb #c013l
+def progress_line(running:list,    # `running_progress`'s rows
+                  epochs:int,      # epochs per cell
+                  finished:int,    # cells this run has finished
+                  todo:int,        # cells this run started with
+                  seconds:float    # since the run started
+                 ) -> str:
+    "The running cells with their epoch and last validation balanced accuracy, and the time left estimated from the epochs trained so far."
+    now = sum(e for _, e, _ in running); total = finished * epochs + now
+    cells = "; ".join(f"{c.key.split('/', 1)[-1]} epoch {e}/{epochs}" + (f" val {ba:.2f}" if ba == ba else "") for c, e, ba in running[:3]) + (f"; +{len(running) - 3} more" if len(running) > 3 else "")
+    left = max(0, todo * epochs - total)
+    eta = f"about {max(1, round(seconds / total * left / 60))} min left" if total and left else ""
+    return " | ".join(p for p in (cells, eta) if p)
+
 # %% ../nbs/07d_grid.ipynb #c013g
 def run_grid(study:Study|str|Path,    # the study (or its YAML file)
              out:str|Path="outputs",  # the output folder; the study goes to OUT/<name>
@@ -376,12 +407,17 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
         counts[state] += 1; bar.update(1)
         if state == "failed": log(f"failed: {cell.key} (see {cell_dir(folder, cell) / 'error.txt'})")
     kwargs_of = lambda c: dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=cell_data_fingerprint(study, c, fps))
+    ticking = threading.Event()
+    def tick():   # which cells run, their epoch and validation metric, the time left: beside the bar
+        while not ticking.wait(5):
+            bar.set_postfix_str(progress_line(running_progress(folder, todo), study.epochs + study.freeze_epochs * study.pretrained, counts["done"], len(todo), time.time() - t0))
+    if progress: threading.Thread(target=tick, daemon=True).start()
     try:
         if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done)
         else: run_local(todo, folder, notebook, jobs or auto_jobs(study.device, len(todo), gpus), gpus, kwargs_of, on_done)
     except (KeyboardInterrupt, OSError):   # interrupted: the results so far are written and summed up
-        bar.close(); _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder)); raise
-    bar.close(); _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder))
+        ticking.set(); bar.close(); _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder)); raise
+    ticking.set(); bar.close(); _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder))
     counts["failed"] += counts.pop("old_failed", 0)
     return counts
 

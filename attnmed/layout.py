@@ -37,6 +37,7 @@ class StudyFiles:
     record:str = "record.json"               # the grid's claim on the folder: the study's name and the hashes of its study.yaml and plugins
     fingerprints:str = "fingerprints.json"   # each dataset's data fingerprint when the grid last ran
     results:str = "results.csv"              # one row per done cell (`load_results`)
+    answer:str = "answer.csv"                # the study's answer: one row per comparison and pooled line (`attnmed.report.load_answer`), written by the report
     search:str = "search.sqlite3"            # attnmed-search's Optuna storage
     search_dir:str = "search"                # its results: `search/<dataset>/<arch>/<attention>/<aug|noaug>/best.json`
     best:str = "best.json"                   # a group's tuned values, in `search_dir`

@@ -12,14 +12,14 @@ from .config import atomic_write_text
 from .execute import NotebookError, execute_notebook, notebook_path
 from .explain import METHOD_NAMES
 from .statistics import compare, plan, pooled_effects
-from .study import KEYS, cell_table, extra_test_metrics, read_study
+from .study import KEYS, cell_results, cell_table, extra_test_metrics, load_cell_files, read_study
 from .layout import CELL, STUDY
 
 # %% auto #0
 __all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'summarise', 'format_summary', 'study_comparisons', 'plan_refusal', 'design_table',
-           'unfinished_sentence', 'medmnist_table', 'untrusted', 'reliability_sentences', 'shortcut_sentence',
-           'concept_sentences', 'no_signal_sentences', 'render_explanations', 'notebook_html', 'render_cell_pages',
-           'render_report']
+           'unfinished_sentence', 'answer_table', 'load_answer', 'medmnist_table', 'untrusted', 'reliability_sentences',
+           'shortcut_sentence', 'concept_sentences', 'no_signal_sentences', 'render_explanations', 'notebook_html',
+           'render_cell_pages', 'render_report']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame,                                            # `attnmed.study.cell_results` of a study
@@ -102,6 +102,29 @@ def unfinished_sentence(cells:pd.DataFrame, # `attnmed.study.cell_table` of the 
     return (f"Not finished: {done} of {len(cells)} cells are done ({rest}), so every comparison here rests on the finished cells only and may not be decided. "
             f"Next: {console_command('attnmed-grid')} {study_dir / 'study.yaml'} --out {study_dir.parent}"
             + (" --retry-failed" if counts.get("failed", 0) else "") + " (done cells are kept), then this report again.")
+
+# %% ../nbs/08_report.ipynb #c009x
+def answer_table(answer:dict # `study_comparisons`' result: {test set: {comparisons, pooled}}
+                ) -> pd.DataFrame:
+    "One row per comparison and per pooled line of each test set: test_set, line, what was compared, seeds, effect (pp), interval, verdict, reason (why not decided, else '') and what the design could detect."
+    cols = ["test_set", "line", "dataset", "arch", "augment", "variant", "baseline", "family", "seeds", "items", "effect", "ci_low", "ci_high", "ci_level", "verdict", "reason", "mde", "p_adjusted"]
+    rows = []
+    for name, part in answer.items():
+        for line, t in (("comparison", part["comparisons"]), ("pooled", part["pooled"])):
+            if not len(t): continue
+            t = t.assign(test_set=name, line=line, reason=t.undecided.fillna(""), **({} if line == "comparison" else dict(dataset="*", arch="*", augment=None, family="primary", items=np.nan)))
+            rows.append(t.reindex(columns=cols))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
+
+# %% ../nbs/08_report.ipynb #c009y
+def load_answer(study_dir:str|Path # a study folder (what `attnmed-grid` writes)
+               ) -> pd.DataFrame:
+    "The study's answer from its finished cells (`answer_table`), as the report writes it to `answer.csv`."
+    study_dir = Path(study_dir); study = read_study(study_dir)
+    results = cell_results(study_dir, study)
+    if not len(results): return answer_table({})
+    preds = load_cell_files(study_dir, results, CELL.predictions)
+    return answer_table(study_comparisons(results, preds, study, histories=load_cell_files(study_dir, results, CELL.history)))
 
 # %% ../nbs/08_report.ipynb #c011
 # (AUC, ACC) on the test set, Yang et al. 2023, Table 3
