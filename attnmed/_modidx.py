@@ -399,6 +399,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'attnmed.report.render_cell_pages': ('report.html#render_cell_pages', 'attnmed/report.py'),
                                 'attnmed.report.render_explanations': ('report.html#render_explanations', 'attnmed/report.py'),
                                 'attnmed.report.render_report': ('report.html#render_report', 'attnmed/report.py'),
+                                'attnmed.report.safe_html': ('report.html#safe_html', 'attnmed/report.py'),
                                 'attnmed.report.shortcut_sentence': ('report.html#shortcut_sentence', 'attnmed/report.py'),
                                 'attnmed.report.study_comparisons': ('report.html#study_comparisons', 'attnmed/report.py'),
                                 'attnmed.report.summarise': ('report.html#summarise', 'attnmed/report.py'),

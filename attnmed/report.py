@@ -16,10 +16,10 @@ from .study import KEYS, cell_results, cell_table, extra_test_metrics, load_cell
 from .layout import CELL, STUDY
 
 # %% auto #0
-__all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'summarise', 'format_summary', 'study_comparisons', 'plan_refusal', 'design_table',
-           'unfinished_sentence', 'answer_table', 'load_answer', 'medmnist_table', 'untrusted', 'reliability_sentences',
-           'shortcut_sentence', 'concept_sentences', 'no_signal_sentences', 'render_explanations', 'notebook_html',
-           'render_cell_pages', 'render_report']
+__all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'SAFE_TAGS', 'summarise', 'format_summary', 'study_comparisons', 'plan_refusal',
+           'design_table', 'unfinished_sentence', 'answer_table', 'load_answer', 'medmnist_table', 'untrusted',
+           'reliability_sentences', 'shortcut_sentence', 'concept_sentences', 'no_signal_sentences',
+           'render_explanations', 'safe_html', 'notebook_html', 'render_cell_pages', 'render_report']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame,                                            # `attnmed.study.cell_results` of a study
@@ -239,6 +239,20 @@ def render_explanations(study_dir:str|Path,          # the study folder
         return False
     return True
 
+# %% ../nbs/08_report.ipynb #c017n
+SAFE_TAGS = ("a", "abbr", "b", "blockquote", "br", "caption", "code", "dd", "del", "details", "div", "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3",
+             "h4", "h5", "h6", "hr", "i", "ins", "kbd", "li", "ol", "p", "pre", "s", "small", "span", "strong", "sub", "summary", "sup", "table", "tbody", "td",
+             "tfoot", "th", "thead", "tr", "u", "ul")   # structure and emphasis only: no script, style, iframe, object, form or img
+
+# %% ../nbs/08_report.ipynb #c017o
+def safe_html(element # an output's or markdown cell's HTML (str or bytes)
+             ) -> str:
+    "`element` with every tag outside `SAFE_TAGS` and every attribute but a few harmless ones escaped or removed (bleach, as nbconvert's `clean_html` but keeping headings, paragraphs and table headers)."
+    import bleach
+    element = element.decode() if isinstance(element, bytes) else str(element)
+    attrs = {"*": ["class", "id", "title"], "a": ["href", "title"], "th": ["colspan", "rowspan", "scope"], "td": ["colspan", "rowspan"], "abbr": ["title"]}
+    return bleach.clean(element, tags=list(SAFE_TAGS), attributes=attrs, protocols=["http", "https", "mailto"], strip_comments=True)
+
 # %% ../nbs/08_report.ipynb #c017a
 def notebook_html(notebook:str|Path,       # an executed notebook
                   html:str|Path|None=None, # the page to write (default: next to it, .html)
@@ -251,11 +265,12 @@ def notebook_html(notebook:str|Path,       # an executed notebook
     from nbconvert import HTMLExporter
     import hashlib, nbformat
     notebook = Path(notebook); html = Path(html or notebook.with_suffix(".html"))
-    mark = f"<!-- attnmed: rendered from {digest or hashlib.sha256(notebook.read_bytes()).hexdigest()} -->"
+    mark = f"<!-- attnmed: rendered from {digest or hashlib.sha256(notebook.read_bytes()).hexdigest()} (pages 2) -->"   # the renderer's version: pages of an older one are rendered again
     try:
         if mark in html.read_text(errors="replace")[:1000]: return html
     except OSError: pass
     exporter = HTMLExporter(exclude_input=not code, exclude_input_prompt=not code, exclude_output_prompt=True, sanitize_html=sanitize)
+    exporter.register_filter("clean_html", safe_html)   # nbconvert's escapes headings, paragraphs and table headers
     page, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
     head, sep, rest = page.partition("\n") if page.lstrip().lower().startswith("<!doctype") else ("", "", page)   # the mark after the doctype: a page in standards mode
     atomic_write_text(html, head + sep + mark + "\n" + rest)
