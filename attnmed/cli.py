@@ -10,8 +10,9 @@ from fastcore.script import anno_parser
 from .layout import CELL
 
 # %% auto #0
-__all__ = ['grid_cli', 'search_cli', 'report_cli', 'plan_cli', 'init_cli', 'fail', 'CommandError', 'UsageError', 'command',
-           'check_out', 'gpu_ids', 'positive_int', 'method_list', 'grid', 'search', 'report', 'plan', 'init']
+__all__ = ['grid_cli', 'search_cli', 'report_cli', 'plan_cli', 'init_cli', 'run_cli', 'fail', 'CommandError', 'UsageError',
+           'command', 'check_out', 'gpu_ids', 'positive_int', 'method_list', 'grid', 'search', 'report', 'plan', 'init',
+           'run']
 
 # %% ../nbs/09_cli.ipynb #c005
 def fail(prog:str,   # the command's name, e.g. attnmed-grid
@@ -209,3 +210,28 @@ def init(path:str,            # a folder with one sub-folder per class (optional
 
 # %% ../nbs/09_cli.ipynb #c022a
 init_cli = command(init, "attnmed-init")
+
+# %% ../nbs/09_cli.ipynb #c025
+def run(notebook:str,   # the notebook to execute, e.g. nbs/experiment.ipynb or nbs/explain.ipynb
+        output:str=None, # the executed copy (default: outputs/<the notebook's name>)
+        param:Annotated[str, {"nargs": 2, "action": "append", "metavar": ("NAME", "VALUE")}]=None, # one parameter and its value (read as YAML: 5, 0.1, true, [a, b]), as papermill's -p; repeat it
+        yaml:str=None    # parameters as one YAML mapping, e.g. 'dataset: {name: mine, format: folder, path: /data/mine}', as papermill's -y
+       ):
+    "Execute one of attnmed's notebooks with papermill's parameters, on a private kernel (no TCP port), into outputs/."
+    import yaml as _yaml
+    from pathlib import Path
+    params = {}
+    try:
+        if yaml: params.update(_yaml.safe_load(yaml) or {})
+        for k, v in param or []: params[k] = _yaml.safe_load(v)
+    except (_yaml.YAMLError, TypeError, ValueError) as e: raise UsageError(f"--param / --yaml: not YAML: {' '.join(str(e).split())[:200]}") from None
+    if not isinstance(params, dict): raise UsageError("--yaml must be a mapping of parameter names to values")
+    if not Path(notebook).is_file(): raise CommandError(f"{notebook}: notebook not found")
+    out = Path(output or Path("outputs") / Path(notebook).name); out.parent.mkdir(parents=True, exist_ok=True)
+    from attnmed.execute import NotebookError, execute_notebook
+    try: execute_notebook(notebook, out, params, cwd=Path.cwd(), progress="executing")
+    except NotebookError as e: raise CommandError(f"{notebook} failed: {e.short} (the executed copy, up to the failing cell: {out})", 1) from None
+    print(f"wrote {out}")
+
+# %% ../nbs/09_cli.ipynb #c025a
+run_cli = command(run, "attnmed-run")

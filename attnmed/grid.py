@@ -21,8 +21,8 @@ from .preflight import said
 # %% auto #0
 __all__ = ['STOP', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots', 'auto_jobs',
            'slot_env', 'run_local', 'run_ray', 'select_cells', 'tuned_or_refuse', 'describe_changes', 'grid_summary',
-           'grid_cells', 'cell_states', 'dry_run_summary', 'open_study_folder', 'running_progress', 'progress_line',
-           'run_grid', 'demo_study']
+           'grid_cells', 'cell_states', 'dry_run_summary', 'open_study_folder', 'check_before_cells',
+           'running_progress', 'progress_line', 'show_progress', 'run_grid', 'demo_study']
 
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
@@ -342,6 +342,18 @@ def open_study_folder(study:Study,  # the checked study
         from attnmed.tracking import mlflow_experiment, tracking_uri   # here, not at the top: tracking's callbacks bring fastai
         mlflow_experiment(tracking_uri("mlflow", study.tracking_uri, folder), study.name)
 
+# %% ../nbs/07d_grid.ipynb #c013ha
+def check_before_cells(study:Study,         # the checked study
+                       cells:list,          # the selected cells
+                       dry_run:bool=False,  # a dry run: nothing prepared, no device or memory refusal
+                       executor:str="local", # local (the cells run here) or ray
+                       log=print            # where the grid's lines go
+                      ):
+    "What the grid does before any cell trains: every pair built and run at the image size (`check_runnable`), the datasets prepared (not in a dry run), and what both found said (`attnmed.preflight.said`)."
+    findings = check_runnable(study, cells, device_here=executor == "local" and not dry_run)
+    if not dry_run: prepare_datasets(study)
+    for f in findings + data_findings(study): log(said(f))
+
 # %% ../nbs/07d_grid.ipynb #c013k
 def running_progress(folder,  # the study folder
                      cells    # the cells that may be running
@@ -372,6 +384,22 @@ def progress_line(running:list,    # `running_progress`'s rows
     eta = f"about {max(1, round(seconds / total * left / 60))} min left" if total and left else ""
     return " | ".join(p for p in (cells, eta) if p)
 
+# %% ../nbs/07d_grid.ipynb #c013n
+def show_progress(bar,          # the grid's tqdm bar
+                  folder,       # the study folder
+                  todo:list,    # the cells this run trains
+                  epochs:int,   # epochs per cell
+                  counts,       # the run's counts (its 'done' grows as cells finish)
+                  t0:float,     # when the run started
+                  every:float=5 # seconds between updates
+                 ) -> threading.Event:
+    "Start a thread that puts `progress_line` beside `bar` every `every` seconds; returns the event that stops it."
+    stop = threading.Event()
+    def tick():
+        while not stop.wait(every): bar.set_postfix_str(progress_line(running_progress(folder, todo), epochs, counts["done"], len(todo), time.time() - t0))
+    threading.Thread(target=tick, daemon=True).start()
+    return stop
+
 # %% ../nbs/07d_grid.ipynb #c013g
 def run_grid(study:Study|str|Path,    # the study (or its YAML file)
              out:str|Path="outputs",  # the output folder; the study goes to OUT/<name>
@@ -394,9 +422,7 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
     study, cells = grid_cells(study, only, dry_run, executor, log)
     folder = study_folder(out, study)
     tuned = tuned_or_refuse(study, folder, cells, refuse=not dry_run)
-    findings = check_runnable(study, cells, device_here=executor == "local" and not dry_run)
-    if not dry_run: prepare_datasets(study)
-    for f in findings + data_findings(study): log(said(f))   # before any cell trains
+    check_before_cells(study, cells, dry_run, executor, log)
     fps, expected, states, todo = cell_states(study, folder, cells, tuned, dry_run, retry_failed, rerun_changed, log)
     n = Counter(states.values())
     if dry_run: return dry_run_summary(study, cells, states, todo, log)
@@ -407,17 +433,12 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
         counts[state] += 1; bar.update(1)
         if state == "failed": log(f"failed: {cell.key} (see {cell_dir(folder, cell) / 'error.txt'})")
     kwargs_of = lambda c: dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=cell_data_fingerprint(study, c, fps))
-    ticking = threading.Event()
-    def tick():   # which cells run, their epoch and validation metric, the time left: beside the bar
-        while not ticking.wait(5):
-            bar.set_postfix_str(progress_line(running_progress(folder, todo), study.epochs + study.freeze_epochs * study.pretrained, counts["done"], len(todo), time.time() - t0))
-    if progress: threading.Thread(target=tick, daemon=True).start()
+    ticking = show_progress(bar, folder, todo, study.epochs + study.freeze_epochs * study.pretrained, counts, t0) if progress else threading.Event()
     try:
         if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done)
         else: run_local(todo, folder, notebook, jobs or auto_jobs(study.device, len(todo), gpus), gpus, kwargs_of, on_done)
-    except (KeyboardInterrupt, OSError):   # interrupted: the results so far are written and summed up
-        ticking.set(); bar.close(); _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder)); raise
-    ticking.set(); bar.close(); _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder))
+    finally:   # finished or interrupted: the results so far are written and summed up
+        ticking.set(); bar.close(); _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder))
     counts["failed"] += counts.pop("old_failed", 0)
     return counts
 
