@@ -15,7 +15,8 @@ from .registry import Registry
 from .datasets import dataset_stats
 
 # %% auto #0
-__all__ = ['ARCHS', 'RESNET_STAGES', 'ModelError', 'Arch', 'load_backbone', 'get_module', 'set_module', 'stage_channels']
+__all__ = ['ARCHS', 'RESNET_STAGES', 'ModelError', 'Arch', 'load_backbone', 'get_module', 'set_module', 'stage_channels',
+           'missing_weights', 'default_weights', 'fetch_pretrained']
 
 # %% ../nbs/02b_backbones.ipynb #c005
 class ModelError(ValueError):
@@ -100,11 +101,7 @@ def load_backbone(arch:Arch,                 # the backbone
         if not f.exists(): raise ModelError(f"pretrained weights file {f} not found (for arch {arch.name!r})")
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(f)), **kw)
     try: return timm.create_model(name, pretrained=True, **kw)
-    except Exception as e:
-        raise ModelError(f"pretrained ImageNet weights for {arch.name!r} (timm '{name}') are not in the local cache and could not be "
-                         f"downloaded ({type(e).__name__}). On a machine with internet run `python -c \"import timm; timm.create_model('{name}', pretrained=True)\"` "
-                         f"and copy the Hugging Face cache (HF_HOME, default ~/.cache/huggingface) here, or give `pretrained:` the path of a "
-                         f"weights file; or set `pretrained: false`.") from None
+    except Exception as e: raise ModelError(missing_weights(arch, name, e)) from None
 
 # %% ../nbs/02b_backbones.ipynb #c008a
 def get_module(model:nn.Module, # the model
@@ -141,3 +138,39 @@ def stage_channels(model:nn.Module, # the model
         model.train(was)
         for h in hooks: h.remove()
     return chans
+
+# %% ../nbs/02b_backbones.ipynb #c008e
+def missing_weights(arch:Arch, # the backbone
+                    name:str,  # timm's name of the weights
+                    error      # what the load or download raised
+                   ) -> str:
+    "One line saying that the weights are neither cached nor downloadable here, and how to provide them."
+    return (f"pretrained ImageNet weights for {arch.name!r} (timm '{name}') are not in the local cache and could not be downloaded ({type(error).__name__}). "
+            f"On a machine with internet run `python -c \"import timm; timm.create_model('{name}', pretrained=True)\"` and copy the Hugging Face cache "
+            "(HF_HOME, default ~/.cache/huggingface) here, or give `pretrained:` the path of a weights file; or set `pretrained: false`.")
+
+# %% ../nbs/02b_backbones.ipynb #c008f
+def default_weights(protocol:str="attnmed" # the training protocol
+                   ) -> str|None:
+    "timm's tag of the weights a pretrained cell starts from when the study names none: torchvision's (`tv_in1k`) for goncalves-cardoso, as the published models; None (timm's default) otherwise."
+    return "tv_in1k" if protocol == "goncalves-cardoso" else None
+
+# %% ../nbs/02b_backbones.ipynb #c008g
+def fetch_pretrained(arch:Arch,            # the backbone
+                     weights:str|None=None, # timm's tag of the weights (None: timm's default)
+                     download:bool=True     # download them into the cache when they are not there (False: only look)
+                    ) -> str|None:
+    "The local file of `arch`'s pretrained weights, from the Hugging Face cache or downloaded into it once (as timm would); None when `download` is False and they are not cached; a `ModelError` (`missing_weights`) when they cannot be had."
+    name = arch.weights_name(weights)
+    repo = timm.get_pretrained_cfg(name).hf_hub_id
+    if not repo: return ""   # weights timm fetches from a URL of its own: the cell's load says if that fails
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    files = ("model.safetensors", "pytorch_model.bin")   # timm's order
+    for f in files:
+        if isinstance(hit := try_to_load_from_cache(repo, f), str): return hit
+    if not download: return None
+    error = None
+    for f in files:
+        try: return hf_hub_download(repo, f)
+        except Exception as e: error = error or e
+    raise ModelError(missing_weights(arch, name, error))

@@ -13,7 +13,7 @@ from .config import (PARAMS, Cell, Study, StudyConfigError, atomic_write_json, a
                             parse_study, read_yaml, umask, DatasetSpec)
 from .data import DataError, arrays_fingerprint, FORMATS, resolve_spec
 from .datasets import check_dataset, prepare_dataset
-from .backbones import ModelError, ARCHS
+from .backbones import ModelError, ARCHS, default_weights, fetch_pretrained
 from .attention import ATTENTIONS, unsupported_reason
 from .models import attended_extent, create_model
 from .preflight import dataset_findings
@@ -92,12 +92,17 @@ def check_runnable(study:Study,          # a checked `Study`
                    cells:list,           # the cells to check
                    device_here:bool=True # the cells run on this machine (so `device: cuda` needs a GPU here)
                   ) -> list:
-    "Refuse `cells` of `study` that could not run: a model that cannot be built or run at the image size; `device: cuda` without a GPU (when `device_here`: the cells run on this machine). Returns a sentence for each pair whose attention has nothing to attend over (`attended_extent`)."
+    "Refuse `cells` of `study` that could not run: a model that cannot be built or run at the image size; `device: cuda` without a GPU (when `device_here`: the cells run on this machine). Pretrained weights are fetched once here (`fetch_pretrained`; only looked for when not `device_here`, as in a dry run). Returns a sentence for each pair whose attention has nothing to attend over (`attended_extent`), and for weights still to download."
     import torch
     if device_here and study.device == "cuda" and not torch.cuda.is_available():
         raise StudyConfigError("is cuda but this machine has no CUDA GPU (use auto or cpu)", study.source, "device")
     if device_here: check_memory(study)
     found = []
+    for arch in dict.fromkeys(c.arch for c in cells) if study.pretrained else ():   # the weights once, here, not in every cell
+        try:
+            if fetch_pretrained(ARCHS[arch], study.weights or default_weights(study.protocol), download=device_here) is None:
+                found.append(f"{arch}: its pretrained weights are not in the Hugging Face cache yet; the grid downloads them once before any cell (offline it refuses)")
+        except ModelError as e: raise StudyConfigError(str(e), study.source, "pretrained") from None
     for arch, att in dict.fromkeys((c.arch, c.attention) for c in cells):
         try:
             with torch.random.fork_rng(devices=[]), torch.no_grad():

@@ -26,7 +26,7 @@ from fastai.torch_core import set_seed
 from .data import ImageSplits, FORMATS
 from .datasets import load_dataset, class_weights
 from .loaders import make_dataloaders
-from .backbones import ARCHS
+from .backbones import ARCHS, default_weights
 from .models import create_model, splitter
 from .layout import CELL
 
@@ -251,7 +251,7 @@ def pretrained_weights(p:dict # a cell's checked parameters
                       ) -> str|None:
     "timm's tag of the weights a pretrained cell starts from: the study's `weights`, else the protocol's (torchvision's `tv_in1k` for goncalves-cardoso, as the published models), else None (timm's default)."
     if not p["pretrained"]: return None
-    return p["weights"] or ("tv_in1k" if p["protocol"] == "goncalves-cardoso" else None)
+    return p["weights"] or default_weights(p["protocol"])
 
 # %% ../nbs/03_train.ipynb #c021c
 def setup_cell(params:dict,                # a cell's parameters (`Cell.parameters()`)

@@ -185,3 +185,16 @@ def test_kernel_env_pins_gpu(tmp, quick):
     assert run_cell(cell, tmp / "out" / "tiny", notebook=quick, env={"CUDA_VISIBLE_DEVICES": 3}) == "done"
     assert json.loads((cell_dir(tmp / "out" / "tiny", cell) / "metrics.json").read_text())["kernel"]["CUDA_VISIBLE_DEVICES"] == "3"
     assert os.environ.get("CUDA_VISIBLE_DEVICES") != "3"
+
+def test_pretrained_weights_out_of_reach_are_refused_before_any_cell(tmp):
+    "pretrained: true with an empty Hugging Face cache and no network: one line naming the field and how to provide the weights, before any cell starts; the dry run only warns."
+    import os, subprocess
+    from conftest import BIN
+    f = tiny_study(tmp, pretrained=True)
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp / "hf")}
+    r = subprocess.run([str(BIN / "attnmed-grid"), str(f), "--out", str(tmp / "out")], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "field 'pretrained': pretrained ImageNet weights for 'resnet10t'" in r.stderr and "copy the Hugging Face cache" in r.stderr, r.stderr
+    assert not (tmp / "out" / "tiny").exists(), "refused before anything was written"
+    r = subprocess.run([str(BIN / "attnmed-grid"), str(f), "--out", str(tmp / "out"), "--dry-run"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and "warning: resnet10t: its pretrained weights are not in the Hugging Face cache yet" in r.stdout, r.stdout + r.stderr
