@@ -4,7 +4,7 @@
 
 # %% ../nbs/07d_grid.ipynb #c002
 from __future__ import annotations
-import atexit, fnmatch, hashlib, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
+import atexit, fnmatch, hashlib, math, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -14,15 +14,16 @@ from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
 from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
-                           tuned_parameters, what_changed, write_study_record)
+                           time_step, tuned_parameters, what_changed, write_study_record)
 from .layout import CELL
-from .preflight import said
+from .preflight import contact_sheet, said, split_counts
 
 # %% auto #0
-__all__ = ['STOP', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots', 'auto_jobs',
-           'slot_env', 'run_local', 'run_ray', 'select_cells', 'tuned_or_refuse', 'describe_changes', 'grid_summary',
-           'grid_cells', 'cell_states', 'dry_run_summary', 'open_study_folder', 'check_before_cells',
-           'running_progress', 'progress_line', 'show_progress', 'run_grid', 'demo_study']
+__all__ = ['STOP', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'CELL_START', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots',
+           'auto_jobs', 'slot_env', 'run_local', 'run_ray', 'select_cells', 'tuned_or_refuse', 'describe_changes',
+           'grid_summary', 'grid_cells', 'cell_states', 'dry_run_summary', 'open_study_folder', 'check_before_cells',
+           'grid_estimate', 'run_counts', 'running_progress', 'progress_line', 'show_progress', 'run_grid',
+           'demo_study']
 
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
@@ -316,15 +317,20 @@ def cell_states(study:Study,              # the checked study
     return fps, expected, states, todo
 
 # %% ../nbs/07d_grid.ipynb #c013i
-def dry_run_summary(study:Study, # the checked study
-                    cells:list,  # the selected cells
-                    states:dict, # each cell's state
-                    todo:list,   # the cells a run would run
-                    log=print    # where the grid's lines go
+def dry_run_summary(study:Study,  # the checked study
+                    cells:list,   # the selected cells
+                    states:dict,  # each cell's state
+                    todo:list,    # the cells a run would run
+                    log=print,    # where the grid's lines go
+                    out=None      # the output folder: each dataset's contact sheet goes there (None: none drawn)
                    ) -> Counter:
-    "Say each cell's state and what a run would do; the counts, with `would_run`."
+    "Say each cell's state and what a run would do, and draw each dataset's contact sheet (`attnmed.preflight.contact_sheet`) into `out`, beside the study folder; the counts, with `would_run`."
     n = Counter(states.values())
     for c in cells: log(f"{states[c]:7s} {c.key}")
+    for spec in study.datasets if out is not None else ():
+        try: sheet = contact_sheet(spec, Path(out) / f"{study.name}-{spec.name}-samples.png", study.image_size)
+        except (DataError, OSError): sheet = None
+        if sheet: log(f"samples of each class and split, as the cells will see them: {sheet}")
     log(f"grid {study.name}: {len(cells)} cells: " + ", ".join(f"{n[k]} {k}" for k in STATES if n[k] or k in ("done", "todo"))
         + f"; {len(todo)} would run (dry run: nothing was run)")
     return n + Counter(would_run=len(todo))
@@ -353,6 +359,41 @@ def check_before_cells(study:Study,         # the checked study
     findings = check_runnable(study, cells, device_here=executor == "local" and not dry_run)
     if not dry_run: prepare_datasets(study)
     for f in findings + data_findings(study): log(said(f))
+
+# %% ../nbs/07d_grid.ipynb #c013hb
+CELL_START = 10.0   # seconds a cell's kernel takes to start and import torch, timm and fastai on a 2-core machine (bench/cell.py: 6.5-12 s)
+
+# %% ../nbs/07d_grid.ipynb #c013hc
+def grid_estimate(study:Study, # the checked study
+                  todo:list,   # the cells to run
+                  jobs:int     # cells at a time
+                 ) -> str:
+    "'about N min for K cells, J at a time', from a timed training step of each pair (`time_step`, a cell's share of the cores) and the datasets' split sizes; '' on a GPU or before the sizes are known."
+    import torch
+    if study.device != "cpu" and torch.cuda.is_available(): return ""   # a CPU step says nothing about a GPU's
+    sizes = {}
+    for spec in study.datasets:
+        try: counts = split_counts(spec, study.image_size)[0]
+        except (DataError, OSError): counts = None
+        if counts is None: return ""
+        sizes[spec.name] = {s: int(counts.loc[s].sum()) if s in counts.index else 0 for s in ("train", "val", "test")}
+    steps = {p: time_step(study, *p, threads=max(1, (os.cpu_count() or 1) // jobs)) for p in dict.fromkeys((c.arch, c.attention) for c in todo)}
+    batches = lambda n: math.ceil(n / study.batch_size)
+    def cell_seconds(c):   # training steps, and forward passes (about a third of a step) for validation, BatchNorm statistics and the test
+        n, s = sizes[c.dataset], steps[(c.arch, c.attention)]
+        epoch = batches(n["train"]) * s + (batches(n["val"]) + batches(min(n["train"], 512))) * s / 3
+        return CELL_START + (study.epochs + study.freeze_epochs * study.pretrained) * epoch + batches(n["test"]) * s / 3
+    total = sum(cell_seconds(c) for c in todo) / max(1, min(jobs, len(todo)))
+    return f"estimate: about {max(1, round(total / 60))} min for {len(todo)} cell{'s' if len(todo) > 1 else ''}, {min(jobs, len(todo))} at a time (from a timed training step of each pair on this machine; the report comes after)"
+
+# %% ../nbs/07d_grid.ipynb #c013he
+def run_counts(states:dict,             # each selected cell's state
+               retry_failed:bool=False, # failed cells run again
+               rerun_changed:bool=False # changed cells run again
+              ) -> Counter:
+    "The counts a run starts from: done cells as skipped, cells running in another grid, and the changed and failed cells it leaves alone."
+    n = Counter(states.values())
+    return Counter(skipped=n["done"], running=n["running"], changed=0 if rerun_changed else n["changed"], old_failed=0 if retry_failed else n["failed"])
 
 # %% ../nbs/07d_grid.ipynb #c013k
 def running_progress(folder,  # the study folder
@@ -424,10 +465,10 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
     tuned = tuned_or_refuse(study, folder, cells, refuse=not dry_run)
     check_before_cells(study, cells, dry_run, executor, log)
     fps, expected, states, todo = cell_states(study, folder, cells, tuned, dry_run, retry_failed, rerun_changed, log)
-    n = Counter(states.values())
-    if dry_run: return dry_run_summary(study, cells, states, todo, log)
+    if todo and (estimate := grid_estimate(study, todo, jobs or auto_jobs(study.device, len(todo), gpus))): log(estimate)
+    if dry_run: return dry_run_summary(study, cells, states, todo, log, out)
     open_study_folder(study, folder, fps)
-    counts = Counter(skipped=n["done"], running=n["running"], changed=0 if rerun_changed else n["changed"], old_failed=0 if retry_failed else n["failed"])
+    counts = run_counts(states, retry_failed, rerun_changed)
     t0, bar = time.time(), tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"grid {study.name}", unit="cell", disable=not progress, file=sys.stderr)
     def on_done(cell, state):
         counts[state] += 1; bar.update(1)

@@ -16,7 +16,7 @@ from .tables import TableFormat
 
 # %% auto #0
 __all__ = ['PATIENT_PATTERN', 'balanced_accuracy_se', 'split_findings', 'guess_patients', 'patient_findings', 'file_facts',
-           'image_findings', 'dataset_findings', 'said']
+           'image_findings', 'split_counts', 'dataset_findings', 'said', 'contact_sheet']
 
 # %% ../nbs/01h_preflight.ipynb #c005
 def balanced_accuracy_se(counts,             # items per class in the split
@@ -116,25 +116,33 @@ def image_findings(paths,             # the image files (a sample is opened)
     if f["dark"]: out.append(f"{f['dark']} of the {n} sampled images use under a quarter of their range (largest value below 64 of 255): they decode dark; check the export, or set window: image")
     return out
 
+# %% ../nbs/01h_preflight.ipynb #c018a
+def split_counts(spec:DatasetSpec,  # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
+                 image_size:int=64  # the study's image size (where the arrays of a format without a table are cached)
+                ) -> tuple:
+    "`(items per split and class, the image table, the format's options)` of a dataset entry, without decoding it: a table format's image table, another format's cached arrays (its table and options None); `(None, None, None)` before those exist."
+    spec = DatasetSpec.of(spec); fmt = FORMATS[spec.format]
+    if isinstance(fmt, TableFormat):
+        table, names, opts = fmt.image_table(spec)
+        counts = pd.crosstab(table["split"], table["label"]).reindex(index=list(dict.fromkeys(table["split"])), columns=range(len(names)), fill_value=0)
+        counts.columns = names
+        return counts, table, opts
+    if fmt.cached_arrays(spec, image_size) is None: return None, None, None
+    data: ImageSplits = fmt.load(spec, image_size)
+    return data.class_balance().drop(columns="total"), None, None
+
 # %% ../nbs/01h_preflight.ipynb #c019
 def dataset_findings(spec:DatasetSpec,  # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                      image_size:int=64, # the study's image size (where the arrays of a format without a table are cached)
                      margin:float=1.0   # the study's equivalence margin, in percentage points
                     ) -> list:
     "Every preflight finding for one dataset entry, each sentence starting with the dataset's name; the first a note of the items per split and class, where they are known."
-    spec = DatasetSpec.of(spec); fmt = FORMATS[spec.format]
-    if isinstance(fmt, TableFormat):
-        table, names, opts = fmt.image_table(spec)
-        counts = pd.crosstab(table["split"], table["label"]).reindex(index=[s for s in dict.fromkeys(table["split"])], columns=range(len(names)), fill_value=0)
-        counts.columns = names
-        found = split_findings(counts, margin) + patient_findings(table) + image_findings(table["path"].to_numpy(), opts["channels"], opts["window"])
-    elif fmt.cached_arrays(spec, image_size) is not None:
-        data: ImageSplits = fmt.load(spec, image_size)
-        counts = data.class_balance().drop(columns="total")
-        found = split_findings(counts, margin)
-    else: counts, found = None, []
-    if counts is not None:
-        found.insert(0, "note: " + "; ".join(f"{s} {int(r.sum())} (" + ", ".join(f"{c} {int(k)}" for c, k in r.items()) + ")" for s, r in counts.iterrows()))
+    spec = DatasetSpec.of(spec)
+    counts, table, opts = split_counts(spec, image_size)
+    if counts is None: return []
+    found = split_findings(counts, margin)
+    if table is not None: found += patient_findings(table) + image_findings(table["path"].to_numpy(), opts["channels"], opts["window"])
+    found.insert(0, "note: " + "; ".join(f"{s} {int(r.sum())} (" + ", ".join(f"{c} {int(k)}" for c, k in r.items()) + ")" for s, r in counts.iterrows()))
     return [f"dataset '{spec.name}': {f}" for f in found]
 
 # %% ../nbs/01h_preflight.ipynb #c020
@@ -142,3 +150,38 @@ def said(finding:str # a finding (`dataset_findings`, `attnmed.study.check_runna
         ) -> str:
     "The line a command prints for `finding`: a note as it is, anything else after `warning: `."
     return finding if finding.startswith("note: ") or ": note: " in finding else f"warning: {finding}"
+
+# %% ../nbs/01h_preflight.ipynb #c023
+def contact_sheet(spec:DatasetSpec,   # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
+                  path,               # the PNG to write
+                  image_size:int=64,  # the study's image size
+                  per_class:int=4,    # images per class and split
+                  max_classes:int=10  # classes drawn (the first ones)
+                 ) -> Path|None:
+    "Draw `per_class` images of each class in each split, decoded as the cells will see them, into the PNG `path`; returns it, or None before the data exist."
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from attnmed.imaging import read_image
+    spec = DatasetSpec.of(spec)
+    counts, table, opts = split_counts(spec, image_size)
+    if counts is None: return None
+    names = list(counts.columns)[:max_classes]
+    data = FORMATS[spec.format].load(spec, image_size) if table is None else None
+    def images(split, k):
+        if data is not None: return list(data.images[split][np.flatnonzero(data.labels[split] == k)[:per_class]]) if split in data.images else []
+        out = []
+        for p in table.path[(table.split == split) & (table.label == k)].to_numpy()[:per_class]:
+            try: out.append(read_image(p, image_size, opts["channels"], opts["window"]))
+            except Exception: pass   # an unreadable file is the readers' to report
+        return out
+    rows = [(s, n, images(s, k)) for s in counts.index for k, n in enumerate(names)]
+    fig, axs = plt.subplots(len(rows), per_class, figsize=(1.5 * per_class + 1, 1.5 * len(rows)), squeeze=False, subplot_kw=dict(xticks=[], yticks=[]))
+    for r, (s, n, imgs) in enumerate(rows):
+        axs[r, 0].set_ylabel(f"{s}\n{n}", fontsize=8)
+        for c in range(per_class):
+            if c < len(imgs): axs[r, c].imshow(imgs[c], cmap="gray" if imgs[c].ndim == 2 else None, vmin=0, vmax=255)
+            else: axs[r, c].set_frame_on(False)
+    fig.suptitle(f"{spec.name}: {per_class} images per class and split, at {image_size} px", fontsize=9); fig.tight_layout()
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80); plt.close(fig)
+    return path

@@ -21,13 +21,13 @@ from .layout import CELL, STUDY
 
 # %% auto #0
 __all__ = ['STATES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS', 'check_study',
-           'load_checked_study', 'available_memory', 'check_memory', 'check_runnable', 'data_findings', 'study_cells',
-           'skipped_pairs', 'study_folder', 'cell_dir', 'plugins_fingerprint', 'cell_fingerprint', 'read_metrics',
-           'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock', 'study_yaml',
-           'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key', 'data_fingerprints',
-           'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters',
-           'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results',
-           'load_results', 'write_results_csv', 'load_cell_files']
+           'load_checked_study', 'available_memory', 'check_memory', 'check_runnable', 'data_findings', 'time_step',
+           'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir', 'plugins_fingerprint', 'cell_fingerprint',
+           'read_metrics', 'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock',
+           'study_yaml', 'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key',
+           'data_fingerprints', 'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file',
+           'tuned_parameters', 'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics',
+           'cell_results', 'load_results', 'write_results_csv', 'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study,      # a parsed `Study`
@@ -127,6 +127,25 @@ def data_findings(study:Study # a checked `Study`
         try: out += dataset_findings(spec, study.image_size, study.equivalence_margin)
         except (DataError, OSError): pass
     return out
+
+# %% ../nbs/07a_study.ipynb #c009j
+def time_step(study:Study,   # a checked `Study`
+              arch:str,      # the backbone
+              attention:str, # the variant
+              threads:int=1  # torch threads a cell gets (its share of the cores)
+             ) -> float:
+    "Seconds of one training step of `arch` + `attention` (a batch of `study.batch_size` at `study.image_size`, forward and backward) on this machine's CPU, the second of two (the first warms up)."
+    import torch
+    before = torch.get_num_threads(); torch.set_num_threads(max(1, threads))
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = create_model(arch, attention, n_out=2, pretrained=False, img_size=study.image_size, seed=0, head=study.head).train()
+            x, y = torch.randn(study.batch_size, 3, study.image_size, study.image_size), torch.randint(0, 2, (study.batch_size,))
+            for i in range(2):
+                t0 = time.perf_counter()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+        return time.perf_counter() - t0
+    finally: torch.set_num_threads(before)
 
 # %% ../nbs/07a_study.ipynb #c011
 def study_cells(study:Study # a checked `Study`
