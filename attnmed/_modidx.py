@@ -457,6 +457,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'attnmed.statistics.forest_plot': ('statistics.html#forest_plot', 'attnmed/statistics.py'),
                                     'attnmed.statistics.friedman_nemenyi': ('statistics.html#friedman_nemenyi', 'attnmed/statistics.py'),
                                     'attnmed.statistics.holm': ('statistics.html#holm', 'attnmed/statistics.py'),
+                                    'attnmed.statistics.interval_digits': ('statistics.html#interval_digits', 'attnmed/statistics.py'),
                                     'attnmed.statistics.item_contrast': ('statistics.html#item_contrast', 'attnmed/statistics.py'),
                                     'attnmed.statistics.item_differences': ('statistics.html#item_differences', 'attnmed/statistics.py'),
                                     'attnmed.statistics.item_level': ('statistics.html#item_level', 'attnmed/statistics.py'),

@@ -52,8 +52,8 @@ def command(func:Callable,           # the command: its parameters are the flags
             print(f"{prog}: interrupted; {interrupted}", file=sys.stderr); sys.exit(130)
         except Exception as e:
             from attnmed.config import StudyConfigError   # imported now: parsing the flags imported nothing
-            from attnmed.data import DataError
-            if isinstance(e, (StudyConfigError, DataError, FileNotFoundError, FileExistsError)): fail(prog, e)
+            data = sys.modules.get("attnmed.data")        # a DataError was raised only if its module is loaded: no torch import to say a study-file error
+            if isinstance(e, (StudyConfigError, FileNotFoundError, FileExistsError)) or (data is not None and isinstance(e, data.DataError)): fail(prog, e)
             raise
         if isinstance(res, int): sys.exit(res)
     main.__doc__ = f"{prog}: {func.__doc__}"

@@ -399,16 +399,19 @@ def run_counts(states:dict,             # each selected cell's state
 def running_progress(folder,  # the study folder
                      cells    # the cells that may be running
                     ) -> list:
-    "`(cell, epochs done, last validation balanced accuracy)` for each cell with an attempt under way, from the history its training writes after every epoch."
+    "`(cell, epochs done, last validation balanced accuracy, mean seconds per epoch)` for each cell with an attempt under way, from the history its training writes after every epoch."
+    seconds = lambda t: sum(float(p) * 60 ** i for i, p in enumerate(reversed(t.split(":"))))   # fastai's epoch time, mm:ss or h:mm:ss
     out = []
     for c in cells:
         for h in cell_dir(folder, c).glob(f".attempt-*/{CELL.history}"):
             try: lines = h.read_text().splitlines()
             except OSError: continue
-            rows = [l.split(",") for l in lines[1:] if l and l != lines[0]]   # a second phase repeats the header
             head = lines[0].split(",") if lines else []
-            ba = float(rows[-1][head.index("balanced_accuracy_score")]) if rows and "balanced_accuracy_score" in head and len(rows[-1]) == len(head) else float("nan")
-            out.append((c, len(rows), ba))
+            rows = [r for l in lines[1:] if l and l != lines[0] and len(r := l.split(",")) == len(head)]   # a second phase repeats the header
+            col = lambda name: [r[head.index(name)] for r in rows] if name in head else []
+            ba = col("balanced_accuracy_score")
+            times = [seconds(t) for t in col("time")]
+            out.append((c, len(rows), float(ba[-1]) if ba else float("nan"), sum(times) / len(times) if times else float("nan")))
     return out
 
 # %% ../nbs/07d_grid.ipynb #c013l
@@ -418,12 +421,14 @@ def progress_line(running:list,    # `running_progress`'s rows
                   todo:int,        # cells this run started with
                   seconds:float    # since the run started
                  ) -> str:
-    "The running cells with their epoch and last validation balanced accuracy, and the time left estimated from the epochs trained so far."
-    now = sum(e for _, e, _ in running); total = finished * epochs + now
-    cells = "; ".join(f"{c.key.split('/', 1)[-1]} epoch {e}/{epochs}" + (f" val {ba:.2f}" if ba == ba else "") for c, e, ba in running[:3]) + (f"; +{len(running) - 3} more" if len(running) > 3 else "")
-    left = max(0, todo * epochs - total)
-    eta = f"about {max(1, round(seconds / total * left / 60))} min left" if total and left else ""
-    return " | ".join(p for p in (cells, eta) if p)
+    "The running cells with their epoch and last validation balanced accuracy, and the time left: the epochs left at the running cells' mean epoch time, spread over the cells running at once, plus the start of the cells not yet begun."
+    now = sum(e for _, e, _, _ in running); left = max(0, todo * epochs - finished * epochs - now)
+    cells = "; ".join(f"{c.key.split('/', 1)[-1]} epoch {e}/{epochs}" + (f" val {ba:.2f}" if ba == ba else "") for c, e, ba, _ in running[:3]) + (f"; +{len(running) - 3} more" if len(running) > 3 else "")
+    per_epoch = [s for _, e, _, s in running if e and s == s]
+    at_once = max(1, len(running))
+    if per_epoch: eta = (left * sum(per_epoch) / len(per_epoch) + CELL_START * max(0, todo - finished - len(running))) / at_once
+    else: eta = seconds / (finished * epochs + now) * left if finished * epochs + now else 0
+    return " | ".join(p for p in (cells, f"about {max(1, round(eta / 60))} min left" if left and eta else "") if p)
 
 # %% ../nbs/07d_grid.ipynb #c013n
 def show_progress(bar,          # the grid's tqdm bar

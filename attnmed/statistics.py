@@ -15,9 +15,9 @@ __all__ = ['RATIOS', 'VERDICTS', 'NOT_DECIDED', 'DEFAULT_COMPARISONS', 'GROUP', 
            'variance_parts', 'mean_contrast', 'PairedEffect', 'balanced_accuracy_weights', 'item_contrast',
            'paired_effect', 'detectable_ncp', 'decide', 'holm', 'at_chance', 'still_improving', 'expand_comparisons',
            'paired_frames', 'correctness_deltas', 'item_differences', 'item_level', 'arm_at_chance', 'undecided_reason',
-           'contrast_row', 'decide_comparisons', 'compare', 'verdict_sentence', 'carry_guards', 'pooled_effects',
-           'pooled_sentence', 'forest_plot', 'design_se', 'power', 'expected_power', 'plan', 'mcnemar_test', 'mean_ci',
-           'use_case_table', 'friedman_nemenyi', 'cd_diagram', 'config_table']
+           'contrast_row', 'decide_comparisons', 'compare', 'interval_digits', 'verdict_sentence', 'carry_guards',
+           'pooled_effects', 'pooled_sentence', 'forest_plot', 'design_se', 'power', 'expected_power', 'plan',
+           'mcnemar_test', 'mean_ci', 'use_case_table', 'friedman_nemenyi', 'cd_diagram', 'config_table']
 
 # %% ../nbs/05_statistics.ipynb #c005
 import functools
@@ -327,7 +327,7 @@ def undecided_reason(per_seed:np.ndarray,          # the per-seed differences
                     ) -> str:
     "Why a comparison cannot be decided, in words ('' when it can)."
     S = len(per_seed)
-    if S < 3 and declared and declared > S:
+    if S < 3 and declared and declared >= 3:   # the grid is not finished: finishing it is the next step, not a bigger design
         return f"only {S} of the study's {declared} seeds {'has' if S == 1 else 'have'} finished for both arms (3 are needed): run the grid again to finish the others"
     if S < 2: return "the seed-to-seed spread cannot be estimated from one seed; run at least 3, better 5 or more"
     if S < 3: return "two seeds give the seed-to-seed spread one degree of freedom, too few to decide anything; run at least 3, better 5 or more"
@@ -335,7 +335,7 @@ def undecided_reason(per_seed:np.ndarray,          # the per-seed differences
         if all((f.prediction_v.values == f.prediction_b.values).all() for f in frames): return "the two arms made identical predictions on every item of every seed: nothing differs to be tested"
         if all((correctness_deltas(f) == 0).all() for f in frames): return "the two arms were right and wrong on exactly the same items on every seed: nothing differs to be tested"
         if all(chance or (arm_at_chance(frames, "v"), arm_at_chance(frames, "b"))): return "both models are at chance (balanced accuracy not above 1/K by more than its test-item noise): nothing to compare"
-    if np.ptp(per_seed) == 0: return f"the difference is the same on every seed ({scale * per_seed[0]:+.2f} {unit}): the seeds varied nothing this comparison can see, so its training randomness cannot be measured"
+    if np.ptp(per_seed) <= 1e-9 * max(1.0, float(np.abs(per_seed).max())): return f"the difference is the same on every seed ({scale * per_seed[0]:+.2f} {unit}): the seeds varied nothing this comparison can see, so its training randomness cannot be measured"
     up_v, n_v, up_b, n_b = improving
     if n_v and n_b and up_v >= n_v / 2 and up_b >= n_b / 2:
         return (f"still improving at the last epoch ({up_v} of {n_v} variant and {up_b} of {n_b} baseline runs gained more than 1 pp of validation balanced accuracy "
@@ -346,6 +346,8 @@ def undecided_reason(per_seed:np.ndarray,          # the per-seed differences
 def _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, unit, declared=None):
     "The contrast, sources, notes and undecided reason of one comparison (see `compare`)."
     seeds = sorted(set(v.index) & set(b.index)); notes = []
+    one = sorted(set(v.index) ^ set(b.index))   # a seed with one arm only: a failed or missing cell
+    if one: notes.append(f"seed{'s' if len(one) > 1 else ''} {', '.join(map(str, one))} left out: only one of the two arms has a result (a failed or missing cell)")
     frames = None; contrast = None
     if predictions is not None:
         have = [s for s in seeds if predictions.get((*keys, variant, s)) is not None and predictions.get((*keys, baseline, s)) is not None]
@@ -444,6 +446,18 @@ def compare(results:pd.DataFrame,           # one row per cell: dataset, arch, a
     out = pd.DataFrame(rows)
     return decide_comparisons(out, margin, alpha) if len(out) else out
 
+# %% ../nbs/05_statistics.ipynb #c034a
+def interval_digits(lo:float, hi:float, # the interval
+                    verdict:str,        # the verdict read off the unrounded interval
+                    margin:float=1.0    # the equivalence margin
+                   ) -> int:
+    "The fewest decimals (1 to 4) at which the printed interval reads as its verdict: *better* never beside [+0.0, ...], *equivalent* never beside [-1.0, +1.0] with a margin of 1."
+    for d in (1, 2, 3, 4):
+        l, h = round(lo, d), round(hi, d)
+        shown = "better" if l > 0 else "worse" if h < 0 else "equivalent" if -margin < l and h < margin else "inconclusive"
+        if shown == verdict: return d
+    return 4
+
 # %% ../nbs/05_statistics.ipynb #c035
 def verdict_sentence(row:dict,                            # one row of the table, as a dict
                      metric_name:str="balanced accuracy", # the metric's name in words
@@ -464,9 +478,10 @@ def verdict_sentence(row:dict,                            # one row of the table
     if v == "better" and row["ci_high"] < row["margin"]: what += f", by less than the {row['margin']:g} {unit} margin"
     n = f"{row['seeds']} seeds" + (f" x {row['items']} test items" if row["items"] else "")
     p = f"p={row['p_adjusted']:.2g}" + (" adjusted" if row["family"] == "primary" else "")
-    return (f"{where}: {row['effect']:+.1f} {unit} {metric_name}, {100 * row['ci_level']:.1f} % CI [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}] "
+    d = interval_digits(row["ci_low"], row["ci_high"], v, row["margin"])   # as many digits as the verdict needs to agree with what is printed
+    return (f"{where}: {row['effect']:+.{d}f} {unit} {metric_name}, {100 * row['ci_level']:.1f} % CI [{row['ci_low']:+.{d}f}, {row['ci_high']:+.{d}f}] "
             f"({row['adjustment']}; {row['sources']}; t test, {n}, {row['df']:.0f} df, {p}): {what}. "
-            f"This design detects ±{row['mde']:.1f} {unit} with 80 % power.{notes}")
+            f"This design detects about ±{row['mde']:.1f} {unit} with 80 % power (its standard error is itself estimated, from {row['df']:.0f} df).{notes}")
 
 # %% ../nbs/05_statistics.ipynb #c036b
 def carry_guards(table:pd.DataFrame,   # another measure's comparisons (rows of `compare` on e.g. relevance mass)
@@ -558,11 +573,12 @@ def pooled_sentence(row:dict,     # one row of the table, as a dict
     on = " on these test sets" if row.get("conditional") else ""
     what = {"better": f"**helps**{on}", "worse": f"**hurts**{on}", "equivalent": f"makes **no difference larger than ±{row['margin']:g} {unit}**{on}",
             "inconclusive": "**cannot be told apart** from no effect, nor from a relevant one"}[row["verdict"]]
-    k = int(row["k"])
-    s = (f"{head} {what}: {row['effect']:+.1f} {unit} balanced accuracy averaged over {k} comparison{'s' if k != 1 else ''} "
-         f"({row['datasets']} dataset{'s' if row['datasets'] != 1 else ''}, {row['seeds']} seeds each), {100 * row['ci_level']:.1f} % CI [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}] "
-         f"(seeds, test items and their sharing counted{', and the spread between comparisons' if k > 1 else ''}; {row['df']:.0f} df"
-         f"{'; Holm over ' + str(row['pooled_over']) + ' pooled lines' if row['pooled_over'] > 1 else ''}); this pool detects ±{row['mde']:.1f} {unit} with 80 % power")
+    k, d = int(row["k"]), interval_digits(row["ci_low"], row["ci_high"], row["verdict"], row["margin"])
+    counted = "seeds only, conditional on these test sets (no predictions: the test items' own chance is not in it)" if row.get("conditional") else "seeds, test items and their sharing counted"
+    s = (f"{head} {what}: {row['effect']:+.{d}f} {unit} balanced accuracy averaged over {k} comparison{'s' if k != 1 else ''} "
+         f"({row['datasets']} dataset{'s' if row['datasets'] != 1 else ''}, {row['seeds']} seeds each), {100 * row['ci_level']:.1f} % CI [{row['ci_low']:+.{d}f}, {row['ci_high']:+.{d}f}] "
+         f"({counted}{', and the spread between comparisons' if k > 1 else ''}; {row['df']:.0f} df"
+         f"{'; Holm over ' + str(row['pooled_over']) + ' pooled lines' if row['pooled_over'] > 1 else ''}); this pool detects about ±{row['mde']:.1f} {unit} with 80 % power")
     if np.isfinite(row.get("pi_low", np.nan)):
         s += (f"; on a new dataset a study like this would measure {row['pi_low']:+.1f} to {row['pi_high']:+.1f} {unit} (95 % prediction interval over {row['datasets']} datasets; "
               f"spread between comparisons τ = {row['tau']:.1f} {unit})")

@@ -163,7 +163,7 @@ def test_an_underpowered_null_is_inconclusive_not_negative():
     r = compare(rows).iloc[0].to_dict()
     assert r["verdict"] == "inconclusive" and r["ci_low"] < 0 < r["ci_high"] and r["ci_high"] > MARGIN
     s = verdict_sentence(r)
-    assert "inconclusive" in s and "95.0 % CI" in s and "detects ±" in s and "seeds only" in s
+    assert "inconclusive" in s and "95.0 % CI" in s and "detects about ±" in s and "seeds only" in s
 
 def test_pooled_effect_finds_a_consistent_gain_and_reports_heterogeneity():
     rng = np.random.default_rng(4)
@@ -234,7 +234,7 @@ def test_degenerate_designs_are_named_never_decided():
     # the same difference on every seed, seeds only: zero spread is not certainty
     rows = pd.DataFrame([dict(dataset="d", arch="a", augment=False, attention=a, seed=s, balanced_accuracy=0.70 + (0.0099 if a == "se" else 0)) for s in range(3) for a in ("none", "se")])
     row = compare(rows).iloc[0].to_dict()
-    assert row["verdict"] == "not decided" and "same on every seed" in verdict_sentence(row) and "detects ±0.0" not in verdict_sentence(row)
+    assert row["verdict"] == "not decided" and "same on every seed" in verdict_sentence(row) and "detects about ±0.0" not in verdict_sentence(row)
     # still improving at the last epoch (histories), in the verdict and kept out of the pool
     r, p = cells_and_predictions(good)
     rising = {(k[0], k[1], k[2], k[3], k[4]): pd.DataFrame(dict(epoch=[1, 2, 3], balanced_accuracy_score=[0.5, 0.55, 0.65])) for k in p}
@@ -260,3 +260,26 @@ def test_no_silent_fallback():
     row = compare(r).iloc[0].to_dict()
     s = verdict_sentence(row)
     assert "conditional on this test set" in s and (row["verdict"] not in ("better", "worse") or "on this test set" in s.split(":")[-2])
+
+
+def test_zero_spread_is_judged_with_a_tolerance():
+    "+3 pp on every seed whose float differences are 1e-16 apart is the same difference on every seed: not decided, never 'helps, p=4e-60, detects ±0.0'."
+    rows = pd.DataFrame([dict(dataset="d", arch="a", augment=False, attention=a, seed=s, balanced_accuracy=0.70 + (0.03 + s * 1e-16 if a == "se" else 0))
+                         for s in range(5) for a in ("none", "se")])
+    row = compare(rows).iloc[0].to_dict()
+    assert row["verdict"] == "not decided" and "same on every seed" in row["undecided"], verdict_sentence(row)
+
+def test_a_seed_with_one_arm_only_is_left_out_with_a_note():
+    rows = pd.DataFrame([dict(dataset="d", arch="a", augment=False, attention=a, seed=s, balanced_accuracy=0.7 + 0.01 * s + (0.02 if a == "se" else 0))
+                         for s in range(4) for a in ("none", "se") if not (s == 3 and a == "se")])   # seed 3's se cell failed
+    row = compare(rows).iloc[0].to_dict()
+    assert row["seeds"] == 3 and "seed 3 left out: only one of the two arms has a result" in row["notes"], row["notes"]
+
+def test_printed_intervals_agree_with_their_verdict():
+    "Enough digits that the interval shown reads as the verdict: no 'equivalent' beside [-1.0, +1.0], no 'helps' beside an interval from +0.0."
+    base = dict(variant="se", baseline="none", arch="a", dataset="d", augment=False, family="primary", seeds=5, items=400, df=20, p_adjusted=0.01,
+                adjustment="Holm over 1 declared comparison", sources="seeds and test items", margin=1.0, ci_level=0.95, mde=1.0, undecided="", notes="")
+    s = verdict_sentence(dict(base, effect=0.02, ci_low=-0.96, ci_high=0.999, verdict="equivalent"))
+    assert "[-0.960, +0.999]" in s and "**equivalent**" in s, s
+    s = verdict_sentence(dict(base, effect=1.2, ci_low=0.04, ci_high=2.3, verdict="better"))
+    assert "[+0.04, +2.30]" in s and "**helps**" in s, s
