@@ -653,6 +653,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'attnmed.train.FreeingOptimizer.zero_grad': ('train.html#freeingoptimizer.zero_grad', 'attnmed/train.py'),
                                'attnmed.train.KeepBest': ('train.html#keepbest', 'attnmed/train.py'),
                                'attnmed.train.KeepBest.after_epoch': ('train.html#keepbest.after_epoch', 'attnmed/train.py'),
+                               'attnmed.train.KeepBest.after_fit': ('train.html#keepbest.after_fit', 'attnmed/train.py'),
                                'attnmed.train.NaNGuard': ('train.html#nanguard', 'attnmed/train.py'),
                                'attnmed.train.NaNGuard.after_loss': ('train.html#nanguard.after_loss', 'attnmed/train.py'),
                                'attnmed.train.NonFiniteLossError': ('train.html#nonfinitelosserror', 'attnmed/train.py'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07e_new_study.ipynb #c002
 from __future__ import annotations
-import json, os, re, shutil, sys
+import json, os, re, shutil, sys, unicodedata
 from pathlib import Path
 import pandas as pd
 from .config import DatasetSpec, StudyConfigError, atomic_write_text, load_study
@@ -86,8 +86,10 @@ def detected_options(spec:dict,   # the dataset entry attnmed-init is about to w
 
 # %% ../nbs/07e_new_study.ipynb #c008q
 def yaml_quote(value) -> str:
-    "`value` as a quoted YAML string (a JSON string is one): a name of a file, folder or column taken from the data never becomes YAML."
-    return json.dumps(str(value), ensure_ascii=False)
+    "`value` as a double-quoted YAML string: JSON's quoting (a JSON string is a YAML one), and every character YAML could read as a line break or that is not printable (NEL, the line and paragraph separators, C1 controls, format characters, lone surrogates of undecodable file names) written as an escape, so a name taken from the data never becomes YAML and reads back as it was."
+    s = json.dumps(str(value), ensure_ascii=False)
+    esc = lambda ch: f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
+    return "".join(esc(ch) if ord(ch) >= 0x7F and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn") else ch for ch in s)
 
 # %% ../nbs/07e_new_study.ipynb #c008s
 def console_command(name:str # an attnmed console script, e.g. attnmed-grid

@@ -65,10 +65,13 @@ class NaNGuard(Callback):
 
 # %% ../nbs/03_train.ipynb #c008b
 class KeepBest(SaveModelCallback):
-    "fastai's `SaveModelCallback` on a metric, quietly: it keeps the best epoch's weights and reloads them at the end (the epoch line marks the best)."
+    "fastai's `SaveModelCallback` on a metric, quietly: it keeps the best epoch's weights and reloads them at the end, weights only (the epoch line marks the best)."
     def after_epoch(self):
         TrackerCallback.after_epoch(self)
         if self.new_best: self._save(self.fname)
+    def after_fit(self, **kwargs):   # fastai's reloads with weights_only=False: a checkpoint swapped in the cell's folder meanwhile would be unpickled, and its code run
+        if self.at_end: self._save(self.fname)
+        elif not self.every_epoch: self.learn.load(self.fname, with_opt=self.with_opt, weights_only=True)
 
 # %% ../nbs/03_train.ipynb #c008c
 class EpochLogger(Callback):

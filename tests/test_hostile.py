@@ -178,7 +178,7 @@ def test_an_image_size_past_the_memory_is_refused_up_front_with_the_numbers(tmp_
 # --- properties (hypothesis): whatever the folder names or the metrics files hold, exit code 0 or 2, no traceback, nothing run, nothing
 # outside the study's folders changed ---
 import json as _json, os as _os
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from attnmed.cli import init_cli
 
 FOLDER_NAME = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1, max_size=30).filter(
@@ -253,3 +253,29 @@ def test_a_study_folder_the_report_cannot_write_gets_one_line(tmp_path):
     code, err = cli(report_cli, [study, "--no-explain"])
     last = err.replace("\r", "\n").strip().splitlines()[-1]               # after the progress bar: one line
     assert code == 1 and "Traceback" not in err and last.startswith("attnmed-report: error") and "report.html" in last and "must be writable" in last, err
+
+NAME_CHARS = ["\u2028", "\u2029", "\x85", "\x7f", "\x9b", "\u200b", "\ufeff", "\n", "\r", "\t", "#", ":", " ", "[", "]", "{", "}", "'", '"', "\\", "plugins", "evil_plugin.py", "a", "é"]
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(NAME_CHARS), min_size=1, max_size=8))
+@example(["\u2028", "plugins", ":", " ", "[", "evil_plugin.py", "]", "\u2028", "#"])   # the probe's payload: a plugins line out of a folder name
+@example(["s", "\x85", "#", "x"])                                                       # NEL folded into a space: the sibling folder 'ds #x'
+def test_no_code_or_other_folder_from_a_folder_name(tmp_path_factory, parts):
+    "A data folder whose name holds YAML line breaks, controls or quotes: attnmed-init writes a study that names that very folder and imports no plugin, however the name is made."
+    from attnmed.new_study import new_study
+    from attnmed.config import load_study
+    from attnmed.study import check_study
+    from attnmed.testing import write_sample_folder
+    tmp = tmp_path_factory.mktemp("names")
+    (tmp / "evil_plugin.py").write_text(f"open({str(tmp / 'ran')!r}, 'w').close()\n")
+    name = "d" + "".join(parts)
+    write_sample_folder(tmp / name, per_class=4)
+    if "\x85" in name: write_sample_folder(tmp / name.replace("\x85", " "), per_class=4, classes=("other", "data"))   # the sibling a folded name would point at
+    from attnmed.config import StudyConfigError
+    from attnmed.data import DataError
+    try: f = new_study(tmp / name, out=tmp / "s.yaml")
+    except (StudyConfigError, DataError) as e:               # a name the study's checks refuse (a line break in a path): one line, nothing written, nothing run
+        assert "\n" not in str(e) and not (tmp / "s.yaml").exists() and not (tmp / "ran").exists(); return
+    study = check_study(load_study(f))                      # imports the plugins it names: none
+    assert study.plugins == [] and not (tmp / "ran").exists()
+    assert Path(study.datasets[0]["path"]).resolve() == (tmp / name).resolve()
