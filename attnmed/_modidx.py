@@ -122,6 +122,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'attnmed.config.parse_search': ('config.html#parse_search', 'attnmed/config.py'),
                                 'attnmed.config.parse_study': ('config.html#parse_study', 'attnmed/config.py'),
                                 'attnmed.config.read_yaml': ('config.html#read_yaml', 'attnmed/config.py'),
+                                'attnmed.config.spreadsheet_safe': ('config.html#spreadsheet_safe', 'attnmed/config.py'),
                                 'attnmed.config.study_keys_markdown': ('config.html#study_keys_markdown', 'attnmed/config.py'),
                                 'attnmed.config.umask': ('config.html#umask', 'attnmed/config.py')},
             'attnmed.data': { 'attnmed.data.DataError': ('data.html#dataerror', 'attnmed/data.py'),

@@ -15,9 +15,10 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 
 # %% auto #0
 __all__ = ['PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS', 'YAML_LIMITS',
-           'CELL_KEYS', 'StudyConfigError', 'check_value', 'Param', 'parse_search', 'check_name', 'DatasetSpec',
-           'parse_study', 'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell', 'expand_grid',
-           'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json']
+           'CELL_KEYS', 'FORMULA_STARTS', 'StudyConfigError', 'check_value', 'Param', 'parse_search', 'check_name',
+           'DatasetSpec', 'parse_study', 'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell',
+           'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
+           'spreadsheet_safe']
 
 # %% ../nbs/00_config.ipynb #c005
 class StudyConfigError(ValueError):
@@ -537,3 +538,16 @@ def _json_default(o):
     if isinstance(o, np.ndarray): return o.tolist()
     if isinstance(o, Path): return str(o)
     raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+# %% ../nbs/00_config.ipynb #c045b
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")   # what a spreadsheet reads as the start of a formula (OWASP, CSV injection)
+
+# %% ../nbs/00_config.ipynb #c045c
+def spreadsheet_safe(frame # a pandas DataFrame about to be written as CSV for people
+                    ):
+    "A copy of `frame` in which every text cell a spreadsheet would read as a formula starts with `'`; numbers stay numbers."
+    out = frame.copy()
+    for c in out.columns:
+        if out[c].dtype.kind in "OSU" or str(out[c].dtype).startswith("str"):
+            out[c] = out[c].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+    return out

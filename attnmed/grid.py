@@ -157,7 +157,7 @@ def run_local(todo:list, # the cells to run
               kwargs_of, # cell -> extra keyword arguments of `run_cell`
               on_done    # called with (cell, state) as each cell ends
              ):
-    "Run `todo` cells in `jobs` threads, dealing GPU slots (or the CPU cores); `on_done(cell, state)` after each. Ctrl-C stops the running cells' kernels at once, reports every cell and raises `KeyboardInterrupt`."
+    "Run `todo` cells in `jobs` threads, dealing GPU slots (or the CPU cores); `on_done(cell, state)` after each. Ctrl-C (or SIGTERM) stops the running cells' kernels at once, reports every cell and raises `KeyboardInterrupt`."
     slots = queue.Queue()
     for g in gpu_slots(jobs, gpus): slots.put(g)
     def job(cell):
@@ -170,12 +170,12 @@ def run_local(todo:list, # the cells to run
         presses.append(1)
         if len(presses) >= 3: signal.signal(signal.SIGINT, signal.default_int_handler); raise KeyboardInterrupt   # a third press: leave at once
         if not STOP.is_set(): STOP.set(); kill_running_kernels()
-    previous = signal.signal(signal.SIGINT, interrupt) if main else None   # no KeyboardInterrupt inside the executor's locks: it could leave one held
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}   # SIGTERM (kill, docker, systemd, SLURM) as Ctrl-C; no KeyboardInterrupt inside the executor's locks: it could leave one held
     try:
         futures = {pool.submit(job, c): c for c in todo}
         for f in as_completed(futures): on_done(futures[f], f.result())
     finally:
-        if main: signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items(): signal.signal(sig, handler)
         pool.shutdown(wait=False)
     if STOP.is_set(): raise KeyboardInterrupt
 

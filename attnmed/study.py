@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from .config import (PARAMS, Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, expand_grid, import_plugins, load_study,
-                            parse_study, read_yaml, umask, DatasetSpec)
+                            parse_study, read_yaml, umask, DatasetSpec, spreadsheet_safe)
 from .data import DataError, arrays_fingerprint, FORMATS, resolve_spec
 from .datasets import check_dataset, prepare_dataset
 from .backbones import ModelError, ARCHS, default_weights, fetch_pretrained
@@ -36,8 +36,11 @@ def check_study(study:Study,      # a parsed `Study`
     "`study` checked against the registries, with its dataset paths resolved; `missing_data(msg)`, if given, hears of missing files instead of an error."
     try: import_plugins(study.plugins)
     except Exception as e: raise StudyConfigError(f"a plugin failed to import: {type(e).__name__}: {e}", study.source, "plugins") from None
-    datasets = []
+    datasets, own = [], {getattr(STUDY, f.name).lower() for f in dataclasses.fields(STUDY)} | {"tensorboard", "mlflow.db"}   # the study folder's own files and folders
     for i, spec in enumerate(study.datasets):
+        if str(spec["name"]).lower() in own:
+            raise StudyConfigError(f"dataset name {spec['name']!r} is the name of a file or folder the study folder holds itself ({', '.join(sorted(own))}); choose another name",
+                                   study.source, f"datasets[{i}].name")
         try:
             spec = resolve_spec(spec, study.base_dir or None)
             check_dataset(spec)
@@ -532,9 +535,9 @@ def load_results(folder:str|Path,       # a study folder (what `attnmed-grid` wr
 def write_results_csv(folder:str|Path,      # a study folder
                       study:Study|None=None # the study (default: read from the folder)
                      ) -> Path:
-    "Write `load_results(folder)` to `results.csv` in the study folder (atomically); returns its path."
+    "Write `load_results(folder)` to `results.csv` in the study folder (atomically, text a spreadsheet would run neutralised: `spreadsheet_safe`); returns its path."
     path = Path(folder) / STUDY.results
-    atomic_write_text(path, load_results(folder, study).to_csv(index=False))
+    atomic_write_text(path, spreadsheet_safe(load_results(folder, study)).to_csv(index=False))   # formulas neutralised: it is opened in spreadsheets
     return path
 
 # %% ../nbs/07a_study.ipynb #c029i

@@ -91,6 +91,18 @@ def test_ctrl_c_stops_the_running_cell_and_exits_130(tmp, quick):
     rc, stdout, err = finish(grid(study, out, quick))                    # the interrupted cell runs next time
     assert rc == 0 and "2 done, 0 skipped" in stdout, stdout + err[-2000:]
 
+def test_sigterm_is_handled_as_ctrl_c(tmp, quick):
+    "SIGTERM (what kill, docker, systemd and SLURM send): the running cell stopped, the summary printed, results.csv refreshed, no attempt or lock left."
+    study, out, log = tiny_study(tmp, name="term"), tmp / "out", tmp / "runs.log"
+    p = grid(study, out, quick, env=quick_env(sleep=120, log=log), start_new_session=True)
+    wait_for(lambda: log.exists() and log.read_text().strip(), what="the first cell's kernel")
+    kernel = int(log.read_text().split()[1])
+    p.send_signal(signal.SIGTERM)
+    rc, stdout, err = finish(p, timeout=60)
+    assert rc == 130 and "1 interrupted, 1 not started" in stdout and "Traceback" not in err, (rc, stdout, err[-2000:])
+    wait_for(lambda: not alive(kernel), timeout=15, what="the kernel to be gone")
+    assert (out / "term" / "results.csv").exists() and leftovers(out) == [] and not list(out.rglob("error.txt"))
+
 def _small_disk(folder: Path, size: str):
     "Mount a tmpfs of `size` at `folder` (a real full disk); False where mounting is not allowed."
     folder.mkdir(parents=True, exist_ok=True)

@@ -279,3 +279,18 @@ def test_no_code_or_other_folder_from_a_folder_name(tmp_path_factory, parts):
     study = check_study(load_study(f))                      # imports the plugins it names: none
     assert study.plugins == [] and not (tmp / "ran").exists()
     assert Path(study.datasets[0]["path"]).resolve() == (tmp / name).resolve()
+
+def test_results_csv_runs_no_formula_in_a_spreadsheet(tmp_path):
+    "A metrics.json whose text values are formulas (=cmd..., =HYPERLINK(...), @SUM): results.csv carries them neutralised (OWASP: a leading '), numbers still numbers."
+    import pandas as pd
+    from attnmed.grid import demo_study
+    from attnmed.study import write_results_csv
+    folder = demo_study(tmp_path)
+    m = next(folder.rglob("metrics.json")); d = json.loads(m.read_text())
+    d["seconds"] = "=cmd|' /C calc'!A0"; d["note"] = '=HYPERLINK("http://x","y")'; d["params"]["tracking_uri"] = "@SUM(A1)"
+    m.write_text(json.dumps(d))
+    text = write_results_csv(folder).read_text()
+    assert "'=cmd|" in text and "'=HYPERLINK" in text or "=HYPERLINK" not in text, text[:500]
+    r = pd.read_csv(folder / "results.csv")
+    assert not r.astype(str).apply(lambda c: c.str.match(r"^[=+@\t\r-]")).to_numpy().any(), "no cell starts a formula"
+    assert r.balanced_accuracy.dtype.kind == "f", "numbers stay numbers"
