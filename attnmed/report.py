@@ -16,10 +16,11 @@ from .study import KEYS, cell_results, cell_table, extra_test_metrics, load_cell
 from .layout import CELL, STUDY
 
 # %% auto #0
-__all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'SAFE_TAGS', 'summarise', 'format_summary', 'study_comparisons', 'plan_refusal',
-           'design_table', 'unfinished_sentence', 'answer_table', 'load_answer', 'medmnist_table', 'untrusted',
-           'reliability_sentences', 'shortcut_sentence', 'concept_sentences', 'no_signal_sentences',
-           'render_explanations', 'safe_html', 'notebook_html', 'render_cell_pages', 'render_report']
+__all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'SAFE_TAGS', 'SELF_CONTAINED_TEMPLATE', 'summarise', 'format_summary',
+           'study_comparisons', 'plan_refusal', 'design_table', 'unfinished_sentence', 'answer_table', 'load_answer',
+           'medmnist_table', 'untrusted', 'reliability_sentences', 'shortcut_sentence', 'concept_sentences',
+           'no_signal_sentences', 'render_explanations', 'safe_html', 'notebook_html', 'render_cell_pages',
+           'render_report']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame,                                            # `attnmed.study.cell_results` of a study
@@ -253,6 +254,14 @@ def safe_html(element # an output's or markdown cell's HTML (str or bytes)
     attrs = {"*": ["class", "id", "title"], "a": ["href", "title"], "th": ["colspan", "rowspan", "scope"], "td": ["colspan", "rowspan"], "abbr": ["title"]}
     return bleach.clean(element, tags=list(SAFE_TAGS), attributes=attrs, protocols=["http", "https", "mailto"], strip_comments=True)
 
+# %% ../nbs/08_report.ipynb #c017r
+SELF_CONTAINED_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""   # nbconvert's lab page without the scripts it fetches from a CDN (require.js, MathJax, widgets, mermaid): the pages read offline, as a report should
+
 # %% ../nbs/08_report.ipynb #c017a
 def notebook_html(notebook:str|Path,       # an executed notebook
                   html:str|Path|None=None, # the page to write (default: next to it, .html)
@@ -265,11 +274,13 @@ def notebook_html(notebook:str|Path,       # an executed notebook
     from nbconvert import HTMLExporter
     import hashlib, nbformat
     notebook = Path(notebook); html = Path(html or notebook.with_suffix(".html"))
-    mark = f"<!-- attnmed: rendered from {digest or hashlib.sha256(notebook.read_bytes()).hexdigest()} (pages 2) -->"   # the renderer's version: pages of an older one are rendered again
+    mark = f"<!-- attnmed: rendered from {digest or hashlib.sha256(notebook.read_bytes()).hexdigest()} (pages 3) -->"   # the renderer's version: pages of an older one are rendered again
     try:
         if mark in html.read_text(errors="replace")[:1000]: return html
     except OSError: pass
-    exporter = HTMLExporter(exclude_input=not code, exclude_input_prompt=not code, exclude_output_prompt=True, sanitize_html=sanitize)
+    from jinja2 import DictLoader
+    exporter = HTMLExporter(exclude_input=not code, exclude_input_prompt=not code, exclude_output_prompt=True, sanitize_html=sanitize,
+                            extra_loaders=[DictLoader({"attnmed.html.j2": SELF_CONTAINED_TEMPLATE})], template_file="attnmed.html.j2")
     exporter.register_filter("clean_html", safe_html)   # nbconvert's escapes headings, paragraphs and table headers
     page, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
     head, sep, rest = page.partition("\n") if page.lstrip().lower().startswith("<!doctype") else ("", "", page)   # the mark after the doctype: a page in standards mode
