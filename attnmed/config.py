@@ -14,11 +14,14 @@ import yaml
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 # %% auto #0
-__all__ = ['PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS', 'YAML_LIMITS',
-           'CELL_KEYS', 'FORMULA_STARTS', 'StudyConfigError', 'check_value', 'Param', 'parse_search', 'check_name',
-           'DatasetSpec', 'parse_study', 'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell',
-           'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
-           'spreadsheet_safe']
+__all__ = ['MAX_MESSAGE', 'PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS',
+           'YAML_LIMITS', 'CELL_KEYS', 'FORMULA_STARTS', 'StudyConfigError', 'check_value', 'Param', 'parse_search',
+           'check_name', 'DatasetSpec', 'parse_study', 'study_keys_markdown', 'read_yaml', 'load_study',
+           'import_plugins', 'Cell', 'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes',
+           'atomic_write_text', 'atomic_write_json', 'spreadsheet_safe']
+
+# %% ../nbs/00_config.ipynb #c004m
+MAX_MESSAGE = 600   # characters of a study error's message: enough for any sentence attnmed writes, too few for a value's expansion
 
 # %% ../nbs/00_config.ipynb #c005
 class StudyConfigError(ValueError):
@@ -28,6 +31,8 @@ class StudyConfigError(ValueError):
                  source:str|Path|None=None,  # the file (or other source) the value came from
                  field:str|None=None):       # the field, e.g. `datasets[0].path`
         where = ", ".join(p for p in [f"{source}" if source else None, f"field '{field}'" if field else None] if p)
+        msg = " ".join(str(msg).split("\n"))   # one line, and a short one: a value's repr (an alias bomb's expansion) never floods the terminal
+        if len(msg) > MAX_MESSAGE: msg = f"{msg[:MAX_MESSAGE - 60]} ... ({len(msg):,} characters in all)"
         super().__init__(f"{where}: {msg}" if where else msg)
         self.source, self.field = source, field
 

@@ -169,8 +169,11 @@ STATES = ("done", "changed", "damaged", "failed", "running", "todo")
 def study_folder(out:str|Path, # the output folder
                  study:Study   # the study
                 ) -> Path:
-    "The folder of `study` in the output folder `out`."
-    return Path(out) / study.name
+    "The folder of `study` in the output folder `out`; refused when a file stands where it goes."
+    folder = Path(out) / study.name
+    if folder.exists() and not folder.is_dir():
+        raise StudyConfigError(f"{folder} is a file, where the study's folder goes; move it or choose another --out", study.source, "name")
+    return folder
 
 # %% ../nbs/07a_study.ipynb #c014b
 def cell_dir(folder:str|Path, # the study folder

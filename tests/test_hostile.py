@@ -294,3 +294,14 @@ def test_results_csv_runs_no_formula_in_a_spreadsheet(tmp_path):
     r = pd.read_csv(folder / "results.csv")
     assert not r.astype(str).apply(lambda c: c.str.match(r"^[=+@\t\r-]")).to_numpy().any(), "no cell starts a formula"
     assert r.balanced_accuracy.dtype.kind == "f", "numbers stay numbers"
+
+def test_an_alias_bomb_makes_a_short_error(tmp_path):
+    "A 300-byte study file whose aliases expand to 16,000 strings under the value limit, in a field that quotes its value: one short line naming the field, not half a megabyte."
+    items, prev = ["&a [xxxxxxxxxxxxxxxxxxxx, xxxxxxxxxxxxxxxxxxxx, xxxxxxxxxxxxxxxxxxxx, xxxxxxxxxxxxxxxxxxxx]"], "a"
+    for n in "bcdefg": items.append(f"&{n} [" + ", ".join([f"*{prev}"] * 4) + "]"); prev = n
+    f = tmp_path / "bomb.yaml"
+    f.write_text("name: x\ndatasets: [{name: d, format: synthetic, path: data}]\narchs: [resnet18]\nepochs: [" + ", ".join(items) + "]\n")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), pytest.raises(SystemExit) as e: grid_cli([str(f), "--dry-run"])
+    assert e.value.code == 2 and err.getvalue().count("\n") == 1 and len(err.getvalue()) < 1000, len(err.getvalue())
+    assert "field 'epochs'" in err.getvalue() and "characters in all)" in err.getvalue()
