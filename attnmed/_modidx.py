@@ -588,6 +588,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'attnmed.tables.assign_splits': ('tables.html#assign_splits', 'attnmed/tables.py'),
                                 'attnmed.tables.cache_path': ('tables.html#cache_path', 'attnmed/tables.py'),
                                 'attnmed.tables.default_cache_dir': ('tables.html#default_cache_dir', 'attnmed/tables.py'),
+                                'attnmed.tables.one_table_per_spec': ('tables.html#one_table_per_spec', 'attnmed/tables.py'),
                                 'attnmed.tables.prepare_table': ('tables.html#prepare_table', 'attnmed/tables.py'),
                                 'attnmed.tables.read_table': ('tables.html#read_table', 'attnmed/tables.py'),
                                 'attnmed.tables.row_ref': ('tables.html#row_ref', 'attnmed/tables.py'),

@@ -202,10 +202,12 @@ def init(path:str,            # a folder with one sub-folder per class (optional
     from attnmed.new_study import console_command, new_study
     from attnmed.preflight import said
     from attnmed.study import data_findings, load_checked_study
-    f = new_study(path, out, name, image_size, epochs, arch, force)
-    study = load_checked_study(f)
-    print(f"wrote {f}")
-    for line in data_findings(study): print(said(line))
+    from attnmed.tables import one_table_per_spec
+    with one_table_per_spec():   # init's checks, the options it reads off the data and its findings share each image table
+        f = new_study(path, out, name, image_size, epochs, arch, force)
+        study = load_checked_study(f)
+        print(f"wrote {f}")
+        for line in data_findings(study): print(said(line))
     print(f"next:  {console_command('attnmed-grid')} {f} --out outputs   (add --dry-run to list the cells first)\nthen:  {console_command('attnmed-report')} outputs/{study.name}")
 
 # %% ../nbs/09_cli.ipynb #c022a

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01d_tables.ipynb #c002
 from __future__ import annotations
-import hashlib, json, os, tempfile
+import contextlib, hashlib, json, os, tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -16,7 +16,7 @@ from .config import DatasetSpec
 
 # %% auto #0
 __all__ = ['COMMON_OPTIONS', 'read_table', 'row_ref', 'assign_splits', 'default_cache_dir', 'prepare_table', 'table_hash',
-           'cache_path', 'splits_from_table', 'TableFormat']
+           'cache_path', 'splits_from_table', 'TableFormat', 'one_table_per_spec']
 
 # %% ../nbs/01d_tables.ipynb #c005
 COMMON_OPTIONS = (
@@ -244,9 +244,15 @@ class TableFormat(DatasetFormat):
                    ):
         "`(prepared table, class names, options)` of `spec`."
         spec = DatasetSpec.of(spec)
+        key = json.dumps({**spec, "format": self.name}, sort_keys=True, default=str)
+        if _TABLES is not None and key in _TABLES:   # inside `one_table_per_spec`: built once, a copy handed out
+            table, class_names, opts = _TABLES[key]
+            return table.copy(), list(class_names), dict(opts)
         opts = self.values(spec); opts["channels"] = opts["channels"] or self.channels
         table, class_names = self.table(spec, opts)
-        return prepare_table(table, class_names, opts, str(Path(spec.path))), class_names, opts
+        out = prepare_table(table, class_names, opts, str(Path(spec.path))), class_names, opts
+        if _TABLES is not None: _TABLES[key] = (out[0].copy(), list(class_names), dict(opts))
+        return out
 
     def load(self, spec, size):
         spec = DatasetSpec.of(spec)
@@ -271,3 +277,16 @@ def cached_arrays(self:TableFormat, spec, size):
 def resampled(self:TableFormat, spec, seed):
     "The carved splits redrawn with `seed` (official splits stay as published)."
     return DatasetSpec.of(spec).replace(split_seed=int(seed))
+
+# %% ../nbs/01d_tables.ipynb #c021d
+_TABLES = None   # dataset entry -> (table, class names, options) while `one_table_per_spec` is active; None: no sharing
+
+# %% ../nbs/01d_tables.ipynb #c021e
+@contextlib.contextmanager
+def one_table_per_spec():
+    "Within this block (or a function it decorates) `TableFormat.image_table` builds each dataset entry's table once and hands out copies; nested blocks share the outer one's tables."
+    global _TABLES
+    outer = _TABLES
+    if outer is None: _TABLES = {}
+    try: yield
+    finally: _TABLES = outer
