@@ -592,6 +592,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'attnmed.tables.prepare_table': ('tables.html#prepare_table', 'attnmed/tables.py'),
                                 'attnmed.tables.read_table': ('tables.html#read_table', 'attnmed/tables.py'),
                                 'attnmed.tables.row_ref': ('tables.html#row_ref', 'attnmed/tables.py'),
+                                'attnmed.tables.shared_table': ('tables.html#shared_table', 'attnmed/tables.py'),
                                 'attnmed.tables.splits_from_table': ('tables.html#splits_from_table', 'attnmed/tables.py'),
                                 'attnmed.tables.table_hash': ('tables.html#table_hash', 'attnmed/tables.py')},
             'attnmed.testing': { 'attnmed.testing.FileServer': ('testing.html#fileserver', 'attnmed/testing.py'),

@@ -114,8 +114,11 @@ def grid(study:str,                # the study YAML file
     from attnmed.config import load_study
     load_study(study)   # the file's syntax and values, before the grid's imports (torch, timm): a mistake is said in a fraction of a second
     from attnmed.grid import run_grid
-    try: counts = run_grid(study, out, jobs, retry_failed, only, dry_run, notebook=notebook, executor=executor, address=address,
-                           gpus=gpus, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, rerun_changed=rerun_changed)
+    from attnmed.tables import one_table_per_spec
+    try:
+        with one_table_per_spec():   # the checks, findings, estimate, fingerprints and preparation share each dataset's image table
+            counts = run_grid(study, out, jobs, retry_failed, only, dry_run, notebook=notebook, executor=executor, address=address,
+                              gpus=gpus, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, rerun_changed=rerun_changed)
     except (FileNotFoundError, FileExistsError): raise
     except OSError as e: raise CommandError(f"{type(e).__name__}: {e}", 1) from None
     return 1 if counts.get("failed") else 0

@@ -17,7 +17,6 @@ from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, availabl
                            time_step, tuned_parameters, what_changed, write_study_record)
 from .layout import CELL
 from .preflight import contact_sheet, said, split_counts
-from .tables import one_table_per_spec
 
 # %% auto #0
 __all__ = ['STOP', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'CELL_START', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots',
@@ -448,7 +447,6 @@ def show_progress(bar,          # the grid's tqdm bar
     return stop
 
 # %% ../nbs/07d_grid.ipynb #c013g
-@one_table_per_spec()   # the checks, findings, estimate, fingerprints and preparation share each dataset's image table
 def run_grid(study:Study|str|Path,    # the study (or its YAML file)
              out:str|Path="outputs",  # the output folder; the study goes to OUT/<name>
              jobs:int|None=None,      # cells run at the same time (local executor); None: `auto_jobs`

@@ -16,7 +16,7 @@ from .config import DatasetSpec
 
 # %% auto #0
 __all__ = ['COMMON_OPTIONS', 'read_table', 'row_ref', 'assign_splits', 'default_cache_dir', 'prepare_table', 'table_hash',
-           'cache_path', 'splits_from_table', 'TableFormat', 'one_table_per_spec']
+           'cache_path', 'splits_from_table', 'TableFormat', 'one_table_per_spec', 'shared_table']
 
 # %% ../nbs/01d_tables.ipynb #c005
 COMMON_OPTIONS = (
@@ -244,15 +244,11 @@ class TableFormat(DatasetFormat):
                    ):
         "`(prepared table, class names, options)` of `spec`."
         spec = DatasetSpec.of(spec)
-        key = json.dumps({**spec, "format": self.name}, sort_keys=True, default=str)
-        if _TABLES is not None and key in _TABLES:   # inside `one_table_per_spec`: built once, a copy handed out
-            table, class_names, opts = _TABLES[key]
-            return table.copy(), list(class_names), dict(opts)
-        opts = self.values(spec); opts["channels"] = opts["channels"] or self.channels
-        table, class_names = self.table(spec, opts)
-        out = prepare_table(table, class_names, opts, str(Path(spec.path))), class_names, opts
-        if _TABLES is not None: _TABLES[key] = (out[0].copy(), list(class_names), dict(opts))
-        return out
+        def build():
+            opts = self.values(spec); opts["channels"] = opts["channels"] or self.channels
+            table, class_names = self.table(spec, opts)
+            return prepare_table(table, class_names, opts, str(Path(spec.path))), class_names, opts
+        return shared_table(json.dumps({**spec, "format": self.name}, sort_keys=True, default=str), build)   # once per entry inside `one_table_per_spec`
 
     def load(self, spec, size):
         spec = DatasetSpec.of(spec)
@@ -290,3 +286,13 @@ def one_table_per_spec():
     if outer is None: _TABLES = {}
     try: yield
     finally: _TABLES = outer
+
+# %% ../nbs/01d_tables.ipynb #c021ea
+def shared_table(key:str, # the dataset entry, as text
+                 build    # () -> (table, class names, options)
+                ) -> tuple:
+    "`build()`'s result, built once per `key` inside `one_table_per_spec` (each caller gets its own copy), and anew every time outside it."
+    if _TABLES is None: return build()
+    if key not in _TABLES: _TABLES[key] = build()
+    table, class_names, opts = _TABLES[key]
+    return table.copy(), list(class_names), dict(opts)
