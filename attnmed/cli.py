@@ -159,8 +159,11 @@ def report(study_dir:str,                # the study folder written by attnmed-g
     except OSError as e: raise CommandError(f"{type(e).__name__}: {e} (the report is written into the study folder: it must be writable)", 1) from None
     print(f"report: {f}")
     from attnmed.report import unfinished_sentence
+    from pathlib import Path
+    from attnmed.grid import design_cells
     from attnmed.study import cell_table, read_study
-    if (left := unfinished_sentence(cell_table(study_dir, read_study(study_dir)), study_dir)): print(left)
+    study = read_study(study_dir)
+    if (left := unfinished_sentence(design_cells(cell_table(study_dir, study), Path(study_dir), study), study_dir)): print(left)
 
 # %% ../nbs/09_cli.ipynb #c017a
 report_cli = command(report, "attnmed-report")
@@ -169,7 +172,7 @@ report_cli = command(report, "attnmed-report")
 def plan(study_dir:str, # the study folder written by attnmed-grid (the pilot)
          effect:Annotated[float, {"nargs": "+"}]=(1.0, 2.0, 3.0, 5.0) # gains in balanced accuracy (pp) to detect with 80 % power
         ):
-    "Seeds (and test items) a follow-up study needs to detect a given gain, from a finished study's variance (refused, with the reason, when none of its declared comparisons was decided)."
+    "Seeds (and test items) a follow-up study needs to detect a given gain, fixed or sequential, from a finished study's variance (refused, with the reason, when none of its declared comparisons was decided)."
     from attnmed.report import design_table, plan_refusal, study_comparisons
     from attnmed.study import cell_results, load_cell_files, read_study
     try:
@@ -185,9 +188,16 @@ def plan(study_dir:str, # the study folder written by attnmed-grid (the pilot)
     print(t.to_string(index=False))
     if plan_t is None: raise CommandError(plan_refusal(main), 1)
     else:
-        print("\nseeds needed per configuration for 80 % expected power, from the median variance of the declared comparisons, with the range the pilot's "
+        print("\nseeds needed per configuration for 80 % power, planned at the median-unbiased variance of the declared comparisons (half of such pilots ask too many, half too few), with the range the pilot's "
               "own uncertainty about that variance leaves (test items: multiples of this study's):")
         print(plan_t.to_string(index=False))
+        from attnmed.looks import plan_looks, unreachable_margin
+        from attnmed.report import pilot_variances
+        p = pilot_variances(main)
+        print(f"\nsequential designs (seeds: {{looks: [...]}} in the study file) for a gain of {effect[0]:g} pp, equivalence within ±{p['margin']:g} pp: "
+              "power, and the seeds each comparison is expected to use (simulated at this study's variance):")
+        print(plan_looks(p["var_seed_1"], p["var_item_1"], effect[0], p["margin"], alpha=p["alpha"], family_size=p["family_size"]).to_string(index=False))
+        if (why := unreachable_margin(p["var_item_1"], p["margin"], p["alpha"])): print(why)
 
 # %% ../nbs/09_cli.ipynb #c019a
 plan_cli = command(plan, "attnmed-plan")

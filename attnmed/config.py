@@ -16,7 +16,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 # %% auto #0
 __all__ = ['MAX_MESSAGE', 'PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS',
            'YAML_LIMITS', 'CELL_KEYS', 'FORMULA_STARTS', 'StudyConfigError', 'check_value', 'Param', 'parse_search',
-           'check_name', 'DatasetSpec', 'parse_study', 'study_keys_markdown', 'read_yaml', 'load_study',
+           'check_name', 'DatasetSpec', 'parse_study', 'parse_looks', 'study_keys_markdown', 'read_yaml', 'load_study',
            'import_plugins', 'Cell', 'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes',
            'atomic_write_text', 'atomic_write_json', 'spreadsheet_safe']
 
@@ -147,11 +147,14 @@ Study = dataclasses.make_dataclass("Study", [
     ("comparisons", list, field(default_factory=list)), # declared comparisons [{variant, baseline}]; empty: every variant vs none
     ("equivalence_margin", float, field(default=1.0)),  # pp of balanced accuracy
     ("alpha", float, field(default=0.05)),              # family-wise error rate
+    ("looks", list, field(default_factory=list)),       # a sequential design: the seeds at each look (`seeds: {looks: [...]}`); empty: every seed at once
+    ("spending", str, field(default="obf")),            # the sequential design's α-spending function: obf or pocock
     ("source", str, field(default="")),                 # the file it came from
     ("base_dir", str, field(default="")),               # relative dataset paths are taken relative to this folder
 ], namespace=dict(
     __doc__="A study: its axes (lists), the settings every cell shares (`PARAMS`), an optional search and plugins.",
-    to_dict=lambda self: {**{k: v for k, v in dataclasses.asdict(self).items() if k not in ("source", "base_dir")}, "datasets": [dict(d) for d in self.datasets]},   # each entry as written
+    to_dict=lambda self: {**{k: v for k, v in dataclasses.asdict(self).items() if k not in ("source", "base_dir", "looks", "spending")}, "datasets": [dict(d) for d in self.datasets],
+                          **({"seeds": dict(looks=list(self.looks), spending=self.spending, first=self.seeds[0])} if self.looks else {})},   # each entry as written
     settings=lambda self: {k: getattr(self, k) for k in PARAMS},
     __post_init__=lambda self: setattr(self, "datasets", [DatasetSpec.of(d) for d in self.datasets])))   # however the study was made (parsed, or `dataclasses.replace`d), its entries are `DatasetSpec`s
 Study.__module__ = __name__
@@ -193,7 +196,7 @@ STUDY_KEYS = {   # the keys that are not shared settings: (default, meaning)
     "archs": ("required", "backbones (below)"),
     "attentions": ("`[none]`", "attention variants (below)"),
     "augment": ("`[false]`", "list of booleans: the augmentation axis"),
-    "seeds": ("`[0]`", "list of integers (0 to 2^32 - 1)"),
+    "seeds": ("`[0]`", "list of integers (0 to 2^32 - 1); or a sequential design `{looks: [3, 5, 10], spending: obf \\| pocock, first: 0}`: seeds first, first + 1, ... trained in looks, more only where a declared comparison is still open (the README's *Seeds on demand*)"),
     "search": ("none", "optional hyperparameter search: `{trials, epochs, seed, lr: [lo, hi], weight_decay: [lo, hi], batch_size: [choices], pruner: median \\| none}`"),
     "plugins": ("`[]`", "Python files (relative to the study file) or module names imported first: a study's own dataset formats and attention variants"),
     "comparisons": ('`[{variant: "*", baseline: none}]`', "the declared comparisons (the primary family the error rate is shared by): `{variant, baseline}` pairs, `variant: \"*\"` for every attention but the baseline; other variant-vs-none pairs are reported as exploratory"),
@@ -303,7 +306,8 @@ def parse_study(raw:dict,                   # the parsed YAML mapping
     kw["archs"] = _unique([check_name(a, source, "archs") for a in _as_list(raw.get("archs"), source, "archs")], source, "archs")
     kw["attentions"] = _unique([check_name(a, source, "attentions") for a in _as_list(raw.get("attentions"), source, "attentions", ["none"])], source, "attentions")
     kw["augment"] = _unique([check_value(a, bool, source, "augment") for a in _as_list(raw.get("augment"), source, "augment", [False])], source, "augment")
-    kw["seeds"] = _unique([check_value(s, int, source, "seeds", low=0, high=MAX_SEED) for s in _as_list(raw.get("seeds"), source, "seeds", [0])], source, "seeds")
+    if isinstance(raw.get("seeds"), dict): kw["seeds"], kw["looks"], kw["spending"] = parse_looks(raw["seeds"], source)
+    else: kw["seeds"] = _unique([check_value(s, int, source, "seeds", low=0, high=MAX_SEED) for s in _as_list(raw.get("seeds"), source, "seeds", [0])], source, "seeds")
     for k, p in PARAMS.items(): kw[k] = p.check(raw[k], source) if k in raw else p.default
     if raw.get("search") is not None: kw["search"] = parse_search(raw["search"], source)
     plugins = raw.get("plugins") or []
@@ -322,6 +326,19 @@ def _parse_comparison(c, i, source):
     if c["variant"] != "*": check_name(c["variant"], source, f"{fld}.variant")
     check_name(c["baseline"], source, f"{fld}.baseline")
     return dict(variant=c["variant"], baseline=c["baseline"])
+
+# %% ../nbs/00_config.ipynb #c023g
+def parse_looks(raw:dict,    # the `seeds:` mapping
+                source=None  # the file the value came from, named in errors
+               ) -> tuple:
+    "`(seeds, looks, spending)` of a sequential design `seeds: {looks: [3, 5, 10], spending: obf, first: 0}`: looks increasing, the first at least 3 (a seed spread needs it)."
+    unknown = [k for k in raw if k not in ("looks", "spending", "first")]
+    if unknown or "looks" not in raw: raise StudyConfigError(f"expected a list of seeds or a mapping {{looks: [3, 5, 10], spending: obf | pocock, first: 0}}, got keys {sorted(map(str, raw))}", source, "seeds")
+    looks = [check_value(k, int, source, "seeds.looks", low=3, high=10_000) for k in _as_list(raw["looks"], source, "seeds.looks")]
+    if not looks or any(b <= a for a, b in zip(looks, looks[1:])): raise StudyConfigError(f"expected increasing numbers of seeds, the first at least 3, got {looks}", source, "seeds.looks")
+    spending = check_value(raw.get("spending", "obf"), str, source, "seeds.spending", choices=("obf", "pocock"))
+    first = check_value(raw.get("first", 0), int, source, "seeds.first", low=0, high=MAX_SEED - looks[-1])
+    return list(range(first, first + looks[-1])), looks, spending
 
 # %% ../nbs/00_config.ipynb #c026
 def _md_value(v) -> str:

@@ -4,26 +4,30 @@
 
 # %% ../nbs/07d_grid.ipynb #c002
 from __future__ import annotations
-import atexit, fnmatch, hashlib, math, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
+import atexit, fnmatch, hashlib, json, math, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+import pandas as pd
 from tqdm import tqdm
-from .config import Cell, Study, StudyConfigError, atomic_write_text, parse_study
+from .config import Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, parse_study
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
-from .study import (HEARTBEAT, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
+from .study import (HEARTBEAT, cell_results, cell_table, load_cell_files, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            time_step, tuned_parameters, what_changed, write_study_record)
-from .layout import CELL
+from .layout import CELL, STUDY
+from .looks import decide_look, open_arms
+from .statistics import compare
 from .preflight import contact_sheet, said, split_counts
 
 # %% auto #0
 __all__ = ['STOP', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'CELL_START', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots',
            'auto_jobs', 'slot_env', 'run_local', 'run_ray', 'select_cells', 'tuned_or_refuse', 'describe_changes',
            'grid_summary', 'grid_cells', 'cell_states', 'dry_run_summary', 'open_study_folder', 'check_before_cells',
-           'grid_estimate', 'run_counts', 'running_progress', 'progress_line', 'show_progress', 'run_grid',
-           'demo_study']
+           'grid_estimate', 'run_counts', 'running_progress', 'progress_line', 'show_progress', 'run_batch',
+           'look_cells', 'read_look_decisions', 'comparisons_at', 'record_look', 'look_line', 'run_looks', 'last_look',
+           'design_cells', 'run_grid', 'demo_study']
 
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
@@ -331,6 +335,10 @@ def dry_run_summary(study:Study,  # the checked study
         try: sheet = contact_sheet(spec, Path(out) / f"{study.name}-{spec.name}-samples.png", study.image_size)
         except (DataError, OSError): sheet = None
         if sheet: log(f"samples of each class and split, as the cells will see them: {sheet}")
+    if study.looks:
+        first = look_cells(cells, study, 1)
+        log(f"sequential design: looks at {', '.join(map(str, study.looks))} seeds ({study.spending} spending): {len(first)} cells at the first look, "
+            f"at most {len(cells)} if every declared comparison stays open to the last look")
     log(f"grid {study.name}: {len(cells)} cells: " + ", ".join(f"{n[k]} {k}" for k in STATES if n[k] or k in ("done", "todo"))
         + f"; {len(todo)} would run (dry run: nothing was run)")
     return n + Counter(would_run=len(todo))
@@ -364,9 +372,10 @@ def check_before_cells(study:Study,         # the checked study
 CELL_START = 10.0   # seconds a cell's kernel takes to start and import torch, timm and fastai on a 2-core machine (bench/cell.py: 6.5-12 s)
 
 # %% ../nbs/07d_grid.ipynb #c013hc
-def grid_estimate(study:Study, # the checked study
-                  todo:list,   # the cells to run
-                  jobs:int     # cells at a time
+def grid_estimate(study:Study,         # the checked study
+                  todo:list,           # the cells to run
+                  jobs:int,            # cells at a time
+                  what:str="cells"     # what the cells are, in words (e.g. "cells of the first look")
                  ) -> str:
     "'about N min for K cells, J at a time', from a timed training step of each pair (`time_step`, a cell's share of the cores) and the datasets' split sizes; '' on a GPU or before the sizes are known."
     import torch
@@ -384,7 +393,7 @@ def grid_estimate(study:Study, # the checked study
         epoch = batches(n["train"]) * s + (batches(n["val"]) + batches(min(n["train"], 512))) * s / 3
         return CELL_START + (study.epochs + study.freeze_epochs * study.pretrained) * epoch + batches(n["test"]) * s / 3
     total = sum(cell_seconds(c) for c in todo) / max(1, min(jobs, len(todo)))
-    return f"estimate: about {max(1, round(total / 60))} min for {len(todo)} cell{'s' if len(todo) > 1 else ''}, {min(jobs, len(todo))} at a time (from a timed training step of each pair on this machine; the report comes after)"
+    return f"estimate: about {max(1, round(total / 60))} min for {len(todo)} {what if len(todo) > 1 else what.replace('cells', 'cell', 1)}, {min(jobs, len(todo))} at a time (from a timed training step of each pair on this machine; the report comes after)"
 
 # %% ../nbs/07d_grid.ipynb #c013he
 def run_counts(states:dict,             # each selected cell's state
@@ -446,6 +455,146 @@ def show_progress(bar,          # the grid's tqdm bar
     threading.Thread(target=tick, daemon=True).start()
     return stop
 
+# %% ../nbs/07d_grid.ipynb #c013p
+def run_batch(todo:list,           # the cells to run now
+              folder:Path,         # the study folder
+              study:Study,         # the checked study
+              counts:Counter,      # the run's counts, updated as cells finish
+              kwargs_of,           # cell -> `run_cell`'s tuned / fingerprint / data_fingerprint
+              label:str,           # the progress bar's label
+              notebook=None, jobs:int|None=None, gpus:list|None=None, executor:str="local", address:str|None=None,
+              cpus_per_cell:float=1, gpus_per_cell:float=0, progress:bool=True, log=print):
+    "Run `todo` on the executor with a progress bar and the running cells' epochs beside it (`show_progress`); failed cells are said as they fail."
+    t0, finished, bar = time.time(), Counter(), tqdm(total=len(todo), desc=label, unit="cell", disable=not progress, file=sys.stderr)
+    def on_done(cell, state):
+        counts[state] += 1; finished[state] += 1; bar.update(1)
+        if state == "failed": log(f"failed: {cell.key} (see {cell_dir(folder, cell) / CELL.error})")
+    ticking = show_progress(bar, folder, todo, study.epochs + study.freeze_epochs * study.pretrained, finished, t0) if progress and todo else threading.Event()
+    try:
+        if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done)
+        else: run_local(todo, folder, notebook, jobs or auto_jobs(study.device, len(todo), gpus), gpus, kwargs_of, on_done)
+    finally: ticking.set(); bar.close()
+
+# %% ../nbs/07d_grid.ipynb #c013q
+def look_cells(cells:list,                     # every cell of the study (`study_cells`)
+               study:Study,                    # the checked study, with `looks`
+               k:int,                          # the look (1 = the first)
+               previous:pd.DataFrame|None=None # the decisions after look k - 1 (`attnmed.looks.decide_look`)
+              ) -> list:
+    "The cells look `k` needs: the first `looks[k-1]` seeds of every cell at the first look; later, of the arms still open after the previous look (`open_arms`)."
+    seeds = set(study.seeds[: study.looks[k - 1]])
+    arms = None if k == 1 else open_arms(previous)
+    return [c for c in cells if c.seed in seeds and (arms is None or (c.dataset, c.arch, c.augment, c.attention) in arms)]
+
+# %% ../nbs/07d_grid.ipynb #c013r
+def read_look_decisions(folder:Path, # the study folder
+                        study:Study, # the checked study
+                        k:int        # the look
+                       ) -> pd.DataFrame|None:
+    "The decisions written after look `k` (None: not decided yet); refused, naming the file, when they were decided under another design (looks, spending, α, margin, comparisons)."
+    f = Path(folder) / STUDY.look(k)
+    if not f.exists(): return None
+    try: rec = json.loads(f.read_text())
+    except (OSError, ValueError) as e: raise StudyConfigError(f"{f} cannot be read ({type(e).__name__}); it holds look {k}'s final decisions: restore it, or move {f.parent} away to start the design again", study.source, "seeds") from None
+    design = dict(looks=list(study.looks), spending=study.spending, alpha=study.alpha, margin=study.equivalence_margin, comparisons=study.comparisons)
+    if not isinstance(rec, dict) or {k_: rec.get(k_) for k_ in design} != design:
+        raise StudyConfigError(f"{f} was decided under another design ({ {k_: rec.get(k_) for k_ in design} if isinstance(rec, dict) else 'unreadable'}); the study now says {design}: "
+                               f"a look's decision is final, so move {f.parent} away to start the design again", study.source, "seeds")
+    return pd.DataFrame(rec.get("decisions") or [])
+
+# %% ../nbs/07d_grid.ipynb #c013s
+def comparisons_at(folder:Path, # the study folder
+                   study:Study, # the checked study
+                   seeds:list   # the seeds seen at this look
+                  ) -> pd.DataFrame:
+    "The rows of `compare` on the done cells of `seeds`, with their predictions and histories: what a look is read from."
+    r = cell_results(folder, study)
+    r = r[r.seed.isin(seeds)] if len(r) else r
+    if not len(r): return pd.DataFrame()
+    return compare(r, study.comparisons, predictions=load_cell_files(folder, r, CELL.predictions), margin=study.equivalence_margin, alpha=study.alpha,
+                   histories=load_cell_files(folder, r, CELL.history), declared_seeds=len(seeds))
+
+# %% ../nbs/07d_grid.ipynb #c013t
+def record_look(folder:Path,                     # the study folder
+                study:Study,                     # the checked study
+                k:int,                           # the look just finished
+                previous:pd.DataFrame|None=None  # the decisions after look k - 1
+               ) -> pd.DataFrame:
+    "Read look `k` (`decide_look`) and write its decisions to `looks/look-k.json` atomically: the seeds it saw, each comparison's status, repeated interval and the level spent."
+    seeds = study.seeds[: study.looks[k - 1]]
+    table = comparisons_at(folder, study, seeds)
+    d = decide_look(table, k, study.looks, previous, study.equivalence_margin, study.alpha, study.spending) if len(table) else pd.DataFrame()
+    rec = dict(look=k, looks=list(study.looks), spending=study.spending, alpha=study.alpha, margin=study.equivalence_margin, comparisons=study.comparisons,
+               seeds=list(seeds), decisions=json.loads(d.to_json(orient="records")) if len(d) else [])
+    atomic_write_json(Path(folder) / STUDY.look(k), rec)
+    return d
+
+# %% ../nbs/07d_grid.ipynb #c013u
+def look_line(decisions:pd.DataFrame, # the decisions after look k
+              k:int,                  # the look
+              study:Study             # the checked study
+             ) -> str:
+    "One line on what look `k` decided: the declared comparisons' statuses, and what the next look trains."
+    prim = decisions[decisions.family == "primary"] if len(decisions) else decisions
+    said = ", ".join(f"{n} {s}" for s, n in Counter(prim.status).items()) if len(prim) else "no declared comparison could be read"
+    arms = open_arms(decisions)
+    nxt = (f"look {k + 1} trains seeds {study.seeds[study.looks[k - 1]]}-{study.seeds[study.looks[k] - 1]} of {len(arms)} arm{'s' if len(arms) != 1 else ''}"
+           if arms and k < len(study.looks) else "done: every declared comparison is decided")
+    return f"look {k} of {len(study.looks)} ({study.looks[k - 1]} seeds): {said}; {nxt}"
+
+# %% ../nbs/07d_grid.ipynb #c013v
+def run_looks(study:Study,  # the checked study, with `looks`
+              folder:Path,  # the study folder
+              cells:list,   # the selected cells
+              todo:list,    # the cells not done
+              run,          # (cells, label) -> runs them (`run_batch`)
+              log=print     # where the grid's lines go
+             ) -> pd.DataFrame|None:
+    "Run the looks in turn: a decided look is read from its file, an undecided one trained (the cells of `look_cells` not done) and then decided only when all its cells have finished; the last decisions (None: a look is unfinished)."
+    every, previous, todo, ran = study_cells(study), None, set(todo), set()
+    for k in range(1, len(study.looks) + 1):
+        mine = look_cells(every, study, k, previous)
+        decided = read_look_decisions(folder, study, k)
+        if decided is None:
+            batch = [c for c in cells if c in todo and c in set(mine) and c not in ran]; ran |= set(batch)
+            run(batch, f"look {k}/{len(study.looks)}")
+            if STOP.is_set(): return None
+            states = cell_table(folder, study).set_index("folder").state
+            left = [c.key for c in mine if states.get(c.key) in ("todo", "running", "damaged")]
+            if left:
+                log(f"look {k}: {len(left)} of its cells have not finished (e.g. {left[0]}): run the grid again to finish them; the look is read once they have"); return None
+            decided = record_look(folder, study, k, previous)
+        log(look_line(decided, k, study)); previous = decided
+        if not len(open_arms(decided)): break
+    return previous
+
+# %% ../nbs/07d_grid.ipynb #c013w
+def last_look(folder:Path, # the study folder
+              study:Study  # the checked study
+             ) -> tuple:
+    "`(k, decisions)` of the last look decided so far (`(0, None)`: none yet, or not a sequential design)."
+    k, last = 0, None
+    for j in range(1, len(study.looks) + 1):
+        d = read_look_decisions(folder, study, j)
+        if d is None: break
+        k, last = j, d
+    return k, last
+
+# %% ../nbs/07d_grid.ipynb #c013w1
+def design_cells(table:pd.DataFrame, # `cell_table` of the study
+                 folder:Path,        # the study folder
+                 study:Study         # the checked study
+                ) -> pd.DataFrame:
+    "The rows of `table` the design has asked for so far: every cell of a fixed design; under a sequential one, the cells of the looks decided and of the next look, if any comparison is still open (the seeds it saved are no unfinished work)."
+    if not study.looks: return table
+    k, decisions = last_look(folder, study)
+    every = study_cells(study)
+    keys = {c.key for c in look_cells(every, study, 1)}
+    last = k + (1 if k and k < len(study.looks) and len(open_arms(decisions)) else 0)   # the looks decided, and the next one while any comparison is open
+    for j in range(2, last + 1):
+        keys |= {c.key for c in look_cells(every, study, j, read_look_decisions(folder, study, j - 1))}
+    return table[table.folder.isin(keys)]
+
 # %% ../nbs/07d_grid.ipynb #c013g
 def run_grid(study:Study|str|Path,    # the study (or its YAML file)
              out:str|Path="outputs",  # the output folder; the study goes to OUT/<name>
@@ -470,21 +619,20 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
     tuned = tuned_or_refuse(study, folder, cells, refuse=not dry_run)
     check_before_cells(study, cells, dry_run, executor, log)
     fps, expected, states, todo = cell_states(study, folder, cells, tuned, dry_run, retry_failed, rerun_changed, log)
-    if todo and (estimate := grid_estimate(study, todo, jobs or auto_jobs(study.device, len(todo), gpus))): log(estimate)
+    first = todo if not study.looks else [c for c in todo if c in set(look_cells(study_cells(study), study, 1))]   # a sequential design: its first look
+    if first and (estimate := grid_estimate(study, first, jobs or auto_jobs(study.device, len(first), gpus), "cells of the first look" if study.looks else "cells")): log(estimate)
     if dry_run: return dry_run_summary(study, cells, states, todo, log, out)
+    if study.looks and only: raise StudyConfigError("--only cannot be used with a sequential design (seeds: {looks: ...}): each look is decided on all its cells", study.source, "seeds")
     open_study_folder(study, folder, fps)
-    counts = run_counts(states, retry_failed, rerun_changed)
-    t0, bar = time.time(), tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"grid {study.name}", unit="cell", disable=not progress, file=sys.stderr)
-    def on_done(cell, state):
-        counts[state] += 1; bar.update(1)
-        if state == "failed": log(f"failed: {cell.key} (see {cell_dir(folder, cell) / 'error.txt'})")
+    counts, t0 = run_counts(states, retry_failed, rerun_changed), time.time()
     kwargs_of = lambda c: dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=cell_data_fingerprint(study, c, fps))
-    ticking = show_progress(bar, folder, todo, study.epochs + study.freeze_epochs * study.pretrained, counts, t0) if progress else threading.Event()
+    run = lambda batch, label: run_batch(batch, folder, study, counts, kwargs_of, label, notebook=notebook, jobs=jobs, gpus=gpus, executor=executor,
+                                         address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, progress=progress, log=log)
     try:
-        if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done)
-        else: run_local(todo, folder, notebook, jobs or auto_jobs(study.device, len(todo), gpus), gpus, kwargs_of, on_done)
+        if study.looks: run_looks(study, folder, cells, todo, run, log)
+        else: run(todo, f"grid {study.name}")
     finally:   # finished or interrupted: the results so far are written and summed up
-        ticking.set(); bar.close(); _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder))
+        _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder))
     counts["failed"] += counts.pop("old_failed", 0)
     return counts
 

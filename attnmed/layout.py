@@ -46,6 +46,8 @@ class StudyFiles:
     report_notebook:str = "report.ipynb"     # the executed report notebook
     report_page:str = "report.html"          # the report, rendered
     explanations:str = "explanations"        # the explanation notebook's tables and figures (`EXPLANATION_TABLES`, `<name>.csv`)
+    looks:str = "looks"                      # a sequential design's decisions, one file per look (`look(k)`), each final once written
+    def look(self, k:int) -> str: return f"{self.looks}/look-{k}.json"   # the decisions after look k (1 = the first)
     @property
     def explain_error(self) -> str: return f"{self.explanations}/{CELL.error}"   # why the explanation notebook failed (the report says so)
 

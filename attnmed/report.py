@@ -5,22 +5,25 @@
 # %% ../nbs/08_report.ipynb #c002
 from __future__ import annotations
 import sys, tempfile
+from collections import Counter
 from pathlib import Path
 import numpy as np
 import pandas as pd
+from scipy import stats
 from .config import atomic_write_text
 from .execute import NotebookError, execute_notebook, notebook_path
 from .explain import METHOD_NAMES
-from .statistics import compare, plan, pooled_effects
+from .statistics import NOT_DECIDED, VERDICTS, compare, detectable_ncp, plan, pooled_effects
+from .looks import KEY, pooled_look, read_pooled
 from .study import KEYS, cell_results, cell_table, extra_test_metrics, load_cell_files, read_study
 from .layout import CELL, STUDY
 
 # %% auto #0
 __all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'SAFE_TAGS', 'SELF_CONTAINED_TEMPLATE', 'summarise', 'format_summary',
-           'study_comparisons', 'plan_refusal', 'design_table', 'unfinished_sentence', 'answer_table', 'load_answer',
-           'medmnist_table', 'untrusted', 'reliability_sentences', 'shortcut_sentence', 'concept_sentences',
-           'no_signal_sentences', 'render_explanations', 'safe_html', 'notebook_html', 'render_cell_pages',
-           'render_report']
+           'study_comparisons', 'looked_row', 'looked_comparisons', 'looks_summary', 'plan_refusal', 'pilot_variances',
+           'design_table', 'unfinished_sentence', 'answer_table', 'load_answer', 'medmnist_table', 'untrusted',
+           'reliability_sentences', 'shortcut_sentence', 'concept_sentences', 'no_signal_sentences',
+           'render_explanations', 'safe_html', 'notebook_html', 'render_cell_pages', 'render_report']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame,                                            # `attnmed.study.cell_results` of a study
@@ -52,18 +55,89 @@ def study_comparisons(results:pd.DataFrame,             # `attnmed.study.cell_re
                       predictions:dict,                 # {(dataset, arch, augment, attention, seed): predictions frame}
                       study,                            # the study (its comparisons, margin and alpha)
                       extra_predictions:dict|None=None, # per extra test set, the cells' predictions
-                      histories:dict|None=None          # the cells' per-epoch histories (convergence is checked with them)
+                      histories:dict|None=None,         # the cells' per-epoch histories (convergence is checked with them)
+                      looks:tuple=(0, None)             # a sequential design's `(k, decisions)` of its last look decided (`attnmed.grid.last_look`)
                      ) -> dict:
-    "{test set: {'comparisons': rows of `compare`, 'pooled': rows of `pooled_effects`}} for the test set ('test') and each extra test set."
+    "{test set: {'comparisons': rows of `compare`, 'pooled': rows of `pooled_effects`}} for the test set ('test') and each extra test set; under a sequential design the test set's rows are its looks' decisions (`looked_comparisons`)."
     out = {}
     sets = {"test": ("balanced_accuracy", predictions or {})}
     for col in extra_test_metrics(results): sets[col.replace("balanced_accuracy_", "")] = (col, (extra_predictions or {}).get(col.replace("balanced_accuracy_", "")) or {})
     for name, (metric, preds) in sets.items():
         sub = results.dropna(subset=[metric])
+        if name == "test" and looks[1] is not None:   # the declared test set of a sequential design: read as its looks decided
+            out[name] = dict(zip(("comparisons", "pooled"), looked_comparisons(sub, preds, study, histories, *looks))); continue
         c = compare(sub, study.comparisons, metric=metric, predictions=preds, margin=study.equivalence_margin, alpha=study.alpha, histories=histories,
                     declared_seeds=len(study.seeds))
         out[name] = dict(comparisons=c, pooled=pooled_effects(c, study.equivalence_margin, study.alpha) if len(c) else pd.DataFrame())
     return out
+
+# %% ../nbs/08_report.ipynb #c008t
+def looked_row(row:dict,      # the comparison's `compare` row on the seeds of its look
+               d:dict,        # its decision (`decide_look`)
+               looks:list,    # the planned seeds at each look
+               decided:int,   # the last look decided so far
+               spending:str   # obf or pocock
+              ) -> dict:
+    "`row` with the look's decision: the repeated interval, level and verdict, the look it stopped at, or why it is not decided (still open: the next look has not run)."
+    r = dict(row, look=int(d["look"]), looks=len(looks), p_adjusted=np.nan, p=np.nan)
+    if d["status"] in VERDICTS:
+        level, df, se = float(d["level"]), float(d["df"]), float(row["se"])
+        q = stats.t.ppf(1 - level / 2, df)
+        r.update(ci_low=d["ci_low"], ci_high=d["ci_high"], ci_level=1 - level, df=df, verdict=d["status"], undecided="", mde=detectable_ncp(q, df) * se,
+                 adjustment=f"repeated interval at look {r['look']} of {len(looks)}: {spending} spending of its Holm share α = {float(d['share']):.3g}")
+    else:
+        why = d.get("undecided") or ""
+        if d["status"] == "open": why = f"still open after look {decided} of {len(looks)} ({looks[decided - 1]} seeds): run the grid again to train look {decided + 1}"
+        r.update(ci_low=np.nan, ci_high=np.nan, verdict=NOT_DECIDED, undecided=why, mde=np.nan)
+    return r
+
+# %% ../nbs/08_report.ipynb #c008u
+def looked_comparisons(results:pd.DataFrame, # `cell_results`, the test set's metric present
+                       predictions:dict,     # the cells' predictions
+                       study,                # the study (its looks, comparisons, margin, alpha, spending)
+                       histories:dict|None,  # the cells' histories
+                       decided:int,          # the last look decided
+                       decisions:pd.DataFrame # its decisions
+                      ) -> tuple:
+    "(comparisons, pooled) of a sequential design: each comparison read at the look it stopped at (`looked_row`), each pooled line at its `pooled_look` (`read_pooled`)."
+    cache = {}
+    def at(k):   # `compare` on the seeds of look k
+        if k not in cache:
+            cache[k] = compare(results[results.seed.isin(study.seeds[: study.looks[k - 1]])], study.comparisons, predictions=predictions, margin=study.equivalence_margin,
+                               alpha=study.alpha, histories=histories, declared_seeds=study.looks[k - 1])
+        return cache[k]
+    key = lambda r: tuple(r[k] for k in KEY)
+    rows = []
+    for d in decisions.to_dict("records"):
+        hit = [r for r in at(int(d["look"])).to_dict("records") if key(r) == key(d)]
+        if hit: rows.append(looked_row(hit[0], d, study.looks, decided, study.spending))
+    comparisons = pd.DataFrame(rows)
+    lines, at_look = [], []
+    for (v, b), g in comparisons[comparisons.family == "primary"].groupby(["variant", "baseline"], sort=False) if len(comparisons) else ():
+        k = pooled_look(decisions, v, b)
+        t = at(k) if k else g
+        lines.append(pooled_effects(t[(t.family == "primary") & (t.variant == v) & (t.baseline == b)], study.equivalence_margin, study.alpha)); at_look.append(k or 0)
+    pooled = read_pooled(pd.concat(lines, ignore_index=True), at_look, study.looks, study.equivalence_margin, study.alpha, study.spending) if lines else pd.DataFrame()
+    return comparisons, pooled
+
+# %% ../nbs/08_report.ipynb #c008v
+def looks_summary(study,          # the study, with `looks`
+                  history:list,   # the decisions after each look decided so far (`attnmed.grid.read_look_decisions`), in order
+                  cells:pd.DataFrame # `cell_table` of the study: every cell the design could have trained
+                 ) -> str:
+    "Markdown: the sequential design in words, what each look decided, and the cells it trained against a fixed design with the last look's seeds."
+    name = "O'Brien–Fleming" if study.spending == "obf" else "Pocock"
+    out = [f"**Seeds on demand.** This study ran a sequential design: looks at {', '.join(map(str, study.looks))} seeds with {name}-type α spending (Lan & DeMets 1983). "
+           "At each look every open declared comparison's repeated confidence interval (Jennison & Turnbull 1989) is read at the level the spending allows there, α shared by Holm "
+           "and passed on as comparisons are shown better or worse (Maurer & Bretz 2013). A comparison stops **better** or **worse** when its interval excludes 0 and "
+           f"**equivalent** when it lies within ±{study.equivalence_margin:g} pp (a non-binding stop: it frees no α); only open comparisons' arms got more seeds. "
+           "An interval is read at its look's level, not 95 %, and holds at whatever look it is read."]
+    for k, d in enumerate(history, 1):
+        prim = d[d.family == "primary"] if len(d) else d
+        out.append(f"- look {k} ({study.looks[k - 1]} seeds): " + (", ".join(f"{n} {s}" for s, n in Counter(prim.status).items()) if len(prim) else "nothing to read"))
+    trained, planned = int((cells.state != "todo").sum()), len(cells)
+    out.append(f"\nIt trained {trained} of the {planned} cells a fixed design of {study.looks[-1]} seeds would: {planned - trained} saved ({100 * (planned - trained) / max(planned, 1):.0f} %).")
+    return "\n".join(out)
 
 # %% ../nbs/08_report.ipynb #c008aa
 def plan_refusal(comparisons:pd.DataFrame # rows of `attnmed.statistics.compare`
@@ -76,6 +150,15 @@ def plan_refusal(comparisons:pd.DataFrame # rows of `attnmed.statistics.compare`
     return ("no follow-up can be planned from this study: none of its declared comparisons was decided (" + "; ".join(reasons)
             + "); a plan from them would rest on a variance that says nothing about a study that works. Fix that first, then plan from the result")
 
+# %% ../nbs/08_report.ipynb #c008ab
+def pilot_variances(comparisons:pd.DataFrame # rows of `attnmed.statistics.compare`, at least one declared comparison decided (`plan_refusal`)
+                   ) -> dict:
+    "What a follow-up is planned from: the median variance components of the decided declared comparisons (one seed's, and the items'), their median seeds (2.5 rounds to 3), the family (the comparisons that can be decided) and α."
+    prim = comparisons[comparisons.family == "primary"]
+    ok = prim[(prim.undecided == "") & prim.se.notna() & (prim.seeds > 1)]   # decided comparisons only: an undecided pilot's variance plans nothing
+    return dict(var_seed_1=float(np.median(ok.var_seed * ok.seeds)), var_item_1=float(np.median(ok.var_item)), pilot_seeds=int(np.median(ok.seeds) + 0.5),
+                family_size=len(ok), alpha=float(ok.alpha.iloc[0]), margin=float(ok.margin.iloc[0]))
+
 # %% ../nbs/08_report.ipynb #c008a
 def design_table(comparisons:pd.DataFrame,    # rows of `attnmed.statistics.compare`
                  effects=(1.0, 2.0, 3.0, 5.0) # effects (pp) to plan for
@@ -85,9 +168,8 @@ def design_table(comparisons:pd.DataFrame,    # rows of `attnmed.statistics.comp
     t = prim[["dataset", "arch", "augment", "variant", "baseline", "seeds", "items", "sd_seed", "mde"]].rename(
         columns={"sd_seed": "seed-to-seed sd (pp)", "mde": "detectable with 80 % power (± pp)"}).round(2)
     if plan_refusal(comparisons): return t, None
-    ok = prim[(prim.undecided == "") & prim.se.notna() & (prim.seeds > 1)]   # decided comparisons only: an undecided pilot's variance plans nothing
-    return t, plan(float(np.median(ok.var_seed * ok.seeds)), float(np.median(ok.var_item)), effects, family_size=len(prim), alpha=float(ok.alpha.iloc[0]),
-                   pilot_seeds=int(np.median(ok.seeds)))
+    p = pilot_variances(comparisons)
+    return t, plan(p["var_seed_1"], p["var_item_1"], effects, family_size=p["family_size"], alpha=p["alpha"], pilot_seeds=p["pilot_seeds"])
 
 # %% ../nbs/08_report.ipynb #c009u
 def unfinished_sentence(cells:pd.DataFrame, # `attnmed.study.cell_table` of the study (a `state` per cell)

@@ -14,10 +14,11 @@ from scipy import stats
 __all__ = ['RATIOS', 'VERDICTS', 'NOT_DECIDED', 'DEFAULT_COMPARISONS', 'GROUP', 'seed_bound', 'effective_df', 'Contrast',
            'variance_parts', 'mean_contrast', 'PairedEffect', 'balanced_accuracy_weights', 'item_contrast',
            'paired_effect', 'detectable_ncp', 'decide', 'holm', 'at_chance', 'still_improving', 'expand_comparisons',
-           'paired_frames', 'correctness_deltas', 'item_differences', 'item_level', 'arm_at_chance', 'undecided_reason',
-           'contrast_row', 'decide_comparisons', 'compare', 'interval_digits', 'verdict_sentence', 'carry_guards',
-           'pooled_effects', 'pooled_sentence', 'forest_plot', 'design_se', 'power', 'expected_power', 'plan',
-           'mcnemar_test', 'mean_ci', 'use_case_table', 'friedman_nemenyi', 'cd_diagram', 'config_table']
+           'paired_frames', 'correctness_deltas', 'item_differences', 'item_level', 'arm_at_chance', 'cells_at_chance',
+           'undecided_reason', 'contrast_row', 'decide_comparisons', 'compare', 'interval_digits', 'verdict_sentence',
+           'carry_guards', 'other_items', 'pooled_effects', 'pooled_sentence', 'forest_plot', 'design_se', 'power',
+           'expected_power', 'plan', 'mcnemar_test', 'mean_ci', 'use_case_table', 'friedman_nemenyi', 'cd_diagram',
+           'config_table']
 
 # %% ../nbs/05_statistics.ipynb #c005
 import functools
@@ -252,12 +253,18 @@ def at_chance(frame:pd.DataFrame # one run's predictions (label, prediction)
 
 # %% ../nbs/05_statistics.ipynb #c022a
 def still_improving(history:pd.DataFrame,                 # one run's per-epoch history (`history.csv`)
-                    tolerance:float=0.01,                 # a gain larger than this (in the metric's units) in the last epoch counts
+                    tolerance:float=0.01,                 # a gain larger than this (in the metric's units), in the last epoch or across the last third, counts
                     column:str="balanced_accuracy_score"  # the validation metric
                    ) -> bool:
-    "The validation metric rose by more than `tolerance` above every earlier epoch in the run's last epoch."
+    """The validation metric rose by more than `tolerance` above every earlier epoch in the run's last epoch, or it is still climbing: over the last
+    third of the epochs (at least 3; runs of 6 or more epochs), a least-squares slope that is positive at one-sided 0.1 % and rises by more than `tolerance` across them."""
     v = history[column].dropna().to_numpy(float) if column in history else np.array([])
-    return bool(len(v) >= 2 and v[-1] - v[:-1].max() > tolerance)
+    if len(v) >= 2 and v[-1] - v[:-1].max() > tolerance: return True
+    if len(v) < 6: return False
+    w = v[-max(3, len(v) // 3):]
+    if np.ptp(w) == 0: return False
+    fit = stats.linregress(np.arange(len(w)), w, alternative="greater")
+    return bool(fit.pvalue < 0.001 and fit.slope * (len(w) - 1) > tolerance)
 
 # %% ../nbs/05_statistics.ipynb #c025
 DEFAULT_COMPARISONS = ({"variant": "*", "baseline": "none"},)
@@ -316,6 +323,15 @@ def arm_at_chance(frames:list, # `paired_frames` of a comparison
     "The arm is at chance (`at_chance`) on every seed."
     return all(at_chance(f.rename(columns={f"prediction_{arm}": "prediction"})) for f in frames)
 
+# %% ../nbs/05_statistics.ipynb #c028cb
+def cells_at_chance(rows:pd.DataFrame # one arm's cells (`attnmed.study.cell_results` rows: balanced_accuracy, its bootstrap interval and `classes`)
+                   ) -> bool:
+    "Without predictions: every cell's balanced accuracy is within 1.645 of its own bootstrap standard errors of chance, 1/K (False when the columns are missing)."
+    need = {"classes", "balanced_accuracy", "balanced_accuracy_ci_low", "balanced_accuracy_ci_high"}
+    if not len(rows) or not need <= set(rows.columns): return False
+    se = (rows.balanced_accuracy_ci_high - rows.balanced_accuracy_ci_low) / 3.92
+    return bool((rows.balanced_accuracy - 1 / rows.classes <= 1.645 * se).all())
+
 # %% ../nbs/05_statistics.ipynb #c028ca
 def undecided_reason(per_seed:np.ndarray,          # the per-seed differences
                      frames:list|None=None,        # per seed, the merged predictions (`paired_frames`)
@@ -334,7 +350,8 @@ def undecided_reason(per_seed:np.ndarray,          # the per-seed differences
     if frames:
         if all((f.prediction_v.values == f.prediction_b.values).all() for f in frames): return "the two arms made identical predictions on every item of every seed: nothing differs to be tested"
         if all((correctness_deltas(f) == 0).all() for f in frames): return "the two arms were right and wrong on exactly the same items on every seed: nothing differs to be tested"
-        if all(chance or (arm_at_chance(frames, "v"), arm_at_chance(frames, "b"))): return "both models are at chance (balanced accuracy not above 1/K by more than its test-item noise): nothing to compare"
+    if all(chance if chance is not None else (arm_at_chance(frames, "v"), arm_at_chance(frames, "b")) if frames else (False, False)):
+        return "both models are at chance (balanced accuracy not above 1/K by more than its test-item noise): nothing to compare"
     if np.ptp(per_seed) <= 1e-9 * max(1.0, float(np.abs(per_seed).max())): return f"the difference is the same on every seed ({scale * per_seed[0]:+.2f} {unit}): the seeds varied nothing this comparison can see, so its training randomness cannot be measured"
     up_v, n_v, up_b, n_b = improving
     if n_v and n_b and up_v >= n_v / 2 and up_b >= n_b / 2:
@@ -343,7 +360,7 @@ def undecided_reason(per_seed:np.ndarray,          # the per-seed differences
     return ""
 
 # %% ../nbs/05_statistics.ipynb #c030
-def _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, unit, declared=None):
+def _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, unit, declared=None, chance_hint=(False, False)):
     "The contrast, sources, notes and undecided reason of one comparison (see `compare`)."
     seeds = sorted(set(v.index) & set(b.index)); notes = []
     one = sorted(set(v.index) ^ set(b.index))   # a seed with one arm only: a failed or missing cell
@@ -376,7 +393,7 @@ def _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale
             hs = [h for h in (histories.get((*keys, a, s)) for s in seeds) if h is not None]
             per_arm += [sum(still_improving(h) for h in hs), len(hs)]
         improving = tuple(per_arm)
-    chance = (arm_at_chance(frames, "v"), arm_at_chance(frames, "b")) if frames else (False, False)
+    chance = (arm_at_chance(frames, "v"), arm_at_chance(frames, "b")) if frames else tuple(chance_hint)   # without predictions: from each cell's own interval
     for name, alone in ((variant, chance[0] and not chance[1]), (baseline, chance[1] and not chance[0])):
         if alone: notes.append(f"{name} is at chance on every seed (it learned nothing)")
     for name, up, n in ((variant, *improving[:2]), (baseline, *improving[2:])):
@@ -438,7 +455,8 @@ def compare(results:pd.DataFrame,           # one row per cell: dataset, arch, a
         for keys, g in results.groupby(GROUP, sort=False):
             v, b = (g[g.attention == a].set_index("seed")[metric].dropna() for a in (variant, baseline))
             if not len(set(v.index) & set(b.index)): continue
-            contrast, sources, notes, reason = _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, "pp" if scale == 100 else "", declared_seeds)
+            hint = tuple(cells_at_chance(g[g.attention == a]) for a in (variant, baseline)) if metric == "balanced_accuracy" else (False, False)
+            contrast, sources, notes, reason = _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, "pp" if scale == 100 else "", declared_seeds, hint)
             seeds = list(contrast.seeds)
             rows.append(dict(zip(GROUP, keys), variant=variant, baseline=baseline, family=family, metric=metric,
                              variant_mean=float(v.loc[seeds].mean()), baseline_mean=float(b.loc[seeds].mean()),
@@ -477,11 +495,13 @@ def verdict_sentence(row:dict,                            # one row of the table
             "inconclusive": f"**inconclusive**: the interval holds both no effect and effects beyond ±{row['margin']:g} {unit}"}[v]
     if v == "better" and row["ci_high"] < row["margin"]: what += f", by less than the {row['margin']:g} {unit} margin"
     n = f"{row['seeds']} seeds" + (f" x {row['items']} test items" if row["items"] else "")
-    p = f"p={row['p_adjusted']:.2g}" + (" adjusted" if row["family"] == "primary" else "")
+    p = "" if not np.isfinite(row.get("p_adjusted", np.nan)) else f", p={row['p_adjusted']:.2g}" + (" adjusted" if row["family"] == "primary" else "")
+    look = row.get("look", np.nan); look = int(look) if look == look and look is not None else 0   # a sequential design's look, 0 otherwise
+    stopped = "" if not look else f" Stopped at look {look} of {int(row['looks'])}" + (": stopped early, its estimate is biased away from 0 (the repeated interval is not)." if look < row["looks"] else ".")
     d = interval_digits(row["ci_low"], row["ci_high"], v, row["margin"])   # as many digits as the verdict needs to agree with what is printed
     return (f"{where}: {row['effect']:+.{d}f} {unit} {metric_name}, {100 * row['ci_level']:.1f} % CI [{row['ci_low']:+.{d}f}, {row['ci_high']:+.{d}f}] "
-            f"({row['adjustment']}; {row['sources']}; t test, {n}, {row['df']:.0f} df, {p}): {what}. "
-            f"This design detects about ±{row['mde']:.1f} {unit} with 80 % power (its standard error is itself estimated, from {row['df']:.0f} df).{notes}")
+            f"({row['adjustment']}; {row['sources']}; t test, {n}, {row['df']:.0f} df{p}): {what}. "
+            f"This design detects about ±{row['mde']:.1f} {unit} with 80 % power (its standard error is itself estimated, from {row['df']:.0f} df).{stopped}{notes}")
 
 # %% ../nbs/05_statistics.ipynb #c036b
 def carry_guards(table:pd.DataFrame,   # another measure's comparisons (rows of `compare` on e.g. relevance mass)
@@ -526,6 +546,18 @@ def _pooled_line(g:pd.DataFrame, alpha_level:float, scale:float) -> dict:
     i2 = tau2 / (tau2 + vc.mean()) if k > 1 and tau2 + vc.mean() > 0 else np.nan
     return dict(effect=mu, var=v, df=df, tau2=tau2, i2=i2, pi=pi, datasets=G, seeds=S, conditional=bool(g.conditional.any()), undecided="")
 
+# %% ../nbs/05_statistics.ipynb #c038a
+def other_items(rows:pd.DataFrame # one pooled line's comparisons (rows of `compare`, with their contrasts)
+               ) -> pd.Series:
+    "Per row, why it cannot join the pool for its test items ('' when it can): a block (dataset, class) whose item ids differ from those of an earlier comparison on the same test set."
+    seen, out = {}, []
+    for c in rows.contrast:
+        clash = [k for k, (ids, _) in c.blocks.items() if k in seen and (len(seen[k]) != len(ids) or not (seen[k] == ids).all())]
+        if clash: out.append(f"its test items on {clash[0][0]} differ from those of the other comparisons on it (their predictions hold other items), so they cannot be averaged as data"); continue
+        for k, (ids, _) in c.blocks.items(): seen.setdefault(k, ids)
+        out.append("")
+    return pd.Series(out, index=rows.index, dtype=object)
+
 # %% ../nbs/05_statistics.ipynb #c038b
 def pooled_effects(comparisons:pd.DataFrame, # rows of `attnmed.statistics.compare`
                    margin:float=1.0,         # equivalence margin (pp)
@@ -536,20 +568,21 @@ def pooled_effects(comparisons:pd.DataFrame, # rows of `attnmed.statistics.compa
     if not len(comparisons) or "contrast" not in comparisons: return pd.DataFrame()
     prim = comparisons[comparisons.family == "primary"]
     groups = list(prim.groupby(["variant", "baseline"], sort=False))
-    usable = {key: g[g.undecided == ""] for key, g in groups}
+    why = {key: g.undecided.where(g.undecided != "", other_items(g[g.undecided == ""]).reindex(g.index, fill_value="")) for key, g in groups}   # why each row is left out of its pool ('' : pooled)
+    usable = {key: g[why[key] == ""] for key, g in groups}
     n_lines = sum(len(u) > 0 for u in usable.values())
     lines = {key: _pooled_line(u, alpha / max(n_lines, 1), scale) if len(u) else dict(undecided="none of its comparisons could be decided")
              for key, u in usable.items()}
     p = np.array([2 * stats.t.sf(abs(l["effect"]) / math.sqrt(l["var"]), l["df"]) if not l["undecided"] and l["var"] > 0 else np.nan for l in lines.values()])
-    adj, level = holm(p, alpha)
+    adj, level = holm(p, alpha); n_decided = max(int(np.isfinite(p).sum()), 1)
     rows = []
     for i, ((variant, baseline), g) in enumerate(groups):
         l, u = lines[(variant, baseline)], usable[(variant, baseline)]
-        left = g[g.undecided != ""]
         by_reason = {}
-        for r in left.itertuples(): by_reason.setdefault(r.undecided, []).append(f"{r.dataset} / {r.arch}{' / aug' if r.augment else ''}")
+        for r, reason in zip(g.itertuples(), why[(variant, baseline)]):
+            if reason: by_reason.setdefault(reason, []).append(f"{r.dataset} / {r.arch}{' / aug' if r.augment else ''}")
         left_out = "; ".join(f"{', '.join(where)} ({reason})" for reason, where in by_reason.items())
-        base = dict(variant=variant, baseline=baseline, k=len(u), k_declared=len(g), left_out=left_out, margin=margin, pooled_over=len(groups), alpha=alpha)
+        base = dict(variant=variant, baseline=baseline, k=len(u), k_declared=len(g), left_out=left_out, margin=margin, pooled_over=n_decided, alpha=alpha)
         if l["undecided"] or not np.isfinite(p[i]):
             rows.append(dict(base, effect=float(g.effect.mean()) if len(g) else np.nan, se=np.nan, df=np.nan, ci_low=np.nan, ci_high=np.nan,
                              ci_level=np.nan, pi_low=np.nan, pi_high=np.nan, tau=np.nan, i2=np.nan, p_adjusted=np.nan, verdict=NOT_DECIDED, mde=np.nan,
@@ -578,7 +611,8 @@ def pooled_sentence(row:dict,     # one row of the table, as a dict
     s = (f"{head} {what}: {row['effect']:+.{d}f} {unit} balanced accuracy averaged over {k} comparison{'s' if k != 1 else ''} "
          f"({row['datasets']} dataset{'s' if row['datasets'] != 1 else ''}, {row['seeds']} seeds each), {100 * row['ci_level']:.1f} % CI [{row['ci_low']:+.{d}f}, {row['ci_high']:+.{d}f}] "
          f"({counted}{', and the spread between comparisons' if k > 1 else ''}; {row['df']:.0f} df"
-         f"{'; Holm over ' + str(row['pooled_over']) + ' pooled lines' if row['pooled_over'] > 1 else ''}); this pool detects about ±{row['mde']:.1f} {unit} with 80 % power")
+         f"{'; Holm over ' + str(int(row['pooled_over'])) + ' decided pooled lines' if row['pooled_over'] > 1 else ''}"
+         f"{'; a repeated interval read at look ' + str(int(row['look'])) + ', the earliest at which one of its comparisons stopped' if row.get('look', 0) == row.get('look', 0) and row.get('look', 0) else ''}); this pool detects about ±{row['mde']:.1f} {unit} with 80 % power")
     if np.isfinite(row.get("pi_low", np.nan)):
         s += (f"; on a new dataset a study like this would measure {row['pi_low']:+.1f} to {row['pi_high']:+.1f} {unit} (95 % prediction interval over {row['datasets']} datasets; "
               f"spread between comparisons τ = {row['tau']:.1f} {unit})")
@@ -682,25 +716,29 @@ def plan(var_seed_1:float,             # variance of one seed's effect (the pilo
          max_seeds:int=100,            # largest number of seeds considered
          pilot_seeds:int|None=None     # seeds the variances were estimated from (None: take them as known)
         ) -> pd.DataFrame:
-    "Seeds needed to detect each effect (pp) with `target` expected power at each test-set size (multiples of the pilot's), and the range the pilot's uncertainty leaves."
-    def need(e, f, v, expected=True):
-        pw = (lambda s: expected_power(e, v, var_item_1, s, pilot_seeds, f, alpha, family_size)) if expected else (lambda s: power(e, v, var_item_1, s, f, alpha, family_size))
+    """Seeds needed to detect each effect (pp) with `target` power at each test-set size (multiples of the pilot's), planned at the pilot's
+    median-unbiased seed variance (half of pilots ask too many, half too few), with the range the pilot's 10 % and 90 % plausible variances give
+    and the power expected at the planned seeds once that uncertainty is averaged over."""
+    def need(e, f, v):
+        pw = lambda s: power(e, v, var_item_1, s, f, alpha, family_size)
         if pw(max_seeds) < target: return None
         lo, hi = 3, max_seeds
         while lo < hi:
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if pw(mid) >= target else (mid + 1, hi)
         return lo
+    k = pilot_seeds if pilot_seeds and pilot_seeds > 1 else None
+    at = lambda q: var_seed_1 * (k - 1) / stats.chi2.ppf(q, k - 1) if k else var_seed_1   # the seed variance the pilot makes plausible at quantile q
     txt = lambda n: f"> {max_seeds}" if n is None else n
     rows = []
     for e in effects:
         row = {"effect (pp)": e}
         for f in items_factors:
-            row[f"seeds, {f}x test items"] = txt(need(e, f, var_seed_1))
-            if pilot_seeds and pilot_seeds > 1:
-                lo_v, hi_v = (var_seed_1 * (pilot_seeds - 1) / stats.chi2.ppf(q, pilot_seeds - 1) for q in (0.9, 0.1))
-                a, b = need(e, f, lo_v, False), need(e, f, hi_v, False)
-                row[f"range, {f}x"] = f"between {txt(a)} and {txt(b)}"
+            n = need(e, f, at(0.5))
+            row[f"seeds, {f}x test items"] = txt(n)
+            if k:
+                row[f"range, {f}x"] = f"between {txt(need(e, f, at(0.9)))} and {txt(need(e, f, at(0.1)))}"
+                row[f"expected power, {f}x"] = "–" if n is None else f"{100 * expected_power(e, var_seed_1, var_item_1, n, k, f, alpha, family_size):.0f} %"
         rows.append(row)
     return pd.DataFrame(rows)
 

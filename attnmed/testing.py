@@ -253,7 +253,10 @@ if fnmatch.fnmatch(key, os.environ.get("ATTNMED_QUICK_FAIL", "")): raise Runtime
 out = pathlib.Path(out_dir); (out / "models").mkdir(parents=True, exist_ok=True)
 (out / "models" / "best.pth").write_bytes(b"\\0" * int(os.environ.get("ATTNMED_QUICK_BYTES", "1024")))
 rng = np.random.default_rng(seed + 100 * (attention != "none"))
-labels = np.arange(40) % 2; p = np.clip(0.5 + (labels - 0.5) * rng.uniform(0, 0.8, 40), 0.01, 0.99)
+n_items = int(os.environ.get("ATTNMED_QUICK_ITEMS", "40"))
+labels = np.arange(n_items) % 2; p = np.clip(0.5 + (labels - 0.5) * rng.uniform(0, 0.8, n_items), 0.01, 0.99)
+errors = dict(e.split("=") for e in os.environ.get("ATTNMED_QUICK_ERRORS", "").split(",") if "=" in e)   # e.g. none=0.3,se=0.05: each arm's chance of a wrong answer per item
+if attention in errors: p = np.where(np.random.default_rng([seed, sum(map(ord, attention))]).random(n_items) < float(errors[attention]), 1 - p, p)
 pred = (p > 0.5).astype(int)
 lines = ["id,label,prediction,prob_0,prob_1"] + [f"t{i},{l},{q},{1 - x:.4f},{x:.4f}" for i, (l, q, x) in enumerate(zip(labels, pred, p))]
 (out / "predictions.csv").write_text("\\n".join(lines) + "\\n")

@@ -210,3 +210,27 @@ def test_pretrained_weights_out_of_reach_are_refused_before_any_cell(tmp):
     assert not (tmp / "out" / "tiny").exists(), "refused before anything was written"
     r = subprocess.run([str(BIN / "attnmed-grid"), str(f), "--out", str(tmp / "out"), "--dry-run"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and "warning: resnet10t: its pretrained weights are not in the Hugging Face cache yet" in r.stdout, r.stdout + r.stderr
+
+def test_sequential_grid_stops_where_decided_and_a_kill_between_looks_repeats_nothing(tmp, quick):
+    "Looks [3, 5]: se (clearly better) stops at look 1, cbam (no effect) goes on; a kill in look 2 and a restart keep look 1's decision as written and lose no cell."
+    study, out, log = tiny_study(tmp, name="seq", attentions=["none", "se", "cbam"], seeds=dict(looks=[3, 5])), tmp / "out", tmp / "runs.log"
+    env = quick_env(items=400, errors="none=0.3,se=0.05,cbam=0.3", log=log)
+    p = grid(study, out, quick, env={**env, "ATTNMED_QUICK_SLEEP": "1"}, start_new_session=True)
+    look1 = out / "seq" / "looks" / "look-1.json"
+    wait_for(lambda: look1.exists() and any("seed3" in line for line in log.read_text().splitlines()), what="look 1 decided, look 2 running")
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    written = look1.read_bytes()
+    status = {d["variant"]: d["status"] for d in json.loads(written)["decisions"] if d["family"] == "primary"}
+    assert status == {"se": "better", "cbam": "open"}, status
+    rc, stdout, err = finish(grid(study, out, quick, env=env))
+    assert rc == 0, err[-2000:]
+    assert "look 1 of 2 (3 seeds): 1 better, 1 open; look 2 trains seeds 3-4 of 2 arms" in stdout, stdout
+    assert re.search(r"look 2 of 2 \(5 seeds\): 1 better, 1 (inconclusive|equivalent); done", stdout), stdout
+    assert look1.read_bytes() == written, "a look's decision is final: never decided again"
+    seeds_of = lambda att: sorted(int(f.parent.name[4:]) for f in out.glob(f"seq/*/*/{att}/noaug/seed*/metrics.json"))
+    assert (seeds_of("se"), seeds_of("cbam"), seeds_of("none")) == ([0, 1, 2], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]), "seeds only where the answer was open"
+    runs = [line.split()[0] for line in log.read_text().splitlines()]
+    assert len(set(runs)) == 13 and leftovers(out) == []
+    look2 = (out / "seq" / "looks" / "look-2.json").read_bytes()
+    rc, stdout, _ = finish(grid(study, out, quick, env=env))                # run again: nothing trains, the same decisions are read back
+    assert rc == 0 and "0 done, 13 skipped" in stdout and (out / "seq" / "looks" / "look-2.json").read_bytes() == look2, stdout

@@ -61,10 +61,13 @@ def test_small_goncalves_cardoso_runs_mldam_with_both_declared_comparisons_and_e
 def test_positive_control_finds_the_gain_that_exists(tmp):
     "The whole instrument (data, training, seeds, test items, verdict) finds a gain that exists: self-attention on synth-pair."
     out = tmp / "out"
-    r = run(["attnmed-grid", str(ROOT / "studies" / "positive-control-small.yaml"), "--out", str(out), "--jobs", "2"])
+    r_grid = r = run(["attnmed-grid", str(ROOT / "studies" / "positive-control-small.yaml"), "--out", str(out), "--jobs", "2"])
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     r = run(["attnmed-report", str(out / "positive-control-small"), "--no-explain"])
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "look 1 of 2 (3 seeds): 1 better; done: every declared comparison is decided" in r_grid.stdout, r_grid.stdout[-2000:]   # stopped at its first look
+    assert not list(out.glob("positive-control-small/**/seed3")), "no seed beyond the first look was trained"
     answer = answer_of((out / "positive-control-small" / "report.html").read_text())
     assert "<strong>mhsa</strong> (vs none) <strong>helps</strong>" in answer, answer[:3000]
-    assert "the attention <strong>helps</strong>" in answer
+    assert "the attention <strong>helps</strong>" in answer and "Stopped at look 1 of 2: stopped early" in answer
+    assert "It trained 6 of the 10 cells a fixed design of 5 seeds would: 4 saved (40 %)." in answer
