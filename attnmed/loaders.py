@@ -25,18 +25,28 @@ PROTOCOLS = ("attnmed", "goncalves-cardoso")
 
 # %% ../nbs/01g_loaders.ipynb #c011a
 class GoncalvesCardosoAugmentation(Transform):
-    "Gonçalves & Cardoso's training augmentation as one GPU batch transform: RandomAffine(degrees=10, translate=(0.05, 0.1), scale=(0.95, 1.05)), then a horizontal flip with probability 0.5."
+    """Gonçalves & Cardoso's training augmentation as one GPU batch transform, to the letter of their `get_transforms`: torchvision's
+    `RandomAffine(degrees=(-10, 10), translate=(0.05, 0.1), scale=(0.95, 1.05), shear=0, resample=NEAREST, fillcolor=(0, 0, 0))` (whole-pixel
+    shifts, nearest-neighbour resampling, black corners), then `RandomHorizontalFlip(p=0.5)`; per image, drawn as torchvision draws them."""
     split_idx, order = 0, 30
+    def draw(self, n:int, h:int, w:int, device=None) -> dict:
+        "Each image's angle (degrees), whole-pixel shifts, scale and flip, as `RandomAffine.get_params` and the flip draw them."
+        u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, device=device)
+        return dict(angle=u(-10.0, 10.0), tx=torch.round(u(-0.05 * w, 0.05 * w)), ty=torch.round(u(-0.1 * h, 0.1 * h)), scale=u(0.95, 1.05),
+                    flip=torch.rand(n, device=device) < 0.5)
+    def apply(self, x:torch.Tensor, p:dict) -> torch.Tensor:
+        "`x` (N, C, H, W) moved by the parameters `p`: torchvision's inverse affine map about the centre on its pixel grid, nearest neighbour, zeros outside, then the flips."
+        n, _, h, w = x.shape
+        rot = p["angle"].to(x.dtype) * math.pi / 180
+        cos, sin, s = torch.cos(rot) / p["scale"], torch.sin(rot) / p["scale"], torch.ones_like(rot)
+        tx, ty = p["tx"].to(x.dtype), p["ty"].to(x.dtype)
+        row0 = torch.stack([cos, sin * h / w, -(cos * tx + sin * ty) / (w / 2)], 1)      # output pixel -> input pixel, in grid_sample's [-1, 1]
+        row1 = torch.stack([-sin * w / h, cos, (sin * tx - cos * ty) / (h / 2)], 1)
+        grid = F.affine_grid(torch.stack([row0, row1], 1), list(x.shape), align_corners=False)
+        out = F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+        return torch.where(p["flip"].view(n, 1, 1, 1), out.flip(-1), out)
     def encodes(self, x:TensorImage):
-        n, dev = x.shape[0], x.device
-        u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, device=dev)
-        ang, scale = u(-math.pi / 18, math.pi / 18), u(0.95, 1.05)
-        tx, ty = u(-0.05, 0.05) * 2, u(-0.1, 0.1) * 2                # affine_grid's coordinates span 2 per image side
-        flip = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0)
-        cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale     # the inverse map: output pixel -> input pixel
-        theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return TensorImage(F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+        return TensorImage(self.apply(x, self.draw(x.shape[0], x.shape[-2], x.shape[-1], x.device)))
 
 # %% ../nbs/01g_loaders.ipynb #e002
 def augmentation_transforms(protocol:str="attnmed" # training protocol: attnmed or goncalves-cardoso
@@ -168,7 +178,7 @@ def make_dataloaders(data:ImageSplits,      # the dataset
                      device=None,           # where batches go (default: cpu)
                      oversample:bool=False, # draw training items so that classes come equally often
                      seed:int=0,            # seeds the augmentation's own random stream
-                     protocol:str="attnmed", # whose augmentation (`augmentation_transforms`)
+                     protocol:str="attnmed", # whose augmentation (`augmentation_transforms`); goncalves-cardoso also keeps the last, short training batch, as their `DataLoader` did
                      on_device:bool|None=None # hold the images on `device` (None: `data_on_device` decides)
                     ):
     "fastai `DataLoaders` (train, valid) plus a test `DataLoader`, each gathering whole batches from the uint8 tensors; returns `(dls, test_dl)`."
@@ -184,11 +194,11 @@ def make_dataloaders(data:ImageSplits,      # the dataset
     def ds(s):   # on the CPU colour images in memory are copied channels-first once (a transpose per batch would cost more than the gather); memory-mapped ones (a cache larger than memory, maybe) and those for a GPU stay as they are, each batch transposed
         d = SplitTensors(data.images[s], data.labels[s], contiguous=device.type == "cpu" and not isinstance(data.images[s], np.memmap))
         return d.to(device) if on_device else d
-    mk = lambda s, shuffle, tfms: GatherDL(ds(s), bs=batch_size, shuffle=shuffle, drop_last=shuffle and len(data.labels[s]) > batch_size,
-                                            after_batch=tfms, **opts)
+    drop = lambda n: n > batch_size and (protocol != "goncalves-cardoso" or n % batch_size == 1)   # theirs keep the last, short batch (but BatchNorm cannot train on one image)
+    mk = lambda s, shuffle, tfms: GatherDL(ds(s), bs=batch_size, shuffle=shuffle, drop_last=shuffle and drop(len(data.labels[s])), after_batch=tfms, **opts)
     if oversample:   # each item drawn with probability proportional to its class weight: classes equally often per epoch
         w = class_weights(data.labels["train"], data.n_classes)[data.labels["train"]]
-        train = WeightedGatherDL(ds("train"), wgts=w, bs=batch_size, shuffle=True, drop_last=len(w) > batch_size, after_batch=train_tfms, **opts)
+        train = WeightedGatherDL(ds("train"), wgts=w, bs=batch_size, shuffle=True, drop_last=drop(len(w)), after_batch=train_tfms, **opts)
     else: train = mk("train", True, train_tfms)
     dls = DataLoaders(train, mk("val", False, eval_tfms), device=device)
     dls.c, dls.vocab = data.n_classes, data.class_names
