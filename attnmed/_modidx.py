@@ -708,6 +708,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'attnmed.train.make_learner': ('train.html#make_learner', 'attnmed/train.py'),
                                'attnmed.train.plot_history': ('train.html#plot_history', 'attnmed/train.py'),
                                'attnmed.train.pretrained_weights': ('train.html#pretrained_weights', 'attnmed/train.py'),
+                               'attnmed.train.protocol_optimizer': ('train.html#protocol_optimizer', 'attnmed/train.py'),
                                'attnmed.train.resolve_device': ('train.html#resolve_device', 'attnmed/train.py'),
                                'attnmed.train.seed_everything': ('train.html#seed_everything', 'attnmed/train.py'),
                                'attnmed.train.setup_cell': ('train.html#setup_cell', 'attnmed/train.py'),

@@ -122,6 +122,8 @@ PARAMS = {p.name: p for p in [
     Param("early_stopping", int, 0, "stop after this many epochs without a better validation balanced accuracy (0: never)", low=0),
     Param("freeze_epochs", int, 0, "with pretrained: epochs with the backbone frozen first (fastai fine_tune), then `epochs` with all layers", low=0),
     Param("compile", bool, False, "torch.compile the model (worth it on a GPU for long runs)"),
+    Param("precision", str, "auto", "on a GPU: bf16 (mixed precision, channels_last: about twice as fast), float32, or auto: bf16 under the attnmed protocol, float32 under goncalves-cardoso (as they trained)",
+          choices=("auto", "float32", "bf16")),
     Param("imbalance", str, "none", "class imbalance: weighted_loss weights the loss by inverse class frequency, oversample draws classes equally often",
           choices=("none", "weighted_loss", "oversample")),
     Param("head", str, "pooled", "classifier of none and the inserted variants: pooled (timm's: global average pooling + linear), flatten (the last feature map flattened into one linear layer) or goncalves-cardoso (Gonçalves & Cardoso's baselines: average pool + linear for ResNets, flatten for VGG-16 and DenseNet-121)",

@@ -32,8 +32,8 @@ from .layout import CELL
 
 # %% auto #0
 __all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'PreciseBN',
-           'adam_step_in_place', 'FreeingOptimizer', 'adam', 'make_learner', 'fit', 'plot_history', 'CellRun',
-           'cell_dataset', 'pretrained_weights', 'setup_cell', 'train_cell']
+           'adam_step_in_place', 'FreeingOptimizer', 'adam', 'protocol_optimizer', 'make_learner', 'fit',
+           'plot_history', 'CellRun', 'cell_dataset', 'pretrained_weights', 'setup_cell', 'train_cell']
 
 # %% ../nbs/03_train.ipynb #c005
 def resolve_device(device:str="auto" # auto, cpu or cuda
@@ -142,6 +142,13 @@ def adam(params,                # the parameters (or fastai's parameter groups, 
     cbs = [weight_decay if decouple_wd else l2_reg, partial(average_grad, dampening=True), average_sqr_grad, step_stat, adam_step_in_place]
     return FreeingOptimizer(params, cbs, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
 
+# %% ../nbs/03_train.ipynb #c009g
+def protocol_optimizer(protocol:str="attnmed" # training protocol: attnmed (AdamW, fastai's defaults) or goncalves-cardoso (torch.optim.Adam's defaults, L2 decay)
+                      ):
+    "The `opt_func` of the protocol's learner: `adam` with fastai's defaults and decoupled weight decay, or with `torch.optim.Adam`'s (betas 0.9 / 0.999, eps 1e-8, weight decay on the gradient)."
+    if protocol == "goncalves-cardoso": return partial(adam, mom=0.9, sqr_mom=0.999, eps=1e-8, decouple_wd=False)
+    return partial(adam, decouple_wd=True)
+
 # %% ../nbs/03_train.ipynb #c011
 def make_learner(dls,                       # fastai DataLoaders (train, valid)
                  model,                     # the model
@@ -153,13 +160,14 @@ def make_learner(dls,                       # fastai DataLoaders (train, valid)
                  progress:bool|None=None,   # fastai's progress bar (default: only in a terminal)
                  compile:bool=False,        # torch.compile the model
                  log:bool=True,             # one line per epoch
-                 protocol:str="attnmed"     # training protocol: attnmed or goncalves-cardoso
+                 protocol:str="attnmed",    # training protocol: attnmed or goncalves-cardoso
+                 precision:str="auto"       # on CUDA: bf16 (mixed, channels_last), float32, or auto (bf16 under attnmed, float32 under goncalves-cardoso)
                 ) -> Learner:
-    "A fastai `Learner`: cross-entropy (optional class weights, label smoothing), AdamW (plain Adam with `protocol='goncalves-cardoso'`), accuracy and balanced accuracy, `PreciseBN` before each validation (not with `protocol='goncalves-cardoso'`); bf16 + channels_last on CUDA."
+    "A fastai `Learner`: cross-entropy (optional class weights, label smoothing), AdamW (with `protocol='goncalves-cardoso'` plain Adam with torch.optim.Adam's settings, `protocol_optimizer`), accuracy and balanced accuracy, `PreciseBN` before each validation (not with `protocol='goncalves-cardoso'`); on CUDA bf16 + channels_last unless `precision` (or the protocol) says float32."
     w = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=dls.device)
     if compile: model = torch.compile(model)
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(weight=w, label_smoothing=label_smoothing),
-                    opt_func=partial(adam, decouple_wd=protocol != "goncalves-cardoso"), lr=lr, wd=weight_decay,
+                    opt_func=protocol_optimizer(protocol), lr=lr, wd=weight_decay, wd_bn_bias=protocol == "goncalves-cardoso",
                     metrics=[accuracy, BalancedAccuracy()], path=Path(path) if path else Path(tempfile.mkdtemp()),
                     model_dir=".", cbs=[NaNGuard(), *([] if protocol == "goncalves-cardoso" else [PreciseBN()])], splitter=splitter)
     if progress is None: progress = sys.stdout.isatty()
@@ -167,7 +175,7 @@ def make_learner(dls,                       # fastai DataLoaders (train, valid)
         learn.remove_cb(ProgressCallback)
         learn.logger = lambda *a, **k: None   # the Recorder's raw lists; EpochLogger prints readable lines
         if log: learn.add_cb(EpochLogger())
-    if dls.device.type == "cuda":
+    if dls.device.type == "cuda" and (precision == "bf16" or precision == "auto" and protocol != "goncalves-cardoso"):   # theirs trained in float32
         learn.model.to(memory_format=torch.channels_last)
         learn.to_bf16()
     return learn
@@ -280,7 +288,7 @@ def setup_cell(params:dict,                # a cell's parameters (`Cell.paramete
                          weights=weights)
     cw = class_weights(data.labels["train"], data.n_classes) if p["imbalance"] == "weighted_loss" else None
     learn = make_learner(dls, model, lr=p["lr"], weight_decay=p["weight_decay"], class_weights=cw, label_smoothing=p["label_smoothing"],
-                         path=out_dir, compile=p["compile"], log=log, protocol=p["protocol"])
+                         path=out_dir, compile=p["compile"], log=log, protocol=p["protocol"], precision=p["precision"])
     return CellRun(p, data, dls, test_dl, learn, out_dir, seconds=time.time() - t0,
                    weights=ARCHS[p["arch"]].weights_name(weights) if p["pretrained"] else "")
 
