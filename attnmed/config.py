@@ -128,7 +128,7 @@ PARAMS = {p.name: p for p in [
           choices=("none", "weighted_loss", "oversample")),
     Param("head", str, "pooled", "classifier of none and the inserted variants: pooled (timm's: global average pooling + linear), flatten (the last feature map flattened into one linear layer) or goncalves-cardoso (Gonçalves & Cardoso's baselines: average pool + linear for ResNets, flatten for VGG-16 and DenseNet-121)",
           choices=("pooled", "flatten", "goncalves-cardoso")),
-    Param("protocol", str, "attnmed", "training protocol: attnmed (AdamW, one-cycle, best validation balanced accuracy, flips / rotation / zoom / lighting) or goncalves-cardoso (Gonçalves & Cardoso's: Adam, constant learning rate, best validation loss, their affine augmentation and horizontal flip)",
+    Param("protocol", str, "attnmed", "training protocol: attnmed (AdamW, one-cycle, best validation balanced accuracy, flips / rotation / zoom / lighting) or goncalves-cardoso (Gonçalves & Cardoso's scripts: torch.optim.Adam's settings at a constant learning rate, float32, the last short batch kept, their affine augmentation and horizontal flip, the lowest validation loss's checkpoint and beside it the lowest training loss's)",
           choices=("attnmed", "goncalves-cardoso")),
     Param("split_seeds", bool, False, "each seed draws its own data split (carved splits; the synthetic benchmark's sample), so the split's variation enters the comparisons"),
     Param("tracking", str, "none", "also log every cell's parameters, per-epoch and final metrics to tensorboard (event files) or mlflow (runs); results do not depend on it",

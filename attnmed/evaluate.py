@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
+import torch
 import pandas as pd
 from sklearn import metrics as skm
 from .config import atomic_write_json, atomic_write_text
@@ -15,7 +16,7 @@ from .layout import CELL
 
 # %% auto #0
 __all__ = ['CI_METRICS', 'classification_metrics', 'medmnist_metrics', 'bootstrap_ci', 'predictions_frame', 'write_cell_results',
-           'CellResults', 'evaluate_cell']
+           'CellResults', 'train_checkpoint_metrics', 'evaluate_cell']
 
 # %% ../nbs/04_evaluate.ipynb #c005
 def classification_metrics(y_true,          # integer labels (N)
@@ -143,10 +144,26 @@ class CellResults:
             if name != "test": atomic_write_text(Path(out_dir) / f"predictions_{name}.csv", frame.to_csv(index=False))
         return write_cell_results(out_dir, self.metrics, self.predictions["test"], params, seconds, recorded)
 
+# %% ../nbs/04_evaluate.ipynb #c017t
+def train_checkpoint_metrics(run # a trained `attnmed.train.CellRun`
+                            ) -> dict|None:
+    "Gonçalves & Cardoso's second checkpoint tested: the test metrics of the lowest-training-loss weights (`CELL.train_checkpoint`) and the epoch they come from; the model keeps its own weights. None when the cell kept no such checkpoint."
+    f = run.out_dir / CELL.train_checkpoint
+    if not f.exists(): return None
+    model = run.learn.model
+    kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    try:
+        model.load_state_dict(torch.load(f, map_location="cpu", weights_only=True))
+        probs = run.learn.get_preds(dl=run.test_dl)[0].float().numpy()
+    finally: model.load_state_dict(kept)
+    m = classification_metrics(run.data.labels["test"], probs, run.data.class_names)
+    epoch = getattr(run.learn, "train_checkpoint_epoch", None)   # set by `KeepLowestTrainLoss`
+    return {k: v for k, v in m.items() if not isinstance(v, (list, dict))} | ({"epoch": epoch} if epoch else {})
+
 # %% ../nbs/04_evaluate.ipynb #c017a
 def evaluate_cell(run # a trained `attnmed.train.CellRun`
                  ) -> CellResults:
-    "Predict the test set (and extra test sets) of a trained `attnmed.train.CellRun` with its kept checkpoint; returns the metrics and predictions."
+    "Predict the test set (and extra test sets) of a trained `attnmed.train.CellRun` with its kept checkpoint (and, under protocol goncalves-cardoso, the lowest-training-loss checkpoint's metrics beside, `train_checkpoint_metrics`); returns the metrics and predictions."
     from attnmed.loaders import SplitTensors
     data, learn = run.data, run.learn
     probs = learn.get_preds(dl=run.test_dl)[0].float().numpy()
@@ -161,4 +178,5 @@ def evaluate_cell(run # a trained `attnmed.train.CellRun`
         preds[name] = predictions_frame(ex["ids"], ex["labels"], p_ex, data.class_names)
     if "medmnist" in data.extras: metrics.update(medmnist_metrics(data.labels["test"], probs, data.extras["medmnist"]["task"]), medmnist=data.extras["medmnist"])
     if data.shared_groups: metrics["shared_groups"] = data.shared_groups
+    if (second := train_checkpoint_metrics(run)) is not None: metrics["train_checkpoint"] = second   # protocol goncalves-cardoso: reported beside, not instead
     return CellResults(metrics, preds)

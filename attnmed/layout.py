@@ -18,6 +18,7 @@ class CellFiles:
     predictions:str = "predictions.csv"              # one row per test item: id, label, prediction, class probabilities (the report's intervals)
     history:str = "history.csv"                      # per-epoch losses and validation metrics
     checkpoint:str = "best.pth"                      # the weights of the best validation epoch (fastai's `SaveModelCallback` file)
+    train_checkpoint:str = "best_train.pth"          # protocol goncalves-cardoso: the weights of the epoch with the lowest mean training loss, their second checkpoint
     notebook:str = "experiment.ipynb"                # the executed notebook: the cell's record
     notebook_hash:str = "experiment.sha256"          # the hash of the notebook the grid published (the report renders only that one)
     page:str = "experiment.html"                     # the notebook rendered for the report's links

@@ -223,7 +223,7 @@ def read_metrics(folder:str|Path # a cell's folder
     return None if any(k in m and not isinstance(m[k], t) for k, t in METRICS_SHAPES.items()) else m
 
 # %% ../nbs/07a_study.ipynb #c014g
-METRICS_SHAPES = {"params": dict, "ci95": dict, "confusion_matrix": list, "class_names": list, "tuned": (dict, type(None))}   # what a cell's notebook writes; anything else there is damage
+METRICS_SHAPES = {"params": dict, "ci95": dict, "confusion_matrix": list, "class_names": list, "tuned": (dict, type(None)), "train_checkpoint": dict}   # what a cell's notebook writes; anything else there is damage
 
 # %% ../nbs/07a_study.ipynb #c014h
 def cell_state(folder:str|Path,          # a cell's folder
@@ -507,7 +507,9 @@ def cell_results(folder:str|Path,      # a study folder
         extra = {k: v for k, v in m.items() if is_extra_test_metric(k) and isinstance(v, (int, float))}
         shared = m.get("shared_groups", "")
         rows.append({**{k: r[k] for k in KEYS}, **{k: _number(m.get(k)) for k in SCALAR_METRICS if k in m}, "balanced_accuracy_ci_low": ci[0],
-                     "balanced_accuracy_ci_high": ci[1], **extra, "classes": len(m["class_names"]) if isinstance(m.get("class_names"), list) and m["class_names"] else np.nan, "seconds": _number(m.get("seconds")), "shared_groups": html.escape(shared) if isinstance(shared, str) else "",   # read from a file: it may reach the report's markdown
+                     "balanced_accuracy_ci_high": ci[1], **extra, "classes": len(m["class_names"]) if isinstance(m.get("class_names"), list) and m["class_names"] else np.nan,
+                     "train_checkpoint_balanced_accuracy": _number((m.get("train_checkpoint") or {}).get("balanced_accuracy")),   # protocol goncalves-cardoso's second checkpoint
+                     "seconds": _number(m.get("seconds")), "shared_groups": html.escape(shared) if isinstance(shared, str) else "",   # read from a file: it may reach the report's markdown
                      "folder": r.folder})
     df = pd.DataFrame(rows, columns=None if rows else KEYS + ["folder"])
     for k in SCALAR_METRICS:

@@ -32,8 +32,9 @@ from .layout import CELL
 
 # %% auto #0
 __all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'PreciseBN',
-           'adam_step_in_place', 'FreeingOptimizer', 'adam', 'protocol_optimizer', 'make_learner', 'fit',
-           'plot_history', 'CellRun', 'cell_dataset', 'pretrained_weights', 'setup_cell', 'train_cell']
+           'adam_step_in_place', 'FreeingOptimizer', 'adam', 'protocol_optimizer', 'make_learner',
+           'KeepLowestTrainLoss', 'fit', 'plot_history', 'CellRun', 'cell_dataset', 'pretrained_weights', 'setup_cell',
+           'train_cell']
 
 # %% ../nbs/03_train.ipynb #c005
 def resolve_device(device:str="auto" # auto, cpu or cuda
@@ -180,6 +181,20 @@ def make_learner(dls,                       # fastai DataLoaders (train, valid)
         learn.to_bf16()
     return learn
 
+# %% ../nbs/03_train.ipynb #c013k
+class KeepLowestTrainLoss(Callback):
+    "Gonçalves & Cardoso's second checkpoint: after each epoch, the weights are saved to `fname` when the epoch's mean training loss (over its items, as their `run_train_loss / len(dataset)`) is the lowest so far; the model is not reloaded; the epoch (from 1) is kept as `learn.train_checkpoint_epoch`."
+    order = KeepBest.order
+    def __init__(self, fname:str=Path(CELL.train_checkpoint).stem): self.fname, self.best, self.epoch = fname, float("inf"), None
+    def before_epoch(self): self.total, self.n = 0.0, 0
+    def after_batch(self):
+        if self.training: self.total += float(self.learn.loss) * len(self.learn.yb[0]); self.n += len(self.learn.yb[0])
+    def after_epoch(self):
+        if self.n and self.total / self.n < self.best:
+            self.best, self.epoch = self.total / self.n, self.learn.epoch
+            self.learn.save(self.fname, with_opt=False)
+            self.learn.train_checkpoint_epoch = self.epoch + 1   # counted from 1; the learner keeps it after fit drops this callback
+
 # %% ../nbs/03_train.ipynb #c014
 def fit(learn:Learner,                   # a fastai `Learner`
         epochs:int,                      # training epochs
@@ -191,7 +206,7 @@ def fit(learn:Learner,                   # a fastai `Learner`
         cbs:list|None=None,              # extra fastai callbacks
         protocol:str="attnmed"           # training protocol: attnmed or goncalves-cardoso
        ) -> pd.DataFrame:
-    "Train, keeping the epoch with the best validation balanced accuracy (validation loss with `protocol='goncalves-cardoso'`); returns the per-epoch history (also written to `history_file`)."
+    "Train, keeping the epoch with the best validation balanced accuracy (validation loss with `protocol='goncalves-cardoso'`, and beside it the lowest training loss's, `KeepLowestTrainLoss`); returns the per-epoch history (also written to `history_file`)."
     history_file = Path(history_file or Path(learn.path) / CELL.history).resolve()
     history_file.unlink(missing_ok=True)
     monitor, comp = ("valid_loss", np.less) if protocol == "goncalves-cardoso" else ("balanced_accuracy_score", np.greater)
@@ -200,7 +215,8 @@ def fit(learn:Learner,                   # a fastai `Learner`
     if patience: extra.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience, reset_on_fit=False))
     if grad_clip: extra.append(GradientClip(max_norm=grad_clip))
     lr = lr or learn.lr
-    if protocol == "goncalves-cardoso":   # Adam at a constant learning rate, as Gonçalves & Cardoso trained
+    if protocol == "goncalves-cardoso":   # Adam at a constant learning rate, as Gonçalves & Cardoso trained; their second checkpoint kept too
+        extra.append(KeepLowestTrainLoss())
         if freeze_epochs: learn.freeze(); learn.fit(freeze_epochs, lr, cbs=extra); learn.unfreeze()
         learn.fit(epochs, lr, cbs=extra)
     elif freeze_epochs: learn.fine_tune(epochs, base_lr=lr / 2, freeze_epochs=freeze_epochs, cbs=extra)
