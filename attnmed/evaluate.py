@@ -158,7 +158,7 @@ def train_checkpoint_metrics(run # a trained `attnmed.train.CellRun`
     finally: model.load_state_dict(kept)
     m = classification_metrics(run.data.labels["test"], probs, run.data.class_names)
     epoch = getattr(run.learn, "train_checkpoint_epoch", None)   # set by `KeepLowestTrainLoss`
-    return {k: v for k, v in m.items() if not isinstance(v, (list, dict))} | ({"epoch": epoch} if epoch else {})
+    return {k: v for k, v in m.items() if not isinstance(v, (list, dict)) and k != "n_test"} | ({"epoch": epoch} if epoch else {})   # no n_test: not another test set
 
 # %% ../nbs/04_evaluate.ipynb #c017a
 def evaluate_cell(run # a trained `attnmed.train.CellRun`
