@@ -64,8 +64,13 @@ def read_dicom(path:str|Path, # the DICOM file
               ) -> np.ndarray:
     "A DICOM image as a 2-D uint8 array, MONOCHROME1 inverted so that dense is bright; `window` 'auto': its VOI LUT or window where it has one, else its stored bit depth."
     import pydicom
+    from PIL import Image
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
     ds = pydicom.dcmread(str(path))
+    declared = int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * int(ds.get("NumberOfFrames", 1) or 1)
+    if Image.MAX_IMAGE_PIXELS and declared > 2 * Image.MAX_IMAGE_PIXELS:   # PIL's own limit on a decompression bomb, before any pixel is decoded
+        raise ValueError(f"{path}: declares {ds.get('Rows')} x {ds.get('Columns')} pixels{' x ' + str(ds.get('NumberOfFrames')) + ' frames' if int(ds.get('NumberOfFrames', 1) or 1) > 1 else ''}, "
+                         f"more than {2 * Image.MAX_IMAGE_PIXELS:,} (PIL's limit for any image): refused as a possible decompression bomb")
     a = ds.pixel_array
     if a.ndim == 3: a = a[..., 0] if a.shape[-1] in (3, 4) else a[0]
     a = apply_modality_lut(a, ds)

@@ -21,13 +21,13 @@ from .layout import CELL, STUDY
 
 # %% auto #0
 __all__ = ['STATES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS', 'check_study',
-           'load_checked_study', 'available_memory', 'check_memory', 'check_runnable', 'data_findings', 'time_step',
-           'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir', 'plugins_fingerprint', 'cell_fingerprint',
-           'read_metrics', 'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock',
-           'study_yaml', 'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key',
-           'data_fingerprints', 'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file',
-           'tuned_parameters', 'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics',
-           'cell_results', 'load_results', 'write_results_csv', 'load_cell_files']
+           'load_checked_study', 'memory_limits', 'available_memory', 'check_memory', 'check_runnable', 'data_findings',
+           'time_step', 'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir', 'plugins_fingerprint',
+           'cell_fingerprint', 'read_metrics', 'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock',
+           'release_lock', 'study_yaml', 'write_study_record', 'read_record', 'claim_study_folder', 'read_study',
+           'data_key', 'data_fingerprints', 'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints',
+           'best_file', 'tuned_parameters', 'prepare_datasets', 'cell_table', 'is_extra_test_metric',
+           'extra_test_metrics', 'cell_results', 'load_results', 'write_results_csv', 'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study,      # a parsed `Study`
@@ -70,25 +70,49 @@ def load_checked_study(path:str|Path,    # the study YAML file
     return check_study(load_study(path), missing_data)
 
 # %% ../nbs/07a_study.ipynb #c008
+def _read_number(path) -> float|None:
+    "A number a kernel file holds ('max' or a missing file: None)."
+    try: text = Path(path).read_text().split()[0]
+    except (OSError, IndexError): return None
+    return float(text) if text.isdigit() else None
+
+# %% ../nbs/07a_study.ipynb #c008m
+def memory_limits() -> dict:
+    "Bytes this process may still use under each limit the system sets: the machine's free memory (`MemAvailable`), the address-space limit (`RLIMIT_AS`, e.g. `ulimit -v`) less what the process maps now, and its control group's memory limit (a container's or a SLURM job's) less its usage."
+    import resource
+    out = {}
+    try: out["free memory"] = next(float(l.split()[1]) * 1024 for l in open("/proc/meminfo") if l.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        try: out["free memory"] = float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError): pass
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft != resource.RLIM_INFINITY:
+        try: mapped = next(float(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
+        except (OSError, StopIteration): mapped = 0.0
+        out["the address-space limit (RLIMIT_AS)"] = max(0.0, soft - mapped)
+    try: own = [l.split(":", 2)[2].strip() for l in open("/proc/self/cgroup")]
+    except OSError: own = []
+    for root, limit, usage in (("/sys/fs/cgroup", "memory.max", "memory.current"), ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes")):
+        for sub in dict.fromkeys(["", *own]):
+            lim, used = _read_number(f"{root}{sub}/{limit}"), _read_number(f"{root}{sub}/{usage}")
+            if lim is not None and lim < 2 ** 60: out["the control group's memory limit"] = min(out.get("the control group's memory limit", float("inf")), max(0.0, lim - (used or 0.0)))
+    return out
+
+# %% ../nbs/07a_study.ipynb #c008n
 def available_memory() -> float:
-    "Bytes of memory available to a new process now (physical pages free or reclaimable); infinity where the system does not say."
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"): return float(line.split()[1]) * 1024
-    except OSError: pass
-    try: return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError): return float("inf")
+    "Bytes of memory a new process may use now: the tightest of `memory_limits` (infinity where the system says nothing)."
+    return min(memory_limits().values(), default=float("inf"))
 
 # %% ../nbs/07a_study.ipynb #c008a
 def check_memory(study:Study # a checked `Study`
                 ):
     "Refuse, before anything is built, a dataset whose format can tell that at the study's image_size it would not fit in the memory available now (with both numbers)."
-    free = available_memory()
+    limits = memory_limits(); free = min(limits.values(), default=float("inf"))
     for i, spec in enumerate(study.datasets):
         need = FORMATS[spec.format].memory_estimate(spec, study.image_size)
-        if need is not None and need > free:
+        if need is not None and need > 0.8 * free:   # a margin: the estimate counts the images, not the kernel, the model or the batches
             raise StudyConfigError(f"dataset {spec.name!r} at image_size {study.image_size} needs about {need / 2 ** 30:.1f} GB of memory, "
-                                   f"and {free / 2 ** 30:.1f} GB are available: lower image_size or the number of images", study.source, f"datasets[{i}]")
+                                   f"and {free / 2 ** 30:.1f} GB are available (under {min(limits, key=limits.get)}; a fifth is kept for the rest): lower image_size or the number of images", study.source, f"datasets[{i}]")
 
 # %% ../nbs/07a_study.ipynb #c008b
 def check_runnable(study:Study,          # a checked `Study`
