@@ -406,7 +406,10 @@ def load_npz(path:str|Path # the .npz file
                     if not dtype.hasobject and math.prod(shape) > 0:
                         out[name] = np.memmap(path, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=fh.tell())
                         continue
-            with zf.open(info) as f: out[name] = np.lib.format.read_array(f, allow_pickle=False)
+            try:
+                with zf.open(info) as f: out[name] = np.lib.format.read_array(f, allow_pickle=False)
+            except ValueError as e:   # object arrays: numpy would have to unpickle them
+                raise DataError(f"{path}: member {name!r} cannot be read as a plain array ({e}); attnmed reads arrays of numbers only, never pickled objects") from None
     return out
 
 # %% ../nbs/01_data.ipynb #c020c

@@ -19,6 +19,7 @@ from .study import (HEARTBEAT, cell_results, cell_table, load_cell_files, write_
 from .layout import CELL, STUDY
 from .looks import decide_look, open_arms
 from .statistics import compare
+from .search import in_space
 from .preflight import contact_sheet, said, split_counts
 
 # %% auto #0
@@ -241,6 +242,10 @@ def tuned_or_refuse(study:Study,     # a checked `Study`
     if missing and refuse:
         raise StudyConfigError(f"has a search: block but {len(missing)} group(s) have no tuned parameters yet, e.g. {missing[:3]}; "
                                f"run `attnmed-search {study.source} --out {Path(folder).parent}` first", study.source, "search")
+    outside = sorted({c.group for c, t in tuned.items() if t is not None and not in_space(t, study.search)})
+    if outside:
+        raise StudyConfigError(f"the search's tuned values of {len(outside)} group(s), e.g. {outside[0]}, lie outside the study's search space now (an earlier space's, or not the search's): "
+                               f"run `attnmed-search {study.source} --out {Path(folder).parent}` again", study.source, "search")
     return tuned
 
 # %% ../nbs/07d_grid.ipynb #c013b

@@ -14,7 +14,7 @@ from .train import train_cell, cell_dataset, NonFiniteLossError
 from .layout import STUDY
 
 # %% auto #0
-__all__ = ['search_groups', 'OptunaPruning', 'train_trial', 'group_study', 'best_result', 'run_search']
+__all__ = ['search_groups', 'OptunaPruning', 'train_trial', 'group_study', 'in_space', 'best_result', 'run_search']
 
 # %% ../nbs/07c_search.ipynb #c005
 def search_groups(study:Study # a checked `Study`
@@ -80,18 +80,27 @@ def group_study(group:str,  # the group's key (its Optuna study name)
     except Exception as e:   # SQLAlchemy / Optuna errors on a damaged file: one line naming it
         raise StudyConfigError(f"cannot be opened as the search's Optuna database ({type(e).__name__}: {str(e).splitlines()[0][:200]}); move it away to start the search afresh", db) from None
 
+# %% ../nbs/07c_search.ipynb #c011bs
+def in_space(params:dict, # a trial's (or a best.json's) lr, weight_decay and batch_size
+             search:dict  # the study's search block (`parse_search`)
+            ) -> bool:
+    "Whether the values lie in the search's declared space: lr and weight decay within their ranges, the batch size one of its choices."
+    num = lambda k: isinstance(params.get(k), (int, float)) and not isinstance(params.get(k), bool)
+    return (num("lr") and search["lr"][0] <= params["lr"] <= search["lr"][1] and num("weight_decay") and search["weight_decay"][0] <= params["weight_decay"] <= search["weight_decay"][1]
+            and params.get("batch_size") in search["batch_size"])
+
 # %% ../nbs/07c_search.ipynb #c011c
 def best_result(cell:Cell,  # the group's cell (its first seed)
                 st,         # the group's Optuna study
                 search:dict # the study's search block
                ) -> dict|None:
-    "What the group's `best.json` holds: the best trial's parameters and value, the trial counts, the space; None when no trial finished."
+    "What the group's `best.json` holds: the best trial inside the current space (`in_space`), its parameters and value, the trial counts, the space; None when no such trial finished."
     from optuna.trial import TrialState
-    finished = [t for t in st.trials if t.state == TrialState.COMPLETE]
+    finished = [t for t in st.trials if t.state == TrialState.COMPLETE and in_space(t.params, search)]   # trials of an earlier space, or planted, are not this search's
     if not finished: return None
-    b = st.best_trial
+    b = max(finished, key=lambda t: t.value)
     return dict(group=cell.group, params=dict(b.params), value=b.value, trial=b.number, n_complete=len(finished),
-                n_pruned=sum(t.state == TrialState.PRUNED for t in st.trials), n_failed=sum(t.state == TrialState.FAIL for t in st.trials),
+                n_pruned=sum(t.state == TrialState.PRUNED for t in st.trials), n_failed=sum(t.state == TrialState.FAIL for t in st.trials), n_outside_space=sum(not in_space(t.params, search) for t in st.trials),
                 epochs=cell.parameters()["epochs"], seed=cell.seed, space={k: search[k] for k in ("lr", "weight_decay", "batch_size")})
 
 # %% ../nbs/07c_search.ipynb #c011a
@@ -117,7 +126,9 @@ def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`
         g = cell.group
         if only and only not in g: continue
         st = group_study(g, search, storage, study_dir / STUDY.search)
-        done, t0 = sum(t.state in counted for t in st.trials), time.time()
+        outside = sum(not in_space(t.params, search) for t in st.trials)   # an earlier space's trials: kept in the storage, not counted, never the best
+        done, t0 = sum(t.state in counted and in_space(t.params, search) for t in st.trials), time.time()
+        if outside: log(f"search {g}: {outside} trial(s) in the storage lie outside the current search space: not counted, never used")
         def objective(trial):
             lr = trial.suggest_float("lr", *search["lr"], log=True)
             wd = trial.suggest_float("weight_decay", *search["weight_decay"], log=True)
@@ -126,7 +137,7 @@ def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`
         if done < search["trials"]:
             log(f"search {g}: {done} of {search['trials']} trials done, running {search['trials'] - done}")
             st.optimize(objective, n_trials=search["trials"] - done, catch=(NonFiniteLossError,),
-                        callbacks=[optuna.study.MaxTrialsCallback(search["trials"], states=counted)])
+                        callbacks=[optuna.study.MaxTrialsCallback(search["trials"] + outside, states=counted)])
         result = best_result(cell, st, search)
         if result is None: log(f"search {g}: no trial finished (all failed or pruned); no parameters written"); continue
         atomic_write_text(best_file(study_dir, cell), json.dumps(result, indent=2))

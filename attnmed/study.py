@@ -247,7 +247,7 @@ def read_metrics(folder:str|Path # a cell's folder
     return None if any(k in m and not isinstance(m[k], t) for k, t in METRICS_SHAPES.items()) else m
 
 # %% ../nbs/07a_study.ipynb #c014g
-METRICS_SHAPES = {"params": dict, "ci95": dict, "confusion_matrix": list, "class_names": list, "tuned": (dict, type(None)), "train_checkpoint": dict}   # what a cell's notebook writes; anything else there is damage
+METRICS_SHAPES = {"params": dict, "ci95": dict, "confusion_matrix": list, "class_names": list, "tuned": (dict, type(None)), "train_checkpoint": dict, "class_balance": dict}   # what a cell's notebook writes; anything else there is damage
 
 # %% ../nbs/07a_study.ipynb #c014h
 def cell_state(folder:str|Path,          # a cell's folder
@@ -357,12 +357,18 @@ def read_record(folder:str|Path # a study folder
     except (OSError, ValueError): return None
     return r if isinstance(r, dict) else None
 
+# %% ../nbs/07a_study.ipynb #c020dn
+def _names_study(f:Path, study:Study) -> bool:
+    "Whether the file `f` parses as a study named as `study` (a study.yaml a grid of it could have written)."
+    try: return parse_study(read_yaml(f), source=f, base_dir=f.parent).name == study.name
+    except (StudyConfigError, OSError, ValueError, yaml.YAMLError): return False
+
 # %% ../nbs/07a_study.ipynb #c020d
 def claim_study_folder(folder:str|Path, # the study folder the grid is about to write
                        study:Study      # the checked study
                       ):
     """Refuse to write `study` into `folder` when the folder is not this study's: a folder with files but no study record (another
-    program's, or data), a record of a study with another name, or another grid running there now (a live cell lock) with another
+    program's, or data; a `study.yaml` there counts only when it parses as a study of this name), a record of a study with another name, or another grid running there now (a live cell lock) with another
     config. Run after run with an edited config is allowed: its cells then show as 'changed'."""
     folder = Path(folder)
     partial = lambda p: p.name.startswith(".") and p.name.endswith(".tmp")   # another grid's atomic write of its first files, still under way
@@ -370,6 +376,9 @@ def claim_study_folder(folder:str|Path, # the study folder the grid is about to 
     rec, f = read_record(folder), folder / STUDY.study
     if rec is None and not f.exists() and not (folder / STUDY.search).exists() and not (folder / STUDY.search_dir).is_dir():   # attnmed-search's files may come first
         raise StudyConfigError(f"the study folder {folder} exists and is not a study folder (no {STUDY.record} or study.yaml): attnmed would write into "
+                               "another program's files; choose another name: or --out", study.source, "name")
+    if rec is None and f.exists() and not _names_study(f, study):
+        raise StudyConfigError(f"the study folder {folder} holds a {STUDY.study} that is not the study {study.name!r} and no {STUDY.record}: attnmed would overwrite "
                                "another program's files; choose another name: or --out", study.source, "name")
     if rec is not None and rec.get("study") != study.name:
         raise StudyConfigError(f"the study folder {folder} holds the study {rec.get('study')!r}; choose another name: or --out", study.source, "name")
