@@ -18,7 +18,8 @@ __all__ = ['MAX_MESSAGE', 'PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULT
            'YAML_LIMITS', 'CELL_KEYS', 'FORMULA_STARTS', 'StudyConfigError', 'check_value', 'Param', 'parse_search',
            'check_name', 'DatasetSpec', 'parse_study', 'parse_looks', 'study_keys_markdown', 'read_yaml', 'load_study',
            'import_plugins', 'Cell', 'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes',
-           'atomic_write_text', 'atomic_write_json', 'spreadsheet_safe']
+           'atomic_write_text', 'atomic_write_json', 'spreadsheet_safe', 'atomic_write_csv', 'atomic_save_figure',
+           'user_key', 'signature']
 
 # %% ../nbs/00_config.ipynb #c004m
 MAX_MESSAGE = 600   # characters of a study error's message: enough for any sentence attnmed writes, too few for a value's expansion
@@ -531,8 +532,9 @@ def umask() -> int:
 def atomic_write_bytes(path:str|Path, # the file to write
                        data:bytes     # the bytes
                       ):
-    "Write `data` to `path` so that readers never see a partial file (temp file + `os.replace`)."
+    "Write `data` to `path` so that readers never see a partial file (temp file + `os.replace`), and never through a link: a link at `path` is replaced, not followed, and a folder that is a link is refused."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent.is_symlink(): raise OSError(f"{path.parent} is a symbolic link: attnmed does not write through links (it would write {path.name} elsewhere)")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f: f.write(data); f.flush(); os.fsync(f.fileno())
@@ -577,3 +579,39 @@ def spreadsheet_safe(frame # a pandas DataFrame about to be written as CSV for p
         if out[c].dtype.kind in "OSU" or str(out[c].dtype).startswith("str"):
             out[c] = out[c].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
     return out
+
+# %% ../nbs/00_config.ipynb #c045e
+def atomic_write_csv(path:str|Path, # the CSV file to write
+                     frame          # a pandas DataFrame
+                    ):
+    "Write `frame` (without its index) as CSV for people: text that a spreadsheet would run neutralised (`spreadsheet_safe`), atomically, never through a link."
+    atomic_write_text(path, spreadsheet_safe(frame).to_csv(index=False))
+
+# %% ../nbs/00_config.ipynb #c045f
+def atomic_save_figure(fig,              # a matplotlib figure
+                       path:str|Path,    # the image file (its suffix: the format)
+                       **kwargs          # `savefig`'s other options (dpi, bbox_inches)
+                      ):
+    "Save `fig` atomically and never through a link (rendered in memory, then `atomic_write_bytes`)."
+    import io
+    buf = io.BytesIO(); fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+    atomic_write_bytes(path, buf.getvalue())
+
+# %% ../nbs/00_config.ipynb #c045i
+def user_key() -> bytes:
+    "This user's secret for signing attnmed's own files: 32 random bytes in `stamp.key` under `$ATTNMED_CACHE` (or `~/.cache/attnmed`), readable by this user only; a new one each process where it cannot be kept."
+    f = Path(os.environ.get("ATTNMED_CACHE") or Path.home() / ".cache" / "attnmed") / "stamp.key"
+    try: key = f.read_bytes() if not f.is_symlink() else b""
+    except OSError: key = b""
+    if len(key) == 32: return key
+    key = os.urandom(32)
+    try: atomic_write_bytes(f, key); os.chmod(f, 0o600)
+    except OSError: pass
+    return key
+
+# %% ../nbs/00_config.ipynb #c045j
+def signature(text:str # what is vouched for (a path, sizes and a hash)
+             ) -> str:
+    "The HMAC-SHA256 of `text` with this user's `user_key`, in hex."
+    import hmac
+    return hmac.new(user_key(), text.encode(), "sha256").hexdigest()

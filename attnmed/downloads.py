@@ -4,8 +4,9 @@
 
 # %% ../nbs/01c_downloads.ipynb #c002
 from __future__ import annotations
-import hashlib, os
+import hashlib, hmac, os
 from pathlib import Path
+from .config import atomic_write_text, signature
 from .data import DataError, npz_shapes
 
 # %% auto #0
@@ -56,15 +57,19 @@ def file_md5(path:str|Path,    # the file
 def cached_md5(path:str|Path,    # the file
                known:str|None=None # its MD5, just computed (recorded, not hashed again)
               ) -> str:
-    "The MD5 of `path`, hashed once: a stamp beside it (`.NAME.md5`, with the file's size and time) remembers it until the file changes; a folder that cannot be written only means hashing again next time."
-    path = Path(path); st = path.stat(); key = f"{st.st_size} {st.st_mtime_ns} "
+    """The MD5 of `path`, hashed once: a stamp beside it (`.NAME.md5`: the file's size, time and inode, the MD5, and this user's `signature`
+    of them) remembers it until the file changes. A stamp someone else wrote (a size and time are easy to predict) does not carry
+    the signature and is hashed over; a folder that cannot be written only means hashing again next time."""
+    path = Path(path); st = path.stat(); key = f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
     stamp = path.with_name(f".{path.name}.md5")
+    sign = lambda md5: signature(f"{path.resolve()}|{key}|{md5}")
     if known is None:
-        try: text = stamp.read_text()
+        try: text = stamp.read_text() if not stamp.is_symlink() else ""
         except OSError: text = ""
-        if text.startswith(key): return text[len(key):]
+        parts = text.split()
+        if len(parts) == 5 and " ".join(parts[:3]) == key and hmac.compare_digest(parts[4], sign(parts[3])): return parts[3]
         known = file_md5(path)
-    try: stamp.write_text(key + known)
+    try: atomic_write_text(stamp, f"{key} {known} {sign(known)}")   # a link there is replaced, not written through
     except OSError: pass
     return known
 

@@ -90,16 +90,19 @@ def execute_notebook(notebook:str|Path,         # the parameterised notebook
     unknown = [k for k in (parameters or {}) if k not in notebook_parameters(notebook)]
     if unknown: raise NotebookError(f"{Path(notebook).name} has no parameter(s) {unknown}: its parameters cell declares {notebook_parameters(notebook)}")
     prefix = str(Path(tempfile.gettempdir()) / f"attnmed-kernel-{uuid.uuid4().hex[:12]}")
+    output = Path(output); partial = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.tmp")   # papermill writes (and autosaves) here; it replaces `output` at the end: never written through a link there
+    if output.parent.is_symlink(): raise OSError(f"{output.parent} is a symbolic link: attnmed does not write through links")
     try:
-        pm.execute_notebook(str(notebook), str(output), parameters=parameters or {}, kernel_name=kernel_name,
+        pm.execute_notebook(str(notebook), str(partial), parameters=parameters or {}, kernel_name=kernel_name,
                             progress_bar=dict(desc=progress, unit="step", leave=False) if progress else False,
-                            kernel_manager_class=kernel_manager(env, prefix, Path(cwd or Path(output).parent).resolve()),
+                            kernel_manager_class=kernel_manager(env, prefix, Path(cwd or output.parent).resolve()),
                             shutdown_kernel="immediate",   # every result is written (atomically) by the notebook's last cells; a graceful exit of a kernel that loaded torch costs ~2.5 s
                             request_save_on_cell_execute=False)   # the executed copy is written at the end, on failure, and every 30 s of a long cell (papermill's autosave), not after each of its ~20 cells
     except Exception as e:
         short = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}"
         raise NotebookError(short.strip(), "".join(traceback.format_exception(e))) from None
     finally:
+        if partial.exists(): os.replace(partial, output)   # finished or failed, the executed copy is the record
         for f in glob.glob(prefix + "-*"):
             try: os.unlink(f)
             except OSError: pass

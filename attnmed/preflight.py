@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .config import DatasetSpec
+from .config import DatasetSpec, atomic_save_figure
 from .data import FORMATS, ImageSplits
 from .imaging import HIGH_DEPTH_MODES, used_bit_depth
 from .tables import TableFormat
@@ -183,5 +183,5 @@ def contact_sheet(spec:DatasetSpec,   # the dataset entry (a `DatasetSpec`, or a
             else: axs[r, c].set_frame_on(False)
     fig.suptitle(f"{spec.name}: {per_class} images per class and split, at {image_size} px", fontsize=9); fig.tight_layout()
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80); plt.close(fig)
+    atomic_save_figure(fig, path, dpi=80); plt.close(fig)
     return path

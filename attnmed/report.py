@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats
-from .config import atomic_write_text
+from .config import atomic_write_text, signature
 from .execute import NotebookError, execute_notebook, notebook_path
 from .explain import METHOD_NAMES
 from .statistics import NOT_DECIDED, VERDICTS, compare, detectable_ncp, plan, pooled_effects
@@ -352,13 +352,17 @@ def notebook_html(notebook:str|Path,       # an executed notebook
                   digest:str|None=None     # the notebook's SHA-256, when the caller has just computed it (None: computed here)
                  ) -> Path:
     """Render an executed notebook to a self-contained HTML page with nbconvert, its outputs sanitised unless told otherwise, unless the page
-    was rendered by this function from this very notebook (a hash of it is written into the page); returns its path."""
+    was rendered by this function from this very notebook for this user (a hash of it and this user's `signature` of page and hash head the page); returns its path."""
     from nbconvert import HTMLExporter
     import hashlib, nbformat
     notebook = Path(notebook); html = Path(html or notebook.with_suffix(".html"))
-    mark = f"<!-- attnmed: rendered from {digest or hashlib.sha256(notebook.read_bytes()).hexdigest()} (pages 3) -->"   # the renderer's version: pages of an older one are rendered again
+    source = digest or hashlib.sha256(notebook.read_bytes()).hexdigest()
+    mark = lambda body: f"<!-- attnmed: rendered from {source} (pages 3), {signature(f'{html.resolve()}|{source}|' + hashlib.sha256(body.encode()).hexdigest())} -->"   # signed, page and all: a copied mark vouches for nothing
     try:
-        if mark in html.read_text(errors="replace")[:1000]: return html
+        text = html.read_text(errors="replace") if not html.is_symlink() else ""
+        head, _, rest = text.partition("\n") if text.lstrip().lower().startswith("<!doctype") else ("", "", text)
+        first, _, body = rest.partition("\n")
+        if first == mark(head + body): return html
     except OSError: pass
     from jinja2 import DictLoader
     exporter = HTMLExporter(exclude_input=not code, exclude_input_prompt=not code, exclude_output_prompt=True, sanitize_html=sanitize,
@@ -366,7 +370,7 @@ def notebook_html(notebook:str|Path,       # an executed notebook
     exporter.register_filter("clean_html", safe_html)   # nbconvert's escapes headings, paragraphs and table headers
     page, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
     head, sep, rest = page.partition("\n") if page.lstrip().lower().startswith("<!doctype") else ("", "", page)   # the mark after the doctype: a page in standards mode
-    atomic_write_text(html, head + sep + mark + "\n" + rest)
+    atomic_write_text(html, head + sep + mark(head + rest) + "\n" + rest)
     return html
 
 # %% ../nbs/08_report.ipynb #c017b
