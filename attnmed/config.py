@@ -16,8 +16,8 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 # %% auto #0
 __all__ = ['MAX_MESSAGE', 'PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS',
            'YAML_LIMITS', 'CELL_KEYS', 'FORMULA_STARTS', 'StudyConfigError', 'check_value', 'Param', 'parse_search',
-           'check_name', 'DatasetSpec', 'parse_study', 'parse_looks', 'study_keys_markdown', 'read_yaml', 'load_study',
-           'import_plugins', 'Cell', 'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes',
+           'in_space', 'check_name', 'DatasetSpec', 'parse_study', 'parse_looks', 'study_keys_markdown', 'read_yaml',
+           'load_study', 'import_plugins', 'Cell', 'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes',
            'atomic_write_text', 'atomic_write_json', 'spreadsheet_safe', 'atomic_write_csv', 'atomic_save_figure',
            'user_key', 'signature']
 
@@ -190,6 +190,15 @@ def parse_search(raw,        # the parsed YAML mapping
     s["batch_size"] = [PARAMS["batch_size"].check(b, source, "search.batch_size") for b in bs]
     s["pruner"] = check_value(s["pruner"], str, source, "search.pruner", choices=("median", "none"))
     return s
+
+# %% ../nbs/00_config.ipynb #c020x
+def in_space(params:dict, # a trial's (or a best.json's) lr, weight_decay and batch_size
+             search:dict  # the study's search block (`parse_search`)
+            ) -> bool:
+    "Whether the values given lie in the search's declared space: lr and weight decay within their ranges, the batch size one of its choices (a value not given is not judged)."
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    inside = lambda k, v: v in search[k] if k == "batch_size" else num(v) and search[k][0] <= v <= search[k][1]
+    return all(inside(k, params[k]) for k in ("lr", "weight_decay", "batch_size") if k in params)
 
 # %% ../nbs/00_config.ipynb #c023
 STUDY_KEYS = {   # the keys that are not shared settings: (default, meaning)

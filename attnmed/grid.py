@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
-from .config import Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, parse_study
+from .config import Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, in_space, parse_study
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
 from .study import (HEARTBEAT, cell_results, cell_table, load_cell_files, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
@@ -19,7 +19,6 @@ from .study import (HEARTBEAT, cell_results, cell_table, load_cell_files, write_
 from .layout import CELL, STUDY
 from .looks import decide_look, open_arms
 from .statistics import compare
-from .search import in_space
 from .preflight import contact_sheet, said, split_counts
 
 # %% auto #0

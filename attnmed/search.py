@@ -7,14 +7,14 @@ from __future__ import annotations
 import json, tempfile, time
 from pathlib import Path
 from fastai.callback.core import Callback
-from .config import Study, Cell, StudyConfigError, atomic_write_text
+from .config import Study, Cell, StudyConfigError, atomic_write_text, in_space
 from .datasets import load_dataset
 from .study import check_study, load_checked_study, study_cells, study_folder, best_file, prepare_datasets
 from .train import train_cell, cell_dataset, NonFiniteLossError
 from .layout import STUDY
 
 # %% auto #0
-__all__ = ['search_groups', 'OptunaPruning', 'train_trial', 'group_study', 'in_space', 'best_result', 'run_search']
+__all__ = ['search_groups', 'OptunaPruning', 'train_trial', 'group_study', 'best_result', 'run_search']
 
 # %% ../nbs/07c_search.ipynb #c005
 def search_groups(study:Study # a checked `Study`
@@ -80,15 +80,6 @@ def group_study(group:str,  # the group's key (its Optuna study name)
     except Exception as e:   # SQLAlchemy / Optuna errors on a damaged file: one line naming it
         raise StudyConfigError(f"cannot be opened as the search's Optuna database ({type(e).__name__}: {str(e).splitlines()[0][:200]}); move it away to start the search afresh", db) from None
 
-# %% ../nbs/07c_search.ipynb #c011bs
-def in_space(params:dict, # a trial's (or a best.json's) lr, weight_decay and batch_size
-             search:dict  # the study's search block (`parse_search`)
-            ) -> bool:
-    "Whether the values lie in the search's declared space: lr and weight decay within their ranges, the batch size one of its choices."
-    num = lambda k: isinstance(params.get(k), (int, float)) and not isinstance(params.get(k), bool)
-    return (num("lr") and search["lr"][0] <= params["lr"] <= search["lr"][1] and num("weight_decay") and search["weight_decay"][0] <= params["weight_decay"] <= search["weight_decay"][1]
-            and params.get("batch_size") in search["batch_size"])
-
 # %% ../nbs/07c_search.ipynb #c011c
 def best_result(cell:Cell,  # the group's cell (its first seed)
                 st,         # the group's Optuna study
@@ -111,8 +102,7 @@ def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`
                log=print               # where progress lines go
               ) -> dict:
     "Run (or resume) the Optuna search of every group of `study`; writes and returns the best parameters per group."
-    import optuna
-    from optuna.trial import TrialState
+    import optuna, optuna.trial
     study = check_study(study) if isinstance(study, Study) else load_checked_study(study)
     if not study.search: raise StudyConfigError("has no 'search:' block; add one (e.g. search: {trials: 20}) to tune hyperparameters", study.source, "search")
     prepare_datasets(study)
@@ -120,22 +110,21 @@ def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`
     study_dir = study_folder(out, study); study_dir.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{(study_dir / 'search.sqlite3').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    counted = (TrialState.COMPLETE, TrialState.PRUNED)
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     best, data_cache = {}, {}
     for cell in search_groups(study):
         g = cell.group
         if only and only not in g: continue
         st = group_study(g, search, storage, study_dir / STUDY.search)
-        outside = sum(not in_space(t.params, search) for t in st.trials)   # an earlier space's trials: kept in the storage, not counted, never the best
-        done, t0 = sum(t.state in counted and in_space(t.params, search) for t in st.trials), time.time()
-        if outside: log(f"search {g}: {outside} trial(s) in the storage lie outside the current search space: not counted, never used")
+        mine = [t for t in st.trials if in_space(t.params, search)]   # an earlier space's trials (or planted ones) stay in the storage: not counted, never the best
+        outside, done, t0 = len(st.trials) - len(mine), sum(t.state in counted for t in mine), time.time()
         def objective(trial):
             lr = trial.suggest_float("lr", *search["lr"], log=True)
             wd = trial.suggest_float("weight_decay", *search["weight_decay"], log=True)
             bs = trial.suggest_categorical("batch_size", search["batch_size"])
             return train_trial(cell, lr, wd, bs, trial, data_cache)
         if done < search["trials"]:
-            log(f"search {g}: {done} of {search['trials']} trials done, running {search['trials'] - done}")
+            log(f"search {g}: {done} of {search['trials']} trials done, running {search['trials'] - done}" + (f" ({outside} outside the current space: not counted, never used)" if outside else ""))
             st.optimize(objective, n_trials=search["trials"] - done, catch=(NonFiniteLossError,),
                         callbacks=[optuna.study.MaxTrialsCallback(search["trials"] + outside, states=counted)])
         result = best_result(cell, st, search)
