@@ -724,6 +724,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'attnmed.train.adam_step_in_place': ('train.html#adam_step_in_place', 'attnmed/train.py'),
                                'attnmed.train.cell_dataset': ('train.html#cell_dataset', 'attnmed/train.py'),
                                'attnmed.train.fit': ('train.html#fit', 'attnmed/train.py'),
+                               'attnmed.train.load_weights': ('train.html#load_weights', 'attnmed/train.py'),
                                'attnmed.train.make_learner': ('train.html#make_learner', 'attnmed/train.py'),
                                'attnmed.train.plot_history': ('train.html#plot_history', 'attnmed/train.py'),
                                'attnmed.train.pretrained_weights': ('train.html#pretrained_weights', 'attnmed/train.py'),

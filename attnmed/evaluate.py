@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from .config import atomic_write_json, atomic_write_text
 from .layout import CELL
+from .train import load_weights
 
 # %% auto #0
 __all__ = ['CI_METRICS', 'classification_metrics', 'medmnist_metrics', 'bootstrap_ci', 'predictions_frame', 'write_cell_results',
@@ -153,7 +154,7 @@ def train_checkpoint_metrics(run # a trained `attnmed.train.CellRun`
     model = run.learn.model
     kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
     try:
-        model.load_state_dict(torch.load(f, map_location="cpu", weights_only=True))
+        load_weights(model, f)
         probs = run.learn.get_preds(dl=run.test_dl)[0].float().numpy()
     finally: model.load_state_dict(kept)
     m = classification_metrics(run.data.labels["test"], probs, run.data.class_names)

@@ -12,6 +12,7 @@ from .backbones import ARCHS
 from .models import attention_maps, create_model, randomised_copy
 from .statistics import holm as holm_procedure   # the one Holm of the project (`holm` is concept_test's switch here)
 from .layout import CELL
+from .train import load_weights
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison',
@@ -306,9 +307,7 @@ def load_cell_model(folder,      # a done cell's folder
     f = folder / CELL.checkpoint
     if not f.exists(): raise ExplainError(f"{f}: checkpoint not found (the cell's best-validation weights); re-run the cell")
     model = create_model(p["arch"], p["attention"], n_out=n_out, pretrained=False, img_size=p["image_size"], head=p.get("head", "pooled"))
-    state = torch.load(f, map_location="cpu", weights_only=True)
-    state = {k.replace("_orig_mod.", ""): v for k, v in state.items()}   # saved from a torch.compile'd model
-    model.load_state_dict(state)
+    load_weights(model, f)   # weights only; saved from a torch.compile'd model or not
     return model.to(device).eval()
 
 # %% ../nbs/06_explain.ipynb #c028a

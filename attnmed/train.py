@@ -31,8 +31,8 @@ from .models import create_model, splitter
 from .layout import CELL
 
 # %% auto #0
-__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'PreciseBN',
-           'adam_step_in_place', 'FreeingOptimizer', 'adam', 'protocol_optimizer', 'make_learner',
+__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'load_weights', 'KeepBest', 'EpochLogger',
+           'PreciseBN', 'adam_step_in_place', 'FreeingOptimizer', 'adam', 'protocol_optimizer', 'make_learner',
            'KeepLowestTrainLoss', 'fit', 'plot_history', 'CellRun', 'cell_dataset', 'pretrained_weights', 'setup_cell',
            'train_cell']
 
@@ -64,6 +64,16 @@ class NaNGuard(Callback):
             raise NonFiniteLossError(f"training loss became {float(self.learn.loss.detach().float().mean())} at epoch {self.epoch + 1}, "
                                      f"iteration {self.iter} (learning rate {self.opt.hypers[-1]['lr']:.3g}); try a lower lr")
 
+# %% ../nbs/03_train.ipynb #c008l
+def load_weights(model:torch.nn.Module, # the model (a torch.compile'd one: its original module gets them)
+                 path:str|Path          # a checkpoint attnmed saved: a state dict (or fastai's {model, opt})
+                ) -> torch.nn.Module:
+    "The one way attnmed loads a checkpoint: weights only (a pickled object in its place is refused, never run), keys of a compiled model mapped back; returns `model`."
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and set(state) == {"model", "opt"}: state = state["model"]   # fastai's with_opt file
+    getattr(model, "_orig_mod", model).load_state_dict({k.replace("_orig_mod.", ""): v for k, v in state.items()})
+    return model
+
 # %% ../nbs/03_train.ipynb #c008b
 class KeepBest(SaveModelCallback):
     "fastai's `SaveModelCallback` on a metric, quietly: it keeps the best epoch's weights and reloads them at the end, weights only (the epoch line marks the best)."
@@ -72,7 +82,7 @@ class KeepBest(SaveModelCallback):
         if self.new_best: self._save(self.fname)
     def after_fit(self, **kwargs):   # fastai's reloads with weights_only=False: a checkpoint swapped in the cell's folder meanwhile would be unpickled, and its code run
         if self.at_end: self._save(self.fname)
-        elif not self.every_epoch: self.learn.load(self.fname, with_opt=self.with_opt, weights_only=True)
+        elif not self.every_epoch: load_weights(self.learn.model, self.learn.path / self.learn.model_dir / f"{self.fname}.pth")
 
 # %% ../nbs/03_train.ipynb #c008c
 class EpochLogger(Callback):
