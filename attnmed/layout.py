@@ -50,7 +50,9 @@ class StudyFiles:
     looks:str = "looks"                      # a sequential design's decisions, one file per look (`look(k)`), each final once written
     def look(self, k:int) -> str: return f"{self.looks}/look-{k}.json"   # the decisions after look k (1 = the first)
     @property
-    def explain_error(self) -> str: return f"{self.explanations}/{CELL.error}"   # why the explanation notebook failed (the report says so)
+    def explain_error(self) -> str: return f"{self.explanations}/{CELL.error}"
+    @property
+    def explained_cells(self) -> str: return f"{self.explanations}/cells.json"   # the cells the explanations were computed from, with their fingerprints (written last)   # why the explanation notebook failed (the report says so)
 
 # %% ../nbs/00c_layout.ipynb #c010
 STUDY = StudyFiles()   # the names every module uses

@@ -22,8 +22,9 @@ from .layout import CELL, STUDY
 __all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'SAFE_TAGS', 'SELF_CONTAINED_TEMPLATE', 'summarise', 'format_summary',
            'study_comparisons', 'looked_row', 'looked_comparisons', 'looks_summary', 'plan_refusal', 'pilot_variances',
            'design_table', 'unfinished_sentence', 'answer_table', 'load_answer', 'medmnist_table', 'untrusted',
-           'reliability_sentences', 'shortcut_sentence', 'concept_sentences', 'no_signal_sentences',
-           'render_explanations', 'safe_html', 'notebook_html', 'render_cell_pages', 'render_report']
+           'reliability_sentences', 'shortcut_sentence', 'concept_sentences', 'explained_cells', 'stale_explanations',
+           'no_signal_sentences', 'render_explanations', 'safe_html', 'notebook_html', 'render_cell_pages',
+           'render_report']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame,                                            # `attnmed.study.cell_results` of a study
@@ -287,6 +288,29 @@ def concept_sentences(concepts:pd.DataFrame # the explanations' `concepts.csv`
         parts = [f"**{c}** ({int(r.used)} of {int(r.seeds)} seeds; {'raises' if r.effect > 0 else 'lowers'} the positive score by {abs(r.effect):.2f} on average)" for c, r in used.iterrows()]
         out.append(f"{who}: its score depends on {', '.join(parts)} beyond what the label explains; a concept that is not part of the diagnosis is a bias.")
     return out
+
+# %% ../nbs/08_report.ipynb #c014e
+def explained_cells(study_dir:str|Path,    # the study folder
+                    results:pd.DataFrame   # the cells explained (`cell_results` rows)
+                   ) -> dict:
+    "{cell folder: the fingerprint its metrics.json records}: what `explain.ipynb` writes last (`STUDY.explained_cells`), and what the report compares with the cells now."
+    from attnmed.study import read_metrics
+    return {f: (read_metrics(Path(study_dir) / f) or {}).get("fingerprint") for f in results.folder} if len(results) else {}
+
+# %% ../nbs/08_report.ipynb #c014f
+def stale_explanations(study_dir:str|Path,  # the study folder
+                       results:pd.DataFrame # `cell_results` of the study now
+                      ) -> str:
+    "Why the explanations folder cannot be shown as this study's ('' when it can): no record of the cells it explains, or cells retrained, added or gone since."
+    import json
+    f = Path(study_dir) / STUDY.explained_cells
+    try: then = json.loads(f.read_text())
+    except (OSError, ValueError): return "they hold no record of the cells they explain (computed by an earlier version, cut short, or not attnmed's)"
+    now = explained_cells(study_dir, results)
+    if not isinstance(then, dict) or then != now:
+        diff = len(set(now.items()) ^ set(then.items() if isinstance(then, dict) else ())) // 2 or 1
+        return f"they were computed from other cells than the report's now (about {diff} retrained, added or gone since)"
+    return ""
 
 # %% ../nbs/08_report.ipynb #h002
 def no_signal_sentences(no_signal:pd.DataFrame # the explanations' `no_signal.csv`

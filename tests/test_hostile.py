@@ -305,3 +305,14 @@ def test_an_alias_bomb_makes_a_short_error(tmp_path):
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), pytest.raises(SystemExit) as e: grid_cli([str(f), "--dry-run"])
     assert e.value.code == 2 and err.getvalue().count("\n") == 1 and len(err.getvalue()) < 1000, len(err.getvalue())
     assert "field 'epochs'" in err.getvalue() and "characters in all)" in err.getvalue()
+
+def test_planted_or_earlier_explanations_are_not_shown_as_this_studys(tmp_path):
+    "--no-explain beside an explanations folder that does not record these very cells (planted, or from models retrained since): the report says so and shows none of it."
+    code, log, _ = quick_grid(tmp_path); assert code == 0, log
+    study = tmp_path / "out" / "tiny"
+    (study / "explanations").mkdir()
+    (study / "explanations" / "sanity.csv").write_text("dataset,arch,augment,attention,method,spearman,verdict\nsynth-derm,resnet10t,False,se,saliency,0.01,PLANTED-PASS\n")
+    code, err = cli(report_cli, [study, "--no-explain"])
+    assert code == 0, err
+    page = (study / "report.html").read_text()
+    assert "are not shown" in page and "hold no record of the cells they explain" in page and "PLANTED-PASS" not in page
