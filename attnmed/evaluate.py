@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from .config import atomic_write_json, atomic_write_text
 from .layout import CELL
-from .train import load_weights
+from .models import load_weights
 
 # %% auto #0
 __all__ = ['CI_METRICS', 'classification_metrics', 'medmnist_metrics', 'bootstrap_ci', 'predictions_frame', 'write_cell_results',

@@ -9,10 +9,9 @@ import torch
 import torch.nn.functional as F
 from .datasets import as_chw3
 from .backbones import ARCHS
-from .models import attention_maps, create_model, randomised_copy
+from .models import attention_maps, create_model, load_weights, randomised_copy
 from .statistics import holm as holm_procedure   # the one Holm of the project (`holm` is concept_test's switch here)
 from .layout import CELL
-from .train import load_weights
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison',

@@ -16,8 +16,9 @@ from .backbones import ModelError, Arch, ARCHS, load_backbone
 from .attention import ATTENTIONS, added_modules, compatible, features_only, mark_added
 
 # %% auto #0
-__all__ = ['HEADS', 'DEVIATIONS', 'FlattenHeadNet', 'published_baseline', 'create_model', 'attention_maps', 'attended_extent',
-           'splitter', 'randomised_copy', 'n_params_of', 'count_flops', 'model_table', 'deviations_markdown']
+__all__ = ['HEADS', 'DEVIATIONS', 'FlattenHeadNet', 'published_baseline', 'create_model', 'load_weights', 'attention_maps',
+           'attended_extent', 'splitter', 'randomised_copy', 'n_params_of', 'count_flops', 'model_table',
+           'deviations_markdown']
 
 # %% ../nbs/02d_models.ipynb #c022
 HEADS = ("pooled", "flatten", "goncalves-cardoso")
@@ -77,6 +78,16 @@ def create_model(arch:str,                  # a registered backbone (`ARCHS`)
             if seed is not None: torch.manual_seed(int(seed) + 2)   # the same head for every variant of this seed
             model = FlattenHeadNet(model, n_out, img_size) if head == "flatten" else published_baseline(model, a, n_out, img_size)
     model.arch, model.attention, model.head_kind = arch, attention, head
+    return model
+
+# %% ../nbs/02d_models.ipynb #w001
+def load_weights(model:torch.nn.Module, # the model (a torch.compile'd one: its original module gets them)
+                 path                   # a checkpoint attnmed saved: a state dict (or fastai's {model, opt})
+                ) -> torch.nn.Module:
+    "The one way attnmed loads a checkpoint: weights only (a pickled object in its place is refused, never run), keys of a compiled model mapped back; returns `model`."
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and set(state) == {"model", "opt"}: state = state["model"]   # fastai's with_opt file
+    getattr(model, "_orig_mod", model).load_state_dict({k.replace("_orig_mod.", ""): v for k, v in state.items()})
     return model
 
 # %% ../nbs/02d_models.ipynb #c031

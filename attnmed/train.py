@@ -27,12 +27,12 @@ from .data import ImageSplits, FORMATS
 from .datasets import load_dataset, class_weights
 from .loaders import make_dataloaders
 from .backbones import ARCHS, default_weights
-from .models import create_model, splitter
+from .models import create_model, load_weights, splitter
 from .layout import CELL
 
 # %% auto #0
-__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'load_weights', 'KeepBest', 'EpochLogger',
-           'PreciseBN', 'adam_step_in_place', 'FreeingOptimizer', 'adam', 'protocol_optimizer', 'make_learner',
+__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'PreciseBN',
+           'adam_step_in_place', 'FreeingOptimizer', 'adam', 'protocol_optimizer', 'make_learner',
            'KeepLowestTrainLoss', 'fit', 'plot_history', 'CellRun', 'cell_dataset', 'pretrained_weights', 'setup_cell',
            'train_cell']
 
@@ -63,16 +63,6 @@ class NaNGuard(Callback):
         if self.training and not torch.isfinite(self.learn.loss.detach()).all():
             raise NonFiniteLossError(f"training loss became {float(self.learn.loss.detach().float().mean())} at epoch {self.epoch + 1}, "
                                      f"iteration {self.iter} (learning rate {self.opt.hypers[-1]['lr']:.3g}); try a lower lr")
-
-# %% ../nbs/03_train.ipynb #c008l
-def load_weights(model:torch.nn.Module, # the model (a torch.compile'd one: its original module gets them)
-                 path:str|Path          # a checkpoint attnmed saved: a state dict (or fastai's {model, opt})
-                ) -> torch.nn.Module:
-    "The one way attnmed loads a checkpoint: weights only (a pickled object in its place is refused, never run), keys of a compiled model mapped back; returns `model`."
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and set(state) == {"model", "opt"}: state = state["model"]   # fastai's with_opt file
-    getattr(model, "_orig_mod", model).load_state_dict({k.replace("_orig_mod.", ""): v for k, v in state.items()})
-    return model
 
 # %% ../nbs/03_train.ipynb #c008b
 class KeepBest(SaveModelCallback):
