@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .config import Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, in_space, parse_study
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
-from .study import (HEARTBEAT, cell_results, cell_table, load_cell_files, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
+from .study import (HEARTBEAT, REFUSED, cell_results, cell_table, load_cell_files, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            time_step, tuned_parameters, what_changed, write_study_record)
 from .layout import CELL, STUDY
@@ -330,7 +330,8 @@ def dry_run_summary(study:Study,  # the checked study
                     states:dict,  # each cell's state
                     todo:list,    # the cells a run would run
                     log=print,    # where the grid's lines go
-                    out=None      # the output folder: each dataset's contact sheet goes there (None: none drawn)
+                    out=None,     # the output folder: each dataset's contact sheet goes there (None: none drawn)
+                    refused:list=() # what `check_before_cells` found the real run would refuse
                    ) -> Counter:
     "Say each cell's state and what a run would do, and draw each dataset's contact sheet (`attnmed.preflight.contact_sheet`) into `out`, beside the study folder; the counts, with `would_run`."
     n = Counter(states.values())
@@ -344,7 +345,7 @@ def dry_run_summary(study:Study,  # the checked study
         log(f"sequential design: looks at {', '.join(map(str, study.looks))} seeds ({study.spending} spending): {len(first)} cells at the first look, "
             f"at most {len(cells)} if every declared comparison stays open to the last look")
     log(f"grid {study.name}: {len(cells)} cells: " + ", ".join(f"{n[k]} {k}" for k in STATES if n[k] or k in ("done", "todo"))
-        + f"; {len(todo)} would run (dry run: nothing was run)")
+        + (f"; {len(todo)} would run (dry run: nothing was run)" if not refused else f"; none would run: the real run refuses {len(refused)} dataset{'s' if len(refused) > 1 else ''} first (see above; dry run: nothing was run)"))
     return n + Counter(would_run=len(todo))
 
 # %% ../nbs/07d_grid.ipynb #c013h
@@ -367,10 +368,12 @@ def check_before_cells(study:Study,         # the checked study
                        executor:str="local", # local (the cells run here) or ray
                        log=print            # where the grid's lines go
                       ):
-    "What the grid does before any cell trains: every pair built and run at the image size (`check_runnable`), the datasets prepared (not in a dry run), and what both found said (`attnmed.preflight.said`)."
+    "What the grid does before any cell trains: every pair built and run at the image size (`check_runnable`), the datasets prepared (not in a dry run), and what both found said (`attnmed.preflight.said`); returns the datasets a dry run found the real run would refuse."
     findings = check_runnable(study, cells, device_here=executor == "local" and not dry_run)
     if not dry_run: prepare_datasets(study)
-    for f in findings + data_findings(study): log(said(f))
+    found = findings + data_findings(study)
+    for f in found: log(said(f))
+    return [f for f in found if REFUSED in f]
 
 # %% ../nbs/07d_grid.ipynb #c013hb
 CELL_START = 10.0   # seconds a cell's kernel takes to start and import torch, timm and fastai on a 2-core machine (bench/cell.py: 6.5-12 s)
@@ -621,11 +624,11 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
     study, cells = grid_cells(study, only, dry_run, executor, log)
     folder = study_folder(out, study)
     tuned = tuned_or_refuse(study, folder, cells, refuse=not dry_run)
-    check_before_cells(study, cells, dry_run, executor, log)
+    refused = check_before_cells(study, cells, dry_run, executor, log)
     fps, expected, states, todo = cell_states(study, folder, cells, tuned, dry_run, retry_failed, rerun_changed, log)
     first = todo if not study.looks else [c for c in todo if c in set(look_cells(study_cells(study), study, 1))]   # a sequential design: its first look
     if first and (estimate := grid_estimate(study, first, jobs or auto_jobs(study.device, len(first), gpus), "cells of the first look" if study.looks else "cells")): log(estimate)
-    if dry_run: return dry_run_summary(study, cells, states, todo, log, out)
+    if dry_run: return dry_run_summary(study, cells, states, todo, log, out, refused)
     if study.looks and only: raise StudyConfigError("--only cannot be used with a sequential design (seeds: {looks: ...}): each look is decided on all its cells", study.source, "seeds")
     open_study_folder(study, folder, fps)
     counts, t0 = run_counts(states, retry_failed, rerun_changed), time.time()

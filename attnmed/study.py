@@ -20,14 +20,15 @@ from .preflight import dataset_findings
 from .layout import CELL, STUDY
 
 # %% auto #0
-__all__ = ['STATES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS', 'check_study',
-           'load_checked_study', 'memory_limits', 'available_memory', 'check_memory', 'check_runnable', 'data_findings',
-           'time_step', 'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir', 'plugins_fingerprint',
-           'cell_fingerprint', 'read_metrics', 'cell_state', 'what_changed', 'lock_owner', 'acquire_lock', 'touch_lock',
-           'release_lock', 'study_yaml', 'write_study_record', 'read_record', 'claim_study_folder', 'read_study',
-           'data_key', 'data_fingerprints', 'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints',
-           'best_file', 'tuned_parameters', 'prepare_datasets', 'cell_table', 'is_extra_test_metric',
-           'extra_test_metrics', 'cell_results', 'load_results', 'write_results_csv', 'load_cell_files']
+__all__ = ['REFUSED', 'STATES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS',
+           'check_study', 'load_checked_study', 'memory_limits', 'available_memory', 'check_memory', 'check_runnable',
+           'data_findings', 'time_step', 'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir',
+           'plugins_fingerprint', 'cell_fingerprint', 'read_metrics', 'cell_state', 'what_changed', 'lock_owner',
+           'acquire_lock', 'touch_lock', 'release_lock', 'study_yaml', 'write_study_record', 'read_record',
+           'claim_study_folder', 'read_study', 'data_key', 'data_fingerprints', 'cell_data_fingerprint',
+           'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters', 'prepare_datasets',
+           'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results', 'load_results',
+           'write_results_csv', 'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study,      # a parsed `Study`
@@ -145,14 +146,18 @@ def check_runnable(study:Study,          # a checked `Study`
             found.append(f"{arch} at image_size {study.image_size}: its patch grid holds {tokens} token{'s' if tokens > 1 else ''}, too few for self-attention to mean anything; raise image_size")
     return found
 
+# %% ../nbs/07a_study.ipynb #c009gr
+REFUSED = "the real run refuses it"   # how `data_findings` marks a dataset that cannot be read as declared (a dry run goes on)
+
 # %% ../nbs/07a_study.ipynb #c009g
 def data_findings(study:Study # a checked `Study`
                  ) -> list:
-    "The preflight findings (`attnmed.preflight.dataset_findings`) of every dataset of `study`, at its image size and margin; a dataset that cannot be read yet (its files missing in a dry run) is left to the check that said so."
+    "The preflight findings (`attnmed.preflight.dataset_findings`) of every dataset of `study`, at its image size and margin; a dataset whose files are there but cannot be read as declared (a label outside `class_names`, a `patient_pattern` that does not match, too few images to carve a split) is said as one the real run refuses (`REFUSED`); one whose files are missing (a dry run) is left to the check that said so."
     out = []
     for spec in study.datasets:
         try: out += dataset_findings(spec, study.image_size, study.equivalence_margin)
-        except (DataError, OSError): pass
+        except (DataError, OSError) as e:   # files not there yet were said by the check that found them; anything else the real run refuses
+            if Path(spec.path).exists(): out.append(f"dataset '{spec.name}': {REFUSED}: {e}")
     return out
 
 # %% ../nbs/07a_study.ipynb #c009j
