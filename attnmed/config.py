@@ -19,7 +19,7 @@ __all__ = ['MAX_MESSAGE', 'PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULT
            'in_space', 'check_name', 'DatasetSpec', 'parse_study', 'parse_looks', 'study_keys_markdown', 'read_yaml',
            'load_study', 'import_plugins', 'Cell', 'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes',
            'atomic_write_text', 'atomic_write_json', 'spreadsheet_safe', 'atomic_write_csv', 'atomic_save_figure',
-           'user_key', 'signature']
+           'default_cache_dir', 'user_key', 'signature']
 
 # %% ../nbs/00_config.ipynb #c004m
 MAX_MESSAGE = 600   # characters of a study error's message: enough for any sentence attnmed writes, too few for a value's expansion
@@ -606,10 +606,15 @@ def atomic_save_figure(fig,              # a matplotlib figure
     buf = io.BytesIO(); fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
     atomic_write_bytes(path, buf.getvalue())
 
+# %% ../nbs/00_config.ipynb #c045h0
+def default_cache_dir() -> Path:
+    "attnmed's own folder for this user: `$ATTNMED_CACHE`, else `~/.cache/attnmed` (the resized-image caches, the signing key)."
+    return Path(os.environ.get("ATTNMED_CACHE") or Path.home() / ".cache" / "attnmed")
+
 # %% ../nbs/00_config.ipynb #c045i
 def user_key() -> bytes:
-    "This user's secret for signing attnmed's own files: 32 random bytes in `stamp.key` under `$ATTNMED_CACHE` (or `~/.cache/attnmed`), readable by this user only; a new one each process where it cannot be kept."
-    f = Path(os.environ.get("ATTNMED_CACHE") or Path.home() / ".cache" / "attnmed") / "stamp.key"
+    "This user's secret for signing attnmed's own files: 32 random bytes in `stamp.key` under `default_cache_dir()`, readable by this user only; a new one each process where it cannot be kept."
+    f = default_cache_dir() / "stamp.key"
     try: key = f.read_bytes() if not f.is_symlink() else b""
     except OSError: key = b""
     if len(key) == 32: return key

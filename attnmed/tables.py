@@ -12,11 +12,11 @@ import pandas as pd
 from .data import SPLITS, DataError, DatasetFormat, ImageSplits, Option, load_npz, save_npz
 from .imaging import read_image, check_window
 from fastcore.basics import patch
-from .config import DatasetSpec
+from .config import DatasetSpec, default_cache_dir
 
 # %% auto #0
-__all__ = ['COMMON_OPTIONS', 'read_table', 'row_ref', 'assign_splits', 'default_cache_dir', 'prepare_table', 'table_hash',
-           'cache_path', 'splits_from_table', 'TableFormat', 'one_table_per_spec', 'shared_table']
+__all__ = ['COMMON_OPTIONS', 'read_table', 'row_ref', 'assign_splits', 'prepare_table', 'table_hash', 'cache_path',
+           'splits_from_table', 'TableFormat', 'one_table_per_spec', 'shared_table']
 
 # %% ../nbs/01d_tables.ipynb #c005
 COMMON_OPTIONS = (
@@ -81,11 +81,6 @@ def assign_splits(table:pd.DataFrame,      # the image table (path, label, split
     if not (df["split"] == "val").any(): _carve(df, df["split"].isna() | (df["split"] == "train"), val_fraction, "val", seed + 1, source)
     df["split"] = df["split"].fillna("train")
     return df
-
-# %% ../nbs/01d_tables.ipynb #c015
-def default_cache_dir() -> Path:
-    "Where resized images are cached: `$ATTNMED_CACHE`, else `~/.cache/attnmed`."
-    return Path(os.environ.get("ATTNMED_CACHE") or Path.home() / ".cache" / "attnmed")
 
 # %% ../nbs/01d_tables.ipynb #c015a
 def _check_files(table:pd.DataFrame, source:str):
