@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from .sequential import look_levels
-from .statistics import NOT_DECIDED, GROUP, seed_bound, mean_contrast, variance_parts, effective_df, detectable_ncp
+from .statistics import NOT_DECIDED, GROUP, effective_df
 
 # %% auto #0
 __all__ = ['STATUS', 'KEY', 'look_level', 'read_look', 'mended_by_seeds', 'decide_look', 'open_arms', 'pooled_look',
@@ -39,11 +39,7 @@ STATUS = ("open", "better", "worse", "equivalent", "inconclusive")   # the codes
 def _interval(effect, var_seed, var_item, item_terms, S:int, level:float, df=None):
     "Interval of each row at one comparison's nominal `level`, with the calibrated degrees of freedom at that level (`effective_df`, row by row) unless `df` is given."
     if not level > 0 or S < 2: return np.full(effect.shape, -np.inf), np.full(effect.shape, np.inf), np.full(effect.shape, np.nan)
-    if df is None:
-        vs = seed_bound(min(S, 50), level) * var_seed
-        den = vs ** 2 / (S - 1) + item_terms
-        with np.errstate(divide="ignore", invalid="ignore"):
-            df = np.where((var_item > 0) & (den > 0), np.maximum(S - 1.0, (vs + var_item) ** 2 / den), S - 1.0)
+    if df is None: df = effective_df(var_seed, var_item, item_terms, S, level)
     h = stats.t.ppf(1 - level / 2, df) * np.sqrt(var_seed + var_item)
     return effect - h, effect + h, df
 

@@ -67,12 +67,13 @@ def effective_df(var_seed:float,   # the seed part of the variance of the mean
                  S:int,            # seeds
                  a:float           # the per-comparison level the df must keep
                 ) -> float:
-    "Satterthwaite's degrees of freedom of `var_seed + var_item` with the seed part at its calibrated bound `seed_bound(S, a)`; at least S - 1."
+    "Satterthwaite's degrees of freedom of `var_seed + var_item` with the seed part at its calibrated bound `seed_bound(S, a)`; at least S - 1. Arrays of variances (many comparisons, or simulated studies) give an array of df."
     if S < 2: return float("nan")
-    if var_item <= 0: return float(S - 1)
-    vs = seed_bound(min(S, 50), a) * var_seed   # q falls with S: beyond 50 seeds q(50) is kept (conservative)
-    den = vs ** 2 / (S - 1) + item_terms
-    return float(S - 1) if den <= 0 else float(max(S - 1.0, (vs + var_item) ** 2 / den))
+    vs = seed_bound(min(S, 50), a) * np.asarray(var_seed, float)   # q falls with S: beyond 50 seeds q(50) is kept (conservative)
+    vi = np.asarray(var_item, float); den = vs ** 2 / (S - 1) + np.asarray(item_terms, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where((vi > 0) & (den > 0), np.fmax(S - 1.0, (vs + vi) ** 2 / den), S - 1.0)
+    return float(df) if df.ndim == 0 else df
 
 # %% ../nbs/05_statistics.ipynb #c010
 from dataclasses import field
