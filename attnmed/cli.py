@@ -160,10 +160,10 @@ def report(study_dir:str,                # the study folder written by attnmed-g
     print(f"report: {f}")
     from attnmed.report import unfinished_sentence
     from pathlib import Path
-    from attnmed.grid import design_cells
+    from attnmed.grid import decided_looks, design_cells
     from attnmed.study import cell_table, read_study
     study = read_study(study_dir)
-    if (left := unfinished_sentence(design_cells(cell_table(study_dir, study), Path(study_dir), study), study_dir)): print(left)
+    if (left := unfinished_sentence(design_cells(cell_table(study_dir, study), study, decided_looks(Path(study_dir), study)), study_dir)): print(left)
 
 # %% ../nbs/09_cli.ipynb #c017a
 report_cli = command(report, "attnmed-report")

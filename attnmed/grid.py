@@ -26,8 +26,8 @@ __all__ = ['STOP', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'CELL_START', 'cell_parame
            'auto_jobs', 'slot_env', 'run_local', 'run_ray', 'select_cells', 'tuned_or_refuse', 'describe_changes',
            'grid_summary', 'grid_cells', 'cell_states', 'dry_run_summary', 'open_study_folder', 'check_before_cells',
            'grid_estimate', 'run_counts', 'running_progress', 'progress_line', 'show_progress', 'run_batch',
-           'look_cells', 'read_look_decisions', 'comparisons_at', 'record_look', 'look_line', 'run_looks', 'last_look',
-           'design_cells', 'run_grid', 'demo_study']
+           'look_cells', 'read_look_decisions', 'comparisons_at', 'record_look', 'look_line', 'run_looks',
+           'decided_looks', 'design_cells', 'run_grid', 'demo_study']
 
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
@@ -576,30 +576,27 @@ def run_looks(study:Study,  # the checked study, with `looks`
     return previous
 
 # %% ../nbs/07d_grid.ipynb #c013w
-def last_look(folder:Path, # the study folder
-              study:Study  # the checked study
-             ) -> tuple:
-    "`(k, decisions)` of the last look decided so far (`(0, None)`: none yet, or not a sequential design)."
-    k, last = 0, None
+def decided_looks(folder:Path, # the study folder
+                  study:Study  # the checked study
+                 ) -> list:
+    "The decisions after each look decided so far, in order (`read_look_decisions`; empty: none yet, or not a sequential design): each look's file read once."
+    out = []
     for j in range(1, len(study.looks) + 1):
-        d = read_look_decisions(folder, study, j)
-        if d is None: break
-        k, last = j, d
-    return k, last
+        if (d := read_look_decisions(folder, study, j)) is None: break
+        out.append(d)
+    return out
 
 # %% ../nbs/07d_grid.ipynb #c013w1
 def design_cells(table:pd.DataFrame, # `cell_table` of the study
-                 folder:Path,        # the study folder
-                 study:Study         # the checked study
+                 study:Study,        # the checked study
+                 history:list        # `decided_looks` of its folder
                 ) -> pd.DataFrame:
     "The rows of `table` the design has asked for so far: every cell of a fixed design; under a sequential one, the cells of the looks decided and of the next look, if any comparison is still open (the seeds it saved are no unfinished work)."
     if not study.looks: return table
-    k, decisions = last_look(folder, study)
-    every = study_cells(study)
+    every, k = study_cells(study), len(history)
     keys = {c.key for c in look_cells(every, study, 1)}
-    last = k + (1 if k and k < len(study.looks) and len(open_arms(decisions)) else 0)   # the looks decided, and the next one while any comparison is open
-    for j in range(2, last + 1):
-        keys |= {c.key for c in look_cells(every, study, j, read_look_decisions(folder, study, j - 1))}
+    last = k + (1 if k and k < len(study.looks) and len(open_arms(history[-1])) else 0)   # the looks decided, and the next one while any comparison is open
+    for j in range(2, last + 1): keys |= {c.key for c in look_cells(every, study, j, history[j - 2])}
     return table[table.folder.isin(keys)]
 
 # %% ../nbs/07d_grid.ipynb #c013g

@@ -57,7 +57,7 @@ def study_comparisons(results:pd.DataFrame,             # `attnmed.study.cell_re
                       study,                            # the study (its comparisons, margin and alpha)
                       extra_predictions:dict|None=None, # per extra test set, the cells' predictions
                       histories:dict|None=None,         # the cells' per-epoch histories (convergence is checked with them)
-                      looks:tuple=(0, None)             # a sequential design's `(k, decisions)` of its last look decided (`attnmed.grid.last_look`)
+                      looks:tuple=(0, None)             # a sequential design's `(k, decisions)` of its last look decided (the last of `attnmed.grid.decided_looks`)
                      ) -> dict:
     "{test set: {'comparisons': rows of `compare`, 'pooled': rows of `pooled_effects`}} for the test set ('test') and each extra test set; under a sequential design the test set's rows are its looks' decisions (`looked_comparisons`)."
     out = {}
