@@ -64,7 +64,7 @@ readme: $(STAMP)
 	$(BIN)/python tools/render_readme.py --execute
 
 bench: $(STAMP)
-	for b in loader memory cell train data sequential; do OMP_NUM_THREADS=1 $(BIN)/python bench/$$b.py || exit 1; done
+	for b in loader memory cell train data sequential carve; do OMP_NUM_THREADS=1 $(BIN)/python bench/$$b.py || exit 1; done
 
 distclean:
 	rm -rf $(VENV)

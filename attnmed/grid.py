@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .config import Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, in_space, parse_study
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
-from .study import (HEARTBEAT, REFUSED, cell_results, cell_table, load_cell_files, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
+from .study import (HEARTBEAT, REFUSED, cell_results, cell_table, load_cell_files, notebook_seal, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            time_step, tuned_parameters, what_changed, write_study_record)
 from .layout import CELL, STUDY
@@ -54,9 +54,9 @@ def _heartbeat(folder:Path, stop:threading.Event):
 
 # %% ../nbs/07d_grid.ipynb #c005d
 def _publish(attempt:Path, d:Path):
-    "Move a complete attempt's files into the cell folder, metrics.json last; the executed notebook's hash goes beside it (`CELL.notebook_hash`: the report renders only that notebook)."
+    "Move a complete attempt's files into the cell folder, metrics.json last; the executed notebook's seal goes beside it (`notebook_seal`: the report renders only that notebook)."
     nb = attempt / CELL.notebook
-    if nb.exists(): atomic_write_text(attempt / CELL.notebook_hash, hashlib.sha256(nb.read_bytes()).hexdigest() + "\n")
+    if nb.exists(): atomic_write_text(attempt / CELL.notebook_hash, notebook_seal(d, nb.read_bytes()) + "\n")
     files = sorted(attempt.iterdir(), key=lambda f: f.name == CELL.metrics)
     (d / CELL.error).unlink(missing_ok=True)
     for f in files:

@@ -15,7 +15,7 @@ from .execute import NotebookError, execute_notebook, notebook_path
 from .explain import METHOD_NAMES
 from .statistics import NOT_DECIDED, VERDICTS, compare, detectable_ncp, plan, pooled_effects
 from .looks import KEY, pooled_look, read_pooled
-from .study import KEYS, cell_results, cell_table, extra_test_metrics, load_cell_files, read_study
+from .study import KEYS, cell_results, cell_table, extra_test_metrics, load_cell_files, published_notebook, read_study
 from .layout import CELL, STUDY
 
 # %% auto #0
@@ -401,18 +401,16 @@ def notebook_html(notebook:str|Path,       # an executed notebook
 def render_cell_pages(study_dir:str|Path # the study folder
                      ) -> int:
     """Render every done cell's `experiment.ipynb` to `experiment.html` (new or changed ones only), so the report links pages a browser shows;
-    only the notebook the grid published (its hash in `experiment.sha256`) is rendered, and a page that is not attnmed's rendering of it is
+    only the notebook this user's grid published (`published_notebook`: its seal in `experiment.sha256`) is rendered, and a page that is not attnmed's rendering of it is
     removed. Returns how many pages exist."""
-    import hashlib
     from tqdm.auto import tqdm
     study_dir = Path(study_dir)
     done = cell_table(study_dir).query("state == 'done'").folder
     nbs = []
     for f in done:
         nb, page = study_dir / f / CELL.notebook, study_dir / f / CELL.page
-        try: digest = hashlib.sha256(nb.read_bytes()).hexdigest(); ok = (study_dir / f / CELL.notebook_hash).read_text().strip() == digest
-        except OSError: ok = False
-        if ok: nbs.append((nb, digest))
+        digest = published_notebook(study_dir / f)
+        if digest: nbs.append((nb, digest))
         else: page.unlink(missing_ok=True)
     for nb, digest in tqdm(nbs, desc="rendering cell pages", unit="cell", leave=False, disable=len(nbs) < 10): notebook_html(nb, digest=digest)   # hashed once
     return len(nbs)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from .config import (PARAMS, Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, expand_grid, import_plugins, load_study,
-                            parse_study, read_yaml, umask, DatasetSpec, spreadsheet_safe)
+                            parse_study, read_yaml, umask, DatasetSpec, signature, spreadsheet_safe)
 from .data import DataError, arrays_fingerprint, FORMATS, resolve_spec
 from .datasets import check_dataset, prepare_dataset
 from .backbones import ModelError, ARCHS, default_weights, fetch_pretrained
@@ -23,12 +23,12 @@ from .layout import CELL, STUDY
 __all__ = ['REFUSED', 'STATES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS',
            'check_study', 'load_checked_study', 'memory_limits', 'available_memory', 'check_memory', 'check_runnable',
            'data_findings', 'time_step', 'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir',
-           'plugins_fingerprint', 'cell_fingerprint', 'read_metrics', 'cell_state', 'what_changed', 'lock_owner',
-           'acquire_lock', 'touch_lock', 'release_lock', 'study_yaml', 'write_study_record', 'read_record',
-           'claim_study_folder', 'read_study', 'data_key', 'data_fingerprints', 'cell_data_fingerprint',
-           'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters', 'prepare_datasets',
-           'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results', 'load_results',
-           'write_results_csv', 'load_cell_files']
+           'plugins_fingerprint', 'cell_fingerprint', 'read_metrics', 'cell_state', 'what_changed', 'notebook_seal',
+           'published_notebook', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock', 'study_yaml',
+           'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key', 'data_fingerprints',
+           'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters',
+           'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results',
+           'load_results', 'write_results_csv', 'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study,      # a parsed `Study`
@@ -284,6 +284,23 @@ def what_changed(folder:str|Path,   # a cell's folder
     if m.get("version") not in (None, attnmed.__version__): out.append(f"attnmed {m.get('version')} -> {attnmed.__version__}")
     if not out and new.get("plugins"): out.append("the plugins' code")
     return out or ["tuned values or other inputs"]
+
+# %% ../nbs/07a_study.ipynb #c015t
+def notebook_seal(cell_folder:str|Path, # the cell's folder (only its name is signed: a moved study keeps its pages)
+                  notebook:bytes         # the executed notebook, as published
+                 ) -> str:
+    "What `CELL.notebook_hash` holds: the notebook's SHA-256 and this user's `signature` of it with the cell's name."
+    digest = hashlib.sha256(notebook).hexdigest()
+    return f"{digest} {signature(f'{Path(cell_folder).name}|notebook|{digest}')}"
+
+# %% ../nbs/07a_study.ipynb #c015u
+def published_notebook(cell_folder:str|Path # the cell's folder
+                      ) -> str|None:
+    "The SHA-256 of the cell's notebook when its seal is this user's grid's for that very notebook, else None."
+    folder = Path(cell_folder)
+    try: nb, seal = (folder / CELL.notebook).read_bytes(), (folder / CELL.notebook_hash).read_text().strip()
+    except OSError: return None
+    return seal.split()[0] if seal == notebook_seal(folder, nb) else None
 
 # %% ../nbs/07a_study.ipynb #c017
 HEARTBEAT, STALE_AFTER = 20, 120   # seconds
