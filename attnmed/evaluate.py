@@ -17,7 +17,7 @@ from .models import load_weights
 
 # %% auto #0
 __all__ = ['CI_METRICS', 'classification_metrics', 'medmnist_metrics', 'bootstrap_ci', 'predictions_frame', 'write_cell_results',
-           'CellResults', 'train_checkpoint_metrics', 'evaluate_cell']
+           'source_commit', 'run_environment', 'CellResults', 'train_checkpoint_metrics', 'evaluate_cell']
 
 # %% ../nbs/04_evaluate.ipynb #c005
 def classification_metrics(y_true,          # integer labels (N)
@@ -126,6 +126,35 @@ def write_cell_results(out_dir:str|Path,         # the cell's folder
            "version": attnmed.__version__, **(recorded or {})}
     atomic_write_json(out_dir / CELL.metrics, res)
     return out_dir / CELL.metrics
+
+# %% ../nbs/04_evaluate.ipynb #c015f
+def source_commit() -> str:
+    "attnmed's git commit when it runs from a checkout (`+changes` when its code differs from the commit), else ''."
+    import subprocess, attnmed
+    root = Path(attnmed.__file__).resolve().parent.parent
+    if not (root / ".git").exists(): return ""
+    git = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True, timeout=10)
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode: return ""
+        return head.stdout.strip() + ("+changes" if git("diff", "--quiet", "HEAD", "--", "attnmed").returncode == 1 else "")
+    except (OSError, subprocess.SubprocessError): return ""
+
+# %% ../nbs/04_evaluate.ipynb #c015g
+def run_environment(device="cpu",            # the device the cell trained on (a torch device or its name)
+                    executor:str="by hand",  # what ran the cell: local, ray, slurm (the grid's executor), or by hand
+                    resumed_from:int=0       # the epoch training resumed after (0: not resumed)
+                   ) -> dict:
+    "Where and with what this process runs a cell: host, device model, Python and library versions, attnmed's commit, the executor, whether it resumed."
+    import platform, socket, timm, fastai, attnmed
+    device = torch.device(device)
+    if device.type == "cuda": model = torch.cuda.get_device_name(device)
+    else:
+        try: model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        except (OSError, StopIteration): model = platform.processor() or platform.machine()
+    return dict(host=socket.gethostname(), device=f"{device.type}: {model}", python=platform.python_version(), torch=torch.__version__,
+                timm=timm.__version__, fastai=fastai.__version__, attnmed=attnmed.__version__, commit=source_commit(), executor=executor,
+                resumed_from=int(resumed_from))
 
 # %% ../nbs/04_evaluate.ipynb #c017
 @dataclass

@@ -12,7 +12,7 @@ import pandas as pd
 from tqdm import tqdm
 from .config import Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, in_space, parse_study
 from .data import DataError
-from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_path
+from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_parameters, notebook_path
 from .study import (HEARTBEAT, REFUSED, cell_results, cell_table, load_cell_files, notebook_seal, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            time_step, tuned_parameters, what_changed, write_study_record)
@@ -38,11 +38,13 @@ def cell_parameters(cell:Cell,                      # one cell of the grid
                     out_dir:str|Path|None=None,     # the cell's folder
                     fingerprint:str|None=None,      # the cell's fingerprint (recorded)
                     data_fingerprint:str|None=None, # the fingerprint of the cell's data (recorded)
-                    study_dir:str|Path|None=None    # the study folder
+                    study_dir:str|Path|None=None,   # the study folder
+                    resume_dir:str|Path|None=None,  # where training saves its resume points (the cell's `resume/`)
+                    executor:str="local"            # what runs the cell (recorded)
                    ) -> dict:
-    "The experiment notebook's parameters for `cell`: its parameters with the (already checked) `tuned` values in, and `tuned`, `out_dir`, the fingerprints; with `study_dir`, tracking's store resolved in it."
+    "The experiment notebook's parameters for `cell`: its parameters with the (already checked) `tuned` values in, and `tuned`, `out_dir`, the fingerprints, the resume folder and executor; with `study_dir`, tracking's store resolved in it."
     p = {**cell.parameters(), **(tuned or {}), "tuned": tuned, "out_dir": str(out_dir) if out_dir else None,
-         "fingerprint": fingerprint, "data_fingerprint": data_fingerprint}
+         "fingerprint": fingerprint, "data_fingerprint": data_fingerprint, "resume_dir": str(resume_dir) if resume_dir else None, "executor": executor}
     if study_dir is not None and p["tracking"] != "none":
         from attnmed.tracking import tracking_uri   # here, not at the top: tracking's callbacks bring fastai, which a grid's own process otherwise never imports (its start-up stays short)
         p["tracking_uri"] = tracking_uri(p["tracking"], p["tracking_uri"], study_dir)
@@ -83,7 +85,8 @@ def run_cell(cell:Cell,                     # one cell of the grid
              tuned:dict|None=None,          # the search's tuned values for the cell, or None
              env:dict|None=None,            # extra environment variables for the kernel
              fingerprint:str|None=None,     # the cell's fingerprint (recorded)
-             data_fingerprint:str|None=None # the fingerprint of the cell's data (recorded)
+             data_fingerprint:str|None=None, # the fingerprint of the cell's data (recorded)
+             executor:str="local"           # what runs the cell (recorded in its environment)
             ) -> str:
     "Execute the experiment notebook for `cell` in the study folder `folder`: 'done', 'failed' (with `error.txt`), 'skipped' (done meanwhile), 'running' (another grid has it) or 'interrupted'."
     d = cell_dir(folder, cell).resolve()   # absolute: the kernel runs inside it
@@ -96,7 +99,9 @@ def run_cell(cell:Cell,                     # one cell of the grid
         if fingerprint is not None and cell_state(d, fingerprint) == "done": return "skipped"
         for old in d.glob(".attempt-*"): shutil.rmtree(old, ignore_errors=True)   # left by a killed grid
         attempt.mkdir()
-        params = cell_parameters(cell, tuned, attempt, fingerprint, data_fingerprint, study_dir=Path(folder).resolve())
+        params = cell_parameters(cell, tuned, attempt, fingerprint, data_fingerprint, Path(folder).resolve(), d / CELL.resume, executor)
+        declared = notebook_parameters(notebook or notebook_path())   # a notebook of the user's own may not resume, nor record its executor
+        params = {k: v for k, v in params.items() if k in declared or k not in ("resume_dir", "executor")}
         if STOP.is_set(): return "not_started"   # interrupted before its kernel started: no kernel is started after Ctrl-C
         try: execute_notebook(notebook or notebook_path(), attempt / CELL.notebook, params, cwd=attempt, env=env, kernel_name=kernel_name)
         except NotebookError as e:
@@ -104,7 +109,7 @@ def run_cell(cell:Cell,                     # one cell of the grid
             _record_failure(cell, attempt, d, f"{e.short}\n\n{e.details}"); return "failed"
         if not (attempt / CELL.metrics).exists():
             _record_failure(cell, attempt, d, "the notebook finished without writing metrics.json\n"); return "failed"
-        _publish(attempt, d)
+        _publish(attempt, d); shutil.rmtree(d / CELL.resume, ignore_errors=True)   # done: its resume points are no longer needed
         return "done"
     except OSError as e:
         _record_failure(cell, attempt, d, f"{type(e).__name__}: {e}\n"); return "failed"
@@ -629,7 +634,7 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
     if study.looks and only: raise StudyConfigError("--only cannot be used with a sequential design (seeds: {looks: ...}): each look is decided on all its cells", study.source, "seeds")
     open_study_folder(study, folder, fps)
     counts, t0 = run_counts(states, retry_failed, rerun_changed), time.time()
-    kwargs_of = lambda c: dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=cell_data_fingerprint(study, c, fps))
+    kwargs_of = lambda c: dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=cell_data_fingerprint(study, c, fps), executor=executor)
     run = lambda batch, label: run_batch(batch, folder, study, counts, kwargs_of, label, notebook=notebook, jobs=jobs, gpus=gpus, executor=executor,
                                          address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, progress=progress, log=log)
     try:

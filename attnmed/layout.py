@@ -23,6 +23,7 @@ class CellFiles:
     notebook_hash:str = "experiment.sha256"          # the hash of the notebook the grid published (the report renders only that one)
     page:str = "experiment.html"                     # the notebook rendered for the report's links
     error:str = "error.txt"                          # why the last attempt failed (the grid reruns it with --retry-failed)
+    resume:str = "resume"                            # the training state after the last finished epoch, while the cell trains (a preempted or killed cell goes on from it)
     @property
     def required(self) -> tuple: return (self.metrics, self.predictions)   # what a done cell must hold: the report's intervals come from the predictions
     def extra_predictions(self, test:str) -> str: return f"predictions_{test}.csv"   # the predictions on another test set (Camelyon17's other hospitals)

@@ -16,9 +16,9 @@ from .backbones import ModelError, Arch, ARCHS, load_backbone
 from .attention import ATTENTIONS, added_modules, compatible, features_only, mark_added
 
 # %% auto #0
-__all__ = ['HEADS', 'DEVIATIONS', 'FlattenHeadNet', 'published_baseline', 'create_model', 'load_weights', 'attention_maps',
-           'attended_extent', 'splitter', 'randomised_copy', 'n_params_of', 'count_flops', 'model_table',
-           'deviations_markdown']
+__all__ = ['HEADS', 'DEVIATIONS', 'FlattenHeadNet', 'published_baseline', 'create_model', 'read_checkpoint', 'load_weights',
+           'attention_maps', 'attended_extent', 'splitter', 'randomised_copy', 'n_params_of', 'count_flops',
+           'model_table', 'deviations_markdown']
 
 # %% ../nbs/02d_models.ipynb #c022
 HEADS = ("pooled", "flatten", "goncalves-cardoso")
@@ -81,11 +81,17 @@ def create_model(arch:str,                  # a registered backbone (`ARCHS`)
     return model
 
 # %% ../nbs/02d_models.ipynb #w001
+def read_checkpoint(path # a file attnmed saved with torch.save
+                   ):
+    "The one way attnmed reads a checkpoint: weights only (tensors and plain values; a pickled object in its place is refused, never run)."
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+# %% ../nbs/02d_models.ipynb #w001a
 def load_weights(model:torch.nn.Module, # the model (a torch.compile'd one: its original module gets them)
                  path                   # a checkpoint attnmed saved: a state dict (or fastai's {model, opt})
                 ) -> torch.nn.Module:
-    "The one way attnmed loads a checkpoint: weights only (a pickled object in its place is refused, never run), keys of a compiled model mapped back; returns `model`."
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    "Load a saved state dict into `model` through `read_checkpoint`, keys of a compiled model mapped back; returns `model`."
+    state = read_checkpoint(path)
     if isinstance(state, dict) and set(state) == {"model", "opt"}: state = state["model"]   # fastai's with_opt file
     getattr(model, "_orig_mod", model).load_state_dict({k.replace("_orig_mod.", ""): v for k, v in state.items()})
     return model

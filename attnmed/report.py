@@ -21,10 +21,10 @@ from .layout import CELL, STUDY
 # %% auto #0
 __all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'SAFE_TAGS', 'SELF_CONTAINED_TEMPLATE', 'summarise', 'format_summary',
            'study_comparisons', 'looked_row', 'looked_comparisons', 'looks_summary', 'plan_refusal', 'pilot_variances',
-           'design_table', 'unfinished_sentence', 'answer_table', 'load_answer', 'medmnist_table', 'untrusted',
-           'reliability_sentences', 'shortcut_sentence', 'concept_sentences', 'explained_cells', 'stale_explanations',
-           'no_signal_sentences', 'render_explanations', 'safe_html', 'notebook_html', 'render_cell_pages',
-           'render_report']
+           'design_table', 'unfinished_sentence', 'answer_table', 'load_answer', 'environment_notes', 'medmnist_table',
+           'untrusted', 'reliability_sentences', 'shortcut_sentence', 'concept_sentences', 'explained_cells',
+           'stale_explanations', 'no_signal_sentences', 'render_explanations', 'safe_html', 'notebook_html',
+           'render_cell_pages', 'render_report']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame,                                            # `attnmed.study.cell_results` of a study
@@ -209,6 +209,23 @@ def load_answer(study_dir:str|Path # a study folder (what `attnmed-grid` writes)
     if not len(results): return answer_table({})
     preds = load_cell_files(study_dir, results, CELL.predictions)
     return answer_table(study_comparisons(results, preds, study, histories=load_cell_files(study_dir, results, CELL.history)))
+
+# %% ../nbs/08_report.ipynb #c009zb
+def environment_notes(results:pd.DataFrame # `cell_results` (with the `env_*` columns)
+                     ) -> list:
+    "One sentence per dataset and backbone whose cells ran on more than one device or library version, and one on the cells that resumed after an interruption."
+    if not len(results) or "env_device" not in results: return []
+    notes, what = [], {"env_device": "devices", "env_torch": "torch versions", "env_timm": "timm versions", "env_fastai": "fastai versions",
+                       "env_attnmed": "attnmed versions", "env_commit": "attnmed commits"}
+    counts = lambda col: ", ".join(f"{v or 'not recorded'} x{n}" for v, n in col.value_counts().items())
+    for (ds, arch), g in results.groupby(["dataset", "arch"], sort=False):
+        mixed = [f"{g[c].nunique()} {w} ({counts(g[c])})" for c, w in what.items() if g[c].nunique() > 1]
+        if mixed: notes.append(f"{ds} / {arch}: its {len(g)} cells ran on " + " and ".join(mixed) + "; a difference between its arms may partly be one between "
+                               "machines or versions (each cell's are in results.csv, the env_* columns)")
+    resumed = pd.to_numeric(results.get("env_resumed_from"), errors="coerce").fillna(0)
+    if (resumed > 0).any(): notes.append(f"{int((resumed > 0).sum())} cell(s) went on from a resume point after an interruption (preempted, timed out or killed); "
+                                         "resuming gives the same numbers as an uninterrupted run on the CPU (a GPU's kernels may differ in the last digits)")
+    return notes
 
 # %% ../nbs/08_report.ipynb #c011
 # (AUC, ACC) on the test set, Yang et al. 2023, Table 3

@@ -21,14 +21,14 @@ from .layout import CELL, STUDY
 
 # %% auto #0
 __all__ = ['REFUSED', 'STATES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS',
-           'check_study', 'load_checked_study', 'memory_limits', 'available_memory', 'check_memory', 'check_runnable',
-           'data_findings', 'time_step', 'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir',
+           'ENVIRONMENT', 'check_study', 'load_checked_study', 'memory_limits', 'available_memory', 'check_memory',
+           'check_runnable', 'data_findings', 'time_step', 'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir',
            'plugins_fingerprint', 'cell_fingerprint', 'read_metrics', 'cell_state', 'what_changed', 'notebook_seal',
            'published_notebook', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock', 'study_yaml',
            'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key', 'data_fingerprints',
            'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters',
            'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results',
-           'load_results', 'write_results_csv', 'load_cell_files']
+           'environment_columns', 'load_results', 'write_results_csv', 'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study,      # a parsed `Study`
@@ -252,7 +252,7 @@ def read_metrics(folder:str|Path # a cell's folder
     return None if any(k in m and not isinstance(m[k], t) for k, t in METRICS_SHAPES.items()) else m
 
 # %% ../nbs/07a_study.ipynb #c014g
-METRICS_SHAPES = {"params": dict, "ci95": dict, "confusion_matrix": list, "class_names": list, "tuned": (dict, type(None)), "train_checkpoint": dict, "class_balance": dict}   # what a cell's notebook writes; anything else there is damage
+METRICS_SHAPES = {"params": dict, "ci95": dict, "confusion_matrix": list, "class_names": list, "tuned": (dict, type(None)), "train_checkpoint": dict, "class_balance": dict, "environment": dict}   # what a cell's notebook writes; anything else there is damage
 
 # %% ../nbs/07a_study.ipynb #c014h
 def cell_state(folder:str|Path,          # a cell's folder
@@ -564,7 +564,7 @@ def cell_results(folder:str|Path,      # a study folder
         rows.append({**{k: r[k] for k in KEYS}, **{k: _number(m.get(k)) for k in SCALAR_METRICS if k in m}, "balanced_accuracy_ci_low": ci[0],
                      "balanced_accuracy_ci_high": ci[1], **extra, "classes": len(m["class_names"]) if isinstance(m.get("class_names"), list) and m["class_names"] else np.nan,
                      "train_checkpoint_balanced_accuracy": _number((m.get("train_checkpoint") or {}).get("balanced_accuracy")),   # protocol goncalves-cardoso's second checkpoint
-                     "seconds": _number(m.get("seconds")), "shared_groups": html.escape(shared) if isinstance(shared, str) else "",   # read from a file: it may reach the report's markdown
+                     "seconds": _number(m.get("seconds")), **environment_columns(m), "shared_groups": html.escape(shared) if isinstance(shared, str) else "",   # read from a file: it may reach the report's markdown
                      "folder": r.folder})
     df = pd.DataFrame(rows, columns=None if rows else KEYS + ["folder"])
     for k in SCALAR_METRICS:
@@ -574,6 +574,15 @@ def cell_results(folder:str|Path,      # a study folder
 # %% ../nbs/07a_study.ipynb #c029f
 def _scalars(m:dict) -> dict:
     return {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and not is_extra_test_metric(k) and k != "seconds"}
+
+# %% ../nbs/07a_study.ipynb #c029fe
+ENVIRONMENT = ("host", "device", "python", "torch", "timm", "fastai", "attnmed", "commit", "executor", "resumed_from")   # what a cell records of where it ran (`attnmed.evaluate.run_environment`)
+
+def environment_columns(m:dict # a cell's metrics
+                       ) -> dict:
+    "The `env_*` columns of a cell's row: where and with what it ran, as its `metrics.json` records it ('' where a value is missing: a cell from an older attnmed)."
+    env = m.get("environment") if isinstance(m.get("environment"), dict) else {}
+    return {f"env_{k}": (env.get(k) if isinstance(env.get(k), (str, int)) and not isinstance(env.get(k), bool) else "") for k in ENVIRONMENT}
 
 # %% ../nbs/07a_study.ipynb #c029g
 def load_results(folder:str|Path,       # a study folder (what `attnmed-grid` writes)
@@ -588,7 +597,7 @@ def load_results(folder:str|Path,       # a study folder (what `attnmed-grid` wr
         for name, (mm, ci) in sets.items():
             row = {**{k: r[k] for k in KEYS}, "test_set": name, **_scalars(mm)}
             for k, (lo, hi) in ((k, v) for k, v in ci.items() if isinstance(v, (list, tuple)) and len(v) == 2): row[f"{k}_ci_low"], row[f"{k}_ci_high"] = lo, hi
-            rows.append({**row, **params, "seconds": m.get("seconds"), "folder": r.folder})
+            rows.append({**row, **params, "seconds": m.get("seconds"), **environment_columns(m), "folder": r.folder})
     return pd.DataFrame(rows, columns=None if rows else [*KEYS, "test_set", "folder"])
 
 # %% ../nbs/07a_study.ipynb #c029h

@@ -4,15 +4,15 @@
 
 # %% ../nbs/03_train.ipynb #c002
 from __future__ import annotations
-import atexit, contextlib, io, random, shutil, sys, tempfile, time
+import atexit, contextlib, io, json, os, random, shutil, sys, tempfile, time, uuid
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .config import check_parameters, import_plugins   # first: it quiets a warning fastai's import raises
-from fastai.learner import Learner
+from .config import atomic_write_json, check_parameters, import_plugins   # first: it quiets a warning fastai's import raises
+from fastai.learner import Learner, CancelEpochException
 from fastai.callback.core import Callback
 import fastai.callback.schedule  # adds Learner.fit_one_cycle
 import fastai.callback.fp16      # adds Learner.to_bf16
@@ -23,18 +23,20 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, BalancedAccuracy
 from fastai.optimizer import Optimizer, weight_decay, l2_reg, average_grad, average_sqr_grad, step_stat, debias
 from fastai.torch_core import set_seed
+from fastcore.foundation import L
 from .data import ImageSplits, FORMATS
 from .datasets import load_dataset, class_weights
-from .loaders import make_dataloaders
+from .loaders import PairedAugmentation, make_dataloaders
 from .backbones import ARCHS, default_weights
-from .models import create_model, load_weights, splitter
+from .models import create_model, load_weights, read_checkpoint, splitter
 from .layout import CELL
 
 # %% auto #0
-__all__ = ['resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger', 'PreciseBN',
-           'adam_step_in_place', 'FreeingOptimizer', 'adam', 'protocol_optimizer', 'make_learner',
-           'KeepLowestTrainLoss', 'fit', 'plot_history', 'CellRun', 'cell_dataset', 'pretrained_weights', 'setup_cell',
-           'train_cell']
+__all__ = ['RESUME_FILES', 'resolve_device', 'seed_everything', 'NonFiniteLossError', 'NaNGuard', 'KeepBest', 'EpochLogger',
+           'PreciseBN', 'adam_step_in_place', 'FreeingOptimizer', 'adam', 'protocol_optimizer', 'make_learner',
+           'KeepLowestTrainLoss', 'training_state', 'restore_training_state', 'save_resume_point', 'read_resume_point',
+           'EpochCheckpoint', 'starting_at', 'training_phases', 'fit', 'plot_history', 'CellRun', 'cell_dataset',
+           'pretrained_weights', 'setup_cell', 'train_cell']
 
 # %% ../nbs/03_train.ipynb #c005
 def resolve_device(device:str="auto" # auto, cpu or cuda
@@ -185,15 +187,142 @@ def make_learner(dls,                       # fastai DataLoaders (train, valid)
 class KeepLowestTrainLoss(Callback):
     "Gonçalves & Cardoso's second checkpoint: after each epoch, the weights are saved to `fname` when the epoch's mean training loss (over its items, as their `run_train_loss / len(dataset)`) is the lowest so far; the model is not reloaded; the epoch (from 1) is kept as `learn.train_checkpoint_epoch`."
     order = KeepBest.order
-    def __init__(self, fname:str=Path(CELL.train_checkpoint).stem): self.fname, self.best, self.epoch = fname, float("inf"), None
+    def __init__(self, fname:str=Path(CELL.train_checkpoint).stem): self.fname, self.best, self.best_epoch = fname, float("inf"), None
     def before_epoch(self): self.total, self.n = 0.0, 0
     def after_batch(self):
         if self.training: self.total += float(self.learn.loss) * len(self.learn.yb[0]); self.n += len(self.learn.yb[0])
     def after_epoch(self):
         if self.n and self.total / self.n < self.best:
-            self.best, self.epoch = self.total / self.n, self.learn.epoch
+            self.best, self.best_epoch = self.total / self.n, self.learn.epoch
             self.learn.save(self.fname, with_opt=False)
-            self.learn.train_checkpoint_epoch = self.epoch + 1   # counted from 1; the learner keeps it after fit drops this callback
+            self.learn.train_checkpoint_epoch = self.best_epoch + 1   # counted from 1; the learner keeps it after fit drops this callback
+
+# %% ../nbs/03_train.ipynb #c013s
+def _plain(v):   # what a weights-only load reads back: tensors, Python numbers, lists, tuples and dicts (fastai's `L` and numpy numbers are not)
+    if isinstance(v, torch.Tensor): return torch._C.TensorBase.as_subclass(v, torch.Tensor)   # fastai's tensor types are not plain values
+    if isinstance(v, (np.floating, np.integer)): return v.item()
+    if isinstance(v, dict): return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, tuple): return tuple(_plain(x) for x in v)
+    return [_plain(x) for x in v] if isinstance(v, list) or type(v).__name__ == "L" else v
+
+# %% ../nbs/03_train.ipynb #c013t
+def training_state(learn:Learner # the learner, between two epochs
+                  ) -> dict:
+    "Everything besides the weights that decides how training goes on: optimiser, random streams, the tracking callbacks' values (tensors and plain values: a weights-only load reads it)."
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tracked = {type(cb).__name__: {k: v.item() if hasattr(v, "item") else v for k, v in vars(cb).items() if k in ("best", "wait", "best_epoch")}
+               for cb in learn.cbs if isinstance(cb, (TrackerCallback, KeepLowestTrainLoss))}
+    return dict(opt=_plain(learn.opt.state_dict()), python=random.getstate(), numpy=[kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+                torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+                loaders=[dl.rng.getstate() for dl in learn.dls.loaders],
+                augment=[t.calls for dl in learn.dls.loaders for t in dl.after_batch.fs if isinstance(t, PairedAugmentation)],
+                smooth_loss=[learn.recorder.smooth_loss.count, _plain(learn.recorder.smooth_loss.val.detach().cpu())],   # the reported training loss runs across epochs
+                tracked=tracked, train_checkpoint_epoch=getattr(learn, "train_checkpoint_epoch", None))
+
+# %% ../nbs/03_train.ipynb #c013u
+def restore_training_state(learn:Learner, # the learner, about to go on
+                           state:dict     # `training_state` as it was saved
+                          ):
+    "Put `training_state` back: the optimiser's state (on its parameters' devices), every random stream and the tracking callbacks' values."
+    for dl in learn.dls.loaders: dl.n_inp   # fastai works this out on a loader's first batch by passing one item through its transforms (a draw of the augmentation): now, before the streams are put back
+    learn.opt.load_state_dict(state["opt"])
+    if isinstance(learn.opt, Optimizer):   # fastai's: its hyper-parameters are an `L`, and the loaded tensors stay on the CPU: moved to their parameters
+        learn.opt.hypers = L(learn.opt.hypers)
+        learn.opt.state = {p: {k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in s.items()} for p, s in learn.opt.state.items()}
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]; np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]: torch.cuda.set_rng_state_all(state["cuda"])
+    for dl, s in zip(learn.dls.loaders, state["loaders"]): dl.rng.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in s))
+    for t, calls in zip([t for dl in learn.dls.loaders for t in dl.after_batch.fs if isinstance(t, PairedAugmentation)], state["augment"]): t.calls = calls
+    learn.recorder.smooth_loss.count, val = state["smooth_loss"]; learn.recorder.smooth_loss.val = val.to(learn.recorder.smooth_loss.val.device)
+    for cb in learn.cbs:
+        for k, v in state["tracked"].get(type(cb).__name__, {}).items(): cb.__dict__[k] = v   # not setattr: fastai warns of a name the learner has too (epoch)
+    if state["train_checkpoint_epoch"] is not None: learn.train_checkpoint_epoch = state["train_checkpoint_epoch"]
+
+# %% ../nbs/03_train.ipynb #c013v
+RESUME_FILES = (CELL.history, CELL.checkpoint, CELL.train_checkpoint)   # the files a cell has written by an epoch's end (the kept checkpoints, when there are any)
+
+# %% ../nbs/03_train.ipynb #c013w
+def save_resume_point(folder:str|Path, # the resume folder (the grid's: the cell's `resume/`)
+                      learn:Learner,   # the learner, at an epoch's end
+                      point:dict       # what the point is: phase, epoch, epochs done, seconds, fingerprint
+                     ) -> Path:
+    "Save the weights, `training_state` and the cell's files so far to a new folder inside `folder`, then point `latest.json` at it (atomically: an interruption leaves the last complete point), and remove older points."
+    folder = Path(folder)
+    if folder.is_symlink(): raise OSError(f"{folder} is a link; attnmed writes only into folders it made")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".writing-{uuid.uuid4().hex[:8]}"; tmp.mkdir()
+    torch.save(getattr(learn.model, "_orig_mod", learn.model).state_dict(), tmp / "weights.pth")
+    torch.save(training_state(learn), tmp / "state.pth")
+    for name in RESUME_FILES:
+        if (Path(learn.path) / name).exists(): shutil.copyfile(Path(learn.path) / name, tmp / name)
+    name = f"phase{point['phase']}-epoch{point['epoch']}"
+    shutil.rmtree(folder / name, ignore_errors=True); os.replace(tmp, folder / name)
+    atomic_write_json(folder / "latest.json", {**point, "folder": name})
+    for old in folder.iterdir():
+        if old.name not in (name, "latest.json") and old.is_dir() and not old.is_symlink(): shutil.rmtree(old, ignore_errors=True)
+    return folder / name
+
+# %% ../nbs/03_train.ipynb #c013x
+def read_resume_point(folder:str|Path|None, # the resume folder
+                      fingerprint:str=""    # the cell's fingerprint: a point saved for other settings is not used
+                     ) -> dict|None:
+    "The last complete point in `folder` (`latest.json`, with `path` to its files) when it was saved for `fingerprint`, else None."
+    if folder is None: return None
+    folder = Path(folder)
+    try: point = json.loads((folder / "latest.json").read_text())
+    except (OSError, ValueError): return None
+    if not isinstance(point, dict) or point.get("fingerprint", "") != fingerprint or not {"phase", "epoch", "folder"} <= set(point): return None
+    path = folder / str(point["folder"])
+    if path.is_symlink() or not (path / "state.pth").is_file() or path.parent != folder: return None
+    return {**point, "path": path}
+
+# %% ../nbs/03_train.ipynb #c013y
+class EpochCheckpoint(Callback):
+    "After each training epoch, a resume point (`save_resume_point`); at the start of the phase a point was saved in, that point put back."
+    order = 100   # after every callback that acts on an epoch's end (keep-best, early stopping, the logger): a point holds the whole epoch
+    def __init__(self, folder, fingerprint:str="", point:dict|None=None):
+        self.folder, self.fingerprint, self.point, self.phase = Path(folder), fingerprint, point, 0
+        self.seconds, self.done = (point or {}).get("seconds", 0.0), (point or {}).get("done", 0)   # training time and epochs, over every run of the cell
+    def before_fit(self):
+        if self.point is not None and self.point["phase"] == self.phase:
+            load_weights(self.learn.model, self.point["path"] / "weights.pth")
+            restore_training_state(self.learn, read_checkpoint(self.point["path"] / "state.pth")); self.point = None
+        self.t0 = time.time()
+    def after_epoch(self):
+        self.seconds += time.time() - self.t0; self.t0 = time.time(); self.done += 1
+        save_resume_point(self.folder, self.learn, dict(phase=self.phase, epoch=self.epoch, done=self.done, fingerprint=self.fingerprint, seconds=round(self.seconds, 2)))
+
+# %% ../nbs/03_train.ipynb #c013z
+@contextlib.contextmanager
+def starting_at(learn:Learner, # the learner
+                epoch:int      # the first epoch to run (from 0)
+               ):
+    "fastai's epoch loop begun at `epoch`, the schedule still spanning every epoch; the epochs before are not run at all, so no callback sees them (fastai's own `start_epoch` still sends their end events)."
+    def _do_fit():
+        for e in range(epoch, learn.n_epoch):
+            learn.epoch = e
+            learn._with_events(learn._do_epoch, "epoch", CancelEpochException)
+    learn._do_fit = _do_fit
+    try: yield
+    finally: del learn._do_fit
+
+# %% ../nbs/03_train.ipynb #c013za
+def training_phases(learn:Learner,        # the learner
+                    epochs:int,           # epochs with all layers
+                    lr:float,             # the learning rate
+                    freeze_epochs:int=0,  # epochs with the backbone frozen first
+                    protocol:str="attnmed" # training protocol: attnmed or goncalves-cardoso
+                   ) -> list:
+    "The phases `fit` trains in, each (epochs, setup, run(cbs)): one, or frozen then all layers (fastai's `fine_tune`, step by step, under attnmed)."
+    if protocol == "goncalves-cardoso":   # Adam at a constant learning rate, as Gonçalves & Cardoso trained
+        constant = lambda n: (lambda cbs: learn.fit(n, lr, cbs=cbs))
+        return [(freeze_epochs, learn.freeze, constant(freeze_epochs)), (epochs, learn.unfreeze, constant(epochs))] if freeze_epochs else [(epochs, lambda: None, constant(epochs))]
+    if not freeze_epochs: return [(epochs, lambda: None, lambda cbs: learn.fit_one_cycle(epochs, lr, cbs=cbs))]
+    base = lr / 2   # fine_tune(epochs, base_lr=lr / 2, freeze_epochs) with its defaults: lr_mult 100, pct_start 0.99 then 0.3, div 5
+    return [(freeze_epochs, learn.freeze, lambda cbs: learn.fit_one_cycle(freeze_epochs, slice(base), pct_start=0.99, cbs=cbs)),
+            (epochs, learn.unfreeze, lambda cbs: learn.fit_one_cycle(epochs, slice(base / 2 / 100, base / 2), pct_start=0.3, div=5.0, cbs=cbs))]
 
 # %% ../nbs/03_train.ipynb #c014
 def fit(learn:Learner,                   # a fastai `Learner`
@@ -204,23 +333,29 @@ def fit(learn:Learner,                   # a fastai `Learner`
         grad_clip:float=0.0,             # gradient norm clip (0: none)
         freeze_epochs:int=0,             # epochs with the backbone frozen first
         cbs:list|None=None,              # extra fastai callbacks
-        protocol:str="attnmed"           # training protocol: attnmed or goncalves-cardoso
+        protocol:str="attnmed",          # training protocol: attnmed or goncalves-cardoso
+        resume_dir:str|Path|None=None,   # save a resume point there after each epoch, and go on from the last one (None: neither)
+        fingerprint:str=""               # what the resume points are for (a point saved for another fingerprint is not used)
        ) -> pd.DataFrame:
     "Train, keeping the epoch with the best validation balanced accuracy (validation loss with `protocol='goncalves-cardoso'`, and beside it the lowest training loss's, `KeepLowestTrainLoss`); returns the per-epoch history (also written to `history_file`)."
     history_file = Path(history_file or Path(learn.path) / CELL.history).resolve()
     history_file.unlink(missing_ok=True)
+    point = read_resume_point(resume_dir, fingerprint)
+    for name in RESUME_FILES if point else ():   # the files the interrupted run had written, where this run writes them
+        if (point["path"] / name).is_file(): shutil.copyfile(point["path"] / name, (history_file if name == CELL.history else Path(learn.path) / name))
     monitor, comp = ("valid_loss", np.less) if protocol == "goncalves-cardoso" else ("balanced_accuracy_score", np.greater)
     extra = [KeepBest(monitor=monitor, comp=comp, fname=Path(CELL.checkpoint).stem, with_opt=False, reset_on_fit=False),
              CSVLogger(fname=str(history_file), append=True), *(cbs or [])]
     if patience: extra.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience, reset_on_fit=False))
     if grad_clip: extra.append(GradientClip(max_norm=grad_clip))
-    lr = lr or learn.lr
-    if protocol == "goncalves-cardoso":   # Adam at a constant learning rate, as Gonçalves & Cardoso trained; their second checkpoint kept too
-        extra.append(KeepLowestTrainLoss())
-        if freeze_epochs: learn.freeze(); learn.fit(freeze_epochs, lr, cbs=extra); learn.unfreeze()
-        learn.fit(epochs, lr, cbs=extra)
-    elif freeze_epochs: learn.fine_tune(epochs, base_lr=lr / 2, freeze_epochs=freeze_epochs, cbs=extra)
-    else: learn.fit_one_cycle(epochs, lr, cbs=extra)
+    if protocol == "goncalves-cardoso": extra.append(KeepLowestTrainLoss())   # their second checkpoint
+    if resume_dir is not None: extra.append(checkpoint := EpochCheckpoint(resume_dir, fingerprint, point))
+    learn.resumed_from = (point["phase"], point["epoch"] + 1) if point else None
+    for phase, (n, setup, run) in enumerate(training_phases(learn, epochs, lr or learn.lr, freeze_epochs, protocol)):
+        setup()
+        if point and phase < point["phase"]: continue   # done before the interruption; its end is in the point
+        if resume_dir is not None: checkpoint.phase = phase
+        with starting_at(learn, point["epoch"] + 1 if point and phase == point["phase"] else 0): run(extra)
     lines = history_file.read_text().splitlines()
     hist = pd.read_csv(io.StringIO("\n".join([lines[0]] + [l for l in lines[1:] if l != lines[0]])))  # two phases, two headers
     hist["epoch"] = range(1, len(hist) + 1)   # counted from 1, as the epoch lines and the report count them
@@ -252,18 +387,25 @@ class CellRun:
     history:pd.DataFrame|None = None    # per-epoch history, after `fit`
     seconds:float = 0.0                 # wall time so far
     weights:str = ""                    # the pretrained weights the model started from (timm's name), "" from scratch
+    resumed_from:int = 0                # the epochs done before an interruption this run went on from (0: not resumed)
+    resumed_seconds:float = 0.0         # the training time of those epochs
 
     @property
     def model(self): return self.learn.model
 
     def fit(self,
-            cbs:list|None=None # extra fastai callbacks
+            cbs:list|None=None,            # extra fastai callbacks
+            resume_dir:str|Path|None=None, # save a resume point there after each epoch and go on from the last one (`fit`)
+            fingerprint:str=""             # the cell's fingerprint, which the resume points are for
            ) -> pd.DataFrame:
         "Train with the cell's settings, keeping the best validation epoch; returns (and keeps) the history."
         p, t0 = self.params, time.time()
+        point = read_resume_point(resume_dir, fingerprint)
         self.history = fit(self.learn, p["epochs"], p["lr"], history_file=self.out_dir / CELL.history, patience=p["early_stopping"],
-                           grad_clip=p["grad_clip"], freeze_epochs=p["freeze_epochs"] if p["pretrained"] else 0, cbs=cbs, protocol=p["protocol"])
+                           grad_clip=p["grad_clip"], freeze_epochs=p["freeze_epochs"] if p["pretrained"] else 0, cbs=cbs, protocol=p["protocol"],
+                           resume_dir=resume_dir, fingerprint=fingerprint)
         self.seconds += time.time() - t0
+        self.resumed_from, self.resumed_seconds = int((point or {}).get("done", 0)), float((point or {}).get("seconds", 0.0))
         return self.history
 
 # %% ../nbs/03_train.ipynb #c021a

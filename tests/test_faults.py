@@ -234,3 +234,32 @@ def test_sequential_grid_stops_where_decided_and_a_kill_between_looks_repeats_no
     look2 = (out / "seq" / "looks" / "look-2.json").read_bytes()
     rc, stdout, _ = finish(grid(study, out, quick, env=env))                # run again: nothing trains, the same decisions are read back
     assert rc == 0 and "0 done, 13 skipped" in stdout and (out / "seq" / "looks" / "look-2.json").read_bytes() == look2, stdout
+
+def test_a_cell_killed_mid_training_goes_on_from_its_last_epoch_with_the_same_numbers(tmp):
+    "kill -9 while a cell trains (what a preemption or a lost node does): the next grid goes on after its last saved epoch, and the cell ends as an uninterrupted one."
+    from conftest import run
+    study = tiny_study(tmp, name="resume", attentions=["se"], augment=[True], epochs=24)
+    whole = run(["attnmed-grid", study, "--out", tmp / "whole"]); assert whole.returncode == 0, whole.stderr[-2000:]
+    out = tmp / "cut"
+    p = subprocess.Popen([str(BIN / "attnmed-grid"), str(study), "--out", str(out)], cwd=ROOT, env=quick_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    def saved():
+        f = next(out.glob("resume/**/resume/latest.json"), None)
+        try: return f is not None and json.loads(f.read_text())["done"] >= 3
+        except (OSError, ValueError): return False
+    wait_for(saved, timeout=240, what="three epochs saved")
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    assert not list(out.glob("resume/**/metrics.json")), "killed too late: the cell had finished"
+    again = run(["attnmed-grid", study, "--out", out]); assert again.returncode == 0, again.stderr[-2000:]
+    cell = next(out.glob("resume/**/metrics.json")).parent; ref = next((tmp / "whole").glob("resume/**/metrics.json")).parent
+    m, r = json.loads((cell / "metrics.json").read_text()), json.loads((ref / "metrics.json").read_text())
+    assert m["environment"]["resumed_from"] >= 3 and r["environment"]["resumed_from"] == 0, (m["environment"], r["environment"])
+    assert "went on after epoch" in (cell / "experiment.ipynb").read_text()
+    assert (m["balanced_accuracy"], m["confusion_matrix"]) == (r["balanced_accuracy"], r["confusion_matrix"])
+    assert (cell / "predictions.csv").read_text() == (ref / "predictions.csv").read_text(), "the same numbers, bit for bit on the CPU"
+    hist = lambda d: [l.split(",")[:5] for l in (d / "history.csv").read_text().splitlines()]   # without the wall time per epoch
+    assert hist(cell) == hist(ref) and len(hist(cell)) == 25
+    assert not (cell / "resume").exists() and leftovers(out) == []
+    import pandas as pd
+    row = pd.read_csv(out / "resume" / "results.csv").iloc[0]                  # every result row says where and with what it ran
+    assert row.env_executor == "local" and row.env_resumed_from >= 3 and row.env_host and row.env_device.startswith("cpu") and row.env_torch, row
