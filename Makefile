@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	  echo "attnmed: installing into $(VENV) (first run, or pyproject.toml changed) ..." && \
 	  { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); } && \
 	  { $(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true; } && \
-	  { PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e ".[dev,ray]" 2>&1 | grep -v '^WARNING: Location' || true; } && \
+	  { PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e ".[dev,ray,slurm]" 2>&1 | grep -v '^WARNING: Location' || true; } && \
 	  $(BIN)/python -c "import attnmed, fastai, papermill, timm, captum, nbdev" && \
 	  cksum < pyproject.toml > $@; fi
 

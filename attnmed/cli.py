@@ -11,8 +11,8 @@ from .layout import CELL
 
 # %% auto #0
 __all__ = ['grid_cli', 'search_cli', 'report_cli', 'plan_cli', 'init_cli', 'run_cli', 'fail', 'CommandError', 'UsageError',
-           'command', 'check_out', 'gpu_ids', 'positive_int', 'method_list', 'grid', 'search', 'report', 'plan', 'init',
-           'run']
+           'command', 'check_out', 'gpu_ids', 'positive_int', 'method_list', 'slurm_overrides', 'collect_results',
+           'grid', 'search', 'report', 'plan', 'init', 'run']
 
 # %% ../nbs/09_cli.ipynb #c005
 def fail(prog:str,   # the command's name, e.g. attnmed-grid
@@ -93,6 +93,36 @@ def method_list(text:str # comma-separated explanation methods
     if not names: raise argparse.ArgumentTypeError(f"expected some of {', '.join(known)}")
     return names
 
+# %% ../nbs/09_cli.ipynb #c008d
+def slurm_overrides(partition=None, time=None, gpus=None, mem_gb=None, max_running=None, # the `--slurm-*` flags' values (None: not given)
+                    options:str|None=None # `--slurm-options`: comma-separated KEY=VALUE
+                   ) -> dict:
+    "The `--slurm-*` flags given, as a `slurm:` block that overrides the study's (checked with it by `attnmed.config.parse_slurm`)."
+    out = {k: v for k, v in dict(partition=partition, time=time, gpus=gpus, mem_gb=mem_gb, max_running=max_running).items() if v is not None}
+    if options:
+        pairs = [o.split("=", 1) for o in options.split(",") if o.strip()]
+        if any(len(p) != 2 for p in pairs): raise UsageError(f"--slurm-options: expected comma-separated KEY=VALUE, got {options!r}")
+        out["options"] = {k.strip(): v.strip() for k, v in pairs}
+    return out
+
+# %% ../nbs/09_cli.ipynb #c008f
+def collect_results(study:str, # the study YAML file
+                    out:str    # the output folder
+                   ) -> int:
+    "`attnmed-grid --collect`: write `results.csv` and the report (no explanations) from the cells done so far, and say how many are missing; runs nothing."
+    from attnmed.config import load_study
+    from attnmed.layout import STUDY
+    from attnmed.study import cell_table, read_study, study_folder, write_results_csv
+    folder = study_folder(out, load_study(study))
+    if not (folder / STUDY.record).exists(): raise CommandError(f"{folder}: no grid has run this study there yet (no {STUDY.record}); nothing to collect", 2)
+    cells = cell_table(folder, read_study(folder)); done = int((cells.state == "done").sum())
+    path = write_results_csv(folder)
+    missing = cells.state[cells.state != "done"].value_counts()
+    print(f"collected {done} of {len(cells)} cells into {path}" + (f"; {len(cells) - done} missing ({', '.join(f'{n} {s}' for s, n in missing.items())}: still running elsewhere, queued, failed or not started)" if len(missing) else ""))
+    from attnmed.report import render_report
+    print(f"report (explanations left out until every cell is done: attnmed-report {folder}): {render_report(folder, explain=False)}")
+    return 0
+
 # %% ../nbs/09_cli.ipynb #c010
 def grid(study:str,                # the study YAML file
          out:str="outputs",        # output folder; cells go to OUT/<study>/<dataset>/<arch>/<attention>/<aug|noaug>/seed<k>
@@ -102,10 +132,17 @@ def grid(study:str,                # the study YAML file
          only:str=None,            # only cells whose key has these components, each a glob, e.g. 'seed1', 'resnet18/se', 'synth-derm/*/none' (comma-separated: any of them)
          dry_run:bool=False,       # list the cells and their state; run nothing
          gpus:gpu_ids=None,        # local executor: comma-separated GPU ids the job slots are dealt over (default: all visible)
-         executor:Annotated[str, {"choices": ["local", "ray"]}]="local", # local (threads, --jobs) or ray (a task per cell on a Ray cluster)
-         address:str=None,         # ray: the cluster address (e.g. 10.0.0.1:6379 or 'auto'); default: start a local Ray instance
+         executor:Annotated[str, {"choices": ["local", "ray", "slurm"]}]="local", # local (threads, --jobs), ray (a task per cell on a Ray cluster) or slurm (a job array through submitit)
+         ray_address:str=None,     # ray: the cluster address (e.g. 10.0.0.1:6379 or 'auto'); default: start a local Ray instance
          cpus_per_cell:float=1,    # ray: CPUs each cell asks for
          gpus_per_cell:float=0,    # ray: GPUs each cell asks for; a fraction shares a GPU
+         slurm_partition:str=None, # slurm: the partition (default: the study's slurm: block, else the cluster's default)
+         slurm_time:positive_int=None, # slurm: time limit per cell in minutes (a cell at its limit is requeued and goes on from its last epoch)
+         slurm_gpus:int=None,      # slurm: GPUs per cell
+         slurm_mem_gb:float=None,  # slurm: memory per cell in GB
+         slurm_max_running:int=None, # slurm: cells running at once (0: no cap)
+         slurm_options:str=None,   # slurm: other sbatch options, comma-separated KEY=VALUE, e.g. 'account=lab,qos=high'
+         collect:bool=False,       # run nothing: write results.csv and the report from the cells done so far (others may still run elsewhere), saying how many are missing
          notebook:str=None         # the notebook each cell executes (default: attnmed's nbs/experiment.ipynb); it must declare the same parameters
         ) -> int:
     "Run every cell of a study (train + evaluate one configuration each) with papermill."
@@ -113,12 +150,14 @@ def grid(study:str,                # the study YAML file
     check_out(out)
     from attnmed.config import load_study
     load_study(study)   # the file's syntax and values, before the grid's imports (torch, timm): a mistake is said in a fraction of a second
+    if collect: return collect_results(study, out)
+    slurm = slurm_overrides(slurm_partition, slurm_time, slurm_gpus, slurm_mem_gb, slurm_max_running, slurm_options)
     from attnmed.grid import run_grid
     from attnmed.tables import one_table_per_spec
     try:
         with one_table_per_spec():   # the checks, findings, estimate, fingerprints and preparation share each dataset's image table
-            counts = run_grid(study, out, jobs, retry_failed, only, dry_run, notebook=notebook, executor=executor, address=address,
-                              gpus=gpus, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, rerun_changed=rerun_changed)
+            counts = run_grid(study, out, jobs, retry_failed, only, dry_run, notebook=notebook, executor=executor, address=ray_address,
+                              gpus=gpus, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, rerun_changed=rerun_changed, slurm=slurm)
     except (FileNotFoundError, FileExistsError): raise
     except OSError as e: raise CommandError(f"{type(e).__name__}: {e}", 1) from None
     return 1 if counts.get("failed") else 0

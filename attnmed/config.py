@@ -15,11 +15,11 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 
 # %% auto #0
 __all__ = ['MAX_MESSAGE', 'PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS',
-           'YAML_LIMITS', 'CELL_KEYS', 'FORMULA_STARTS', 'StudyConfigError', 'check_value', 'Param', 'parse_search',
-           'in_space', 'check_name', 'DatasetSpec', 'parse_study', 'parse_looks', 'study_keys_markdown', 'read_yaml',
-           'load_study', 'import_plugins', 'Cell', 'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes',
-           'atomic_write_text', 'atomic_write_json', 'spreadsheet_safe', 'atomic_write_csv', 'atomic_save_figure',
-           'default_cache_dir', 'user_key', 'signature']
+           'SLURM_DEFAULTS', 'YAML_LIMITS', 'CELL_KEYS', 'FORMULA_STARTS', 'StudyConfigError', 'check_value', 'Param',
+           'parse_search', 'in_space', 'check_name', 'DatasetSpec', 'parse_study', 'parse_looks', 'parse_slurm',
+           'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell', 'expand_grid',
+           'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
+           'spreadsheet_safe', 'atomic_write_csv', 'atomic_save_figure', 'default_cache_dir', 'user_key', 'signature']
 
 # %% ../nbs/00_config.ipynb #c004m
 MAX_MESSAGE = 600   # characters of a study error's message: enough for any sentence attnmed writes, too few for a value's expansion
@@ -152,11 +152,12 @@ Study = dataclasses.make_dataclass("Study", [
     ("alpha", float, field(default=0.05)),              # family-wise error rate
     ("looks", list, field(default_factory=list)),       # a sequential design: the seeds at each look (`seeds: {looks: [...]}`); empty: every seed at once
     ("spending", str, field(default="obf")),            # the sequential design's α-spending function: obf or pocock
+    ("slurm", dict | None, field(default=None)),        # how cells are submitted to a SLURM cluster (`parse_slurm`); None: the defaults
     ("source", str, field(default="")),                 # the file it came from
     ("base_dir", str, field(default="")),               # relative dataset paths are taken relative to this folder
 ], namespace=dict(
     __doc__="A study: its axes (lists), the settings every cell shares (`PARAMS`), an optional search and plugins.",
-    to_dict=lambda self: {**{k: v for k, v in dataclasses.asdict(self).items() if k not in ("source", "base_dir", "looks", "spending")}, "datasets": [dict(d) for d in self.datasets],
+    to_dict=lambda self: {**{k: v for k, v in dataclasses.asdict(self).items() if k not in ("source", "base_dir", "looks", "spending") and not (k == "slurm" and v is None)}, "datasets": [dict(d) for d in self.datasets],
                           **({"seeds": dict(looks=list(self.looks), spending=self.spending, first=self.seeds[0])} if self.looks else {})},   # each entry as written
     settings=lambda self: {k: getattr(self, k) for k in PARAMS},
     __post_init__=lambda self: setattr(self, "datasets", [DatasetSpec.of(d) for d in self.datasets])))   # however the study was made (parsed, or `dataclasses.replace`d), its entries are `DatasetSpec`s
@@ -214,6 +215,7 @@ STUDY_KEYS = {   # the keys that are not shared settings: (default, meaning)
     "comparisons": ('`[{variant: "*", baseline: none}]`', "the declared comparisons (the primary family the error rate is shared by): `{variant, baseline}` pairs, `variant: \"*\"` for every attention but the baseline; other variant-vs-none pairs are reported as exploratory"),
     "equivalence_margin": ("`1.0`", "effects within ± this many percentage points of balanced accuracy count as no effect (the equivalence test's margin)"),
     "alpha": ("`0.05`", "family-wise error rate of the declared comparisons"),
+    "slurm": ("none", "how `--executor slurm` submits the cells: `{partition, time (minutes), gpus, cpus, mem_gb, max_running (0: no cap), options: {sbatch option: value}, setup: [shell lines]}`; the command line's `--slurm-*` options override it"),
 }
 TOP_KEYS = (*STUDY_KEYS, *PARAMS)
 DATASET_KEYS = ("name", "format", "path")  # required in each dataset entry; other keys are options of the format
@@ -328,6 +330,7 @@ def parse_study(raw:dict,                   # the parsed YAML mapping
     kw["comparisons"] = [_parse_comparison(c, i, source) for i, c in enumerate(comparisons if isinstance(comparisons, list) else [comparisons])]
     kw["equivalence_margin"] = check_value(raw.get("equivalence_margin", 1.0), float, source, "equivalence_margin", low=0, high=100, open_low=True)
     kw["alpha"] = check_value(raw.get("alpha", 0.05), float, source, "alpha", low=0, high=0.5, open_low=True, open_high=True)
+    if raw.get("slurm") is not None: kw["slurm"] = parse_slurm(raw["slurm"], source)
     return Study(**kw, source=str(source), base_dir=str(base_dir))
 
 # %% ../nbs/00_config.ipynb #c023f
@@ -351,6 +354,32 @@ def parse_looks(raw:dict,    # the `seeds:` mapping
     spending = check_value(raw.get("spending", "obf"), str, source, "seeds.spending", choices=("obf", "pocock"))
     first = check_value(raw.get("first", 0), int, source, "seeds.first", low=0, high=MAX_SEED - looks[-1])
     return list(range(first, first + looks[-1])), looks, spending
+
+# %% ../nbs/00_config.ipynb #c023sb
+SLURM_DEFAULTS = dict(partition="", time=1440, gpus=1, cpus=4, mem_gb=16.0, max_running=0, options={}, setup=[])   # a day, one GPU, 4 CPUs and 16 GB per cell; no cap
+
+def parse_slurm(raw:dict,   # the `slurm:` mapping (or the command line's overrides over it)
+                source=None # the file the value came from, named in errors
+               ) -> dict:
+    "The `slurm:` block checked, with `SLURM_DEFAULTS` for what it leaves out."
+    if not isinstance(raw, dict): raise StudyConfigError(f"expected a mapping {{{', '.join(SLURM_DEFAULTS)}}}, got {_describe(raw)}", source, "slurm")
+    if unknown := [k for k in raw if k not in SLURM_DEFAULTS]: raise StudyConfigError(f"unknown key(s) {unknown}; valid: {', '.join(SLURM_DEFAULTS)}", source, "slurm")
+    def one_line(v, fld):   # a value that reaches the batch script: a line break there would add a line to it
+        if re.search(r"[\x00-\x1f\x7f\x85\u2028\u2029]", str(v)): raise StudyConfigError(f"holds a line break or control character: {_describe(v)}", source, fld)
+        return v
+    s = {**SLURM_DEFAULTS, **raw}
+    out = dict(partition=one_line(check_value(s["partition"], str, source, "slurm.partition"), "slurm.partition"),
+               time=check_value(s["time"], int, source, "slurm.time", low=1, high=525_600), gpus=check_value(s["gpus"], int, source, "slurm.gpus", low=0, high=64),
+               cpus=check_value(s["cpus"], int, source, "slurm.cpus", low=1, high=1024), mem_gb=check_value(s["mem_gb"], float, source, "slurm.mem_gb", low=0, high=65_536, open_low=True),
+               max_running=check_value(s["max_running"], int, source, "slurm.max_running", low=0, high=1_000_000))
+    options = check_value(s["options"], dict, source, "slurm.options")
+    for k, v in options.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_-]*", str(k)): raise StudyConfigError(f"{_describe(k)} is not an sbatch option name (e.g. account, qos, constraint)", source, "slurm.options")
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)): raise StudyConfigError(f"expected a string or number, got {_describe(v)}", source, f"slurm.options.{k}")
+        one_line(v, f"slurm.options.{k}")
+    out["options"] = {str(k): v for k, v in options.items()}
+    out["setup"] = [one_line(check_value(l, str, source, "slurm.setup"), "slurm.setup") for l in (_as_list(s["setup"], source, "slurm.setup") if s["setup"] else [])]
+    return out
 
 # %% ../nbs/00_config.ipynb #c026
 def _md_value(v) -> str:

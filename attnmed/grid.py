@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
-from .config import Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, in_space, parse_study
+from .config import Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, in_space, parse_slurm, parse_study
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_parameters, notebook_path
 from .study import (HEARTBEAT, REFUSED, cell_results, cell_table, load_cell_files, notebook_seal, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
@@ -23,11 +23,12 @@ from .preflight import contact_sheet, said, split_counts
 
 # %% auto #0
 __all__ = ['STOP', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'CELL_START', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots',
-           'auto_jobs', 'slot_env', 'run_local', 'run_ray', 'select_cells', 'tuned_or_refuse', 'describe_changes',
-           'grid_summary', 'grid_cells', 'cell_states', 'dry_run_summary', 'open_study_folder', 'check_before_cells',
-           'grid_estimate', 'run_counts', 'running_progress', 'progress_line', 'show_progress', 'run_batch',
-           'look_cells', 'read_look_decisions', 'comparisons_at', 'record_look', 'look_line', 'run_looks',
-           'decided_looks', 'design_cells', 'run_grid', 'demo_study']
+           'auto_jobs', 'slot_env', 'run_local', 'sees_study_folder', 'check_ray_nodes', 'run_ray', 'SlurmCell',
+           'slurm_queue', 'slurm_executor', 'slurm_jobs', 'submit_cells', 'run_slurm', 'select_cells',
+           'tuned_or_refuse', 'describe_changes', 'grid_summary', 'grid_cells', 'cell_states', 'dry_run_summary',
+           'open_study_folder', 'check_before_cells', 'grid_estimate', 'run_counts', 'running_progress',
+           'progress_line', 'show_progress', 'run_batch', 'look_cells', 'read_look_decisions', 'comparisons_at',
+           'record_look', 'look_line', 'run_looks', 'decided_looks', 'design_cells', 'run_grid', 'demo_study']
 
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
@@ -188,6 +189,30 @@ def run_local(todo:list, # the cells to run
         pool.shutdown(wait=False)
     if STOP.is_set(): raise KeyboardInterrupt
 
+# %% ../nbs/07d_grid.ipynb #c009eb
+def sees_study_folder(folder:str,  # the study folder, as the grid names it
+                      digest:str   # the SHA-256 of its record (`STUDY.record`), as the grid reads it
+                     ) -> tuple:
+    "(this host, whether it reads the same study record at `folder`): what each Ray node is asked before any cell is sent (`check_ray_nodes`)."
+    import socket
+    try: same = hashlib.sha256((Path(folder) / STUDY.record).read_bytes()).hexdigest() == digest
+    except OSError: same = False
+    return socket.gethostname(), same
+
+# %% ../nbs/07d_grid.ipynb #c009ec
+def check_ray_nodes(folder # the study folder (its record written)
+                   ):
+    "Refuse to run on a Ray cluster one of whose live nodes cannot read this study folder at the same path: cells there would write where the grid never looks."
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    folder = str(Path(folder).resolve()); digest = hashlib.sha256((Path(folder) / STUDY.record).read_bytes()).hexdigest()
+    probe = ray.remote(num_cpus=0, max_retries=0)(sees_study_folder)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    answers = ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(folder, digest) for n in nodes], timeout=120)
+    blind = [f"{host} ({n.get('NodeManagerAddress')})" for n, (host, same) in zip(nodes, answers) if not same]
+    if blind: raise StudyConfigError(f"the Ray node(s) {', '.join(blind)} cannot see the study folder {folder}: every node must reach it at the same path, "
+                                     "on storage they share (NFS, Lustre, a cloud file system); mount it there, or run with the local executor")
+
 # %% ../nbs/07d_grid.ipynb #c009f
 def run_ray(todo:list,     # the cells to run
             folder,        # the study folder (on a shared disk)
@@ -198,7 +223,7 @@ def run_ray(todo:list,     # the cells to run
             kwargs_of,     # cell -> extra keyword arguments of `run_cell`
             on_done        # called with (cell, state) as each cell ends
            ):
-    "Run `todo` cells as Ray tasks (each `run_cell`); `on_done(cell, state)` after each."
+    "Run `todo` cells as Ray tasks (each `run_cell`), once every node is seen to reach the study folder (`check_ray_nodes`); `on_done(cell, state)` after each."
     try: import ray
     except ImportError: raise StudyConfigError("--executor ray needs Ray: pip install -e '.[ray]'") from None
     for attempt in (1, 2):   # a local instance started on a busy machine can miss Ray's own start-up deadline: try once more
@@ -207,20 +232,118 @@ def run_ray(todo:list,     # the cells to run
             if attempt == 2 or address is not None or "timed out during startup" not in str(e): raise
             ray.shutdown()
     try:
-        task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=0)(run_cell)
+        check_ray_nodes(folder)
+        task = ray.remote(num_cpus=cpus_per_cell, num_gpus=gpus_per_cell, max_retries=2)(run_cell)   # a lost node's cell runs again elsewhere, from its resume point
         refs = {task.remote(c, str(Path(folder).resolve()), str(notebook or notebook_path()), **kwargs_of(c)): c for c in todo}
         try:
             while refs:
                 ready, _ = ray.wait(list(refs), num_returns=1)
                 cell = refs.pop(ready[0])
                 try: state = ray.get(ready[0])
-                except Exception as e:   # the worker died (node lost, out of memory): record it like any failure
+                except Exception as e:   # the worker died more often than Ray retries (node lost, out of memory): record it like any failure
                     atomic_write_text(cell_dir(folder, cell) / CELL.error, f"cell {cell.key} failed on Ray\n{type(e).__name__}: {e}\n"); state = "failed"
                 on_done(cell, state)
         except KeyboardInterrupt:
             for r, c in refs.items(): ray.cancel(r, force=True); on_done(c, "interrupted")   # Ray cannot tell started from queued
             raise
     finally: ray.shutdown()
+
+# %% ../nbs/07d_grid.ipynb #c009sa
+class SlurmCell:
+    "A cell as a SLURM job: `run_cell` on the node; at a time limit or preemption submitit asks `checkpoint`, and the same call is queued again (it goes on from the cell's resume point)."
+    def __call__(self, cell:Cell, folder:str, notebook:str, kwargs:dict) -> str: return run_cell(cell, folder, notebook, **{**kwargs, "executor": "slurm"})
+    def checkpoint(self, *args, **kwargs):
+        from submitit.helpers import DelayedSubmission
+        return DelayedSubmission(self, *args, **kwargs)
+
+# %% ../nbs/07d_grid.ipynb #c009sb
+def slurm_queue() -> dict:
+    "{job id: state} of every job SLURM still holds (pending, running, requeued, ...), array elements one by one (`squeue -r`)."
+    import subprocess
+    try: out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError: raise StudyConfigError("--executor slurm needs SLURM's commands here (squeue was not found): run the grid on the cluster's login node") from None
+    if out.returncode: raise StudyConfigError(f"squeue failed: {out.stderr.strip()[:300]}")
+    return dict(line.strip().split("|", 1) for line in out.stdout.splitlines() if "|" in line)
+
+# %% ../nbs/07d_grid.ipynb #c009sc
+def slurm_executor(folder:Path,    # the study folder
+                   settings:dict,  # the checked `slurm:` settings (`attnmed.config.parse_slurm`)
+                   name:str,       # the jobs' name
+                   cells:int       # cells in the array
+                  ):
+    "A submitit `SlurmExecutor` writing into the study's `slurm/` folder, with the study's settings."
+    try: import submitit
+    except ImportError: raise StudyConfigError("--executor slurm needs submitit: pip install -e '.[slurm]'") from None
+    try: ex = submitit.SlurmExecutor(folder=Path(folder) / STUDY.slurm / "%j", max_num_timeout=3)
+    except RuntimeError as e: raise StudyConfigError(f"--executor slurm: {e} (run the grid on the cluster's login node)") from None
+    s = settings
+    ex.update_parameters(job_name=name, time=s["time"], cpus_per_task=s["cpus"], mem=f"{int(s['mem_gb'] * 1024)}M", stderr_to_stdout=True,
+                         array_parallelism=s["max_running"] or cells, additional_parameters=dict(s["options"]), setup=list(s["setup"]),
+                         **({"partition": s["partition"]} if s["partition"] else {}), **({"gpus_per_node": s["gpus"]} if s["gpus"] else {}))
+    return ex
+
+# %% ../nbs/07d_grid.ipynb #c009sd
+def slurm_jobs(folder:Path # the study folder
+              ) -> dict:
+    "{cell key: {job, fingerprint}} of the cells this study submitted (`STUDY.slurm_jobs`); {} when there are none or the file is not such a mapping."
+    try: jobs = json.loads((Path(folder) / STUDY.slurm_jobs).read_text())
+    except (OSError, ValueError): return {}
+    return {k: v for k, v in jobs.items() if isinstance(v, dict) and isinstance(v.get("job"), str)} if isinstance(jobs, dict) else {}
+
+# %% ../nbs/07d_grid.ipynb #c009se
+def submit_cells(todo:list, folder:Path, notebook, settings:dict, kwargs_of, log=print) -> dict:
+    """{cell: job id} for `todo`: a cell whose job (for its fingerprint) SLURM still holds is followed, not submitted again; the others go
+    as one job array, and `STUDY.slurm_jobs` is written before anything waits on them. A job of a cell's earlier settings is cancelled."""
+    import subprocess
+    known, queue = slurm_jobs(folder), slurm_queue()
+    follow = {c: known[c.key]["job"] for c in todo if c.key in known and known[c.key]["job"] in queue and known[c.key].get("fingerprint") == kwargs_of(c).get("fingerprint")}
+    stale = [known[c.key]["job"] for c in todo if c not in follow and c.key in known and known[c.key]["job"] in queue]
+    if stale: subprocess.run(["scancel", *stale], capture_output=True, timeout=60); log(f"cancelled {len(stale)} SLURM job(s) of earlier settings")
+    new = [c for c in todo if c not in follow]
+    if new:
+        ex = slurm_executor(folder, settings, f"attnmed-{Path(folder).name}", len(new))
+        try:
+            with ex.batch(): jobs = [ex.submit(SlurmCell(), c, str(Path(folder).resolve()), str(notebook or notebook_path()), kwargs_of(c)) for c in new]
+        except Exception as e:   # submitit's FailedJobError carries sbatch's own words
+            if type(e).__name__ != "FailedJobError": raise
+            raise StudyConfigError(f"SLURM refused the cells: {' '.join(str(e).split())[:400]} (check the slurm: settings or --slurm-* options)", None, "slurm") from None
+        known.update({c.key: dict(job=str(j.job_id), fingerprint=kwargs_of(c).get("fingerprint")) for c, j in zip(new, jobs)})
+        atomic_write_json(Path(folder) / STUDY.slurm_jobs, known)
+        log(f"submitted {len(new)} cell(s) to SLURM as job {str(jobs[0].job_id).split('_')[0]} (logs in {Path(folder) / STUDY.slurm})")
+    if follow: log(f"following {len(follow)} cell(s) already queued or running on SLURM (nothing submitted twice)")
+    return {**follow, **{c: known[c.key]["job"] for c in new}}
+
+# %% ../nbs/07d_grid.ipynb #c009sf
+def run_slurm(todo:list,     # the cells to run
+              folder,        # the study folder (on storage the nodes share)
+              notebook,      # the notebook each cell executes
+              settings:dict, # the checked `slurm:` settings
+              kwargs_of,     # cell -> extra keyword arguments of `run_cell`
+              on_done,       # called with (cell, state) as each cell ends
+              log=print,     # where the grid's lines go
+              poll:float=5.0 # seconds between two looks at the queue
+             ):
+    "Run `todo` as SLURM jobs (`submit_cells`) and follow them until each has left the queue; a cell's outcome is its folder's. Ctrl-C (or SIGTERM) stops following, not the jobs."
+    folder = Path(folder); waiting = submit_cells(todo, folder, notebook, settings, kwargs_of, log)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None   # SIGTERM as Ctrl-C: the grid stops following
+    try:
+        while waiting:
+            queue = slurm_queue()
+            for cell, job in [(c, j) for c, j in waiting.items() if j not in queue]:
+                d = cell_dir(folder, cell); del waiting[cell]
+                if cell_state(d, kwargs_of(cell).get("fingerprint")) == "done": on_done(cell, "done"); continue
+                if not (d / CELL.error).exists():
+                    atomic_write_text(d / CELL.error, f"cell {cell.key} failed on SLURM\nthe job {job} left the queue without a result (cancelled, out of memory or time); its log: {folder / STUDY.slurm / job}\n")
+                on_done(cell, "failed")
+            if waiting: time.sleep(poll)
+    except KeyboardInterrupt:
+        log(f"{len(waiting)} cell(s) go on on SLURM without this grid (jobs {', '.join(sorted(set(waiting.values()))[:5])}{' ...' if len(waiting) > 5 else ''}): "
+            "run the same command again to follow them (nothing is submitted twice), or cancel them with scancel")
+        for c in waiting: on_done(c, "running")
+        raise
+    finally:
+        if main: signal.signal(signal.SIGTERM, previous)
 
 # %% ../nbs/07d_grid.ipynb #c013
 def select_cells(cells:list, # the study's cells
@@ -288,13 +411,14 @@ def _write_results(folder, study):
 def grid_cells(study:Study|str|Path, # the study (or its YAML file)
                only:str|None=None,   # select cells by key components (see `select_cells`)
                dry_run:bool=False,   # warnings instead of refusals where a dry run can go on
-               executor:str="local", # local (threads) or ray
+               executor:str="local", # local (threads), ray or slurm
                log=print             # where the grid's lines go
               ) -> tuple:
     "`(checked study, selected cells)`: the study checked, the pairs it leaves out said, `--only` applied; refusals name the field."
     warn = (lambda m: log(f"warning: {m} (dry run: going on)")) if dry_run else None
     study = check_study(study, warn) if isinstance(study, Study) else load_checked_study(study, warn)
-    if executor not in ("local", "ray"): raise StudyConfigError(f"unknown executor {executor!r}; valid: local, ray")
+    if executor not in ("local", "ray", "slurm"): raise StudyConfigError(f"unknown executor {executor!r}; valid: local, ray, slurm")
+    if study.looks and only and not dry_run: raise StudyConfigError("--only cannot be used with a sequential design (seeds: {looks: ...}): each look is decided on all its cells", study.source, "seeds")
     every = study_cells(study)
     for a, t, reason in skipped_pairs(study): log(f"left out of the grid: {a}+{t} ({reason})")
     if not every: raise StudyConfigError("no cell can run: every arch x attention pair is left out (see above)", study.source, "attentions")
@@ -475,7 +599,7 @@ def run_batch(todo:list,           # the cells to run now
               kwargs_of,           # cell -> `run_cell`'s tuned / fingerprint / data_fingerprint
               label:str,           # the progress bar's label
               notebook=None, jobs:int|None=None, gpus:list|None=None, executor:str="local", address:str|None=None,
-              cpus_per_cell:float=1, gpus_per_cell:float=0, progress:bool=True, log=print):
+              cpus_per_cell:float=1, gpus_per_cell:float=0, progress:bool=True, log=print, slurm:dict|None=None):
     "Run `todo` on the executor with a progress bar and the running cells' epochs beside it (`show_progress`); failed cells are said as they fail."
     t0, finished, bar = time.time(), Counter(), tqdm(total=len(todo), desc=label, unit="cell", disable=not progress, file=sys.stderr)
     def on_done(cell, state):
@@ -484,6 +608,7 @@ def run_batch(todo:list,           # the cells to run now
     ticking = show_progress(bar, folder, todo, study.epochs + study.freeze_epochs * study.pretrained, finished, t0) if progress and todo else threading.Event()
     try:
         if executor == "ray": run_ray(todo, folder, notebook, address, cpus_per_cell, gpus_per_cell, kwargs_of, on_done)
+        elif executor == "slurm": run_slurm(todo, folder, notebook, slurm, kwargs_of, on_done, log)
         else: run_local(todo, folder, notebook, jobs or auto_jobs(study.device, len(todo), gpus), gpus, kwargs_of, on_done)
     finally: ticking.set(); bar.close()
 
@@ -614,29 +739,29 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
              notebook=None,           # the cell notebook (default: nbs/experiment.ipynb)
              progress:bool=True,      # a progress bar on stderr
              log=print,               # where the grid's lines go
-             executor:str="local",    # local (threads) or ray
+             executor:str="local",    # local (threads), ray or slurm
              address:str|None=None,   # ray: the cluster's address
              gpus:list|None=None,     # local: GPU ids the job slots are dealt over
              cpus_per_cell:float=1,   # ray: CPUs per cell
              gpus_per_cell:float=0,   # ray: GPUs per cell
-             rerun_changed:bool=False # run again the cells whose results came from other settings
+             rerun_changed:bool=False, # run again the cells whose results came from other settings
+             slurm:dict|None=None     # slurm: settings over the study's `slurm:` block (partition, time, gpus, ...)
             ) -> Counter:
     "Run every selected cell of `study` that is not done; returns counts ('done' now, 'skipped', 'failed', 'interrupted', 'changed', ...)."
-    STOP.clear()
-    study, cells = grid_cells(study, only, dry_run, executor, log)
+    STOP.clear(); study, cells = grid_cells(study, only, dry_run, executor, log)
     folder = study_folder(out, study)
+    slurm = parse_slurm({**(study.slurm or {}), **(slurm or {})}, "the study's slurm: block and the command line") if executor == "slurm" else None
     tuned = tuned_or_refuse(study, folder, cells, refuse=not dry_run)
     refused = check_before_cells(study, cells, dry_run, executor, log)
     fps, expected, states, todo = cell_states(study, folder, cells, tuned, dry_run, retry_failed, rerun_changed, log)
     first = todo if not study.looks else [c for c in todo if c in set(look_cells(study_cells(study), study, 1))]   # a sequential design: its first look
     if first and (estimate := grid_estimate(study, first, jobs or auto_jobs(study.device, len(first), gpus), "cells of the first look" if study.looks else "cells")): log(estimate)
     if dry_run: return dry_run_summary(study, cells, states, todo, log, out, refused)
-    if study.looks and only: raise StudyConfigError("--only cannot be used with a sequential design (seeds: {looks: ...}): each look is decided on all its cells", study.source, "seeds")
     open_study_folder(study, folder, fps)
     counts, t0 = run_counts(states, retry_failed, rerun_changed), time.time()
     kwargs_of = lambda c: dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=cell_data_fingerprint(study, c, fps), executor=executor)
     run = lambda batch, label: run_batch(batch, folder, study, counts, kwargs_of, label, notebook=notebook, jobs=jobs, gpus=gpus, executor=executor,
-                                         address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, progress=progress, log=log)
+                                         address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, progress=progress, log=log, slurm=slurm)
     try:
         if study.looks: run_looks(study, folder, cells, todo, run, log)
         else: run(todo, f"grid {study.name}")

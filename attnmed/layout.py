@@ -50,6 +50,9 @@ class StudyFiles:
     explanations:str = "explanations"        # the explanation notebook's tables and figures (`EXPLANATION_TABLES`, `<name>.csv`)
     looks:str = "looks"                      # a sequential design's decisions, one file per look (`look(k)`), each final once written
     def look(self, k:int) -> str: return f"{self.looks}/look-{k}.json"   # the decisions after look k (1 = the first)
+    slurm:str = "slurm"                      # the SLURM executor's files: submitit's batch scripts, pickles and logs, and `slurm_jobs`
+    @property
+    def slurm_jobs(self) -> str: return f"{self.slurm}/jobs.json"   # each submitted cell's job id and fingerprint: a grid started again follows them, submitting nothing twice
     @property
     def explain_error(self) -> str: return f"{self.explanations}/{CELL.error}"
     @property

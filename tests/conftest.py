@@ -17,7 +17,7 @@ def tiny_study(tmp: Path, name="tiny", **over) -> Path:
 
 def run(cmd, **kw):
     "Run an attnmed command line; returns the CompletedProcess (text)."
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore", **kw.pop("env", {})}
     exe = BIN / cmd[0]
     return subprocess.run([str(exe), *cmd[1:]], capture_output=True, text=True, env=env, cwd=kw.pop("cwd", ROOT), timeout=600, **kw)
 
