@@ -166,6 +166,14 @@ def test_report_on_an_unfinished_grid_says_so_first(tmp):
     study = tiny_study(tmp, seeds=[0, 1, 2])
     r = run(["attnmed-grid", str(study), "--out", str(tmp / "out"), "--only", "seed0"], cwd=tmp)
     assert r.returncode == 0, r.stderr[-2000:]
+    (tmp / "out" / "tiny" / "results.csv").unlink()                          # the rest still running elsewhere: --collect reads what is done
+    r = run(["attnmed-grid", str(study), "--out", str(tmp / "out"), "--collect"], cwd=tmp)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "collected 2 of 6 cells" in r.stdout and "4 missing (4 todo" in r.stdout, r.stdout
+    assert len(pd.read_csv(tmp / "out" / "tiny" / "results.csv")) == 2 and (tmp / "out" / "tiny" / "report.html").exists()
+    assert "Not finished: 2 of 6 cells are done" in (tmp / "out" / "tiny" / "report.html").read_text()
+    r = run(["attnmed-grid", str(tmp / "other.yaml"), "--out", str(tmp / "out"), "--collect"], cwd=tmp)
+    assert r.returncode != 0 and "other.yaml" in r.stderr and "Traceback" not in r.stderr, r.stderr
     r = run(["attnmed-report", str(tmp / "out" / "tiny"), "--no-explain"], cwd=tmp)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Not finished: 2 of 6 cells are done (4 todo)" in r.stdout and "--out " + str(tmp / "out") in r.stdout, r.stdout

@@ -37,6 +37,11 @@ def test_readme_commands_run_when_pasted():
     assert not bare, f"commands shown without .venv/bin/ (they fail in a fresh shell): {bare}"
     for cmd in set(re.findall(r"\.venv/bin/([\w-]+)", text)):
         assert cmd in ("python", "pip", "tensorboard") or (ROOT / ".venv" / "bin" / cmd).exists(), f".venv/bin/{cmd} is not installed by make"
+    flags = {}
+    for cmd, args in re.findall(r"\.venv/bin/(attnmed-[\w-]+)([^\n`]*)", text): flags.setdefault(cmd, set()).update(re.findall(r"\s(--[a-z][\w-]*)", args))
+    for cmd, used in flags.items():
+        usage = subprocess.run([str(ROOT / ".venv" / "bin" / cmd), "--help"], capture_output=True, text=True).stdout
+        assert not (unknown := sorted(f for f in used if f not in usage)), f"the README shows {cmd} with flags it does not have: {unknown}"
 
 def test_ci_runs_the_readme_test_command():
     lines = [l for l in (ROOT / ".ci/run").read_text().splitlines() if l.strip() and not l.startswith("#")]
@@ -103,7 +108,7 @@ def test_experiment_parameters_cell_matches_the_declarations():
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     values = {t.id: ast.literal_eval(n.value) for n in ast.parse(cell.source).body for t in n.targets}
     assert set(CELL_KEYS) <= set(values), set(CELL_KEYS) - set(values)
-    assert set(values) - set(CELL_KEYS) == {"tuned", "out_dir", "fingerprint", "data_fingerprint", "n_saliency", "n_top_losses"}
+    assert set(values) - set(CELL_KEYS) == {"tuned", "out_dir", "fingerprint", "data_fingerprint", "resume_dir", "executor", "n_saliency", "n_top_losses"}
     for k, p in PARAMS.items(): assert values[k] == p.default and type(values[k]) is p.type, (k, values[k], p.default)
 
 def test_saving_a_notebook_in_jupyterlab_leaves_nbs_clean(tmp_path):
