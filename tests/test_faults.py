@@ -235,6 +235,7 @@ def test_sequential_grid_stops_where_decided_and_a_kill_between_looks_repeats_no
     rc, stdout, _ = finish(grid(study, out, quick, env=env))                # run again: nothing trains, the same decisions are read back
     assert rc == 0 and "0 done, 13 skipped" in stdout and (out / "seq" / "looks" / "look-2.json").read_bytes() == look2, stdout
 
+@pytest.mark.cost(70)
 def test_a_cell_killed_mid_training_goes_on_from_its_last_epoch_with_the_same_numbers(tmp):
     "kill -9 while a cell trains (what a preemption or a lost node does): the next grid goes on after its last saved epoch, and the cell ends as an uninterrupted one."
     from conftest import run
