@@ -15,9 +15,10 @@ from .layout import CELL
 
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison',
-           'relevance_mass', 'pointing_game', 'mask_auroc', 'localisation_scores', 'localisation_sentence',
-           'shortcut_accuracies', 'mean_spearman', 'randomisation_test', 'no_signal_images', 'top_share',
-           'no_signal_test', 'concept_test', 'load_cell_model', 'normalised', 'cell_input_stats', 'predict_logits']
+           'relevance_mass', 'pointing_game', 'mask_auroc', 'thresholded_iou', 'mean_interval', 'localisation_scores',
+           'localisation_sentence', 'shortcut_accuracies', 'mean_spearman', 'randomisation_test', 'no_signal_images',
+           'top_share', 'no_signal_test', 'concept_test', 'load_cell_model', 'normalised', 'cell_input_stats',
+           'predict_logits']
 
 # %% ../nbs/06_explain.ipynb #c005
 METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
@@ -158,17 +159,44 @@ def mask_auroc(maps:np.ndarray, # attribution maps (N x H x W)
         out.append(roc_auc_score(m.ravel(), a.ravel()) if 0 < m.sum() < m.size else np.nan)
     return np.array(out)
 
+# %% ../nbs/06_explain.ipynb #c012ba
+def thresholded_iou(maps:np.ndarray, # attribution maps (N x H x W)
+                    masks:np.ndarray # ground-truth masks (N x H x W, bool)
+                   ) -> np.ndarray:
+    "Per image: IoU of the map above its Otsu threshold (scikit-image's) with the mask, as CheXlocalize scores saliency (Saporta et al. 2022); a constant map covers everything."
+    from skimage.filters import threshold_otsu
+    out = []
+    for a, m in zip(np.asarray(maps, dtype=np.float64), np.asarray(masks, dtype=bool)):
+        region = a > threshold_otsu(a) if a.max() > a.min() else np.ones_like(m)
+        union = (region | m).sum()
+        out.append((region & m).sum() / union if union else np.nan)
+    return np.array(out)
+
+# %% ../nbs/06_explain.ipynb #c012bb
+def mean_interval(values:np.ndarray, # one score per image (NaN: not scored)
+                  seed:int=0         # seeds the resampling
+                 ) -> tuple:
+    "The mean over images and its 95 % percentile bootstrap interval (scipy's `bootstrap`, 1,000 resamples of the images), NaN where fewer than 2 images."
+    from scipy.stats import bootstrap
+    v = np.asarray(values, dtype=np.float64); v = v[np.isfinite(v)]
+    if len(v) < 2: return (float(v.mean()) if len(v) else np.nan), np.nan, np.nan
+    if np.ptp(v) == 0: return float(v[0]), float(v[0]), float(v[0])
+    ci = bootstrap((v,), np.mean, n_resamples=1000, method="percentile", random_state=seed).confidence_interval
+    return float(v.mean()), float(ci.low), float(ci.high)
+
 # %% ../nbs/06_explain.ipynb #c012c
 def localisation_scores(maps, # attribution maps (N x H x W)
                         masks # ground-truth masks (N x H x W, bool)
                        ) -> dict:
-    "Mean relevance mass, pointing game and AUROC over the images with a non-empty mask, each with its chance level (a uniform map's score)."
+    "Mean relevance mass, pointing game, mask AUROC and thresholded IoU over the images with a non-empty mask, each with its 95 % bootstrap interval over those images (`_low`, `_high`) and its chance level (a uniform map's score)."
     keep = np.asarray(masks, dtype=bool).reshape(len(masks), -1).any(1)
     maps, masks = np.asarray(maps)[keep], np.asarray(masks, dtype=bool)[keep]
-    if not keep.any(): return dict(relevance_mass=np.nan, pointing_game=np.nan, auroc=np.nan, n=0, relevance_mass_chance=np.nan, pointing_game_chance=np.nan, auroc_chance=0.5)
-    area = float(masks.reshape(len(masks), -1).mean(1).mean())   # a uniform map puts this share in the mask, and points into it this often
-    return dict(relevance_mass=float(np.nanmean(relevance_mass(maps, masks))), pointing_game=float(pointing_game(maps, masks).mean()),
-                auroc=float(np.nanmean(mask_auroc(maps, masks))), n=int(keep.sum()), relevance_mass_chance=area, pointing_game_chance=area, auroc_chance=0.5)
+    scores = dict(relevance_mass=relevance_mass, pointing_game=pointing_game, auroc=mask_auroc, iou=thresholded_iou)
+    if not keep.any(): return dict(**{k: np.nan for k in scores}, n=0, **{f"{k}_{e}": np.nan for k in scores for e in ("low", "high", "chance")})
+    area = float(masks.reshape(len(masks), -1).mean(1).mean())   # a uniform map puts this share in the mask, points into it this often, and covers the image (IoU: the area)
+    out = dict(n=int(keep.sum()), relevance_mass_chance=area, pointing_game_chance=area, auroc_chance=0.5, iou_chance=area)
+    for k, f in scores.items(): out[k], out[f"{k}_low"], out[f"{k}_high"] = mean_interval(f(maps, masks))
+    return out
 
 # %% ../nbs/06_explain.ipynb #c015
 def localisation_sentence(row:dict # one row of the localisation comparisons

@@ -59,6 +59,10 @@ def isic2019_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a 
     images = gt["image"].str.strip()
     table = pd.DataFrame(dict(path=[str(root / "ISIC_2019_Training_Input" / f"{i}.jpg") for i in images], label=labels,
                               patient=[lesion.get(i, "") or i for i in images], id=images))
+    if opts["masks"]:   # ISIC 2018 Task 1's lesion segmentations, by image id: a mask for the images it has
+        seg = Path(opts["masks"])
+        if not seg.is_dir(): raise DataError(f"dataset '{spec.name}': option 'masks': {seg} is not a folder (expected ISIC 2018 Task 1's ground truth, ISIC_XXXXXXX_segmentation.png)")
+        table["mask"] = [(str(f),) if (f := seg / f"{i}_segmentation.png").is_file() else () for i in images]
     return table, class_names
 
 # %% ../nbs/01e_readers.ipynb #c024b
@@ -66,7 +70,8 @@ def isic2019_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a 
 class ISIC2019(TableFormat):
     name, doc = "isic2019", "ISIC 2019: ground-truth CSV + ISIC_2019_Training_Input/*.jpg (+ metadata: lesion_id groups images)"
     path_kind = "the ISIC 2019 folder"
-    options = (Option("positive", (str, list), None, "binary task: these classes (e.g. [MEL]) against the rest; default: multi-class", item_type=str),)
+    options = (Option("positive", (str, list), None, "binary task: these classes (e.g. [MEL]) against the rest; default: multi-class", item_type=str),
+               Option("masks", str, None, "folder of ISIC 2018 Task 1's lesion segmentations (ISIC_XXXXXXX_segmentation.png): the images it has are scored against them", path=True))
     required_files = ("ISIC_2019_Training_GroundTruth.csv", "ISIC_2019_Training_Input")
     def table(self, spec, opts): return isic2019_table(spec, opts)
     def example(self, root): return dict(format=self.name, path=str(write_sample_isic2019(Path(root) / "isic2019")))
@@ -249,15 +254,32 @@ def _patients_from_names(paths, pattern, source):
         out.append(m.group(1))
     return out
 
+# %% ../nbs/01e_readers.ipynb #c033bm
+def _parallel_mask(masks:Path, rel:Path) -> tuple:   # the mask of an image at `rel` in a `masks/` tree: the same path, any image suffix
+    return next(((str(m),) for m in (masks / rel.with_suffix(s) for s in (rel.suffix, *IMAGE_SUFFIXES)) if m.is_file()), ())
+
+# %% ../nbs/01e_readers.ipynb #c033bn
+def _listed_masks(column:pd.Series, f:Path, base:Path, inside:str, opts:dict) -> list:   # a CSV's mask column: files inside the images' folder, or empty
+    out = []
+    for i, m in enumerate(column):
+        if not m: out.append(()); continue
+        full = os.path.realpath(m if Path(m).is_absolute() else base / m)
+        if (opts["root"] or not Path(m).is_absolute()) and os.path.commonpath([os.path.realpath(inside), full]) != os.path.realpath(inside):
+            raise DataError(f"{row_ref(f, i)}, column '{opts['mask_column']}': {m!r} is outside {inside}; mask paths must stay where the image paths may")
+        if not os.path.isfile(full): raise DataError(f"{row_ref(f, i)}, column '{opts['mask_column']}': mask file {m!r} not found")
+        out.append((full,))
+    return out
+
 # %% ../nbs/01e_readers.ipynb #c033c
 def folder_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
                  opts:dict  # the format's checked options
                 ):
-    "The image table and class names of a class-per-folder tree (optionally under train/valid/test)."
+    "The image table and class names of a class-per-folder tree (optionally under train/valid/test; a `masks/` folder beside them holds ground-truth masks at the same relative paths)."
     spec = DatasetSpec.of(spec)
     root = Path(spec.path)
     if not root.is_dir(): raise DataError(f"{root}: folder not found (format folder: one sub-folder per class, optionally under train/ valid/ test/)")
-    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith((".", "__MACOSX"))]
+    masks = root / "masks" if (root / "masks").is_dir() else None   # a parallel tree of ground-truth masks, not a class
+    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith((".", "__MACOSX")) and d != masks]
     split_dirs = {SPLIT_NAMES[d.name.lower()]: d for d in subdirs if d.name.lower() in SPLIT_NAMES}
     if split_dirs and len(split_dirs) != len(subdirs):
         raise DataError(f"{root}: mixes split folders {sorted(d.name for d in split_dirs.values())} with other folders {[d.name for d in subdirs if d not in split_dirs.values()]}")
@@ -276,6 +298,7 @@ def folder_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a ma
     if not rows: raise DataError(f"{root}: no class folders found (expected {root}/<class>/*.png or {root}/train/<class>/*.png)")
     table = pd.DataFrame(rows)
     table["patient"] = _patients_from_names(table.path, opts["patient_pattern"], str(root))
+    if masks is not None: table["mask"] = [_parallel_mask(masks, Path(f).relative_to(root)) for f in table.path]
     if "train" in split_dirs:
         missing = [c for c in class_names if c not in classes_by_split["train"]]
         if missing: raise DataError(f"{split_dirs['train']}: class(es) {missing} have no folder in the training split")
@@ -288,7 +311,7 @@ def csv_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mappi
     "The image table and class names of a CSV listing (path, label, optional split and patient columns)."
     spec = DatasetSpec.of(spec)
     f = Path(spec.path)
-    cols = [opts["path_column"], opts["label_column"]] + [c for c in (opts["split_column"], opts["patient_column"]) if c]
+    cols = [opts["path_column"], opts["label_column"]] + [c for c in (opts["split_column"], opts["patient_column"], opts["mask_column"]) if c]
     df = read_table(f, cols, "a CSV with image paths and labels")
     base = Path(opts["root"]) if opts["root"] else f.parent
     labels = df[opts["label_column"]].str.strip()
@@ -315,12 +338,13 @@ def csv_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mappi
         if bad.any(): raise DataError(f"{row_ref(f, np.where(bad)[0][0])}, column '{opts['split_column']}': expected train, val (valid, validation), test or empty, got {df[opts['split_column']][bad].iloc[0]!r}")
         table["split"] = sp.map(lambda v: SPLIT_NAMES.get(v, "")).to_numpy()
     table["patient"] = df[opts["patient_column"]].str.strip().to_numpy() if opts["patient_column"] else ""
+    if opts["mask_column"]: table["mask"] = _listed_masks(df[opts["mask_column"]].str.strip(), f, base, inside, opts)
     return table, class_names
 
 # %% ../nbs/01e_readers.ipynb #c033e
 @FORMATS.register
 class Folder(TableFormat):
-    name, doc = "folder", "one sub-folder per class, optionally under train/ valid/ test/"
+    name, doc = "folder", "one sub-folder per class, optionally under train/ valid/ test/ (and ground-truth masks in a parallel masks/ tree)"
     path_kind = "a folder with one sub-folder per class"
     options = (Option("class_names", list, None, "class order (default: the folder names, sorted)", item_type=str),
                Option("patient_pattern", str, None, "a regular expression with one group that extracts the patient id from a file name"))
@@ -336,6 +360,7 @@ class CSV(TableFormat):
                Option("label_column", str, "label", "column of class names"),
                Option("split_column", str, None, "column of train / val / test (empty: carved)"),
                Option("patient_column", str, None, "column of patient ids (the grouping unit)"),
+               Option("mask_column", str, None, "column of ground-truth mask files (relative like the images; empty where an image has none), scored against the explanations"),
                Option("root", str, None, "folder the image paths are relative to (default: the CSV's folder)", path=True),
                Option("class_names", list, None, "class order (default: the labels, sorted)", item_type=str))
     def table(self, spec, opts): return csv_table(spec, opts)

@@ -15,8 +15,9 @@ from fastcore.basics import patch
 from .config import DatasetSpec, default_cache_dir
 
 # %% auto #0
-__all__ = ['COMMON_OPTIONS', 'read_table', 'row_ref', 'group_carve', 'assign_splits', 'prepare_table', 'table_hash', 'cache_path',
-           'splits_from_table', 'TableFormat', 'one_table_per_spec', 'shared_table']
+__all__ = ['COMMON_OPTIONS', 'read_table', 'row_ref', 'group_carve', 'assign_splits', 'read_mask', 'decode_masks',
+           'prepare_table', 'table_hash', 'cache_path', 'splits_from_table', 'TableFormat', 'one_table_per_spec',
+           'shared_table']
 
 # %% ../nbs/01d_tables.ipynb #c005
 COMMON_OPTIONS = (
@@ -128,6 +129,40 @@ def _compact(a:np.ndarray, keep:np.ndarray) -> np.ndarray:
         k += 1
     return a[:k]
 
+# %% ../nbs/01d_tables.ipynb #c016mb
+def read_mask(paths:tuple, # the image's mask files (united)
+              image:str,   # the image file (its size is what a mask must have)
+              size:int     # the size images are resized to (square)
+             ) -> tuple:
+    "`(mask, problem)`: the united masks, resized to `size` x `size` (nearest neighbour; bool), or None and why it is left out."
+    from PIL import Image, ImageOps
+    with Image.open(image) as im: w, h = ImageOps.exif_transpose(im).size if im.getexif().get(0x0112, 1) != 1 else im.size
+    union = np.zeros((h, w), bool)
+    for m in paths:
+        try:
+            with Image.open(m) as mk:
+                if mk.size != (w, h): return None, f"{m}: {mk.size[0]} x {mk.size[1]} px, but its image {image} is {w} x {h}"
+                union |= np.asarray(mk.convert("L")) > 0
+        except OSError as e: return None, f"{m}: cannot be read as a mask ({e})"
+    if not union.any(): return None, f"{paths[0]}: marks nothing (every pixel 0)"
+    return np.asarray(Image.fromarray(union.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127, None
+
+# %% ../nbs/01d_tables.ipynb #c016mc
+def decode_masks(table:pd.DataFrame, # the prepared table, with a `mask` column (tuples of files)
+                 size:int,           # image size in pixels (square)
+                 folder:Path         # where the memory-mapped stack is written
+                ) -> tuple:
+    "`(masks, notes)`: one uint8 0/1 mask per row (all 0 where there is none, or it is left out), and the rows left out, as `read_mask` says why."
+    from tqdm.auto import tqdm
+    out = np.lib.format.open_memmap(Path(folder) / "masks.npy", mode="w+", dtype=np.uint8, shape=(len(table), size, size))
+    notes = []
+    for i, (paths, image) in enumerate(tqdm(zip(table["mask"], table["path"]), total=len(table), desc="masks", unit="img", mininterval=2, disable=len(table) < 200)):
+        if not paths: continue
+        m, problem = read_mask(tuple(paths), image, size)
+        if problem: notes.append(problem)
+        else: out[i] = m
+    return out, notes
+
 # %% ../nbs/01d_tables.ipynb #c018
 def prepare_table(table:pd.DataFrame, # the image table (path, label, split, patient)
                   class_names:list,   # names of the classes, in label order
@@ -162,13 +197,15 @@ def table_hash(table:pd.DataFrame, # the image table (path, label, split, patien
                class_names:list,   # names of the classes, in label order
                window="auto"       # auto, image or [low, high]
               ) -> str:
-    "A hash of the prepared table, the image files' sizes and times, the size, channels, classes and window: the cache key and the data's fingerprint."
+    "A hash of the prepared table, the image (and mask) files' sizes and times, the size, channels, classes and window: the cache key and the data's fingerprint."
     deep = window == "auto" and table["path"].str.lower().str.endswith((".png", ".tif", ".tiff")).any()   # files that may hold 16-bit data, decoded by the depth they use since 2026-12
     key = dict(size=size, channels=channels, classes=list(class_names), **({} if window == "auto" else dict(window=window)), **(dict(depth="used") if deep else {}))
     h = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode())
     for row in table[["path", "label", "split", "patient", "id"]].itertuples(index=False):
         st = os.stat(row.path)
         h.update(f"{row.path}|{row.label}|{row.split}|{row.patient}|{row.id}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    for masks in (table["mask"] if "mask" in table else []):   # ground-truth masks: theirs too (a table without them hashes as before)
+        h.update(("mask|" + "|".join(f"{m}|{os.stat(m).st_size}|{os.stat(m).st_mtime_ns}" for m in masks) + "\n").encode())
     return h.hexdigest()[:12]
 
 # %% ../nbs/01d_tables.ipynb #c018b
@@ -191,9 +228,8 @@ def splits_from_table(table:pd.DataFrame,  # the image table (path, label, split
                       source:str,          # the file (or text) the value came from, named in errors
                       shared_groups:str="" # a note when groups are shared across splits (or '')
                      ) -> ImageSplits:
-    "Decode, resize and cache the images of a prepared table (`prepare_table`); returns checked `ImageSplits`."
-    extra = [s for s in dict.fromkeys(table["split"]) if s not in SPLITS]
-    channels = int(opts["channels"] or 3)
+    "Decode, resize and cache the images (and ground-truth masks, `decode_masks`) of a prepared table (`prepare_table`); returns checked `ImageSplits`."
+    extra, channels = [s for s in dict.fromkeys(table["split"]) if s not in SPLITS], int(opts["channels"] or 3)
     cache = cache_path(name, table, size, class_names, opts)
     if not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -202,20 +238,23 @@ def splits_from_table(table:pd.DataFrame,  # the image table (path, label, split
             stack = np.lib.format.open_memmap(Path(tmp) / "images.npy", mode="w+", dtype=np.uint8, shape=(len(table), *shape))
             keep, bad = _decode_into(stack, table["path"].tolist(), size, channels, bool(opts["skip_corrupt"]), source, f"{name}: decoding", opts["window"])
             stack, t = _compact(stack, keep), table[keep].reset_index(drop=True)
-            arrays = {"skipped": np.array(bad, dtype=str), "extra_sets": np.array(extra, dtype=str)}
+            masks, notes = decode_masks(t, size, Path(tmp)) if "mask" in t and t["mask"].map(len).any() else (None, [])
+            arrays = {"skipped": np.array(bad, dtype=str), "extra_sets": np.array(extra, dtype=str), "mask_notes": np.array(notes, dtype=str)}
             for s in [*SPLITS, *extra]:
                 at = np.flatnonzero((t["split"] == s).to_numpy())   # prepare_table sorts by split: one block of rows, a view of the file
                 rows = stack[at[0]:at[-1] + 1] if len(at) and at[-1] - at[0] + 1 == len(at) else stack[at]
                 arrays.update({f"{s}_images": rows, f"{s}_labels": t["label"].to_numpy(np.int64)[at, None],
-                               f"{s}_ids": np.asarray(t["id"].astype(str), dtype=str)[at], f"{s}_patients": np.asarray(t["patient"].astype(str), dtype=str)[at]})
+                               f"{s}_ids": np.asarray(t["id"].astype(str), dtype=str)[at], f"{s}_patients": np.asarray(t["patient"].astype(str), dtype=str)[at],
+                               **({f"{s}_masks": masks[at]} if masks is not None else {})})
             save_npz(cache, arrays, compress=False)   # uncompressed (decoded photos barely compress): `load_npz` memory-maps the images
-            del stack, rows, arrays
+            del stack, rows, arrays, masks
     arrays = load_npz(cache)
     skipped = [str(x) for x in arrays["skipped"]]
     if skipped: print(f"{name}: skipped {len(skipped)} unreadable image(s) (skip_corrupt: true), e.g. {skipped[:3]}")
     data = ImageSplits(name, {s: arrays[f"{s}_images"] for s in SPLITS}, {s: arrays[f"{s}_labels"][:, 0] for s in SPLITS},
                        {s: arrays[f"{s}_ids"] for s in SPLITS}, list(class_names), {s: arrays[f"{s}_patients"] for s in SPLITS},
-                       {"skipped": skipped, "cache_file": str(cache)},
+                       {"skipped": skipped, "cache_file": str(cache), "mask_notes": [str(x) for x in arrays.get("mask_notes", [])],
+                        **{f"{s}_masks": arrays[f"{s}_masks"] for s in SPLITS if f"{s}_masks" in arrays}},
                        {e: dict(images=arrays[f"{e}_images"], labels=arrays[f"{e}_labels"][:, 0], ids=arrays[f"{e}_ids"], patients=arrays[f"{e}_patients"])
                         for e in map(str, arrays.get("extra_sets", []))},
                        shared_groups)

@@ -18,15 +18,17 @@ __all__ = ['ISIC_2019_CLASSES', 'CBIS_CASE_FILES', 'CHEXPERT_LABELS', 'QUICK_BOD
 def blob_image(rng:np.random.Generator, # the random source
                label:int,               # 0 or 1: the blob is brighter for 1
                size:int=48,             # width and height in pixels
-               channels:int=3           # 1 or 3
+               channels:int=3,          # 1 or 3
+               with_mask:bool=False     # also return the blob's mask (the same draws: the image is the same)
               ) -> np.ndarray:
-    "A small noisy uint8 image whose brightness blob depends on the label (H x W, or H x W x 3)."
+    "A small noisy uint8 image whose brightness blob depends on the label (H x W, or H x W x 3); with `with_mask`, `(image, uint8 0/255 mask of the blob)`."
     yy, xx = np.mgrid[:size, :size] / size
     cy, cx = rng.uniform(.3, .7, 2)
     blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.02) * (0.5 + 0.4 * label)
     a = np.clip(0.3 + 0.5 * blob + 0.08 * rng.standard_normal((size, size)), 0, 1)
     a = (a * 255).astype(np.uint8)
-    return a if channels == 1 else np.stack([a, (a * 0.8).astype(np.uint8), (a * 0.6).astype(np.uint8)], -1)
+    a = a if channels == 1 else np.stack([a, (a * 0.8).astype(np.uint8), (a * 0.6).astype(np.uint8)], -1)
+    return (a, ((yy - cy) ** 2 + (xx - cx) ** 2 < 0.02).astype(np.uint8) * 255) if with_mask else a
 
 # %% ../nbs/00b_testing.ipynb #c005a
 def save_image(path:str|Path, # the image file
@@ -74,9 +76,10 @@ ISIC_2019_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"
 def write_sample_isic2019(root:str|Path,      # folder to write into
                           n:int=40,           # number of images
                           seed:int=0,         # random seed
-                          lesions_every:int=3 # every k-th image shares a lesion id with the previous one
+                          lesions_every:int=3, # every k-th image shares a lesion id with the previous one
+                          masks:bool=False     # also ISIC 2018 Task 1's lesion segmentations, for all but every third image, in `ISIC2018_Task1_Training_GroundTruth/`
                          ) -> Path:
-    "Write a small ISIC 2019 tree (ground truth, metadata with some empty lesion ids, JPEGs)."
+    "Write a small ISIC 2019 tree (ground truth, metadata with some empty lesion ids, JPEGs), and with `masks` a segmentation folder beside it."
     root = Path(root); rng = np.random.default_rng(seed)
     cls = np.array([i % 4 for i in range(n)])  # MEL, NV, BCC, AK
     names = [f"ISIC_{i:07d}" for i in range(n)]
@@ -86,7 +89,10 @@ def write_sample_isic2019(root:str|Path,      # folder to write into
     pd.DataFrame(dict(image=names, age_approx=55.0, anatom_site_general="anterior torso",
                       lesion_id=[f"BCN_{i // 2:07d}" if i % lesions_every else "" for i in range(n)], sex="female")
                  ).to_csv(root / "ISIC_2019_Training_Metadata.csv", index=False)
-    for name, c in zip(names, cls): save_image(root / "ISIC_2019_Training_Input" / f"{name}.jpg", blob_image(rng, int(c == 0)))
+    for i, (name, c) in enumerate(zip(names, cls)):
+        img, mask = blob_image(rng, int(c == 0), with_mask=True)
+        save_image(root / "ISIC_2019_Training_Input" / f"{name}.jpg", img)
+        if masks and i % 3: save_image(root / "ISIC2018_Task1_Training_GroundTruth" / f"{name}_segmentation.png", mask)
     return root
 
 # %% ../nbs/00b_testing.ipynb #c010
@@ -182,24 +188,34 @@ def write_sample_folder(root:str|Path,                     # folder to write int
                         classes=("benign", "malignant"),   # class folder names
                         per_class:int=12,                  # images per class and split
                         splits=("train", "valid", "test"), # split folders to write
-                        seed:int=0                         # random seed
+                        seed:int=0,                        # random seed
+                        masks:bool=False                   # also each blob's mask, at the same relative path under `masks/`
                        ) -> Path:
-    "Write a small class-per-folder tree of PNGs (under split folders when `splits`)."
+    "Write a small class-per-folder tree of PNGs (under split folders when `splits`), and with `masks` a parallel `masks/` tree."
     root = Path(root); rng = np.random.default_rng(seed)
     for s in (splits or [""]):
         for ci, c in enumerate(classes):
-            for i in range(per_class): save_image(root / s / c / f"pat{i // 2:03d}_img{i}.png", blob_image(rng, ci, 40))
+            for i in range(per_class):
+                img, mask = blob_image(rng, ci, 40, with_mask=True)
+                save_image(root / s / c / f"pat{i // 2:03d}_img{i}.png", img)
+                if masks: save_image(root / "masks" / s / c / f"pat{i // 2:03d}_img{i}.png", mask)
     return root
 
 # %% ../nbs/00b_testing.ipynb #c016
 def write_sample_csv(root:str|Path, # folder to write into
                      n:int=40,      # images
-                     seed:int=0     # random seed
+                     seed:int=0,    # random seed
+                     masks:bool=False # also a `mask` column naming each blob's mask in `masks/` (empty for every fourth image)
                     ) -> Path:
-    "Write a small CSV dataset: `labels.csv` (path, diagnosis, patient) and `images/*.png`."
+    "Write a small CSV dataset: `labels.csv` (path, diagnosis, patient[, mask]) and `images/*.png` (and `masks/*.png`)."
     root = Path(root); rng = np.random.default_rng(seed)
     rows = [dict(path=f"images/{i:04d}.png", diagnosis=["nevus", "melanoma"][i % 2], patient=f"pt{i // 3}") for i in range(n)]
-    for r, i in zip(rows, range(n)): save_image(root / r["path"], blob_image(rng, i % 2, 40))
+    for r, i in zip(rows, range(n)):
+        img, mask = blob_image(rng, i % 2, 40, with_mask=True)
+        save_image(root / r["path"], img)
+        if masks:
+            r["mask"] = f"masks/{i:04d}.png" if i % 4 else ""
+            if r["mask"]: save_image(root / r["mask"], mask)
     pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
     return root / "labels.csv"
 

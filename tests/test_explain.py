@@ -140,3 +140,29 @@ def test_models_at_chance_give_no_maps_scores_or_localisation_verdict(tmp_path):
     assert not any("_saliency.png" in f for f in read("figures").file), "no map of a model at chance is drawn as evidence"
     loc = read("localisation_tests") if (out / explanation_table("localisation_tests")).stat().st_size > 1 else pd.DataFrame()
     assert not len(loc) or (loc.verdict == NOT_DECIDED).all(), loc[["variant", "verdict", "undecided"]]
+
+@pytest.mark.cost(150)
+def test_masks_from_each_publishers_layout_are_scored_in_the_explanations(tmp_path):
+    "A folder with masks/, a CSV with a mask column and ISIC 2019 with ISIC 2018's segmentations train through the grid, and their test images' maps are scored against the masks (with intervals and the thresholded IoU) in the explanations."
+    from attnmed.grid import demo_study
+    from attnmed.report import render_explanations
+    from attnmed.layout import STUDY, explanation_table
+    from attnmed.testing import write_sample_folder, write_sample_csv, write_sample_isic2019
+    tree, listing = write_sample_folder(tmp_path / "tree", per_class=16, masks=True), write_sample_csv(tmp_path / "listing", n=96, masks=True)
+    isic = write_sample_isic2019(tmp_path / "isic", n=96, masks=True)
+    datasets = [dict(name="tree", format="folder", path=str(tree)),
+                dict(name="listing", format="csv", path=str(listing), label_column="diagnosis", patient_column="patient", mask_column="mask"),
+                dict(name="isic", format="isic2019", path=str(isic), positive=["MEL"], masks=str(isic / "ISIC2018_Task1_Training_GroundTruth"))]
+    folder = demo_study(tmp_path, datasets=datasets, seeds=[0], epochs=4)
+    render_explanations(folder, n_images=2, n_score=8, n_sanity=2)
+    read = lambda name: pd.read_csv(folder / STUDY.explanations / explanation_table(name))
+    loc, not_scored = read("localisation"), read("not_scored")
+    at_chance = set(not_scored[not_scored.why.str.startswith("at chance")].cell.str.split("/").str[0])
+    assert set(loc.dataset) | at_chance == {"tree", "listing", "isic"}, (loc.dataset.unique(), not_scored)
+    assert len(set(loc.dataset)) >= 2, "the blobs are learnt: most datasets' maps are scored"
+    scored = loc[loc.relevance_mass_low.notna()]                               # an interval where 2 or more images' maps are not zero everywhere
+    assert (loc.n > 0).all() and len(scored) >= len(loc) // 2 and scored[["iou", "iou_low", "iou_high"]].notna().all().all()
+    assert (scored.relevance_mass_low <= scored.relevance_mass).all() and (scored.relevance_mass <= scored.relevance_mass_high).all()
+    import nbformat
+    said = " ".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/markdown", "")) for c in nbformat.read(folder / STUDY.explain_notebook, as_version=4).cells for o in c.get("outputs", []))
+    assert "model(s) loaded" in said and "no ground-truth masks" not in said, said[:2000]
