@@ -14,25 +14,28 @@ from .readers import IMAGE_SUFFIXES, SPLIT_NAMES
 from .study import check_study
 
 # %% auto #0
-__all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'csv_columns', 'study_name', 'check_for_study', 'detected_options', 'yaml_quote',
-           'console_command', 'study_lines', 'new_study']
+__all__ = ['LABEL_NAMES', 'PATIENT_NAMES', 'MASK_WORDS', 'csv_columns', 'study_name', 'check_for_study', 'detected_options',
+           'yaml_quote', 'console_command', 'study_lines', 'new_study']
 
 # %% ../nbs/07e_new_study.ipynb #c005
 LABEL_NAMES = ("label", "labels", "diagnosis", "class", "target", "finding", "dx", "y")
 PATIENT_NAMES = ("patient", "patient_id", "subject", "subject_id", "case", "case_id", "lesion_id")
+MASK_WORDS = ("mask", "seg", "roi")   # a column of image files whose name holds one of these is the ground-truth masks, not the images
 
 # %% ../nbs/07e_new_study.ipynb #c005a
 def csv_columns(path:str|Path # the CSV file
                ) -> dict:
-    "The `path_column`, `label_column`, and (when found) `split_column` and `patient_column` of an image-listing CSV."
+    "The `path_column`, `label_column`, and (when found) `split_column`, `patient_column` and `mask_column` of an image-listing CSV."
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     if df.empty: raise DataError(f"{path}: the CSV has no rows")
     low = {c: c.lower().strip() for c in df.columns}
     is_path = lambda c: df[c].str.lower().str.endswith(IMAGE_SUFFIXES).mean() > 0.9
-    paths = [c for c in df.columns if is_path(c)]
+    is_mask = lambda c: any(w in low[c] for w in MASK_WORDS) and df[c][df[c].str.strip() != ""].str.lower().str.endswith(IMAGE_SUFFIXES).mean() > 0.9
+    masks = [c for c in df.columns if is_mask(c)]
+    paths = [c for c in df.columns if is_path(c) and c not in masks]
     if not paths: raise DataError(f"{path}: no column of image paths (values ending in {', '.join(IMAGE_SUFFIXES)}); columns: {list(df.columns)}")
-    out = dict(path_column=paths[0])
-    rest = [c for c in df.columns if c != paths[0]]
+    out = dict(path_column=paths[0], **({"mask_column": masks[0]} if masks else {}))
+    rest = [c for c in df.columns if c != paths[0] and c not in masks]
     splits = [c for c in rest if set(df[c].str.lower().str.strip()) <= set(SPLIT_NAMES) and df[c].nunique() > 1]
     if splits: out["split_column"] = splits[0]
     patients = [c for c in rest if low[c] in PATIENT_NAMES]
