@@ -5,6 +5,7 @@
 # %% ../nbs/06_explain.ipynb #c002
 from __future__ import annotations
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from .datasets import as_chw3
@@ -16,9 +17,9 @@ from .layout import CELL
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison',
            'relevance_mass', 'pointing_game', 'mask_auroc', 'thresholded_iou', 'mean_interval', 'localisation_scores',
-           'localisation_sentence', 'shortcut_accuracies', 'mean_spearman', 'randomisation_test', 'no_signal_images',
-           'top_share', 'no_signal_test', 'concept_test', 'load_cell_model', 'normalised', 'cell_input_stats',
-           'predict_logits']
+           'localisation_sentence', 'shortcut_accuracies', 'spearman_per_image', 'mean_spearman', 'map_stability',
+           'stability_sentence', 'randomisation_test', 'no_signal_images', 'top_share', 'no_signal_test',
+           'concept_test', 'load_cell_model', 'normalised', 'cell_input_stats', 'predict_logits']
 
 # %% ../nbs/06_explain.ipynb #c005
 METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
@@ -223,14 +224,54 @@ def shortcut_accuracies(predict,       # images -> predicted classes
     return out
 
 # %% ../nbs/06_explain.ipynb #c021m
+def spearman_per_image(maps:np.ndarray,      # maps (N x H x W)
+                       reference:np.ndarray  # the maps to compare with (N x H x W), or one map (H x W) for all
+                      ) -> np.ndarray:
+    "The Spearman rank correlation of each map with its reference (scipy's); NaN where a map or its reference is constant (no rank correlation exists)."
+    from scipy.stats import spearmanr
+    refs = np.broadcast_to(reference, np.shape(maps))
+    return np.array([spearmanr(x.ravel(), y.ravel()).statistic if x.std() > 0 and y.std() > 0 else np.nan for x, y in zip(maps, refs)])
+
+# %% ../nbs/06_explain.ipynb #c021ma
 def mean_spearman(maps:np.ndarray,      # maps (N x H x W)
                   reference:np.ndarray  # the maps to compare with (N x H x W), or one map (H x W) for all
                  ) -> float:
-    "Mean Spearman rank correlation of each map with its reference; NaN where a map or its reference is constant (no rank correlation exists), NaN overall when none exists."
-    from scipy.stats import spearmanr
-    refs = np.broadcast_to(reference, np.shape(maps))
-    rho = [spearmanr(x.ravel(), y.ravel()).statistic if x.std() > 0 and y.std() > 0 else np.nan for x, y in zip(maps, refs)]
+    "Mean `spearman_per_image` over the maps; NaN when no map has a rank correlation."
+    rho = spearman_per_image(maps, reference)
     return float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+
+# %% ../nbs/06_explain.ipynb #c021t
+def map_stability(maps:dict,          # {(attention, seed): maps of the same test images (N x H x W)}
+                  baseline:str="none" # the attention the variants are compared with
+                 ) -> pd.DataFrame:
+    "Per attention: `between_seeds` (its maps of two seeds, every pair) and, for a variant, `vs_baseline` (its and the baseline's maps of the same seed): mean rank correlation per image, with a 95 % interval over images."
+    rows, atts = [], sorted({a for a, _ in maps}, key=lambda a: (a != baseline, a))
+    for att in atts:
+        seeds = sorted(s for a, s in maps if a == att)
+        pairs = {"between_seeds": [(maps[att, s], maps[att, t]) for i, s in enumerate(seeds) for t in seeds[i + 1:]],
+                 "vs_baseline": [(maps[att, s], maps[baseline, s]) for s in seeds if att != baseline and (baseline, s) in maps]}
+        for kind, ps in pairs.items():
+            if not ps: continue
+            with np.errstate(all="ignore"): per_image = np.nanmean([spearman_per_image(a, b) for a, b in ps], axis=0)   # each image's correlation, over the pairs
+            rho, low, high = mean_interval(per_image)
+            rows.append(dict(attention=att, kind=kind, rho=rho, rho_low=low, rho_high=high, pairs=len(ps), images=int(np.isfinite(per_image).sum())))
+    return pd.DataFrame(rows, columns=["attention", "kind", "rho", "rho_low", "rho_high", "pairs", "images"])
+
+# %% ../nbs/06_explain.ipynb #c021u
+def stability_sentence(table:pd.DataFrame, # `map_stability` of one method and configuration
+                       variant:str,        # the attention variant
+                       baseline:str="none" # its baseline
+                      ) -> str|None:
+    "Whether `variant` moves the maps more than retraining does, in words; None when there are not the seeds to say."
+    get = lambda att, kind: table[(table.attention == att) & (table.kind == kind)]
+    vs, own, base = get(variant, "vs_baseline"), get(variant, "between_seeds"), get(baseline, "between_seeds")
+    if not len(vs) or not (len(own) or len(base)): return None
+    seeds = pd.concat([own, base]); within = seeds.rho_low.min()               # the less repeatable of the two configurations
+    r = vs.iloc[0]; fmt = lambda x: f"{x.rho:.2f} [{x.rho_low:.2f}, {x.rho_high:.2f}]"
+    said = f"{variant} vs {baseline}: maps correlate {fmt(r)} between the two models and " + " / ".join(f"{fmt(x)} between seeds of {x.attention}" for x in seeds.itertuples())
+    if not np.isfinite(r.rho_high) or not np.isfinite(within): return said + " (too few images for intervals: not decided)"
+    if r.rho_high < within: return said + f": {variant} changes where the model looks more than retraining does"
+    return said + f": the maps differ between the models no more than between seeds, so they are no evidence that {variant} changes where the model looks"
 
 # %% ../nbs/06_explain.ipynb #c021
 def randomisation_test(model,               # a model (eval mode is set inside)
