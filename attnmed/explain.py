@@ -15,11 +15,12 @@ from .statistics import holm as holm_procedure   # the one Holm of the project (
 from .layout import CELL
 
 # %% auto #0
-__all__ = ['METHODS', 'METHOD_NAMES', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all', 'show_comparison',
-           'relevance_mass', 'pointing_game', 'mask_auroc', 'thresholded_iou', 'mean_interval', 'localisation_scores',
-           'localisation_sentence', 'shortcut_accuracies', 'spearman_per_image', 'mean_spearman', 'map_stability',
-           'stability_sentence', 'randomisation_test', 'no_signal_images', 'top_share', 'no_signal_test',
-           'concept_test', 'load_cell_model', 'normalised', 'cell_input_stats', 'predict_logits']
+__all__ = ['METHODS', 'METHOD_NAMES', 'ROAD_SHARES', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all',
+           'show_comparison', 'relevance_mass', 'pointing_game', 'mask_auroc', 'thresholded_iou', 'mean_interval',
+           'localisation_scores', 'localisation_sentence', 'shortcut_accuracies', 'spearman_per_image', 'mean_spearman',
+           'map_stability', 'stability_sentence', 'road_scores', 'faithfulness_sentences', 'randomisation_test',
+           'no_signal_images', 'top_share', 'no_signal_test', 'concept_test', 'load_cell_model', 'normalised',
+           'cell_input_stats', 'predict_logits']
 
 # %% ../nbs/06_explain.ipynb #c005
 METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
@@ -272,6 +273,43 @@ def stability_sentence(table:pd.DataFrame, # `map_stability` of one method and c
     if not np.isfinite(r.rho_high) or not np.isfinite(within): return said + " (too few images for intervals: not decided)"
     if r.rho_high < within: return said + f": {variant} changes where the model looks more than retraining does"
     return said + f": the maps differ between the models no more than between seeds, so they are no evidence that {variant} changes where the model looks"
+
+# %% ../nbs/06_explain.ipynb #c021x
+ROAD_SHARES = (20, 50, 80)   # the removal percentiles of ROAD: a few, each costs a linear solve per image
+
+def road_scores(model:torch.nn.Module, # a model (eval mode is set inside)
+                x:torch.Tensor,        # normalised images (N x 3 x H x W)
+                maps:np.ndarray,       # their attribution maps (N x H x W)
+                targets,               # the class each image is explained for (N)
+                percentiles=ROAD_SHARES, # pytorch-grad-cam's removal percentiles
+                seed:int=0             # seeds the imputation's noise (global random state untouched)
+               ) -> dict:
+    "Per image, ROAD with pytorch-grad-cam: `morf` and `lerf` (N x len(percentiles): the target probability's change when the most / least relevant pixels are imputed) and `road` (N: (lerf - morf) / 2, averaged over the percentiles; higher: the map ranks what the model uses)."
+    from pytorch_grad_cam.metrics.road import ROADMostRelevantFirst, ROADLeastRelevantFirst
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+    model.eval(); maps = np.asarray(maps, dtype=np.float32); tg = [ClassifierOutputSoftmaxTarget(int(t)) for t in targets]
+    lo, hi = maps.min((1, 2), keepdims=True), maps.max((1, 2), keepdims=True)
+    cams = (maps - lo) / np.where(hi > lo, hi - lo, 1)
+    with torch.random.fork_rng(devices=[x.device.index or 0] if x.is_cuda else []):
+        torch.manual_seed(seed)
+        morf = np.stack([ROADMostRelevantFirst(p)(x, cams, tg, model) for p in percentiles], 1)
+        lerf = np.stack([ROADLeastRelevantFirst(p)(x, cams, tg, model) for p in percentiles], 1)
+    return dict(morf=morf, lerf=lerf, road=((lerf - morf) / 2).mean(1))
+
+# %% ../nbs/06_explain.ipynb #c021z
+def faithfulness_sentences(table:pd.DataFrame # the explanations' faithfulness table (one row per model and method, `random` among them)
+                          ) -> list:
+    "Per dataset and method: its mean ROAD over the models beside a random map's, and for how many models its interval lies above the random map's."
+    out = []
+    for (ds, method), g in table[table.method != "random"].groupby(["dataset", "method"], sort=False):
+        keys = ["arch", "augment", "attention", "seed"]
+        rnd = table[(table.dataset == ds) & (table.method == "random")].set_index(keys)
+        both = g.set_index(keys).join(rnd[["road", "road_high"]], rsuffix="_random", how="inner")
+        if not len(both): continue
+        above = int((both.road_low > both.road_high_random).sum())
+        out.append(f"{ds}, {METHOD_NAMES.get(method, method)}: ROAD {both.road.mean():+.3f} (models {both.road.min():+.3f} to {both.road.max():+.3f}) against a random map's {both.road_random.mean():+.3f}; "
+                   f"above the random map's interval for {above} of {len(both)} model(s)")
+    return out
 
 # %% ../nbs/06_explain.ipynb #c021
 def randomisation_test(model,               # a model (eval mode is set inside)

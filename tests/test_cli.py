@@ -199,7 +199,7 @@ def test_folder_study_explained_and_readable(tmp):
     figs = pd.read_csv(exp / "figures.csv")
     for method in ("saliency", "gradcam", "integrated_gradients", "attention"):
         assert (exp / f"chest3_resnet10t_noaug_{method}.png").exists(), f"no {method} maps"
-    per_method = figs[~figs.file.str.contains("attention_vs_gradcam")]
+    per_method = figs[~figs.file.str.contains("attention_vs_gradcam|faithfulness")]
     assert len(per_method) == 4 and per_method.caption.str.contains("test images of each class that every model classifies correctly").all()
     assert per_method.caption.str.contains("pixels shuffled").all(), "each figure shows its method on an input without signal"
     sanity, no_signal = pd.read_csv(exp / "sanity.csv"), pd.read_csv(exp / "no_signal.csv")
@@ -208,6 +208,9 @@ def test_folder_study_explained_and_readable(tmp):
     captions = dict(zip(figs.file, figs.caption))
     for r in sanity[sanity.verdict == "fails"].itertuples():   # a map's caption carries its method's randomisation result
         assert f"† resnet10t+{r.attention}: failed the randomisation test" in captions[f"chest3_resnet10t_noaug_{r.method}.png"]
+    faith = pd.read_csv(exp / "faithfulness.csv")                              # no masks: the maps are still checked against the model (ROAD)
+    assert set(faith.method) == {"saliency", "gradcam", "integrated_gradients", "random"} and faith.road.between(-1, 1).all(), faith
+    assert (exp / "chest3_faithfulness.png").exists() and figs.file.str.contains("chest3_faithfulness.png").any()
     page = (folder / "explain.html").read_text()
     assert "0 model(s) loaded" not in page and "2 model(s) loaded" in page
     assert "no ground-truth masks, so the scores that need them (localisation, shortcut mass) are left out" in page
@@ -216,6 +219,7 @@ def test_folder_study_explained_and_readable(tmp):
     caption = re.search(r'<figcaption[^>]*>Confusion matrices[^<]*</figcaption>', report)
     assert caption and all(c in caption.group(0) for c in classes), "the confusion matrices name their classes"
     assert "fails the no-signal check" in report or "passes the no-signal check" in report
+    assert "Do the maps rank what the model uses?" in report and "against a random map" in report
     cell = (folder / "chest3/resnet10t/se/noaug/seed0/experiment.html").read_text()
     assert "Top losses" in cell and "one class against the rest, averaged over the 3 classes" in cell, "the cell's record names how a 3-class AUC is taken"
     for p in (folder / "report.html", folder / "explain.html"): assert layout_problems(p, tmp) == [], p.name
