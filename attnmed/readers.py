@@ -17,11 +17,11 @@ from .testing import *   # every sample writer (a new format's `example` uses it
 from .config import DatasetSpec
 
 # %% auto #0
-__all__ = ['ISIC_CLASSES', 'CBIS_FILES', 'CBIS_PATH_COLUMNS', 'CBIS_PATHOLOGY', 'CHEXPERT_FINDINGS', 'MIMIC_SPLITS',
-           'IMAGE_SUFFIXES', 'SPLIT_NAMES', 'MISSING_LABELS', 'CAMELYON_COLUMNS', 'CAMELYON_ID_CENTERS', 'CAMELYON_OOD',
-           'isic2019_table', 'ISIC2019', 'cbis_ddsm_table', 'CBISDDSM', 'mimic_cxr_table', 'MIMICCXRJPG',
-           'check_inferred_classes', 'folder_table', 'csv_table', 'Folder', 'CSV', 'camelyon17_table', 'Camelyon17',
-           'MedMNIST']
+__all__ = ['ISIC_CLASSES', 'CBIS_FILES', 'CBIS_PATH_COLUMNS', 'CBIS_PATHOLOGY', 'CBIS_DESCRIPTIONS', 'CHEXPERT_FINDINGS',
+           'MIMIC_SPLITS', 'IMAGE_SUFFIXES', 'SPLIT_NAMES', 'MISSING_LABELS', 'CAMELYON_COLUMNS', 'CAMELYON_ID_CENTERS',
+           'CAMELYON_OOD', 'isic2019_table', 'ISIC2019', 'cbis_ddsm_table', 'CBISDDSM', 'mimic_cxr_table',
+           'MIMICCXRJPG', 'check_inferred_classes', 'folder_table', 'csv_table', 'Folder', 'CSV', 'camelyon17_table',
+           'Camelyon17', 'MedMNIST']
 
 # %% ../nbs/01e_readers.ipynb #c024
 ISIC_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
@@ -97,7 +97,7 @@ def _is_mask(path:Path) -> bool:
     return bool(np.isin(np.unique(a), (0, 255)).all())
 
 # %% ../nbs/01e_readers.ipynb #c027b
-def _cbis_dicom_path(root:Path, rel:str, want:str, source:str) -> Path:
+def _cbis_dicom_path(root:Path, rel:str, want:str, source:str) -> Path:   # want: full, crop or mask
     p = root / rel
     if not p.exists() and (root / "CBIS-DDSM" / rel).exists(): p = root / "CBIS-DDSM" / rel
     top = rel.split("/")[0]
@@ -106,12 +106,22 @@ def _cbis_dicom_path(root:Path, rel:str, want:str, source:str) -> Path:
         cands = sorted((root / top).rglob("*.dcm")) or sorted((root / "CBIS-DDSM" / top).rglob("*.dcm"))
         if len(cands) != 1: raise DataError(f"{source}: image {rel!r} not found, and its folder {top!r} holds {len(cands)} .dcm files (expected 1)")
         return cands[0]
-    # crop: the series holds the crop and the ROI mask, with file names swapped for part of the rows
+    # crop or mask: the series holds the crop and the ROI mask, with file names swapped for part of the rows
     folder = p.parent if p.parent.exists() else None
     cands = sorted(folder.glob("*.dcm")) if folder else (sorted((root / top).rglob("*.dcm")) or sorted((root / "CBIS-DDSM" / top).rglob("*.dcm")))
-    crops = [c for c in cands if not _is_mask(c)]
-    if len(crops) != 1: raise DataError(f"{source}: cropped image {rel!r}: found {len(crops)} non-mask .dcm file(s) among {[c.name for c in cands]} (expected exactly 1)")
-    return crops[0]
+    picked = [c for c in cands if _is_mask(c) == (want == "mask")]
+    if len(picked) != 1: raise DataError(f"{source}: {'ROI mask' if want == 'mask' else 'cropped image'} {rel!r}: found {len(picked)} {'mask' if want == 'mask' else 'non-mask'} .dcm file(s) among {[c.name for c in cands]} (expected exactly 1)")
+    return picked[0]
+
+# %% ../nbs/01e_readers.ipynb #c027bf
+CBIS_DESCRIPTIONS = dict(full="full mammogram images", crop="cropped images", mask="roi mask images")   # the JPEG export's series descriptions (dicom_info.csv)
+
+def _cbis_file(root:Path, rel:str, want:str, jpeg:dict|None, info_file:Path, source:str) -> Path:   # a case row's full image, crop or ROI mask, in either layout
+    parts = rel.split("/")
+    if jpeg is None: return _cbis_dicom_path(root, rel, want, source)
+    p = jpeg.get((parts[2], CBIS_DESCRIPTIONS[want]))
+    if p is None: raise DataError(f"{source}: series {parts[2]} has no '{CBIS_DESCRIPTIONS[want]}' entry in {info_file}")
+    return root / Path(*Path(p).parts[1:]) if Path(p).parts[0] == "CBIS-DDSM" else root / p
 
 # %% ../nbs/01e_readers.ipynb #c027c
 def cbis_ddsm_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
@@ -128,7 +138,6 @@ def cbis_ddsm_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a
         info = read_table(info_file, ["image_path", "SeriesInstanceUID", "SeriesDescription"])
         jpeg = {(u.strip(), d.strip().lower()): p.strip() for u, d, p in zip(info.SeriesInstanceUID, info.SeriesDescription, info.image_path)}
     col = "image file path" if opts["image"] == "full" else "cropped image file path"
-    want_desc = "full mammogram images" if opts["image"] == "full" else "cropped images"
     rows = []
     for kind in kinds:
         for split in ("train", "test"):
@@ -140,15 +149,13 @@ def cbis_ddsm_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a
                 rel = r[col].strip().replace("\\", "/")        # quirk: a trailing newline in path cells
                 parts = rel.split("/")
                 if len(parts) < 3: raise DataError(f"{row_ref(f, i)}, column '{col}': expected a path like 'Mass-Training_P_00001_LCC/<study UID>/<series UID>/000000.dcm', got {rel!r}")
-                if jpeg is not None:
-                    p = jpeg.get((parts[2], want_desc))
-                    if p is None: raise DataError(f"{row_ref(f, i)}: series {parts[2]} has no '{want_desc}' entry in {info_file}")
-                    p = root / Path(*Path(p).parts[1:]) if Path(p).parts[0] == "CBIS-DDSM" else root / p
-                else: p = _cbis_dicom_path(root, rel, opts["image"], row_ref(f, i))
-                rows.append(dict(path=str(p), label=label, split=split, patient=r["patient_id"].strip(), id=parts[0]))
+                p = _cbis_file(root, rel, opts["image"], jpeg, info_file, row_ref(f, i))
+                roi = r["ROI mask file path"].strip().replace("\\", "/")   # whole mammograms: their abnormalities' ROI masks, scored against the explanations
+                mask = (str(_cbis_file(root, roi, "mask", jpeg, info_file, row_ref(f, i))),) if opts["image"] == "full" and opts["masks"] else ()
+                rows.append(dict(path=str(p), label=label, split=split, patient=r["patient_id"].strip(), id=parts[0], mask=mask))
     table = pd.DataFrame(rows)
-    if opts["image"] == "full":   # one row per mammogram: malignant if any of its abnormalities is
-        table = table.groupby("path", as_index=False, sort=False).agg(dict(label="max", split="first", patient="first", id="first"))
+    if opts["image"] == "full":   # one row per mammogram: malignant if any of its abnormalities is, its mask their masks united
+        table = table.groupby("path", as_index=False, sort=False).agg(dict(label="max", split="first", patient="first", id="first", mask=lambda ms: tuple(m for t in ms for m in t)))
     return table, ["benign", "malignant"]
 
 # %% ../nbs/01e_readers.ipynb #c027d
@@ -157,7 +164,8 @@ class CBISDDSM(TableFormat):
     name, doc = "cbis-ddsm", "CBIS-DDSM: the four case-description CSVs + DICOM, or the JPEG export (csv/dicom_info.csv + jpeg/)"
     path_kind = "the CBIS-DDSM folder with the case-description CSVs"
     options = (Option("abnormality", str, "both", "mass, calc or both", choices=("mass", "calc", "both")),
-               Option("image", str, "crop", "the cropped abnormality or the full mammogram", choices=("crop", "full")))
+               Option("image", str, "crop", "the cropped abnormality or the full mammogram", choices=("crop", "full")),
+               Option("masks", bool, True, "with image: full, each mammogram's abnormalities' ROI masks (united) are read and scored against the explanations"))
     channels = 1
     def check_files(self, spec):
         spec = DatasetSpec.of(spec)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .data import SPLITS, DataError, DatasetFormat, ImageSplits, Option, load_npz, save_npz
-from .imaging import read_image, check_window
+from .imaging import read_dicom, read_image, check_window
 from fastcore.basics import patch
 from .config import DatasetSpec, default_cache_dir
 
@@ -130,20 +130,29 @@ def _compact(a:np.ndarray, keep:np.ndarray) -> np.ndarray:
     return a[:k]
 
 # %% ../nbs/01d_tables.ipynb #c016mb
+def _size_and_pixels(path, pixels:bool=True):   # (width, height) as shown, and the grey pixels: PIL's images (EXIF orientation applied) and DICOM
+    if Path(path).suffix.lower() in (".dcm", ".dicom"):
+        import pydicom
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        return (int(ds.Columns), int(ds.Rows)), (read_dicom(path) if pixels else None)
+    from PIL import Image, ImageOps
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+        return im.size, (np.asarray(im.convert("L")) if pixels else None)
+
 def read_mask(paths:tuple, # the image's mask files (united)
               image:str,   # the image file (its size is what a mask must have)
               size:int     # the size images are resized to (square)
              ) -> tuple:
-    "`(mask, problem)`: the united masks, resized to `size` x `size` (nearest neighbour; bool), or None and why it is left out."
-    from PIL import Image, ImageOps
-    with Image.open(image) as im: w, h = ImageOps.exif_transpose(im).size if im.getexif().get(0x0112, 1) != 1 else im.size
+    "`(mask, problem)`: the united masks (PNG, JPEG, TIFF, DICOM ...), resized to `size` x `size` (nearest neighbour; bool), or None and why it is left out."
+    from PIL import Image
+    (w, h), _ = _size_and_pixels(image, pixels=False)
     union = np.zeros((h, w), bool)
     for m in paths:
-        try:
-            with Image.open(m) as mk:
-                if mk.size != (w, h): return None, f"{m}: {mk.size[0]} x {mk.size[1]} px, but its image {image} is {w} x {h}"
-                union |= np.asarray(mk.convert("L")) > 0
-        except OSError as e: return None, f"{m}: cannot be read as a mask ({e})"
+        try: (mw, mh), a = _size_and_pixels(m)
+        except (OSError, ValueError, AttributeError) as e: return None, f"{m}: cannot be read as a mask ({e})"
+        if (mw, mh) != (w, h): return None, f"{m}: {mw} x {mh} px, but its image {image} is {w} x {h}"
+        union |= a > a.max() / 2   # 0/1, 0/255 and a JPEG's ringing alike
     if not union.any(): return None, f"{paths[0]}: marks nothing (every pixel 0)"
     return np.asarray(Image.fromarray(union.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127, None
 

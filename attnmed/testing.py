@@ -117,6 +117,17 @@ def _cbis_row(kind, pid, view, malignant, full_rel, crop_rel, roi_rel):
             "pathology": "MALIGNANT" if malignant else ("BENIGN" if view == "CC" else "BENIGN_WITHOUT_CALLBACK"), "subtlety": 3,
             "image file path": full_rel + "\n", "cropped image file path": crop_rel + "\n", "ROI mask file path": roi_rel + "\n"}
 
+# %% ../nbs/00b_testing.ipynb #c010j
+def _second_abnormality(root, prefix, study, full_rel, crop, mask, jpeg, info, uid, pid, malignant):
+    "A second abnormality on a mammogram (its own crop series and ROI mask, a square away from the first): the case row, its files written."
+    series = f"1.3.6.1.4.1.9590.100.1.2.{next(uid)}"
+    second = np.zeros_like(mask); second[2:10, 2:10] = 255
+    crop_rel, roi_rel = f"{prefix}_2/{study}/{series}/000000.dcm", f"{prefix}_2/{study}/{series}/000001.dcm"
+    if jpeg: info += _cbis_jpegs(root, prefix, [(series, "cropped images", crop), (series, "ROI mask images", second)], len(info))
+    else:
+        write_dicom(root / "CBIS-DDSM" / crop_rel, crop, ""); write_dicom(root / "CBIS-DDSM" / roi_rel, second, "")
+    return {**_cbis_row("mass", pid, "CC", malignant, full_rel, crop_rel, roi_rel), "abnormality id": 2}
+
 # %% ../nbs/00b_testing.ipynb #c010a
 def write_sample_cbis_ddsm(root:str|Path,     # folder to write into
                            n_patients:int=12, # patients
@@ -124,7 +135,7 @@ def write_sample_cbis_ddsm(root:str|Path,     # folder to write into
                            jpeg:bool=False,   # write JPEG (else PNG)
                            swap_every:int=3   # every k-th row has its columns swapped
                           ) -> Path:
-    "Write a small CBIS-DDSM tree: the four case CSVs (stray newlines in path cells; crop/ROI names swapped every `swap_every` rows), and DICOMs or the JPEG export."
+    "Write a small CBIS-DDSM tree: the four case CSVs (stray newlines in path cells; crop/ROI names swapped every `swap_every` rows; one mammogram with two abnormalities), and DICOMs or the JPEG export."
     root = Path(root); rng = np.random.default_rng(seed); root.mkdir(parents=True, exist_ok=True)
     info, uid = [], iter(range(10 ** 6))
     for kind, split in CBIS_CASE_FILES:
@@ -139,14 +150,14 @@ def write_sample_cbis_ddsm(root:str|Path,     # folder to write into
                 full_rel, crop_rel, roi_rel = f"{prefix}/{study}/{s_full}/000000.dcm", f"{prefix}_1/{study}/{s_crop}/000000.dcm", f"{prefix}_1/{study}/{s_crop}/000001.dcm"
                 swapped = len(rows) % swap_every == 1
                 if swapped: crop_rel, roi_rel = roi_rel, crop_rel
-                full, crop = blob_image(rng, malignant, 64, 1), blob_image(rng, malignant, 40, 1)
-                mask = np.where(blob_image(rng, 1, 40, 1) > 150, 255, 0).astype(np.uint8)
+                (full, mask), crop = blob_image(rng, malignant, 64, 1, with_mask=True), blob_image(rng, malignant, 40, 1)   # the ROI mask: the full mammogram's size, as published
                 if jpeg: info += _cbis_jpegs(root, prefix, [(s_full, "full mammogram images", full), (s_crop, "cropped images", crop), (s_crop, "ROI mask images", mask)], len(info))
                 else:
                     write_dicom(root / "CBIS-DDSM" / full_rel, full, "full mammogram images")
                     write_dicom(root / "CBIS-DDSM" / (roi_rel if swapped else crop_rel), crop, "")       # description left empty: pixels decide
                     write_dicom(root / "CBIS-DDSM" / (crop_rel if swapped else roi_rel), mask, "")
                 rows.append(_cbis_row(kind, pid, view, malignant, full_rel, crop_rel, roi_rel))
+                if (kind, split, p, view) == ("mass", "train", 1, "CC"): rows.append(_second_abnormality(root, prefix, study, full_rel, crop, mask, jpeg, info, uid, pid, malignant))
         csv_dir = root / "csv" if jpeg else root
         csv_dir.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_csv(csv_dir / CBIS_CASE_FILES[(kind, split)], index=False)

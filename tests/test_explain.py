@@ -143,22 +143,23 @@ def test_models_at_chance_give_no_maps_scores_or_localisation_verdict(tmp_path):
 
 @pytest.mark.cost(150)
 def test_masks_from_each_publishers_layout_are_scored_in_the_explanations(tmp_path):
-    "A folder with masks/, a CSV with a mask column and ISIC 2019 with ISIC 2018's segmentations train through the grid, and their test images' maps are scored against the masks (with intervals and the thresholded IoU) in the explanations."
+    "A folder with masks/, a CSV with a mask column, ISIC 2019 with ISIC 2018's segmentations and CBIS-DDSM's whole mammograms with their ROI masks train through the grid, and their test images' maps are scored against the masks (with intervals and the thresholded IoU) in the explanations."
     from attnmed.grid import demo_study
     from attnmed.report import render_explanations
     from attnmed.layout import STUDY, explanation_table
-    from attnmed.testing import write_sample_folder, write_sample_csv, write_sample_isic2019
+    from attnmed.testing import write_sample_folder, write_sample_csv, write_sample_isic2019, write_sample_cbis_ddsm
     tree, listing = write_sample_folder(tmp_path / "tree", per_class=16, masks=True), write_sample_csv(tmp_path / "listing", n=96, masks=True)
     isic = write_sample_isic2019(tmp_path / "isic", n=96, masks=True)
     datasets = [dict(name="tree", format="folder", path=str(tree)),
                 dict(name="listing", format="csv", path=str(listing), label_column="diagnosis", patient_column="patient", mask_column="mask"),
-                dict(name="isic", format="isic2019", path=str(isic), positive=["MEL"], masks=str(isic / "ISIC2018_Task1_Training_GroundTruth"))]
+                dict(name="isic", format="isic2019", path=str(isic), positive=["MEL"], masks=str(isic / "ISIC2018_Task1_Training_GroundTruth")),
+                dict(name="mammo", format="cbis-ddsm", path=str(write_sample_cbis_ddsm(tmp_path / "cbis", n_patients=24, jpeg=True)), image="full")]
     folder = demo_study(tmp_path, datasets=datasets, seeds=[0], epochs=4)
     render_explanations(folder, n_images=2, n_score=8, n_sanity=2)
     read = lambda name: pd.read_csv(folder / STUDY.explanations / explanation_table(name))
     loc, not_scored = read("localisation"), read("not_scored")
     at_chance = set(not_scored[not_scored.why.str.startswith("at chance")].cell.str.split("/").str[0])
-    assert set(loc.dataset) | at_chance == {"tree", "listing", "isic"}, (loc.dataset.unique(), not_scored)
+    assert set(loc.dataset) | at_chance == {"tree", "listing", "isic", "mammo"}, (loc.dataset.unique(), not_scored)
     assert len(set(loc.dataset)) >= 2, "the blobs are learnt: most datasets' maps are scored"
     scored = loc[loc.relevance_mass_low.notna()]                               # an interval where 2 or more images' maps are not zero everywhere
     assert (loc.n > 0).all() and len(scored) >= len(loc) // 2 and scored[["iou", "iou_low", "iou_high"]].notna().all().all()

@@ -54,6 +54,12 @@ def test_cbis_ddsm_official_split_and_swapped_crops(tmp, jpeg):
     assert set(ds.patients["val"]).isdisjoint(ds.patients["train"]) and len(ds.patients["val"])
     mass = load(tmp, format="cbis-ddsm", path=str(root), abnormality="mass", image="full")
     assert n_items(mass) == 24 and all(p < "P_00500" for s in SPLITS for p in mass.patients[s])
+    assert not any(k.endswith("_masks") for k in ds.extras), "a crop has no mask of its own in CBIS-DDSM"
+    for s in SPLITS: assert mass.extras[f"{s}_masks"].reshape(len(mass.labels[s]), -1).any(1).all(), "every mammogram has its abnormalities' ROI masks"
+    s, i = next((s, list(mass.ids[s]).index("Mass-Training_P_00001_LEFT_CC")) for s in SPLITS if "Mass-Training_P_00001_LEFT_CC" in mass.ids[s])
+    m = mass.extras[f"{s}_masks"][i]
+    assert m[1:5, 1:5].all() and m[8:, 8:].any(), "two abnormalities on one mammogram: both ROI masks, united"
+    assert mass.extras["mask_notes"] == []
 
 def test_cbis_ddsm_tcia_retriever_layout_and_monochrome1(tmp):
     "TCIA's downloader renames files (1-1.dcm) and adds date/series folders: the reader finds them under the case folder."
@@ -64,7 +70,7 @@ def test_cbis_ddsm_tcia_retriever_layout_and_monochrome1(tmp):
         new.parent.mkdir(parents=True, exist_ok=True); f.rename(new)
     full = load(tmp, format="cbis-ddsm", path=str(root), image="full")
     crops = load(tmp, format="cbis-ddsm", path=str(root), image="crop")
-    assert n_items(full) == n_items(crops) == 24
+    assert n_items(full) == 24 and n_items(crops) == 25, "one mammogram holds two abnormalities: two crops, one image"
     a = np.zeros((20, 20), np.uint8); a[5:10] = 200
     f = T.write_dicom(tmp / "m1.dcm", a, monochrome1=True)
     assert abs(int(R.read_dicom(f)[7, 0]) - 200) <= 1 and R.read_dicom(f)[0, 0] <= 1, "MONOCHROME1 is inverted back, on the bit depth's scale"
