@@ -472,6 +472,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'attnmed.report.explained_cells': ('report.html#explained_cells', 'attnmed/report.py'),
                                 'attnmed.report.format_summary': ('report.html#format_summary', 'attnmed/report.py'),
                                 'attnmed.report.load_answer': ('report.html#load_answer', 'attnmed/report.py'),
+                                'attnmed.report.localisation_answer': ('report.html#localisation_answer', 'attnmed/report.py'),
                                 'attnmed.report.looked_comparisons': ('report.html#looked_comparisons', 'attnmed/report.py'),
                                 'attnmed.report.looked_row': ('report.html#looked_row', 'attnmed/report.py'),
                                 'attnmed.report.looks_summary': ('report.html#looks_summary', 'attnmed/report.py'),

@@ -206,7 +206,7 @@ def localisation_sentence(row:dict # one row of the localisation comparisons
     "One sentence for a localisation comparison row of `attnmed.statistics.compare` (with `method`)."
     where = f"{row['method'].replace('_', ' ')}: {row['variant']} vs {row['baseline']} on {row['arch']}, {row['dataset']}{' (aug)' if row['augment'] else ''}"
     s = f"{where} puts **{100 * row['variant_mean']:.0f} %** of attribution on the evidence vs **{100 * row['baseline_mean']:.0f} %**"
-    if row.get("undecided"): return s + f" (**not decided**: {row['undecided']})."
+    if isinstance(row.get("undecided"), str) and row["undecided"]: return s + f" (**not decided**: {row['undecided']})."   # read back from a CSV, an empty reason is NaN
     if row["seeds"] < 2 or not np.isfinite(row.get("ci_low", np.nan)): return s + f" ({row['seeds']} seed: no interval)."
     return s + f" ({row['effect']:+.1f} pp, {100 * row['ci_level']:.1f} % CI [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}], {row['seeds']} seeds: {row['verdict']})."
 

@@ -16,15 +16,15 @@ from .explain import METHOD_NAMES
 from .statistics import NOT_DECIDED, VERDICTS, compare, detectable_ncp, plan, pooled_effects
 from .looks import KEY, pooled_look, read_pooled
 from .study import KEYS, cell_results, cell_table, extra_test_metrics, load_cell_files, published_notebook, read_study
-from .layout import CELL, STUDY
+from .layout import CELL, STUDY, explanation_table
 
 # %% auto #0
 __all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'SAFE_TAGS', 'SELF_CONTAINED_TEMPLATE', 'summarise', 'format_summary',
            'study_comparisons', 'looked_row', 'looked_comparisons', 'looks_summary', 'plan_refusal', 'pilot_variances',
            'design_table', 'unfinished_sentence', 'answer_table', 'load_answer', 'environment_notes', 'medmnist_table',
            'untrusted', 'reliability_sentences', 'shortcut_sentence', 'concept_sentences', 'explained_cells',
-           'stale_explanations', 'no_signal_sentences', 'render_explanations', 'safe_html', 'notebook_html',
-           'render_cell_pages', 'render_report']
+           'stale_explanations', 'localisation_answer', 'no_signal_sentences', 'render_explanations', 'safe_html',
+           'notebook_html', 'render_cell_pages', 'render_report']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame,                                            # `attnmed.study.cell_results` of a study
@@ -328,6 +328,17 @@ def stale_explanations(study_dir:str|Path,  # the study folder
         diff = len(set(now.items()) ^ set(then.items() if isinstance(then, dict) else ())) // 2 or 1
         return f"they were computed from other cells than the report's now (about {diff} retrained, added or gone since)"
     return ""
+
+# %% ../nbs/08_report.ipynb #c014gb
+def localisation_answer(study_dir:str|Path,  # the study folder
+                        results:pd.DataFrame # `cell_results` of the study now
+                       ) -> list:
+    "The explanations' localisation comparisons (variant vs baseline on relevance mass, over seeds) as rows, for the methods that passed the randomisation test for both models; [] when there are none or the explanations are stale."
+    exp = Path(study_dir) / STUDY.explanations
+    read = lambda name: pd.read_csv(exp / explanation_table(name)) if (exp / explanation_table(name)).exists() and (exp / explanation_table(name)).stat().st_size > 1 else pd.DataFrame()
+    if not exp.is_dir() or stale_explanations(study_dir, results): return []
+    tests, bad = read("localisation_tests"), untrusted(read("sanity"))
+    return [r for r in tests.to_dict("records") if not any((r["dataset"], r["arch"], r["augment"], a, r["method"]) in bad for a in (r["variant"], r["baseline"]))]
 
 # %% ../nbs/08_report.ipynb #h002
 def no_signal_sentences(no_signal:pd.DataFrame # the explanations' `no_signal.csv`
