@@ -442,6 +442,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'attnmed.readers.MedMNIST.source': ('readers.html#medmnist.source', 'attnmed/readers.py'),
                                  'attnmed.readers._cbis_dicom_path': ('readers.html#_cbis_dicom_path', 'attnmed/readers.py'),
                                  'attnmed.readers._cbis_file': ('readers.html#_cbis_file', 'attnmed/readers.py'),
+                                 'attnmed.readers._confined': ('readers.html#_confined', 'attnmed/readers.py'),
                                  'attnmed.readers._is_mask': ('readers.html#_is_mask', 'attnmed/readers.py'),
                                  'attnmed.readers._listed_masks': ('readers.html#_listed_masks', 'attnmed/readers.py'),
                                  'attnmed.readers._parallel_mask': ('readers.html#_parallel_mask', 'attnmed/readers.py'),

@@ -267,13 +267,19 @@ def _parallel_mask(masks:Path, rel:Path) -> tuple:   # the mask of an image at `
     return next(((str(m),) for m in (masks / rel.with_suffix(s) for s in (rel.suffix, *IMAGE_SUFFIXES)) if m.is_file()), ())
 
 # %% ../nbs/01e_readers.ipynb #c033bn
-def _listed_masks(column:pd.Series, f:Path, base:Path, inside:str, opts:dict) -> list:   # a CSV's mask column: files inside the images' folder, or empty
+def _confined(p:str, base:Path, opts:dict, where:str, what:str) -> str:   # a listed path, refused when it leads outside the listing's folder (or root), links followed
+    inside = os.path.realpath(base); full = os.path.realpath(p if Path(p).is_absolute() else base / p)
+    if (opts["root"] or not Path(p).is_absolute()) and os.path.commonpath([inside, full]) != inside:
+        raise DataError(f"{where}: {p!r} is outside {inside}" + (" (it is a link that leads there)" if os.path.normpath(os.path.abspath(base / p)).startswith(inside) else "")
+                        + f"; {what} paths must stay inside " + ("root" if opts["root"] else "the CSV's folder (set root to read images elsewhere)"))
+    return full
+
+# %% ../nbs/01e_readers.ipynb #c033bo
+def _listed_masks(column:pd.Series, f:Path, base:Path, opts:dict) -> list:   # a CSV's mask column: files where its images may be, or empty
     out = []
     for i, m in enumerate(column):
         if not m: out.append(()); continue
-        full = os.path.realpath(m if Path(m).is_absolute() else base / m)
-        if (opts["root"] or not Path(m).is_absolute()) and os.path.commonpath([os.path.realpath(inside), full]) != os.path.realpath(inside):
-            raise DataError(f"{row_ref(f, i)}, column '{opts['mask_column']}': {m!r} is outside {inside}; mask paths must stay where the image paths may")
+        full = _confined(m, base, opts, f"{row_ref(f, i)}, column '{opts['mask_column']}'", "mask")
         if not os.path.isfile(full): raise DataError(f"{row_ref(f, i)}, column '{opts['mask_column']}': mask file {m!r} not found")
         out.append((full,))
     return out
@@ -329,12 +335,7 @@ def csv_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mappi
     unknown = ~labels.isin(class_names)
     if unknown.any(): raise DataError(f"{row_ref(f, np.where(unknown)[0][0])}, column '{opts['label_column']}': label {labels[unknown].iloc[0]!r} is not one of class_names {class_names}")
     paths = df[opts["path_column"]].str.strip()
-    inside = os.path.normpath(os.path.abspath(base))
-    for i, p in enumerate(paths):
-        full = os.path.normpath(os.path.abspath(p if Path(p).is_absolute() else base / p))
-        if (opts["root"] or not Path(p).is_absolute()) and os.path.commonpath([inside, full]) != inside:
-            raise DataError(f"{row_ref(f, i)}, column '{opts['path_column']}': {p!r} is outside {inside}; image paths must stay inside "
-                            + ("root" if opts["root"] else "the CSV's folder (set root to read images elsewhere)"))
+    for i, p in enumerate(paths): _confined(p, base, opts, f"{row_ref(f, i)}, column '{opts['path_column']}'", "image")
     table = pd.DataFrame(dict(path=[str(p if Path(p).is_absolute() else base / p) for p in paths],
                               label=labels.map(class_names.index).to_numpy(), id=df[opts["path_column"]].str.strip().to_numpy()))
     gone = [i for i, p in enumerate(table["path"]) if not os.path.isfile(p)]
@@ -346,7 +347,7 @@ def csv_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mappi
         if bad.any(): raise DataError(f"{row_ref(f, np.where(bad)[0][0])}, column '{opts['split_column']}': expected train, val (valid, validation), test or empty, got {df[opts['split_column']][bad].iloc[0]!r}")
         table["split"] = sp.map(lambda v: SPLIT_NAMES.get(v, "")).to_numpy()
     table["patient"] = df[opts["patient_column"]].str.strip().to_numpy() if opts["patient_column"] else ""
-    if opts["mask_column"]: table["mask"] = _listed_masks(df[opts["mask_column"]].str.strip(), f, base, inside, opts)
+    if opts["mask_column"]: table["mask"] = _listed_masks(df[opts["mask_column"]].str.strip(), f, base, opts)
     return table, class_names
 
 # %% ../nbs/01e_readers.ipynb #c033e

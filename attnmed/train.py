@@ -350,7 +350,7 @@ def fit(learn:Learner,                   # a fastai `Learner`
     if grad_clip: extra.append(GradientClip(max_norm=grad_clip))
     if protocol == "goncalves-cardoso": extra.append(KeepLowestTrainLoss())   # their second checkpoint
     if resume_dir is not None: extra.append(checkpoint := EpochCheckpoint(resume_dir, fingerprint, point))
-    learn.resumed_from = (point["phase"], point["epoch"] + 1) if point else None
+    learn.resume_point, learn.resumed_from = point, ((point["phase"], point["epoch"] + 1) if point else None)   # what this fit went on from (None: from the start)
     for phase, (n, setup, run) in enumerate(training_phases(learn, epochs, lr or learn.lr, freeze_epochs, protocol)):
         setup()
         if point and phase < point["phase"]: continue   # done before the interruption; its end is in the point
@@ -400,12 +400,12 @@ class CellRun:
            ) -> pd.DataFrame:
         "Train with the cell's settings, keeping the best validation epoch; returns (and keeps) the history."
         p, t0 = self.params, time.time()
-        point = read_resume_point(resume_dir, fingerprint)
         self.history = fit(self.learn, p["epochs"], p["lr"], history_file=self.out_dir / CELL.history, patience=p["early_stopping"],
                            grad_clip=p["grad_clip"], freeze_epochs=p["freeze_epochs"] if p["pretrained"] else 0, cbs=cbs, protocol=p["protocol"],
                            resume_dir=resume_dir, fingerprint=fingerprint)
         self.seconds += time.time() - t0
-        self.resumed_from, self.resumed_seconds = int((point or {}).get("done", 0)), float((point or {}).get("seconds", 0.0))
+        point = self.learn.resume_point or {}
+        self.resumed_from, self.resumed_seconds = int(point.get("done", 0)), float(point.get("seconds", 0.0))
         return self.history
 
 # %% ../nbs/03_train.ipynb #c021a

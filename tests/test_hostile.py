@@ -332,3 +332,18 @@ def test_carving_a_million_rows_of_250k_patients_keeps_whole_patients_and_class_
     assert s.groupby("patient").split.nunique().max() == 1
     share = pd.crosstab(s.label, s.split, normalize="index")
     assert (share["test"] - 0.2).abs().max() < 0.01 and (share["val"] - 0.8 * 0.15).abs().max() < 0.01, share
+
+def test_a_csv_row_naming_a_link_to_an_image_outside_its_folder_is_refused(tmp_path):
+    "Confinement follows links: a listed image (or mask) that is a symlink to a file outside the CSV's folder is refused, naming the row, as '../x' is."
+    import os
+    from attnmed.data import DataError
+    from attnmed.readers import CSV
+    from attnmed.testing import write_sample_csv
+    f = write_sample_csv(tmp_path / "listing", n=40, masks=True); outside = tmp_path / "secret.png"
+    outside.write_bytes((f.parent / "images" / "0000.png").read_bytes())
+    (f.parent / "images" / "0003.png").unlink(); os.symlink(outside, f.parent / "images" / "0003.png")
+    spec = dict(name="c", format="csv", path=str(f), label_column="diagnosis", patient_column="patient", cache=str(tmp_path / "c"))
+    with pytest.raises(DataError, match=r"labels.csv, line 5, column 'path': 'images/0003.png' is outside .* \(it is a link that leads there\)"): CSV().load(spec, 16)
+    os.unlink(f.parent / "images" / "0003.png"); (f.parent / "images" / "0003.png").write_bytes(outside.read_bytes())
+    (f.parent / "masks" / "0005.png").unlink(); os.symlink(outside, f.parent / "masks" / "0005.png")
+    with pytest.raises(DataError, match=r"line 7, column 'mask': 'masks/0005.png' is outside"): CSV().load({**spec, "mask_column": "mask"}, 16)
