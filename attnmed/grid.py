@@ -295,23 +295,23 @@ def submit_cells(todo:list, folder:Path, notebook, settings:dict, kwargs_of, log
     """{cell: job id} for `todo`: a cell whose job (for its fingerprint) SLURM still holds is followed, not submitted again; the others go
     as one job array, and `STUDY.slurm_jobs` is written before anything waits on them. A job of a cell's earlier settings is cancelled."""
     import subprocess
-    known, queue = slurm_jobs(folder), slurm_queue()
-    follow = {c: known[c.key]["job"] for c in todo if c.key in known and known[c.key]["job"] in queue and known[c.key].get("fingerprint") == kwargs_of(c).get("fingerprint")}
+    known, queue, kw = slurm_jobs(folder), slurm_queue(), {c: kwargs_of(c) for c in todo}   # each cell's arguments (its data fingerprint among them) worked out once
+    follow = {c: known[c.key]["job"] for c in todo if c.key in known and known[c.key]["job"] in queue and known[c.key].get("fingerprint") == kw[c].get("fingerprint")}
     stale = [known[c.key]["job"] for c in todo if c not in follow and c.key in known and known[c.key]["job"] in queue]
     if stale: subprocess.run(["scancel", *stale], capture_output=True, timeout=60); log(f"cancelled {len(stale)} SLURM job(s) of earlier settings")
     new = [c for c in todo if c not in follow]
     if new:
         ex = slurm_executor(folder, settings, f"attnmed-{Path(folder).name}", len(new))
         try:
-            with ex.batch(): jobs = [ex.submit(SlurmCell(), c, str(Path(folder).resolve()), str(notebook or notebook_path()), kwargs_of(c)) for c in new]
+            with ex.batch(): jobs = [ex.submit(SlurmCell(), c, str(Path(folder).resolve()), str(notebook or notebook_path()), kw[c]) for c in new]
         except Exception as e:   # submitit's FailedJobError carries sbatch's own words
             if type(e).__name__ != "FailedJobError": raise
             raise StudyConfigError(f"SLURM refused the cells: {' '.join(str(e).split())[:400]} (check the slurm: settings or --slurm-* options)", None, "slurm") from None
-        known.update({c.key: dict(job=str(j.job_id), fingerprint=kwargs_of(c).get("fingerprint")) for c, j in zip(new, jobs)})
+        known.update({c.key: dict(job=str(j.job_id), fingerprint=kw[c].get("fingerprint")) for c, j in zip(new, jobs)})
         atomic_write_json(Path(folder) / STUDY.slurm_jobs, known)
         log(f"submitted {len(new)} cell(s) to SLURM as job {str(jobs[0].job_id).split('_')[0]} (logs in {Path(folder) / STUDY.slurm})")
     if follow: log(f"following {len(follow)} cell(s) already queued or running on SLURM (nothing submitted twice)")
-    return {**follow, **{c: known[c.key]["job"] for c in new}}
+    return {**follow, **{c: known[c.key]["job"] for c in new}}, kw
 
 # %% ../nbs/07d_grid.ipynb #c009sf
 def run_slurm(todo:list,     # the cells to run
@@ -324,7 +324,7 @@ def run_slurm(todo:list,     # the cells to run
               poll:float=5.0 # seconds between two looks at the queue
              ):
     "Run `todo` as SLURM jobs (`submit_cells`) and follow them until each has left the queue; a cell's outcome is its folder's. Ctrl-C (or SIGTERM) stops following, not the jobs."
-    folder = Path(folder); waiting = submit_cells(todo, folder, notebook, settings, kwargs_of, log)
+    folder = Path(folder); waiting, kw = submit_cells(todo, folder, notebook, settings, kwargs_of, log)
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None   # SIGTERM as Ctrl-C: the grid stops following
     try:
@@ -332,7 +332,7 @@ def run_slurm(todo:list,     # the cells to run
             queue = slurm_queue()
             for cell, job in [(c, j) for c, j in waiting.items() if j not in queue]:
                 d = cell_dir(folder, cell); del waiting[cell]
-                if cell_state(d, kwargs_of(cell).get("fingerprint")) == "done": on_done(cell, "done"); continue
+                if cell_state(d, kw[cell].get("fingerprint")) == "done": on_done(cell, "done"); continue
                 if not (d / CELL.error).exists():
                     atomic_write_text(d / CELL.error, f"cell {cell.key} failed on SLURM\nthe job {job} left the queue without a result (cancelled, out of memory or time); its log: {folder / STUDY.slurm / job}\n")
                 on_done(cell, "failed")

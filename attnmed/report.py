@@ -23,8 +23,9 @@ __all__ = ['MEDMNIST_V2_BASELINES', 'CONFIG', 'SAFE_TAGS', 'SELF_CONTAINED_TEMPL
            'study_comparisons', 'looked_row', 'looked_comparisons', 'looks_summary', 'plan_refusal', 'pilot_variances',
            'design_table', 'unfinished_sentence', 'answer_table', 'load_answer', 'environment_notes', 'medmnist_table',
            'untrusted', 'reliability_sentences', 'shortcut_sentence', 'concept_sentences', 'explained_cells',
-           'stale_explanations', 'localisation_answer', 'no_signal_sentences', 'render_explanations', 'safe_html',
-           'notebook_html', 'render_cell_pages', 'render_report']
+           'stale_explanations', 'explanation_frame', 'trusted_comparisons', 'localisation_answer',
+           'no_signal_sentences', 'render_explanations', 'safe_html', 'notebook_html', 'render_cell_pages',
+           'render_report']
 
 # %% ../nbs/08_report.ipynb #c005
 def summarise(results:pd.DataFrame,                                            # `attnmed.study.cell_results` of a study
@@ -330,15 +331,28 @@ def stale_explanations(study_dir:str|Path,  # the study folder
     return ""
 
 # %% ../nbs/08_report.ipynb #c014gb
+def explanation_frame(study_dir:str|Path, # the study folder
+                      name:str            # one of `EXPLANATION_TABLES`
+                     ) -> pd.DataFrame:
+    "The explanation table `name` of the study, or an empty frame when it is missing or empty (nothing to say)."
+    f = Path(study_dir) / STUDY.explanations / explanation_table(name)
+    return pd.read_csv(f) if f.exists() and f.stat().st_size > 1 else pd.DataFrame()
+
+# %% ../nbs/08_report.ipynb #c014gd
+def trusted_comparisons(tests:pd.DataFrame, # the explanations' localisation comparisons
+                        sanity:pd.DataFrame # their randomisation tests
+                       ) -> list:
+    "The comparison rows whose method passed the randomisation test for both models (`untrusted` names the others)."
+    bad = untrusted(sanity)
+    return [r for r in tests.to_dict("records") if not any((r["dataset"], r["arch"], r["augment"], a, r["method"]) in bad for a in (r["variant"], r["baseline"]))]
+
+# %% ../nbs/08_report.ipynb #c014ge
 def localisation_answer(study_dir:str|Path,  # the study folder
                         results:pd.DataFrame # `cell_results` of the study now
                        ) -> list:
     "The explanations' localisation comparisons (variant vs baseline on relevance mass, over seeds) as rows, for the methods that passed the randomisation test for both models; [] when there are none or the explanations are stale."
-    exp = Path(study_dir) / STUDY.explanations
-    read = lambda name: pd.read_csv(exp / explanation_table(name)) if (exp / explanation_table(name)).exists() and (exp / explanation_table(name)).stat().st_size > 1 else pd.DataFrame()
-    if not exp.is_dir() or stale_explanations(study_dir, results): return []
-    tests, bad = read("localisation_tests"), untrusted(read("sanity"))
-    return [r for r in tests.to_dict("records") if not any((r["dataset"], r["arch"], r["augment"], a, r["method"]) in bad for a in (r["variant"], r["baseline"]))]
+    if not (Path(study_dir) / STUDY.explanations).is_dir() or stale_explanations(study_dir, results): return []
+    return trusted_comparisons(explanation_frame(study_dir, "localisation_tests"), explanation_frame(study_dir, "sanity"))
 
 # %% ../nbs/08_report.ipynb #h002
 def no_signal_sentences(no_signal:pd.DataFrame # the explanations' `no_signal.csv`
