@@ -15,12 +15,12 @@ from .statistics import holm as holm_procedure   # the one Holm of the project (
 from .layout import CELL
 
 # %% auto #0
-__all__ = ['METHODS', 'METHOD_NAMES', 'ROAD_SHARES', 'ExplainError', 'gradcam_layer', 'explain', 'correct_for_all',
-           'show_comparison', 'relevance_mass', 'pointing_game', 'mask_auroc', 'thresholded_iou', 'mean_interval',
-           'localisation_scores', 'localisation_sentence', 'shortcut_accuracies', 'spearman_per_image', 'mean_spearman',
-           'map_stability', 'stability_sentence', 'road_scores', 'faithfulness_sentences', 'randomisation_test',
-           'no_signal_images', 'top_share', 'no_signal_test', 'concept_test', 'load_cell_model', 'normalised',
-           'cell_input_stats', 'predict_logits']
+__all__ = ['METHODS', 'METHOD_NAMES', 'LOCALISATION_SCORES', 'SCORE_PHRASES', 'ROAD_SHARES', 'ExplainError', 'gradcam_layer',
+           'explain', 'correct_for_all', 'show_comparison', 'relevance_mass', 'pointing_game', 'mask_auroc',
+           'thresholded_iou', 'mean_interval', 'per_image_scores', 'localisation_scores', 'localisation_sentence',
+           'shortcut_accuracies', 'spearman_per_image', 'mean_spearman', 'map_stability', 'stability_sentence',
+           'road_scores', 'faithfulness_sentences', 'randomisation_test', 'no_signal_images', 'top_share',
+           'no_signal_test', 'concept_test', 'load_cell_model', 'normalised', 'cell_input_stats', 'predict_logits']
 
 # %% ../nbs/06_explain.ipynb #c005
 METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
@@ -187,28 +187,44 @@ def mean_interval(values:np.ndarray, # one score per image (NaN: not scored)
     return float(v.mean()), float(ci.low), float(ci.high)
 
 # %% ../nbs/06_explain.ipynb #c012c
+LOCALISATION_SCORES = dict(relevance_mass=relevance_mass, pointing_game=pointing_game, auroc=mask_auroc, iou=thresholded_iou)   # name -> its per-image score
+
+def per_image_scores(maps, # attribution maps (N x H x W)
+                     masks # ground-truth masks (N x H x W, bool)
+                    ) -> pd.DataFrame:
+    "One row per image, one column per score of `LOCALISATION_SCORES` (NaN where the mask is empty: nothing to score)."
+    masks = np.asarray(masks, dtype=bool); keep = masks.reshape(len(masks), -1).any(1)
+    out = pd.DataFrame(np.nan, index=range(len(masks)), columns=list(LOCALISATION_SCORES))
+    if keep.any():
+        for k, f in LOCALISATION_SCORES.items(): out.loc[keep, k] = f(np.asarray(maps)[keep], masks[keep])
+    return out
+
+# %% ../nbs/06_explain.ipynb #c012cd
 def localisation_scores(maps, # attribution maps (N x H x W)
                         masks # ground-truth masks (N x H x W, bool)
                        ) -> dict:
     "Mean relevance mass, pointing game, mask AUROC and thresholded IoU over the images with a non-empty mask, each with its 95 % bootstrap interval over those images (`_low`, `_high`) and its chance level (a uniform map's score)."
-    keep = np.asarray(masks, dtype=bool).reshape(len(masks), -1).any(1)
-    maps, masks = np.asarray(maps)[keep], np.asarray(masks, dtype=bool)[keep]
-    scores = dict(relevance_mass=relevance_mass, pointing_game=pointing_game, auroc=mask_auroc, iou=thresholded_iou)
-    if not keep.any(): return dict(**{k: np.nan for k in scores}, n=0, **{f"{k}_{e}": np.nan for k in scores for e in ("low", "high", "chance")})
-    area = float(masks.reshape(len(masks), -1).mean(1).mean())   # a uniform map puts this share in the mask, points into it this often, and covers the image (IoU: the area)
+    masks = np.asarray(masks, dtype=bool); keep = masks.reshape(len(masks), -1).any(1)
+    if not keep.any(): return dict(**{k: np.nan for k in LOCALISATION_SCORES}, n=0, **{f"{k}_{e}": np.nan for k in LOCALISATION_SCORES for e in ("low", "high", "chance")})
+    area = float(masks[keep].reshape(int(keep.sum()), -1).mean(1).mean())   # a uniform map puts this share in the mask, points into it this often, and covers the image (IoU: the area)
     out = dict(n=int(keep.sum()), relevance_mass_chance=area, pointing_game_chance=area, auroc_chance=0.5, iou_chance=area)
-    for k, f in scores.items(): out[k], out[f"{k}_low"], out[f"{k}_high"] = mean_interval(f(maps, masks))
+    per = per_image_scores(maps, masks)[keep]
+    for k in LOCALISATION_SCORES: out[k], out[f"{k}_low"], out[f"{k}_high"] = mean_interval(per[k].to_numpy())
     return out
 
 # %% ../nbs/06_explain.ipynb #c015
+SCORE_PHRASES = dict(relevance_mass="puts **{v:.0f} %** of attribution on the evidence vs **{b:.0f} %**", pointing_game="points into the evidence on **{v:.0f} %** of images vs **{b:.0f} %**",
+                     auroc="ranks evidence pixels above the rest with AUROC **{v:.0f} %** vs **{b:.0f} %**", iou="overlaps the evidence with IoU **{v:.0f} %** vs **{b:.0f} %**")   # each score's comparison in words (means in %)
+
 def localisation_sentence(row:dict # one row of the localisation comparisons
                          ) -> str:
-    "One sentence for a localisation comparison row of `attnmed.statistics.compare` (with `method`)."
+    "One sentence for a localisation comparison row of `attnmed.statistics.compare` (with `method`; its `metric` one of `LOCALISATION_SCORES`, relevance mass when absent)."
     where = f"{row['method'].replace('_', ' ')}: {row['variant']} vs {row['baseline']} on {row['arch']}, {row['dataset']}{' (aug)' if row['augment'] else ''}"
-    s = f"{where} puts **{100 * row['variant_mean']:.0f} %** of attribution on the evidence vs **{100 * row['baseline_mean']:.0f} %**"
+    s = f"{where} " + SCORE_PHRASES[row.get("metric", "relevance_mass")].format(v=100 * row["variant_mean"], b=100 * row["baseline_mean"])
     if isinstance(row.get("undecided"), str) and row["undecided"]: return s + f" (**not decided**: {row['undecided']})."   # read back from a CSV, an empty reason is NaN
     if row["seeds"] < 2 or not np.isfinite(row.get("ci_low", np.nan)): return s + f" ({row['seeds']} seed: no interval)."
-    return s + f" ({row['effect']:+.1f} pp, {100 * row['ci_level']:.1f} % CI [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}], {row['seeds']} seeds: {row['verdict']})."
+    items = f", {int(row['items'])} images" if row.get("items", 0) > 0 else ""
+    return s + f" ({row['effect']:+.1f} pp, {100 * row['ci_level']:.1f} % CI [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}], {row['seeds']} seeds{items}: {row['verdict']})."
 
 # %% ../nbs/06_explain.ipynb #c018
 def shortcut_accuracies(predict,       # images -> predicted classes

@@ -60,7 +60,7 @@ class StudyFiles:
 
 # %% ../nbs/00c_layout.ipynb #c010
 STUDY = StudyFiles()   # the names every module uses
-EXPLANATION_TABLES = ("localisation", "localisation_tests", "shortcut", "sanity", "no_signal", "concepts", "figures", "problems", "not_scored", "stability", "faithfulness")   # explanations/<name>.csv
+EXPLANATION_TABLES = ("localisation", "localisation_items", "localisation_tests", "shortcut", "sanity", "no_signal", "concepts", "figures", "problems", "not_scored", "stability", "faithfulness")   # explanations/<name>.csv
 
 # %% ../nbs/00c_layout.ipynb #c010a
 def explanation_table(name:str # one of `EXPLANATION_TABLES`

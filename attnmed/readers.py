@@ -151,11 +151,12 @@ def cbis_ddsm_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a
                 if len(parts) < 3: raise DataError(f"{row_ref(f, i)}, column '{col}': expected a path like 'Mass-Training_P_00001_LCC/<study UID>/<series UID>/000000.dcm', got {rel!r}")
                 p = _cbis_file(root, rel, opts["image"], jpeg, info_file, row_ref(f, i))
                 roi = r["ROI mask file path"].strip().replace("\\", "/")   # whole mammograms: their abnormalities' ROI masks, scored against the explanations
-                mask = (str(_cbis_file(root, roi, "mask", jpeg, info_file, row_ref(f, i))),) if opts["image"] == "full" and opts["masks"] else ()
-                rows.append(dict(path=str(p), label=label, split=split, patient=r["patient_id"].strip(), id=parts[0], mask=mask))
+                mask = (str(_cbis_file(root, roi, "mask", jpeg, info_file, row_ref(f, i))),) if opts["masks"] else ()
+                frame = str(_cbis_file(root, r["image file path"].strip().replace("\\", "/"), "full", jpeg, info_file, row_ref(f, i))) if mask and opts["image"] == "crop" else ""
+                rows.append(dict(path=str(p), label=label, split=split, patient=r["patient_id"].strip(), id=parts[0], mask=mask, mask_frame=frame))   # a crop's mask is drawn on its mammogram
     table = pd.DataFrame(rows)
     if opts["image"] == "full":   # one row per mammogram: malignant if any of its abnormalities is, its mask their masks united
-        table = table.groupby("path", as_index=False, sort=False).agg(dict(label="max", split="first", patient="first", id="first", mask=lambda ms: tuple(m for t in ms for m in t)))
+        table = table.groupby("path", as_index=False, sort=False).agg(dict(label="max", split="first", patient="first", id="first", mask=lambda ms: tuple(m for t in ms for m in t))).drop(columns="mask_frame", errors="ignore")
     return table, ["benign", "malignant"]
 
 # %% ../nbs/01e_readers.ipynb #c027d
@@ -165,7 +166,7 @@ class CBISDDSM(TableFormat):
     path_kind = "the CBIS-DDSM folder with the case-description CSVs"
     options = (Option("abnormality", str, "both", "mass, calc or both", choices=("mass", "calc", "both")),
                Option("image", str, "crop", "the cropped abnormality or the full mammogram", choices=("crop", "full")),
-               Option("masks", bool, True, "with image: full, each mammogram's abnormalities' ROI masks (united) are read and scored against the explanations"))
+               Option("masks", bool, True, "the ROI masks are read and scored against the explanations: a mammogram's abnormalities united (image: full), or cut where each crop is found in its mammogram (image: crop)"))
     channels = 1
     def check_files(self, spec):
         spec = DatasetSpec.of(spec)

@@ -350,9 +350,11 @@ def trusted_comparisons(tests:pd.DataFrame, # the explanations' localisation com
 def localisation_answer(study_dir:str|Path,  # the study folder
                         results:pd.DataFrame # `cell_results` of the study now
                        ) -> list:
-    "The explanations' localisation comparisons (variant vs baseline on relevance mass, over seeds) as rows, for the methods that passed the randomisation test for both models; [] when there are none or the explanations are stale."
+    "The explanations' localisation comparisons on relevance mass (variant vs baseline, over seeds and the images both scored) as rows, for the methods that passed the randomisation test for both models; [] when there are none or the explanations are stale."
     if not (Path(study_dir) / STUDY.explanations).is_dir() or stale_explanations(study_dir, results): return []
-    return trusted_comparisons(explanation_frame(study_dir, "localisation_tests"), explanation_frame(study_dir, "sanity"))
+    tests = explanation_frame(study_dir, "localisation_tests")
+    if "metric" in tests: tests = tests[tests.metric == "relevance_mass"]   # the headline score; the explanations have the other three
+    return trusted_comparisons(tests, explanation_frame(study_dir, "sanity"))
 
 # %% ../nbs/08_report.ipynb #h002
 def no_signal_sentences(no_signal:pd.DataFrame # the explanations' `no_signal.csv`

@@ -13,12 +13,12 @@ from scipy import stats
 # %% auto #0
 __all__ = ['RATIOS', 'VERDICTS', 'NOT_DECIDED', 'DEFAULT_COMPARISONS', 'GROUP', 'seed_bound', 'effective_df', 'Contrast',
            'variance_parts', 'mean_contrast', 'PairedEffect', 'balanced_accuracy_weights', 'item_contrast',
-           'paired_effect', 'detectable_ncp', 'decide', 'holm', 'at_chance', 'still_improving', 'expand_comparisons',
-           'paired_frames', 'correctness_deltas', 'item_differences', 'item_level', 'arm_at_chance', 'cells_at_chance',
-           'undecided_reason', 'contrast_row', 'decide_comparisons', 'compare', 'interval_digits', 'verdict_sentence',
-           'carry_guards', 'other_items', 'pooled_effects', 'pooled_sentence', 'forest_plot', 'design_se', 'power',
-           'expected_power', 'plan', 'mcnemar_test', 'mean_ci', 'use_case_table', 'friedman_nemenyi', 'cd_diagram',
-           'config_table']
+           'score_contrast', 'paired_effect', 'detectable_ncp', 'decide', 'holm', 'at_chance', 'still_improving',
+           'expand_comparisons', 'paired_frames', 'correctness_deltas', 'item_differences', 'item_level',
+           'arm_at_chance', 'cells_at_chance', 'undecided_reason', 'contrast_row', 'decide_comparisons', 'compare',
+           'interval_digits', 'verdict_sentence', 'carry_guards', 'other_items', 'pooled_effects', 'pooled_sentence',
+           'forest_plot', 'design_se', 'power', 'expected_power', 'plan', 'mcnemar_test', 'mean_ci', 'use_case_table',
+           'friedman_nemenyi', 'cd_diagram', 'config_table']
 
 # %% ../nbs/05_statistics.ipynb #c005
 import functools
@@ -170,6 +170,18 @@ def item_contrast(deltas:np.ndarray,        # S x n per-item differences of corr
     x = deltas * balanced_accuracy_weights(labels)[None]
     return Contrast(np.arange(len(x)) if seeds is None else np.asarray(seeds), x.sum(1),
                     {(dataset, k): (ids[labels == k], x[:, labels == k]) for k in np.unique(labels)})
+
+# %% ../nbs/05_statistics.ipynb #c012sc
+def score_contrast(scores_v:list,     # the variant's per-item scores, one Series per seed (indexed by item id; NaN: not scored)
+                   scores_b:list,     # the baseline's, for the same seeds in the same order
+                   seeds,             # the seeds, in that order
+                   dataset:str="test" # the test set's name
+                  ) -> Contrast|None:
+    "The `Contrast` of a per-item score on the items every run of both arms scored: per seed the difference of the two means, one block of those items; None when fewer than 2 are common."
+    common = functools.reduce(np.intersect1d, [s.dropna().index.values for s in [*scores_v, *scores_b]])
+    if len(common) < 2: return None
+    x = np.stack([(v.loc[common].to_numpy(float) - b.loc[common].to_numpy(float)) / len(common) for v, b in zip(scores_v, scores_b)])
+    return Contrast(np.asarray(seeds), x.sum(1), {(dataset, "scored"): (common, x)})
 
 # %% ../nbs/05_statistics.ipynb #c012c
 def paired_effect(per_seed:np.ndarray,         # D_s: the metric's difference per seed (S,)
@@ -360,30 +372,33 @@ def undecided_reason(per_seed:np.ndarray,          # the per-seed differences
                 "in their last epoch): train longer before reading a verdict")
     return ""
 
+# %% ../nbs/05_statistics.ipynb #c029p
+def _prediction_contrast(keys, variant, baseline, seeds, predictions, notes):
+    "(seeds kept, paired frames, contrast, sources) of a comparison from its predictions (`None`s without them; the seeds lacking them are said in `notes`)."
+    have = [s for s in seeds if predictions.get((*keys, variant, s)) is not None and predictions.get((*keys, baseline, s)) is not None]
+    if not have:
+        notes.append("no predictions: seeds only"); return seeds, None, None, None
+    if len(have) < len(seeds):
+        notes.append(f"seed{'s' if len(seeds) - len(have) > 1 else ''} {', '.join(str(s) for s in seeds if s not in have)} left out: "
+                     f"{'their' if len(seeds) - len(have) > 1 else 'its'} predictions are missing")
+    frames = paired_frames([predictions[(*keys, variant, s)] for s in have], [predictions[(*keys, baseline, s)] for s in have])
+    per_seed, deltas, labels = item_differences(frames)
+    if deltas is None: return have, frames, Contrast(np.array(have), per_seed), "seeds (each seed with its own test items, so item sampling is inside the seed spread)"
+    contrast = item_contrast(deltas, labels, frames[0].id.values, np.array(have), dataset=str(keys[0]))
+    contrast.per_seed = per_seed
+    return have, frames, contrast, "seeds and test items"
+
 # %% ../nbs/05_statistics.ipynb #c030
-def _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, unit, declared=None, chance_hint=(False, False)):
+def _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, unit, declared=None, chance_hint=(False, False), item_scores=None):
     "The contrast, sources, notes and undecided reason of one comparison (see `compare`)."
     seeds = sorted(set(v.index) & set(b.index)); notes = []
     one = sorted(set(v.index) ^ set(b.index))   # a seed with one arm only: a failed or missing cell
     if one: notes.append(f"seed{'s' if len(one) > 1 else ''} {', '.join(map(str, one))} left out: only one of the two arms has a result (a failed or missing cell)")
-    frames = None; contrast = None
-    if predictions is not None:
-        have = [s for s in seeds if predictions.get((*keys, variant, s)) is not None and predictions.get((*keys, baseline, s)) is not None]
-        if have and len(have) < len(seeds):
-            notes.append(f"seed{'s' if len(seeds) - len(have) > 1 else ''} {', '.join(str(s) for s in seeds if s not in have)} left out: "
-                         f"{'their' if len(seeds) - len(have) > 1 else 'its'} predictions are missing")
-            seeds = have
-        if have:
-            frames = paired_frames([predictions[(*keys, variant, s)] for s in seeds], [predictions[(*keys, baseline, s)] for s in seeds])
-            per_seed, deltas, labels = item_differences(frames)
-            if deltas is not None:
-                contrast = item_contrast(deltas, labels, frames[0].id.values, np.array(seeds), dataset=str(keys[0]))
-                contrast.per_seed = per_seed
-                sources = "seeds and test items"
-            else:
-                contrast = Contrast(np.array(seeds), per_seed)
-                sources = "seeds (each seed with its own test items, so item sampling is inside the seed spread)"
-        else: notes.append("no predictions: seeds only")
+    frames = contrast = sources = None
+    if predictions is not None: seeds, frames, contrast, sources = _prediction_contrast(keys, variant, baseline, seeds, predictions, notes)
+    if contrast is None and item_scores is not None and all((*keys, a, s) in item_scores for a in (variant, baseline) for s in seeds):
+        contrast = score_contrast(*([item_scores[(*keys, a, s)] for s in seeds] for a in (variant, baseline)), np.array(seeds), str(keys[0]))
+        sources = "seeds and test items (the images every model scored)"
     if contrast is None:
         contrast = Contrast(np.array(seeds), (v.loc[seeds] - b.loc[seeds]).to_numpy(float))
         sources = "seeds only: conditional on this test set (other training runs, not other test items)"
@@ -447,7 +462,8 @@ def compare(results:pd.DataFrame,           # one row per cell: dataset, arch, a
             alpha:float=0.05,               # family-wise error rate of the declared comparisons
             scale:float=100,                # multiplier to the reported unit (100: percentage points)
             histories:dict|None=None,       # {(dataset, arch, augment, attention, seed): history frame}: checks convergence
-            declared_seeds:int|None=None    # the seeds the study declares: fewer finished than 3 is then said as an unfinished grid
+            declared_seeds:int|None=None,   # the seeds the study declares: fewer finished than 3 is then said as an unfinished grid
+            item_scores:dict|None=None      # {(dataset, arch, augment, attention, seed): per-item scores (Series by item id)}: adds the test items, for a metric that is their mean
            ) -> pd.DataFrame:
     "One row per (comparison, dataset, arch, augment): effect (pp), interval, p-values, verdict (or why none), minimum detectable effect, variance components and the contrast."
     pairs = expand_comparisons(comparisons, list(dict.fromkeys(results.attention)))
@@ -457,7 +473,7 @@ def compare(results:pd.DataFrame,           # one row per cell: dataset, arch, a
             v, b = (g[g.attention == a].set_index("seed")[metric].dropna() for a in (variant, baseline))
             if not len(set(v.index) & set(b.index)): continue
             hint = tuple(cells_at_chance(g[g.attention == a]) for a in (variant, baseline)) if metric == "balanced_accuracy" else (False, False)
-            contrast, sources, notes, reason = _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, "pp" if scale == 100 else "", declared_seeds, hint)
+            contrast, sources, notes, reason = _one_comparison(keys, variant, baseline, v, b, predictions, histories, scale, "pp" if scale == 100 else "", declared_seeds, hint, item_scores)
             seeds = list(contrast.seeds)
             rows.append(dict(zip(GROUP, keys), variant=variant, baseline=baseline, family=family, metric=metric,
                              variant_mean=float(v.loc[seeds].mean()), baseline_mean=float(b.loc[seeds].mean()),

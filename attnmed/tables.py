@@ -15,9 +15,9 @@ from fastcore.basics import patch
 from .config import DatasetSpec, default_cache_dir
 
 # %% auto #0
-__all__ = ['COMMON_OPTIONS', 'read_table', 'row_ref', 'group_carve', 'assign_splits', 'read_mask', 'decode_masks',
-           'prepare_table', 'table_hash', 'cache_path', 'splits_from_table', 'TableFormat', 'one_table_per_spec',
-           'shared_table']
+__all__ = ['COMMON_OPTIONS', 'CROP_MATCH', 'read_table', 'row_ref', 'group_carve', 'assign_splits', 'locate_crop', 'read_mask',
+           'decode_masks', 'prepare_table', 'table_hash', 'cache_path', 'splits_from_table', 'TableFormat',
+           'one_table_per_spec', 'shared_table']
 
 # %% ../nbs/01d_tables.ipynb #c005
 COMMON_OPTIONS = (
@@ -129,6 +129,29 @@ def _compact(a:np.ndarray, keep:np.ndarray) -> np.ndarray:
         k += 1
     return a[:k]
 
+# %% ../nbs/01d_tables.ipynb #c016m0
+CROP_MATCH = 0.8   # the least normalised cross-correlation at which a crop counts as found in its mammogram (JPEG-compressed separately, a true match scores about 0.9 on noisy small samples)
+
+def locate_crop(crop:np.ndarray,      # the cut-out image (h x w, grey)
+                frame:np.ndarray,     # the image it was cut from (H x W, grey)
+                near:np.ndarray=None  # a boolean H x W mask the crop surrounds (searched around its bounding box first)
+               ) -> tuple:
+    "`(y, x, r)`: where `crop`'s top-left corner lies in `frame` and the normalised cross-correlation there (scikit-image's `match_template`); CBIS-DDSM publishes its crops without their box."
+    from skimage.feature import match_template
+    crop, frame = np.asarray(crop, np.float32), np.asarray(frame, np.float32)
+    (h, w), (H, W) = crop.shape, frame.shape
+    if h > H or w > W: return 0, 0, -1.0
+    y0, x0 = 0, 0
+    if near is not None and near.any():   # the crop surrounds its abnormality: search the mask's box grown by the crop's size
+        ys, xs = np.nonzero(near)
+        y0, x0 = max(0, ys.min() - h), max(0, xs.min() - w)
+        y1, x1 = min(H, max(ys.max() + h + 1, y0 + h)), min(W, max(xs.max() + w + 1, x0 + w))
+        frame = frame[y0:y1, x0:x1]
+    if np.ptp(crop) == 0: return y0, x0, -1.0   # a flat crop matches anywhere
+    score = match_template(frame, crop)
+    y, x = np.unravel_index(int(np.argmax(score)), score.shape)
+    return int(y0 + y), int(x0 + x), float(score[y, x])
+
 # %% ../nbs/01d_tables.ipynb #c016mb
 def _size_and_pixels(path, pixels:bool=True):   # (width, height) as shown, and the grey pixels: PIL's images (EXIF orientation applied) and DICOM
     if Path(path).suffix.lower() in (".dcm", ".dicom"):
@@ -140,20 +163,26 @@ def _size_and_pixels(path, pixels:bool=True):   # (width, height) as shown, and 
         im = ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
         return im.size, (np.asarray(im.convert("L")) if pixels else None)
 
-def read_mask(paths:tuple, # the image's mask files (united)
-              image:str,   # the image file (its size is what a mask must have)
-              size:int     # the size images are resized to (square)
+def read_mask(paths:tuple,    # the image's mask files (united)
+              image:str,      # the image file (its size is what a mask must have)
+              size:int,       # the size images are resized to (square)
+              frame:str=None  # the image the masks are drawn on, when `image` was cut from it (a CBIS-DDSM crop's mammogram): the crop is found in it, `locate_crop`
              ) -> tuple:
     "`(mask, problem)`: the united masks (PNG, JPEG, TIFF, DICOM ...), resized to `size` x `size` (nearest neighbour; bool), or None and why it is left out."
     from PIL import Image
-    (w, h), _ = _size_and_pixels(image, pixels=False)
+    (w, h), _ = _size_and_pixels(frame or image, pixels=False)
     union = np.zeros((h, w), bool)
     for m in paths:
         try: (mw, mh), a = _size_and_pixels(m)
         except (OSError, ValueError, AttributeError) as e: return None, f"{m}: cannot be read as a mask ({e})"
-        if (mw, mh) != (w, h): return None, f"{m}: {mw} x {mh} px, but its image {image} is {w} x {h}"
+        if (mw, mh) != (w, h): return None, f"{m}: {mw} x {mh} px, but its image {frame or image} is {w} x {h}"
         union |= a > a.max() / 2   # 0/1, 0/255 and a JPEG's ringing alike
     if not union.any(): return None, f"{paths[0]}: marks nothing (every pixel 0)"
+    if frame:
+        crop = _size_and_pixels(image)[1]; (ch, cw), (y, x, r) = crop.shape, locate_crop(crop, _size_and_pixels(frame)[1], union)
+        if r < CROP_MATCH: return None, f"{image}: not found in {frame}, the image its mask is drawn on (best match r = {r:.2f}, below {CROP_MATCH})"
+        union = union[y:y + ch, x:x + cw]
+        if not union.any(): return None, f"{paths[0]}: marks nothing inside its crop {image}"
     return np.asarray(Image.fromarray(union.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127, None
 
 # %% ../nbs/01d_tables.ipynb #c016mc
@@ -165,9 +194,10 @@ def decode_masks(table:pd.DataFrame, # the prepared table, with a `mask` column 
     from tqdm.auto import tqdm
     out = np.lib.format.open_memmap(Path(folder) / "masks.npy", mode="w+", dtype=np.uint8, shape=(len(table), size, size))
     notes = []
-    for i, (paths, image) in enumerate(tqdm(zip(table["mask"], table["path"]), total=len(table), desc="masks", unit="img", mininterval=2, disable=len(table) < 200)):
+    frames = table["mask_frame"] if "mask_frame" in table else [None] * len(table)   # a crop's masks are drawn on the image it was cut from
+    for i, (paths, image, frame) in enumerate(tqdm(zip(table["mask"], table["path"], frames), total=len(table), desc="masks", unit="img", mininterval=2, disable=len(table) < 200)):
         if not paths: continue
-        m, problem = read_mask(tuple(paths), image, size)
+        m, problem = read_mask(tuple(paths), image, size, frame or None)
         if problem: notes.append(problem)
         else: out[i] = m
     return out, notes
@@ -215,6 +245,8 @@ def table_hash(table:pd.DataFrame, # the image table (path, label, split, patien
         h.update(f"{row.path}|{row.label}|{row.split}|{row.patient}|{row.id}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     for masks in (table["mask"] if "mask" in table else []):   # ground-truth masks: theirs too (a table without them hashes as before)
         h.update(("mask|" + "|".join(f"{m}|{os.stat(m).st_size}|{os.stat(m).st_mtime_ns}" for m in masks) + "\n").encode())
+    for frame in (table["mask_frame"] if "mask_frame" in table else []):   # and the images crops' masks are drawn on
+        if frame: h.update(f"frame|{frame}|{os.stat(frame).st_mtime_ns}\n".encode())
     return h.hexdigest()[:12]
 
 # %% ../nbs/01d_tables.ipynb #c018b

@@ -117,11 +117,18 @@ def _cbis_row(kind, pid, view, malignant, full_rel, crop_rel, roi_rel):
             "pathology": "MALIGNANT" if malignant else ("BENIGN" if view == "CC" else "BENIGN_WITHOUT_CALLBACK"), "subtlety": 3,
             "image file path": full_rel + "\n", "cropped image file path": crop_rel + "\n", "ROI mask file path": roi_rel + "\n"}
 
+# %% ../nbs/00b_testing.ipynb #c010k
+def _crop_around(full:np.ndarray, mask:np.ndarray, pad:int=6) -> np.ndarray:
+    "The abnormality's crop: the mammogram cut to its ROI mask's bounding box grown by `pad` pixels (CBIS-DDSM publishes its crops without the box)."
+    ys, xs = np.nonzero(mask)
+    return full[max(0, ys.min() - pad):ys.max() + pad + 1, max(0, xs.min() - pad):xs.max() + pad + 1].copy()
+
 # %% ../nbs/00b_testing.ipynb #c010j
-def _second_abnormality(root, prefix, study, full_rel, crop, mask, jpeg, info, uid, pid, malignant):
+def _second_abnormality(root, prefix, study, full_rel, full, jpeg, info, uid, pid, malignant):
     "A second abnormality on a mammogram (its own crop series and ROI mask, a square away from the first): the case row, its files written."
     series = f"1.3.6.1.4.1.9590.100.1.2.{next(uid)}"
-    second = np.zeros_like(mask); second[2:10, 2:10] = 255
+    second = np.zeros_like(full); second[2:10, 2:10] = 255
+    crop = _crop_around(full, second)
     crop_rel, roi_rel = f"{prefix}_2/{study}/{series}/000000.dcm", f"{prefix}_2/{study}/{series}/000001.dcm"
     if jpeg: info += _cbis_jpegs(root, prefix, [(series, "cropped images", crop), (series, "ROI mask images", second)], len(info))
     else:
@@ -135,7 +142,7 @@ def write_sample_cbis_ddsm(root:str|Path,     # folder to write into
                            jpeg:bool=False,   # write JPEG (else PNG)
                            swap_every:int=3   # every k-th row has its columns swapped
                           ) -> Path:
-    "Write a small CBIS-DDSM tree: the four case CSVs (stray newlines in path cells; crop/ROI names swapped every `swap_every` rows; one mammogram with two abnormalities), and DICOMs or the JPEG export."
+    "Write a small CBIS-DDSM tree: the four case CSVs (stray newlines in path cells; crop/ROI names swapped every `swap_every` rows; one mammogram with two abnormalities; each crop cut from its mammogram around its ROI), and DICOMs or the JPEG export."
     root = Path(root); rng = np.random.default_rng(seed); root.mkdir(parents=True, exist_ok=True)
     info, uid = [], iter(range(10 ** 6))
     for kind, split in CBIS_CASE_FILES:
@@ -150,14 +157,15 @@ def write_sample_cbis_ddsm(root:str|Path,     # folder to write into
                 full_rel, crop_rel, roi_rel = f"{prefix}/{study}/{s_full}/000000.dcm", f"{prefix}_1/{study}/{s_crop}/000000.dcm", f"{prefix}_1/{study}/{s_crop}/000001.dcm"
                 swapped = len(rows) % swap_every == 1
                 if swapped: crop_rel, roi_rel = roi_rel, crop_rel
-                (full, mask), crop = blob_image(rng, malignant, 64, 1, with_mask=True), blob_image(rng, malignant, 40, 1)   # the ROI mask: the full mammogram's size, as published
+                full, mask = blob_image(rng, malignant, 64, 1, with_mask=True)   # the ROI mask: the full mammogram's size, as published
+                crop = _crop_around(full, mask)                                  # the crop: cut from the mammogram around it
                 if jpeg: info += _cbis_jpegs(root, prefix, [(s_full, "full mammogram images", full), (s_crop, "cropped images", crop), (s_crop, "ROI mask images", mask)], len(info))
                 else:
                     write_dicom(root / "CBIS-DDSM" / full_rel, full, "full mammogram images")
                     write_dicom(root / "CBIS-DDSM" / (roi_rel if swapped else crop_rel), crop, "")       # description left empty: pixels decide
                     write_dicom(root / "CBIS-DDSM" / (crop_rel if swapped else roi_rel), mask, "")
                 rows.append(_cbis_row(kind, pid, view, malignant, full_rel, crop_rel, roi_rel))
-                if (kind, split, p, view) == ("mass", "train", 1, "CC"): rows.append(_second_abnormality(root, prefix, study, full_rel, crop, mask, jpeg, info, uid, pid, malignant))
+                if (kind, split, p, view) == ("mass", "train", 1, "CC"): rows.append(_second_abnormality(root, prefix, study, full_rel, full, jpeg, info, uid, pid, malignant))
         csv_dir = root / "csv" if jpeg else root
         csv_dir.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_csv(csv_dir / CBIS_CASE_FILES[(kind, split)], index=False)

@@ -153,17 +153,24 @@ def test_masks_from_each_publishers_layout_are_scored_in_the_explanations(tmp_pa
     datasets = [dict(name="tree", format="folder", path=str(tree)),
                 dict(name="listing", format="csv", path=str(listing), label_column="diagnosis", patient_column="patient", mask_column="mask"),
                 dict(name="isic", format="isic2019", path=str(isic), positive=["MEL"], masks=str(isic / "ISIC2018_Task1_Training_GroundTruth")),
-                dict(name="mammo", format="cbis-ddsm", path=str(write_sample_cbis_ddsm(tmp_path / "cbis", n_patients=24, jpeg=True)), image="full")]
+                dict(name="mammo", format="cbis-ddsm", path=str(cbis := write_sample_cbis_ddsm(tmp_path / "cbis", n_patients=24, jpeg=True)), image="full"),
+                dict(name="crops", format="cbis-ddsm", path=str(cbis), image="crop")]   # each crop's ROI mask cut where the crop lies in its mammogram
     folder = demo_study(tmp_path, datasets=datasets, seeds=[0], epochs=4)
     render_explanations(folder, n_images=2, n_score=8, n_sanity=2)
     read = lambda name: pd.read_csv(folder / STUDY.explanations / explanation_table(name))
     loc, not_scored = read("localisation"), read("not_scored")
     at_chance = set(not_scored[not_scored.why.str.startswith("at chance")].cell.str.split("/").str[0])
-    assert set(loc.dataset) | at_chance == {"tree", "listing", "isic", "mammo"}, (loc.dataset.unique(), not_scored)
+    assert set(loc.dataset) | at_chance == {"tree", "listing", "isic", "mammo", "crops"}, (loc.dataset.unique(), not_scored)
     assert len(set(loc.dataset)) >= 2, "the blobs are learnt: most datasets' maps are scored"
     scored = loc[loc.relevance_mass_low.notna()]                               # an interval where 2 or more images' maps are not zero everywhere
     assert (loc.n > 0).all() and len(scored) >= len(loc) // 2 and scored[["iou", "iou_low", "iou_high"]].notna().all().all()
     assert (scored.relevance_mass_low <= scored.relevance_mass).all() and (scored.relevance_mass <= scored.relevance_mass_high).all()
+    items = read("localisation_items")                                          # per image: the same images for every model of a group, so they pair
+    assert set(items.dataset) == set(loc.dataset) and {"id", "relevance_mass", "pointing_game", "auroc", "iou"} <= set(items.columns)
+    for _, g in items.groupby(["dataset", "arch", "augment", "method"]): assert g.groupby(["attention", "seed"]).id.apply(frozenset).nunique() == 1
+    tests = read("localisation_tests")
+    paired = tests.sources == "seeds and test items (the images every model scored)"
+    assert set(tests.metric) == {"relevance_mass", "pointing_game", "auroc", "iou"} and paired.mean() > 0.5 and (tests["items"][paired] > 1).all(), tests[["dataset", "method", "metric", "sources", "items"]]
     import nbformat
     said = " ".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/markdown", "")) for c in nbformat.read(folder / STUDY.explain_notebook, as_version=4).cells for o in c.get("outputs", []))
     assert "model(s) loaded" in said and "no ground-truth masks" not in said, said[:2000]

@@ -54,7 +54,9 @@ def test_cbis_ddsm_official_split_and_swapped_crops(tmp, jpeg):
     assert set(ds.patients["val"]).isdisjoint(ds.patients["train"]) and len(ds.patients["val"])
     mass = load(tmp, format="cbis-ddsm", path=str(root), abnormality="mass", image="full")
     assert n_items(mass) == 24 and all(p < "P_00500" for s in SPLITS for p in mass.patients[s])
-    assert not any(k.endswith("_masks") for k in ds.extras), "a crop has no mask of its own in CBIS-DDSM"
+    crop_found = sum(int(ds.extras[f"{s}_masks"].reshape(len(ds.labels[s]), -1).any(1).sum()) for s in SPLITS)
+    assert crop_found == n_items(ds) and ds.extras["mask_notes"] == [], "each crop is found in its mammogram and its ROI mask cut there"
+    for s in SPLITS: assert not ds.extras[f"{s}_masks"][:, -2:].any() and not ds.extras[f"{s}_masks"][:, :, -2:].any(), "cut where the crop lies: the abnormality inside its margin"
     for s in SPLITS: assert mass.extras[f"{s}_masks"].reshape(len(mass.labels[s]), -1).any(1).all(), "every mammogram has its abnormalities' ROI masks"
     s, i = next((s, list(mass.ids[s]).index("Mass-Training_P_00001_LEFT_CC")) for s in SPLITS if "Mass-Training_P_00001_LEFT_CC" in mass.ids[s])
     m = mass.extras[f"{s}_masks"][i]
