@@ -190,44 +190,38 @@ class PublishedMLDAMNet(nn.Module):
         shape = features_only(backbone, img_size)
         self.backbone, self.family = backbone, family
         self.head = mark_added(MLDAMHead(shape[1], tuple(shape[-2:]), n_out, "seed"))
-
-# %% ../nbs/02c_attention.ipynb #c015bpa
-@patch
-def levels(self:PublishedMLDAMNet,
-           x # an image batch
-          ):
-    "(A, B, C): the three levels of their forward, in their order of passes."
-    b, f, extra = self.backbone, getattr(self.backbone, "features", None), self.training   # extra passes: only training updates statistics
-    if self.family == "resnet":
-        stem = lambda x: b.maxpool(b.act1(b.bn1(b.conv1(x))))
-        a = b.layer2(b.layer1(stem(x)))                         # q1 = resnetblock1 = children()[0:6]
-        bb = b.layer3(a)                                        # k1 = resnetblock2 = children()[0:7] (their pass 1; here it continues from q1)
+    def levels(self,
+               x # an image batch
+              ):
+        "(A, B, C): the three levels of their forward, in their order of passes."
+        b, f, extra = self.backbone, getattr(self.backbone, "features", None), self.training   # extra passes: only training updates statistics
+        if self.family == "resnet":
+            stem = lambda x: b.maxpool(b.act1(b.bn1(b.conv1(x))))
+            a = b.layer2(b.layer1(stem(x)))                         # q1 = resnetblock1 = children()[0:6]
+            bb = b.layer3(a)                                        # k1 = resnetblock2 = children()[0:7] (their pass 1; here it continues from q1)
+            if extra:
+                with torch.no_grad(): b.layer2(b.layer1(stem(x)))   # their second pass through children()[0:6]
+            c = b.layer4(bb)                                        # v1 = resnetblock3 (their pass 3, through layer3 once more)
+            if extra:
+                with torch.no_grad(): b.layer3(b.layer2(b.layer1(stem(x)))); b.forward_features(x)   # pass 3's first layers, and back_fts
+            return a, bb, c
+        if self.family == "vgg":
+            a = f[:17](x); bb = f[17:24](a); c = f[24:](bb)         # vggblock1 = features[0:17] (pool3), vggblock2 = [0:24] (pool4), vggblock3 = all (pool5)
+            return a, bb, c                                         # VGG has no BatchNorm: its repeated passes change nothing
+        # densenet: their stem conv0, norm0, ReLU (timm's norm0 is BatchNorm + ReLU), MaxPool2d(2), then their own sequence of the backbone's blocks
+        tr = lambda t, x: t.pool(t.conv(t.norm(x)))                 # transition: norm + ReLU, conv, AvgPool2d(2)
+        own = lambda x: f.denseblock2(tr(f.transition1, f.denseblock1(F.max_pool2d(f.norm0(f.conv0(x)), 2))))
+        real = lambda x: nn.BatchNorm2d.forward(f.norm5, f[:-1](x))  # torchvision's `features`: norm5 without ReLU
+        a = own(x)
+        bb = f.denseblock3(tr(f.transition2, a))                    # k1 = denseblock3(inputs) (pass 1)
         if extra:
-            with torch.no_grad(): b.layer2(b.layer1(stem(x)))   # their second pass through children()[0:6]
-        c = b.layer4(bb)                                        # v1 = resnetblock3 (their pass 3, through layer3 once more)
+            with torch.no_grad(): own(x)                            # q1 = denseblock2(inputs) (pass 2: its value is pass 1's `a`)
+        c = real(x)                                                 # v1 = denseblock4(inputs) = features (pass 3)
         if extra:
-            with torch.no_grad(): b.layer3(b.layer2(b.layer1(stem(x)))); b.forward_features(x)   # pass 3's first layers, and back_fts
+            with torch.no_grad(): real(x)                           # back_fts = backbone.features(inputs) (pass 4)
         return a, bb, c
-    if self.family == "vgg":
-        a = f[:17](x); bb = f[17:24](a); c = f[24:](bb)         # vggblock1 = features[0:17] (pool3), vggblock2 = [0:24] (pool4), vggblock3 = all (pool5)
-        return a, bb, c                                         # VGG has no BatchNorm: its repeated passes change nothing
-    # densenet: their stem conv0, norm0, ReLU (timm's norm0 is BatchNorm + ReLU), MaxPool2d(2), then their own sequence of the backbone's blocks
-    tr = lambda t, x: t.pool(t.conv(t.norm(x)))                 # transition: norm + ReLU, conv, AvgPool2d(2)
-    own = lambda x: f.denseblock2(tr(f.transition1, f.denseblock1(F.max_pool2d(f.norm0(f.conv0(x)), 2))))
-    real = lambda x: nn.BatchNorm2d.forward(f.norm5, f[:-1](x))  # torchvision's `features`: norm5 without ReLU
-    a = own(x)
-    bb = f.denseblock3(tr(f.transition2, a))                    # k1 = denseblock3(inputs) (pass 1)
-    if extra:
-        with torch.no_grad(): own(x)                            # q1 = denseblock2(inputs) (pass 2: its value is pass 1's `a`)
-    c = real(x)                                                 # v1 = denseblock4(inputs) = features (pass 3)
-    if extra:
-        with torch.no_grad(): real(x)                           # back_fts = backbone.features(inputs) (pass 4)
-    return a, bb, c
-
-# %% ../nbs/02c_attention.ipynb #c015bpaa
-@patch
-def forward(self:PublishedMLDAMNet, x): # an image batch
-    return self.head(*self.levels(x))
+    def forward(self, x): # an image batch
+        return self.head(*self.levels(x))
 
 # %% ../nbs/02c_attention.ipynb #c017
 ATTENTIONS = Registry("attention", ModelError, kind=AttentionVariant,

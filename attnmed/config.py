@@ -266,24 +266,19 @@ class DatasetSpec(Mapping):
         keys = [k for k in DATASET_KEYS if getattr(self, k) is not None] + list(self.options)
         return iter(sorted(keys, key=lambda k: self.order.index(k) if k in self.order else len(self.order)))   # keys added later come last
     def __len__(self): return sum(1 for _ in self)
-
-# %% ../nbs/00_config.ipynb #c023s2
-@patch(cls_method=True)
-def of(cls:DatasetSpec,
-       entry # a `DatasetSpec`, or a mapping with its keys (`name`, `format`, `path`, options)
-      ) -> DatasetSpec:
-    "`entry` as a `DatasetSpec` (one already is returned as it is)."
-    if isinstance(entry, DatasetSpec): return entry
-    if not isinstance(entry, Mapping): raise TypeError(f"a dataset entry is a mapping with keys {', '.join(DATASET_KEYS)}, got {type(entry).__name__} {entry!r}")
-    d = dict(entry)
-    return cls(*(d.pop(k, None) for k in DATASET_KEYS), options=d, order=tuple(entry))
-
-# %% ../nbs/00_config.ipynb #c023s3
-@patch
-def replace(self:DatasetSpec, **changes) -> DatasetSpec:
-    "A copy with `changes`: fields (`name`, `format`, `path`) or options, e.g. `spec.replace(path=..., seed=3)`."
-    own = {k: changes.pop(k) for k in list(changes) if k in DATASET_KEYS}
-    return dataclasses.replace(self, **own, options={**self.options, **changes})
+    @classmethod
+    def of(cls,
+           entry # a `DatasetSpec`, or a mapping with its keys (`name`, `format`, `path`, options)
+          ) -> DatasetSpec:
+        "`entry` as a `DatasetSpec` (one already is returned as it is)."
+        if isinstance(entry, DatasetSpec): return entry
+        if not isinstance(entry, Mapping): raise TypeError(f"a dataset entry is a mapping with keys {', '.join(DATASET_KEYS)}, got {type(entry).__name__} {entry!r}")
+        d = dict(entry)
+        return cls(*(d.pop(k, None) for k in DATASET_KEYS), options=d, order=tuple(entry))
+    def replace(self, **changes) -> DatasetSpec:
+        "A copy with `changes`: fields (`name`, `format`, `path`) or options, e.g. `spec.replace(path=..., seed=3)`."
+        own = {k: changes.pop(k) for k in list(changes) if k in DATASET_KEYS}
+        return dataclasses.replace(self, **own, options={**self.options, **changes})
 
 # %% ../nbs/00_config.ipynb #c023d
 def _parse_dataset(d, i, source):

@@ -39,59 +39,47 @@ class ImageSplits:
     extras:dict = field(default_factory=dict)    # e.g. 'test_masks', 'test_concepts', 'concept_names'
     extra_tests:dict = field(default_factory=dict)  # name -> {images, labels, ids}: more test sets (e.g. out of distribution)
     shared_groups:str = ""   # why patients may appear in more than one split (the dataset's published design), or "" (never)
-
-# %% ../nbs/01_data.ipynb #c005bpa
-@patch(as_prop=True)
-def n_classes(self:ImageSplits): return len(self.class_names)
-
-# %% ../nbs/01_data.ipynb #c005bpaa
-@patch(as_prop=True)
-def channels(self:ImageSplits): return 1 if self.images["train"].ndim == 3 else self.images["train"].shape[-1]
-
-# %% ../nbs/01_data.ipynb #c005bpab
-@patch(as_prop=True)
-def size(self:ImageSplits): return self.images["train"].shape[1]
-
-# %% ../nbs/01_data.ipynb #c005bpac
-@patch
-def class_balance(self:ImageSplits):
-    "A table (pandas) of items per class and split."
-    import pandas as pd
-    rows = {s: np.bincount(self.labels[s], minlength=self.n_classes) for s in SPLITS}
-    return pd.DataFrame(rows, index=self.class_names).T.assign(total=lambda d: d.sum(axis=1))
-
-# %% ../nbs/01_data.ipynb #c005bpb
-@patch
-def check(self:ImageSplits,
-          source="",          # the file or folder the data came from, for errors
-          same_size:bool=True # require every split to have one image size
-         ):
-    "Refuse empty or one-class splits, labels out of range, mismatched lengths, channels or (`same_size`) sizes, and patients shared between splits."
-    sets = {s: (self.images.get(s), self.labels.get(s)) for s in SPLITS}
-    sets.update({k: (v["images"], v["labels"]) for k, v in self.extra_tests.items()})
-    shape = None
-    for s, (im, lb) in sets.items():
-        if im is None or len(im) == 0: raise DataError(f"{source}: split '{s}' has no items")
-        if len(im) != len(lb): raise DataError(f"{source}: split '{s}' has {len(im)} images but {len(lb)} labels")
-        if shape is None: shape = im.shape[1:]
-        elif im.shape[3:] != shape[2:] or im.ndim != len(shape) + 1:
-            raise DataError(f"{source}: split '{s}' has images of shape {im.shape[1:]}, split 'train' {shape} (every split must have the same channels)")
-        elif same_size and im.shape[1:] != shape: raise DataError(f"{source}: split '{s}' has images of shape {im.shape[1:]}, split 'train' {shape} (every split must have one size)")
-        bad = (lb < 0) | (lb >= self.n_classes)
-        if bad.any(): raise DataError(f"{source}: split '{s}' has label {lb[bad][0]} outside 0..{self.n_classes-1} ({self.class_names})")
-        present = np.unique(lb)
-        if len(present) < 2: raise DataError(f"{source}: split '{s}' holds only class {self.class_names[int(present[0])]!r}; every split needs at least two classes (balanced accuracy means nothing otherwise)")
-    empty = [c for c, n in zip(self.class_names, np.bincount(self.labels["train"], minlength=self.n_classes)) if n == 0]
-    if empty: raise DataError(f"{source}: class(es) {empty} have no training items")
-    if self.patients:
-        seen = {s: set(self.patients[s]) for s in SPLITS if s in self.patients}
-        seen.update({k: set(v["patients"]) for k, v in self.extra_tests.items() if "patients" in v})
-        pairs = [] if self.shared_groups else [("train", "val"), ("train", "test"), ("val", "test")]
-        pairs += [("train", k) for k in self.extra_tests]   # an extra test set is only new data if it shares no patient with training
-        for a, b in pairs:
-            both = seen.get(a, set()) & seen.get(b, set())
-            if both: raise DataError(f"{source}: patient(s) {sorted(map(str, both))[:5]} appear in both '{a}' and '{b}' (splits must be grouped by patient)")
-    return self
+    @property
+    def n_classes(self): return len(self.class_names)
+    @property
+    def channels(self): return 1 if self.images["train"].ndim == 3 else self.images["train"].shape[-1]
+    @property
+    def size(self): return self.images["train"].shape[1]
+    def class_balance(self):
+        "A table (pandas) of items per class and split."
+        import pandas as pd
+        rows = {s: np.bincount(self.labels[s], minlength=self.n_classes) for s in SPLITS}
+        return pd.DataFrame(rows, index=self.class_names).T.assign(total=lambda d: d.sum(axis=1))
+    def check(self,
+              source="",          # the file or folder the data came from, for errors
+              same_size:bool=True # require every split to have one image size
+             ):
+        "Refuse empty or one-class splits, labels out of range, mismatched lengths, channels or (`same_size`) sizes, and patients shared between splits."
+        sets = {s: (self.images.get(s), self.labels.get(s)) for s in SPLITS}
+        sets.update({k: (v["images"], v["labels"]) for k, v in self.extra_tests.items()})
+        shape = None
+        for s, (im, lb) in sets.items():
+            if im is None or len(im) == 0: raise DataError(f"{source}: split '{s}' has no items")
+            if len(im) != len(lb): raise DataError(f"{source}: split '{s}' has {len(im)} images but {len(lb)} labels")
+            if shape is None: shape = im.shape[1:]
+            elif im.shape[3:] != shape[2:] or im.ndim != len(shape) + 1:
+                raise DataError(f"{source}: split '{s}' has images of shape {im.shape[1:]}, split 'train' {shape} (every split must have the same channels)")
+            elif same_size and im.shape[1:] != shape: raise DataError(f"{source}: split '{s}' has images of shape {im.shape[1:]}, split 'train' {shape} (every split must have one size)")
+            bad = (lb < 0) | (lb >= self.n_classes)
+            if bad.any(): raise DataError(f"{source}: split '{s}' has label {lb[bad][0]} outside 0..{self.n_classes-1} ({self.class_names})")
+            present = np.unique(lb)
+            if len(present) < 2: raise DataError(f"{source}: split '{s}' holds only class {self.class_names[int(present[0])]!r}; every split needs at least two classes (balanced accuracy means nothing otherwise)")
+        empty = [c for c, n in zip(self.class_names, np.bincount(self.labels["train"], minlength=self.n_classes)) if n == 0]
+        if empty: raise DataError(f"{source}: class(es) {empty} have no training items")
+        if self.patients:
+            seen = {s: set(self.patients[s]) for s in SPLITS if s in self.patients}
+            seen.update({k: set(v["patients"]) for k, v in self.extra_tests.items() if "patients" in v})
+            pairs = [] if self.shared_groups else [("train", "val"), ("train", "test"), ("val", "test")]
+            pairs += [("train", k) for k in self.extra_tests]   # an extra test set is only new data if it shares no patient with training
+            for a, b in pairs:
+                both = seen.get(a, set()) & seen.get(b, set())
+                if both: raise DataError(f"{source}: patient(s) {sorted(map(str, both))[:5]} appear in both '{a}' and '{b}' (splits must be grouped by patient)")
+        return self
 
 # %% ../nbs/01_data.ipynb #d101
 def deal_over_classes(labels:np.ndarray,     # integer labels (N)
@@ -146,177 +134,104 @@ class Option:
     open_high:bool = False              # exclude `high` itself
     item_type:type|None = None  # for list options: the type of each item
     required:bool = False                # a dataset entry must give it
-
-# %% ../nbs/01_data.ipynb #c011pa
-@patch
-def check(self:Option,
-          value,       # the value to check
-          where:str="" # what the value belongs to, for errors
-         ):
-    "The value checked against the declaration; a `DataError` naming `where` and the option otherwise."
-    try:
-        if value is None and (self.default is None and not self.required): return None
+    def check(self,
+              value,       # the value to check
+              where:str="" # what the value belongs to, for errors
+             ):
+        "The value checked against the declaration; a `DataError` naming `where` and the option otherwise."
+        try:
+            if value is None and (self.default is None and not self.required): return None
+            types = self.type if isinstance(self.type, tuple) else (self.type,)
+            errors = []
+            for t in types:
+                try:
+                    if t is list:
+                        items = check_value(value, list, where, self.name)
+                        if self.item_type is not None:   # the choices of a list option are its items' (of a str-or-list option, the string's)
+                            items = [check_value(v, self.item_type, where, self.name, choices=self.choices if len(types) == 1 else ()) for v in items]
+                        return items
+                    bounds = (self.low, self.high, self.open_low, self.open_high) if t in (int, float) else (None, None, False, False)
+                    return check_value(value, t, where, self.name, *bounds, choices=self.choices if t is not bool else ())
+                except StudyConfigError as e: errors.append(e)
+            raise errors[0] if len(errors) == 1 else StudyConfigError(f"expected {self.allowed}, got {value!r}", where, self.name)
+        except StudyConfigError as e: raise DataError(str(e)) from None
+    @property
+    def allowed(self) -> str:
+        "What the option takes, in words."
         types = self.type if isinstance(self.type, tuple) else (self.type,)
-        errors = []
-        for t in types:
-            try:
-                if t is list:
-                    items = check_value(value, list, where, self.name)
-                    if self.item_type is not None:   # the choices of a list option are its items' (of a str-or-list option, the string's)
-                        items = [check_value(v, self.item_type, where, self.name, choices=self.choices if len(types) == 1 else ()) for v in items]
-                    return items
-                bounds = (self.low, self.high, self.open_low, self.open_high) if t in (int, float) else (None, None, False, False)
-                return check_value(value, t, where, self.name, *bounds, choices=self.choices if t is not bool else ())
-            except StudyConfigError as e: errors.append(e)
-        raise errors[0] if len(errors) == 1 else StudyConfigError(f"expected {self.allowed}, got {value!r}", where, self.name)
-    except StudyConfigError as e: raise DataError(str(e)) from None
-
-# %% ../nbs/01_data.ipynb #c011paa
-@patch(as_prop=True)
-def allowed(self:Option) -> str:
-    "What the option takes, in words."
-    types = self.type if isinstance(self.type, tuple) else (self.type,)
-    words = {int: "an integer", float: "a number", bool: "true / false", str: "a path" if self.path else "a string", list: "a list"}
-    out = " / ".join(map(str, self.choices)) if self.choices else " or ".join(words.get(t, getattr(t, "__name__", str(t))) for t in types)
-    b = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
-    if self.low is not None and self.high is not None:
-        out += " in " + ("(" if self.open_low else "[") + f"{b(self.low)}, {b(self.high)}" + (")" if self.open_high else "]")
-    elif self.low is not None: out += f" {'>' if self.open_low else '>='} {b(self.low)}"
-    elif self.high is not None: out += f" {'<' if self.open_high else '<='} {b(self.high)}"
-    return out
+        words = {int: "an integer", float: "a number", bool: "true / false", str: "a path" if self.path else "a string", list: "a list"}
+        out = " / ".join(map(str, self.choices)) if self.choices else " or ".join(words.get(t, getattr(t, "__name__", str(t))) for t in types)
+        b = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
+        if self.low is not None and self.high is not None:
+            out += " in " + ("(" if self.open_low else "[") + f"{b(self.low)}, {b(self.high)}" + (")" if self.open_high else "]")
+        elif self.low is not None: out += f" {'>' if self.open_low else '>='} {b(self.low)}"
+        elif self.high is not None: out += f" {'<' if self.open_high else '<='} {b(self.high)}"
+        return out
 
 # %% ../nbs/01_data.ipynb #c013
 class DatasetFormat:
-    "A dataset format: `name`, `doc` (what it reads), declared `options`, and `load`; register instances with `FORMATS.register`."
+    "A dataset format: `name`, `doc` (what it reads), declared `options`, and `load`; register instances with `FORMATS.register`. Every method takes `spec`, the dataset entry (a `DatasetSpec`, or a mapping with its keys), and where it builds images `size`, their size in pixels (square)."
     name:str = ""
     doc:str = ""
     options:tuple = ()          # the format's own `Option`s
     path_kind:str = "file or folder"   # what `path` must be, for messages
-
-# %% ../nbs/01_data.ipynb #c013pa
-@patch
-def options_for(self:DatasetFormat,
-                spec:DatasetSpec # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
-               ) -> tuple:
-    "The options `spec` may use (a format whose options depend on another option overrides this)."
-    return tuple(self.options)
-
-# %% ../nbs/01_data.ipynb #c013paa
-@patch
-def documented_options(self:DatasetFormat) -> list:
-    "`(option, note)` for the docs: every option the format can take (a note says when it applies)."
-    return [(o, "") for o in self.options_for(dict(name="", format=self.name, path="."))]
-
-# %% ../nbs/01_data.ipynb #c013pab
-@patch
-def values(self:DatasetFormat,
-           spec:DatasetSpec # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
-          ) -> dict:
-    "Every option of `spec`, checked, with defaults filled in; an unknown option is refused with the closest valid one suggested."
-    spec = DatasetSpec.of(spec)
-    opts = {o.name: o for o in self.options_for(spec)}
-    where = f"dataset '{spec.name}'"
-    for k in spec.options:
-        if k not in opts:
-            close = difflib.get_close_matches(str(k), list(opts), n=1)
-            raise DataError(f"{where}: unknown option {k!r} for format {self.name}" + (f"; did you mean {close[0]!r}?" if close else "")
-                            + f" (valid: {', '.join(opts) or 'none'})")
-    for o in opts.values():
-        if o.required and spec.get(o.name) is None: raise DataError(f"{where}: option {o.name!r} is required for format {self.name} ({o.help}; {o.allowed})")
-    return {k: o.check(spec.get(k, o.default), where) for k, o in opts.items()}
-
-# %% ../nbs/01_data.ipynb #c013pac
-@patch
-def check_files(self:DatasetFormat,
-                spec:DatasetSpec # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
-               ):
-    "Refuse a spec whose files are missing ('not found' in the message: a dry run only warns)."
-    spec = DatasetSpec.of(spec)
-    if not Path(spec.path).exists(): raise DataError(f"dataset '{spec.name}': path {spec.path} not found (expected {self.path_kind})")
-    p = Path(spec.path)
-    if not (p.is_file() or p.is_dir()): raise DataError(f"dataset '{spec.name}': path {p} is not a regular file or folder (a FIFO, socket or device cannot be read as data)")
-
-# %% ../nbs/01_data.ipynb #c013pb
-@patch
-def load(self:DatasetFormat,
-         spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
-         size:int   # image size in pixels (square)
-        ) -> ImageSplits:
-    "The dataset at `size` x `size` px."
-    raise NotImplementedError(f"format {self.name} has no load()")
-
-# %% ../nbs/01_data.ipynb #c013pba
-@patch
-def prepare(self:DatasetFormat,
-            spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
-            size:int   # image size in pixels (square)
-           ):
-    "Build what the cells of a grid share (caches), once, before they run in parallel."
-    self.load(spec, size)
-
-# %% ../nbs/01_data.ipynb #c013pbb
-@patch
-def fingerprint(self:DatasetFormat,
-                spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
-                size:int   # image size in pixels (square)
-               ) -> str:
-    "A short hash that changes when the data changes (default: the spec, and the size and time of `path`)."
-    spec = DatasetSpec.of(spec)
-    p = Path(spec.path); st = p.stat() if p.exists() else None
-    key = dict(spec=dict(spec), size=size, stat=[st.st_size, st.st_mtime_ns] if st and p.is_file() else None)
-    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-# %% ../nbs/01_data.ipynb #c013pbc
-@patch
-def memory_estimate(self:DatasetFormat,
-                    spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
-                    size:int   # image size in pixels (square)
-                   ) -> int|None:
-    "Bytes the data of `spec` at `size` px takes in memory while it is built and trained on, when the format can tell before reading anything (default: None, unknown)."
-    return None
-
-# %% ../nbs/01_data.ipynb #c013pc
-@patch
-def cached_arrays(self:DatasetFormat,
-                  spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
-                  size:int   # image size in pixels (square)
-                 ) -> Path|None:
-    "The cache file the cells of `spec` at `size` read their arrays from, when there is one (default: none): its contents enter the cells' fingerprints."
-    return None
-
-# %% ../nbs/01_data.ipynb #c013pca
-@patch
-def example(self:DatasetFormat,
-            root:str|Path # folder to write a sample dataset into
-           ) -> dict:
-    "Write a small sample of this format under `root`; returns its spec (without a name)."
-    raise NotImplementedError(f"format {self.name} has no example()")
-
-# %% ../nbs/01_data.ipynb #c013pcb
-@patch
-def resampled(self:DatasetFormat,
-              spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
-              seed:int   # the cell's seed
-             ) -> DatasetSpec:
-    "The entry with its data split (or sample) redrawn by `seed`, for `split_seeds`; formats whose split is fixed refuse."
-    raise DataError(f"format {self.name} has a fixed split: split_seeds cannot redraw it")
-
-# %% ../nbs/01_data.ipynb #c013pcc
-@patch
-def counterfactual_tests(self:DatasetFormat,
-                         spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
-                         size:int   # image size in pixels (square)
-                        ) -> dict|None:
-    "`{mode: (uint8 images, labels)}` of the test set as is, with the shortcut 'removed' and 'flipped'; None when the format cannot render them."
-    return None
-
-# %% ../nbs/01_data.ipynb #5de3f275
-@patch
-def markdown(self:DatasetFormat) -> str:
-    "Markdown: what the format reads, then a table of its options (name, allowed values, default, meaning): its section of the README."
-    rows = [f"| `{o.name}` | {o.allowed} | {'required' if o.required else ('`' + json.dumps(o.default) + '`')} | {note + o.help} |"
-            for o, note in self.documented_options()]
-    return "\n".join([f"**`{self.name}`**: {self.doc}.", "", "| option | takes | default | meaning |", "|---|---|---|---|", *rows])
+    def options_for(self, spec:DatasetSpec) -> tuple:
+        "The options `spec` may use (a format whose options depend on another option overrides this)."
+        return tuple(self.options)
+    def documented_options(self) -> list:
+        "`(option, note)` for the docs: every option the format can take (a note says when it applies)."
+        return [(o, "") for o in self.options_for(dict(name="", format=self.name, path="."))]
+    def values(self, spec:DatasetSpec) -> dict:
+        "Every option of `spec`, checked, with defaults filled in; an unknown option is refused with the closest valid one suggested."
+        spec = DatasetSpec.of(spec)
+        opts = {o.name: o for o in self.options_for(spec)}
+        where = f"dataset '{spec.name}'"
+        for k in spec.options:
+            if k not in opts:
+                close = difflib.get_close_matches(str(k), list(opts), n=1)
+                raise DataError(f"{where}: unknown option {k!r} for format {self.name}" + (f"; did you mean {close[0]!r}?" if close else "")
+                                + f" (valid: {', '.join(opts) or 'none'})")
+        for o in opts.values():
+            if o.required and spec.get(o.name) is None: raise DataError(f"{where}: option {o.name!r} is required for format {self.name} ({o.help}; {o.allowed})")
+        return {k: o.check(spec.get(k, o.default), where) for k, o in opts.items()}
+    def check_files(self, spec:DatasetSpec):
+        "Refuse a spec whose files are missing ('not found' in the message: a dry run only warns)."
+        spec = DatasetSpec.of(spec)
+        if not Path(spec.path).exists(): raise DataError(f"dataset '{spec.name}': path {spec.path} not found (expected {self.path_kind})")
+        p = Path(spec.path)
+        if not (p.is_file() or p.is_dir()): raise DataError(f"dataset '{spec.name}': path {p} is not a regular file or folder (a FIFO, socket or device cannot be read as data)")
+    def load(self, spec:DatasetSpec, size:int) -> ImageSplits:
+        "The dataset at `size` x `size` px."
+        raise NotImplementedError(f"format {self.name} has no load()")
+    def prepare(self, spec:DatasetSpec, size:int):
+        "Build what the cells of a grid share (caches), once, before they run in parallel."
+        self.load(spec, size)
+    def fingerprint(self, spec:DatasetSpec, size:int) -> str:
+        "A short hash that changes when the data changes (default: the spec, and the size and time of `path`)."
+        spec = DatasetSpec.of(spec)
+        p = Path(spec.path); st = p.stat() if p.exists() else None
+        key = dict(spec=dict(spec), size=size, stat=[st.st_size, st.st_mtime_ns] if st and p.is_file() else None)
+        return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    def memory_estimate(self, spec:DatasetSpec, size:int) -> int|None:
+        "Bytes the data of `spec` at `size` px takes in memory while it is built and trained on, when the format can tell before reading anything (default: None, unknown)."
+        return None
+    def cached_arrays(self, spec:DatasetSpec, size:int) -> Path|None:
+        "The cache file the cells of `spec` at `size` read their arrays from, when there is one (default: none): its contents enter the cells' fingerprints."
+        return None
+    def example(self, root:str|Path) -> dict:
+        "Write a small sample of this format under `root`; returns its spec (without a name)."
+        raise NotImplementedError(f"format {self.name} has no example()")
+    def resampled(self, spec:DatasetSpec, seed:int) -> DatasetSpec:
+        "The entry with its data split (or sample) redrawn by `seed`, for `split_seeds`; formats whose split is fixed refuse."
+        raise DataError(f"format {self.name} has a fixed split: split_seeds cannot redraw it")
+    def counterfactual_tests(self, spec:DatasetSpec, size:int) -> dict|None:
+        "`{mode: (uint8 images, labels)}` of the test set as is, with the shortcut 'removed' and 'flipped'; None when the format cannot render them."
+        return None
+    def markdown(self) -> str:
+        "Markdown: what the format reads, then a table of its options (name, allowed values, default, meaning): its section of the README."
+        rows = [f"| `{o.name}` | {o.allowed} | {'required' if o.required else ('`' + json.dumps(o.default) + '`')} | {note + o.help} |"
+                for o, note in self.documented_options()]
+        return "\n".join([f"**`{self.name}`**: {self.doc}.", "", "| option | takes | default | meaning |", "|---|---|---|---|", *rows])
 
 # %% ../nbs/01_data.ipynb #c013c
 BUILTIN_FORMATS = ("attnmed.synthetic", "attnmed.readers")   # the modules whose import registers the built-in formats

@@ -391,7 +391,7 @@ def describe_changes(folder,            # the study folder
 def grid_summary(name:str,       # the study's name
                  counts:Counter, # state -> number of cells
                  n_cells:int,    # cells in the study
-                 seconds:float,  # the cell's wall time
+                 seconds:float,  # the grid's wall time
                  folder          # the study folder
                 ) -> str:
     "The grid's one summary line."

@@ -143,16 +143,34 @@ class MLDAMHead(nn.Module):
         if mode == "principled": self.gamma_pam, self.gamma_cam = nn.Parameter(torch.zeros(())), nn.Parameter(torch.zeros(()))
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * hw[0] * hw[1], c), nn.ReLU(), nn.Dropout(dropout),
                                   nn.Linear(c, c // 2), nn.ReLU(), nn.Dropout(dropout), nn.Linear(c // 2, n_out))
-
-# %% ../nbs/02a_layers.ipynb #c015apa
-@patch
-def levels(self:MLDAMHead,
-           a,    # the shallow level's feature map
-           b,    # the middle level's
-           c     # the deep level's
-          ):
-    size = c.shape[-2:]
-    return tile_channels(F.adaptive_avg_pool2d(a, size), c.shape[1]), tile_channels(F.adaptive_avg_pool2d(b, size), c.shape[1]), c
+    def levels(self,
+               a,    # the shallow level's feature map
+               b,    # the middle level's
+               c     # the deep level's
+              ):
+        size = c.shape[-2:]
+        return tile_channels(F.adaptive_avg_pool2d(a, size), c.shape[1]), tile_channels(F.adaptive_avg_pool2d(b, size), c.shape[1]), c
+    def forward(self,
+                a,    # the shallow level's feature map
+                b,    # the middle level's
+                c     # the deep level's
+               ):
+        q, k, v = self.levels(a, b, c)
+        x = (self.bn_pam(F.relu(self.pam(q, k, v))) + self.bn_cam(F.relu(self.cam(v)))) / 2
+        return self.head(x)
+    def attention_map(self,
+                      a,       # the shallow level's feature map
+                      b,       # the middle level's
+                      c,       # the deep level's
+                      out=None # the head's output
+                     ):
+        "Attention each position of C receives in the position branch (N x h x w); None for the control without attention."
+        if self.mode == "none": return None
+        q, k, v = self.levels(a, b, c)
+        B, C, H, W = v.shape
+        qf, kf = q.flatten(2).transpose(1, 2), k.flatten(2)
+        att = torch.softmax((qf @ kf).flatten(1), -1).view(B, H * W, H * W) if self.mode == "seed" else torch.softmax(qf @ kf / math.sqrt(C), -1)
+        return att.mean(1).view(B, H, W)
 
 # %% ../nbs/02a_layers.ipynb #c015apaa
 @patch
@@ -183,30 +201,3 @@ def cam(self:MLDAMHead,
     if self.mode == "seed": return ((v_ @ v_.transpose(1, 2)) @ v_).view(B, C, H, W) + v
     out = F.scaled_dot_product_attention(v_[:, None], v_[:, None], v_[:, None])[:, 0]
     return self.gamma_cam * out.view(B, C, H, W) + v
-
-# %% ../nbs/02a_layers.ipynb #c015apb
-@patch
-def forward(self:MLDAMHead,
-            a,    # the shallow level's feature map
-            b,    # the middle level's
-            c     # the deep level's
-           ):
-    q, k, v = self.levels(a, b, c)
-    x = (self.bn_pam(F.relu(self.pam(q, k, v))) + self.bn_cam(F.relu(self.cam(v)))) / 2
-    return self.head(x)
-
-# %% ../nbs/02a_layers.ipynb #c015apba
-@patch
-def attention_map(self:MLDAMHead,
-                  a,       # the shallow level's feature map
-                  b,       # the middle level's
-                  c,       # the deep level's
-                  out=None # the head's output
-                 ):
-    "Attention each position of C receives in the position branch (N x h x w); None for the control without attention."
-    if self.mode == "none": return None
-    q, k, v = self.levels(a, b, c)
-    B, C, H, W = v.shape
-    qf, kf = q.flatten(2).transpose(1, 2), k.flatten(2)
-    att = torch.softmax((qf @ kf).flatten(1), -1).view(B, H * W, H * W) if self.mode == "seed" else torch.softmax(qf @ kf / math.sqrt(C), -1)
-    return att.mean(1).view(B, H, W)

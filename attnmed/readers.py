@@ -452,47 +452,35 @@ class MedMNIST(DatasetFormat):
         n = lb.reshape(len(lb), -1).shape[1]
         if n > 1 and lc is None: raise DataError(f"{path}: 'train_labels' has {n} label columns (multi-label); set the dataset option label_column to a column index or 'any'")
         if isinstance(lc, int) and lc >= n: raise DataError(f"dataset '{spec.name}': label_column {lc} does not exist; {path} has label column(s) 0..{n - 1}")
-
-# %% ../nbs/01e_readers.ipynb #c047pa
-@patch
-def source(self:MedMNIST,
-           spec,           # the dataset entry
-           image_size=None # the study's image size (picks the file's size)
-          ) -> dict|None:
-    "With `flag`: the `medmnist_source` of the file to use, and its local `path` (`catalogue`: whether it is the catalogue's file); None for a local .npz without `flag`."
-    spec = DatasetSpec.of(spec)
-    o = self.values(spec)
-    if o["flag"] is None:
-        if o["size"] is not None: raise DataError(f"dataset '{spec.name}': option 'size' needs 'flag' (a local .npz is used at the size it has)")
-        return None
-    if Path(spec.path).suffix == ".npz": return local_medmnist(spec.path, o["flag"], o["size"])
-    size = o["size"] or next((s for s in MEDMNIST_SIZES if s >= (image_size or 28)), 224)
-    src = medmnist_source(o["flag"], size)
-    return {**src, "size": size, "path": Path(spec.path) / src["file"], "catalogue": True}
-
-# %% ../nbs/01e_readers.ipynb #c047paa
-@patch
-def npz_path(self:MedMNIST,
-             spec,           # the dataset entry
-             image_size=None # the study's image size (picks the file's size)
-            ) -> Path:
-    "The .npz to read, downloaded first if it is not there yet."
-    spec = DatasetSpec.of(spec)
-    src = self.source(spec, image_size)
-    if src is None or Path(spec.path).suffix == ".npz": return Path(spec.path)   # a local file: used as it is
-    return download(src["url"], src["path"], src["md5"])
-
-# %% ../nbs/01e_readers.ipynb #c047pab
-@patch
-def load(self:MedMNIST, spec, size):
-    spec = DatasetSpec.of(spec)
-    path = self.npz_path(spec, size)
-    self.check_files(spec); o = self.values(spec); src = self.source(spec, size)
-    names = o["class_names"] or (src["class_names"] if src and o["label_column"] is None else None)
-    ds = read_npz_splits(path, spec.name, o["label_column"], names)
-    if src and o["label_column"] is None: ds.extras["medmnist"] = dict(flag=o["flag"], size=src["size"], task=src["task"], catalogue=src["catalogue"])   # for the official metrics
-    return resize_splits(ds, size).check(str(path))
-
-# %% ../nbs/01e_readers.ipynb #c047pac
-@patch
-def example(self:MedMNIST, root): return dict(format=self.name, path=str(write_sample_medmnist(Path(root) / "pneumoniamnist.npz")))
+    def source(self,
+               spec,           # the dataset entry
+               image_size=None # the study's image size (picks the file's size)
+              ) -> dict|None:
+        "With `flag`: the `medmnist_source` of the file to use, and its local `path` (`catalogue`: whether it is the catalogue's file); None for a local .npz without `flag`."
+        spec = DatasetSpec.of(spec)
+        o = self.values(spec)
+        if o["flag"] is None:
+            if o["size"] is not None: raise DataError(f"dataset '{spec.name}': option 'size' needs 'flag' (a local .npz is used at the size it has)")
+            return None
+        if Path(spec.path).suffix == ".npz": return local_medmnist(spec.path, o["flag"], o["size"])
+        size = o["size"] or next((s for s in MEDMNIST_SIZES if s >= (image_size or 28)), 224)
+        src = medmnist_source(o["flag"], size)
+        return {**src, "size": size, "path": Path(spec.path) / src["file"], "catalogue": True}
+    def npz_path(self,
+                 spec,           # the dataset entry
+                 image_size=None # the study's image size (picks the file's size)
+                ) -> Path:
+        "The .npz to read, downloaded first if it is not there yet."
+        spec = DatasetSpec.of(spec)
+        src = self.source(spec, image_size)
+        if src is None or Path(spec.path).suffix == ".npz": return Path(spec.path)   # a local file: used as it is
+        return download(src["url"], src["path"], src["md5"])
+    def load(self, spec, size):
+        spec = DatasetSpec.of(spec)
+        path = self.npz_path(spec, size)
+        self.check_files(spec); o = self.values(spec); src = self.source(spec, size)
+        names = o["class_names"] or (src["class_names"] if src and o["label_column"] is None else None)
+        ds = read_npz_splits(path, spec.name, o["label_column"], names)
+        if src and o["label_column"] is None: ds.extras["medmnist"] = dict(flag=o["flag"], size=src["size"], task=src["task"], catalogue=src["catalogue"])   # for the official metrics
+        return resize_splits(ds, size).check(str(path))
+    def example(self, root): return dict(format=self.name, path=str(write_sample_medmnist(Path(root) / "pneumoniamnist.npz")))

@@ -37,32 +37,23 @@ class Registry(Mapping):
     def __contains__(self, name): return isinstance(name, str) and name in self.entries()
     def get(self, name, default=None): return self.entries().get(name, default) if isinstance(name, str) else default
     def __repr__(self): return f"Registry of {len(self)} {self.what}s: {', '.join(self)}"
-
-# %% ../nbs/00a_registry.ipynb #c005a
-@patch
-def entries(self:Registry) -> dict:
-    "Every entry by name, after the built-in ones have been loaded (once; a failed load is tried again next time)."
-    if self._load is not None:
-        load, self._load = self._load, None   # not again while it runs: the modules it imports register here
-        try: load()
-        except BaseException: self._load = load; raise
-    return self._entries
-
-# %% ../nbs/00a_registry.ipynb #c005c
-@patch
-def register(self:Registry, entry):
-    "Add `entry` under its `name` (a class of the registry's `kind` is instantiated first); returns what it was given, so it works as a class decorator."
-    inst = entry() if isinstance(entry, type) else entry
-    if (self.kind is not None and not isinstance(inst, self.kind)) or not getattr(inst, "name", None):
-        raise TypeError(f"the {self.what} registry expects a named {self.kind.__name__ if self.kind else 'entry'}, got {entry!r}")
-    self._entries[inst.name] = inst
-    return entry
-
-# %% ../nbs/00a_registry.ipynb #c008a
-@patch
-def markdown(self:Registry) -> str:
-    "Every entry as markdown: one table (`columns`), or one section per entry (`section`)."
-    if self.section is not None: return "\n\n".join(self.section(e) for e in self.values()).strip()
-    cols = self.columns or {"name": lambda e: f"`{e.name}`"}
-    rows = ["| " + " | ".join(str(f(e)) for f in cols.values()) + " |" for e in self.values()]
-    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols), *rows])
+    def entries(self) -> dict:
+        "Every entry by name, after the built-in ones have been loaded (once; a failed load is tried again next time)."
+        if self._load is not None:
+            load, self._load = self._load, None   # not again while it runs: the modules it imports register here
+            try: load()
+            except BaseException: self._load = load; raise
+        return self._entries
+    def register(self, entry):
+        "Add `entry` under its `name` (a class of the registry's `kind` is instantiated first); returns what it was given, so it works as a class decorator."
+        inst = entry() if isinstance(entry, type) else entry
+        if (self.kind is not None and not isinstance(inst, self.kind)) or not getattr(inst, "name", None):
+            raise TypeError(f"the {self.what} registry expects a named {self.kind.__name__ if self.kind else 'entry'}, got {entry!r}")
+        self._entries[inst.name] = inst
+        return entry
+    def markdown(self) -> str:
+        "Every entry as markdown: one table (`columns`), or one section per entry (`section`)."
+        if self.section is not None: return "\n\n".join(self.section(e) for e in self.values()).strip()
+        cols = self.columns or {"name": lambda e: f"`{e.name}`"}
+        rows = ["| " + " | ".join(str(f(e)) for f in cols.values()) + " |" for e in self.values()]
+        return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols), *rows])

@@ -153,12 +153,11 @@ class SyntheticKind:
     options:tuple                       # its own `Option`s
     grey:bool = False                   # greyscale images
 
-# %% ../nbs/01a_synthetic.ipynb #c010b
+# %% ../nbs/01a_synthetic.ipynb #c010c
 CONCEPTS = ("has_structure", "has_shortcut", "has_hair", "large_lesion")
 MAMMO_CONCEPTS = ("has_structure", "has_shortcut", "dense_tissue", "calcification")
 SYNTHETIC_KINDS = {}
 
-# %% ../nbs/01a_synthetic.ipynb #c010c
 def _kind(name):
     if name not in SYNTHETIC_KINDS: raise DataError(f"unknown synthetic kind {name!r}; valid: {', '.join(SYNTHETIC_KINDS)}")
     return SYNTHETIC_KINDS[name]
@@ -329,92 +328,53 @@ class Synthetic(DatasetFormat):
     name, doc = "synthetic", "the embedded synthetic benchmark with ground truth, generated once and cached under `path` (a folder)"
     path_kind = "a folder for the generated cache"
     options = (Option("kind", str, "synth-derm", "which benchmark", choices=("synth-derm", "synth-mammo", "synth-pair")), *SYNTHETIC_OPTIONS)
-
-# %% ../nbs/01a_synthetic.ipynb #c023pa
-@patch
-def options_for(self:Synthetic, spec):
-    kind = spec.get("kind", "synth-derm")
-    # an unhashable or unknown kind adds no options; `values` then refuses it by name
-    return self.options + (SYNTHETIC_KINDS[kind].options if isinstance(kind, str) and kind in SYNTHETIC_KINDS else ())
-
-# %% ../nbs/01a_synthetic.ipynb #c023paa
-@patch
-def documented_options(self:Synthetic):
-    return [(o, "") for o in self.options] + [(o, f"kind {k} only: ") for k, kind in SYNTHETIC_KINDS.items() for o in kind.options]
-
-# %% ../nbs/01a_synthetic.ipynb #c023pab
-@patch
-def generator_options(self:Synthetic,
-                      spec  # a dataset entry of a study (name, format, path, options)
-                     ) -> dict:
-    return {k: v for k, v in self.values(spec).items() if k != "kind"}
-
-# %% ../nbs/01a_synthetic.ipynb #c023pac
-@patch
-def check_files(self:Synthetic, spec):
-    spec = DatasetSpec.of(spec)
-    p = Path(spec.path)
-    if p.exists() and not p.is_dir(): raise DataError(f"dataset '{spec.name}': path {p} exists and is not a folder (synthetic data is cached in a folder)")
-
-# %% ../nbs/01a_synthetic.ipynb #c023pad
-@patch
-def fingerprint(self:Synthetic, spec, size) -> str:
-    key = dict(self.values(spec), size=size, version=GENERATOR_VERSION)
-    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-
-# %% ../nbs/01a_synthetic.ipynb #c023pae
-@patch
-def memory_estimate(self:Synthetic, spec, size):
-    o = self.values(spec)
-    n = o["n_train"] + o["n_val"] + o["n_test"] * (2 if o["ood_shortcut"] is not None else 1)
-    return int(n * size * size * (3 + 2 + 3))   # RGB images, two masks, and the generator's working copies (about one image more)
-
-# %% ../nbs/01a_synthetic.ipynb #c023paf
-@patch
-def cached_arrays(self:Synthetic, spec, size):
-    f = self.cache_file(spec, size)
-    return f if f.exists() else None
-
-# %% ../nbs/01a_synthetic.ipynb #c023pb
-@patch
-def cache_file(self:Synthetic,
-               spec, # a dataset entry of a study (name, format, path, options)
-               size  # image size in pixels (square)
-              ) -> Path:
-    "Where the generated dataset for `spec` at `size` px is cached."
-    spec = DatasetSpec.of(spec)
-    return Path(spec.path) / f"{spec.get('kind', 'synth-derm')}_{size}_{self.fingerprint(spec, size)}.npz"
-
-# %% ../nbs/01a_synthetic.ipynb #c023pba
-@patch
-def prepare(self:Synthetic, spec, size) -> Path:
-    f = self.cache_file(spec, size)
-    if not f.exists(): save_npz(f, generate(spec.get("kind", "synth-derm"), size=size, **self.generator_options(spec)))
-    return f
-
-# %% ../nbs/01a_synthetic.ipynb #c023pbb
-@patch
-def load(self:Synthetic, spec, size) -> ImageSplits:
-    spec = DatasetSpec.of(spec)
-    return read_npz_splits(self.prepare(spec, size), name=spec.name, class_names=["negative", "positive"])
-
-# %% ../nbs/01a_synthetic.ipynb #c023pbc
-@patch
-def resampled(self:Synthetic, spec, seed) -> DatasetSpec:
-    "A fresh sample of the benchmark (train, validation and test) for each seed."
-    return DatasetSpec.of(spec).replace(seed=(int(spec.get("seed", 0)) + 7919 * (int(seed) + 1)) % 2 ** 32)
-
-# %% ../nbs/01a_synthetic.ipynb #c023pbd
-@patch
-def example(self:Synthetic, root) -> dict:
-    return dict(format="synthetic", path=str(root), n_train=48, n_val=16, n_test=24, shortcut_train=0.9, label_noise=0.1)
-
-# %% ../nbs/01a_synthetic.ipynb #c023pbe
-@patch
-def counterfactual_tests(self:Synthetic, spec, size) -> dict:
-    "The test split as rendered, with the shortcut removed, and flipped: `{mode: (uint8 images, labels)}`."
-    out = {}
-    for mode in SHORTCUT_MODES:
-        d = generate(spec.get("kind", "synth-derm"), size=size, shortcut_mode=mode, **self.generator_options(spec))
-        out[mode] = (d["test_images"], d["test_labels"][:, 0])
-    return out
+    def options_for(self, spec):
+        kind = spec.get("kind", "synth-derm")
+        # an unhashable or unknown kind adds no options; `values` then refuses it by name
+        return self.options + (SYNTHETIC_KINDS[kind].options if isinstance(kind, str) and kind in SYNTHETIC_KINDS else ())
+    def documented_options(self):
+        return [(o, "") for o in self.options] + [(o, f"kind {k} only: ") for k, kind in SYNTHETIC_KINDS.items() for o in kind.options]
+    def generator_options(self,
+                          spec  # a dataset entry of a study (name, format, path, options)
+                         ) -> dict:
+        return {k: v for k, v in self.values(spec).items() if k != "kind"}
+    def check_files(self, spec):
+        spec = DatasetSpec.of(spec)
+        p = Path(spec.path)
+        if p.exists() and not p.is_dir(): raise DataError(f"dataset '{spec.name}': path {p} exists and is not a folder (synthetic data is cached in a folder)")
+    def fingerprint(self, spec, size) -> str:
+        key = dict(self.values(spec), size=size, version=GENERATOR_VERSION)
+        return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    def memory_estimate(self, spec, size):
+        o = self.values(spec)
+        n = o["n_train"] + o["n_val"] + o["n_test"] * (2 if o["ood_shortcut"] is not None else 1)
+        return int(n * size * size * (3 + 2 + 3))   # RGB images, two masks, and the generator's working copies (about one image more)
+    def cached_arrays(self, spec, size):
+        f = self.cache_file(spec, size)
+        return f if f.exists() else None
+    def cache_file(self,
+                   spec, # a dataset entry of a study (name, format, path, options)
+                   size  # image size in pixels (square)
+                  ) -> Path:
+        "Where the generated dataset for `spec` at `size` px is cached."
+        spec = DatasetSpec.of(spec)
+        return Path(spec.path) / f"{spec.get('kind', 'synth-derm')}_{size}_{self.fingerprint(spec, size)}.npz"
+    def prepare(self, spec, size) -> Path:
+        f = self.cache_file(spec, size)
+        if not f.exists(): save_npz(f, generate(spec.get("kind", "synth-derm"), size=size, **self.generator_options(spec)))
+        return f
+    def load(self, spec, size) -> ImageSplits:
+        spec = DatasetSpec.of(spec)
+        return read_npz_splits(self.prepare(spec, size), name=spec.name, class_names=["negative", "positive"])
+    def resampled(self, spec, seed) -> DatasetSpec:
+        "A fresh sample of the benchmark (train, validation and test) for each seed."
+        return DatasetSpec.of(spec).replace(seed=(int(spec.get("seed", 0)) + 7919 * (int(seed) + 1)) % 2 ** 32)
+    def example(self, root) -> dict:
+        return dict(format="synthetic", path=str(root), n_train=48, n_val=16, n_test=24, shortcut_train=0.9, label_noise=0.1)
+    def counterfactual_tests(self, spec, size) -> dict:
+        "The test split as rendered, with the shortcut removed, and flipped: `{mode: (uint8 images, labels)}`."
+        out = {}
+        for mode in SHORTCUT_MODES:
+            d = generate(spec.get("kind", "synth-derm"), size=size, shortcut_mode=mode, **self.generator_options(spec))
+            out[mode] = (d["test_images"], d["test_labels"][:, 0])
+        return out

@@ -129,6 +129,17 @@ def _compact(a:np.ndarray, keep:np.ndarray) -> np.ndarray:
         k += 1
     return a[:k]
 
+# %% ../nbs/01d_tables.ipynb #c016m9
+def _size_and_pixels(path, pixels:bool=True):   # (width, height) as shown, and the grey pixels: PIL's images (EXIF orientation applied) and DICOM
+    if Path(path).suffix.lower() in (".dcm", ".dicom"):
+        import pydicom
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        return (int(ds.Columns), int(ds.Rows)), (read_dicom(path) if pixels else None)
+    from PIL import Image, ImageOps
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+        return im.size, (np.asarray(im.convert("L")) if pixels else None)
+
 # %% ../nbs/01d_tables.ipynb #c016m0
 CROP_MATCH = 0.8   # the least normalised cross-correlation at which a crop counts as found in its mammogram (JPEG-compressed separately, a true match scores about 0.9 on noisy small samples)
 
@@ -153,16 +164,6 @@ def locate_crop(crop:np.ndarray,      # the cut-out image (h x w, grey)
     return int(y0 + y), int(x0 + x), float(score[y, x])
 
 # %% ../nbs/01d_tables.ipynb #c016mb
-def _size_and_pixels(path, pixels:bool=True):   # (width, height) as shown, and the grey pixels: PIL's images (EXIF orientation applied) and DICOM
-    if Path(path).suffix.lower() in (".dcm", ".dicom"):
-        import pydicom
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-        return (int(ds.Columns), int(ds.Rows)), (read_dicom(path) if pixels else None)
-    from PIL import Image, ImageOps
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
-        return im.size, (np.asarray(im.convert("L")) if pixels else None)
-
 def read_mask(paths:tuple,    # the image's mask files (united)
               image:str,      # the image file (its size is what a mask must have)
               size:int,       # the size images are resized to (square)
@@ -348,21 +349,15 @@ class TableFormat(DatasetFormat):
     def fingerprint(self, spec, size):
         table, class_names, opts = self.image_table(spec)
         return table_hash(table, size, opts["channels"], class_names, opts["window"])
-
-# %% ../nbs/01d_tables.ipynb #c021a
-@patch
-def cached_arrays(self:TableFormat, spec, size):
-    "The decode cache's file for `spec` at `size` px, or None before the first load."
-    spec = DatasetSpec.of(spec)
-    table, class_names, opts = self.image_table(spec)
-    f = cache_path(spec.name, table, size, class_names, opts)
-    return f if f.exists() else None
-
-# %% ../nbs/01d_tables.ipynb #c021b
-@patch
-def resampled(self:TableFormat, spec, seed):
-    "The carved splits redrawn with `seed` (official splits stay as published)."
-    return DatasetSpec.of(spec).replace(split_seed=int(seed))
+    def cached_arrays(self, spec, size):
+        "The decode cache's file for `spec` at `size` px, or None before the first load."
+        spec = DatasetSpec.of(spec)
+        table, class_names, opts = self.image_table(spec)
+        f = cache_path(spec.name, table, size, class_names, opts)
+        return f if f.exists() else None
+    def resampled(self, spec, seed):
+        "The carved splits redrawn with `seed` (official splits stay as published)."
+        return DatasetSpec.of(spec).replace(split_seed=int(seed))
 
 # %% ../nbs/01d_tables.ipynb #c021d
 _TABLES = None   # dataset entry -> (table, class names, options) while `one_table_per_spec` is active; None: no sharing

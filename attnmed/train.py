@@ -240,10 +240,9 @@ def restore_training_state(learn:Learner, # the learner, about to go on
         for k, v in state["tracked"].get(type(cb).__name__, {}).items(): cb.__dict__[k] = v   # not setattr: fastai warns of a name the learner has too (epoch)
     if state["train_checkpoint_epoch"] is not None: learn.train_checkpoint_epoch = state["train_checkpoint_epoch"]
 
-# %% ../nbs/03_train.ipynb #c013v
+# %% ../nbs/03_train.ipynb #c013w
 RESUME_FILES = (CELL.history, CELL.checkpoint, CELL.train_checkpoint)   # the files a cell has written by an epoch's end (the kept checkpoints, when there are any)
 
-# %% ../nbs/03_train.ipynb #c013w
 def save_resume_point(folder:str|Path, # the resume folder (the grid's: the cell's `resume/`)
                       learn:Learner,   # the learner, at an epoch's end
                       point:dict       # what the point is: phase, epoch, epochs done, seconds, fingerprint

@@ -141,24 +141,48 @@ def test_saving_a_notebook_in_jupyterlab_leaves_nbs_clean(tmp_path):
         run(cm.save(dict(type="notebook", format="json", content=nb), f"outputs/{name}"))      # elsewhere: saved as Lab saves it
         assert "hello" in (tmp_path / "outputs" / name).read_text()
 
-def exported_cells():
-    "(notebook, cell id, non-blank code lines, definitions) of every exported code cell of nbs/ but the import cells; definitions are top-level functions, classes and assigned names."
+def notebook_cells():
+    "Per notebook of nbs/: its code cells in order as (cell id, kind, code, definitions): kind 'export' (the library's code), 'check' (a cell that runs something: shows or tests) or 'import'; definitions are the top-level (function or class node, name) of an exported cell."
     import ast, json
     for f in sorted((ROOT / "nbs").glob("[0-9]*.ipynb")):
+        out = []
         for c in json.loads(f.read_text())["cells"]:
             src = "".join(c["source"])
-            if c["cell_type"] != "code" or not src.lstrip().startswith("#| export"): continue
+            if c["cell_type"] != "code" or not src.strip() or src.lstrip().startswith("#| default_exp"): continue
             code = "\n".join(l for l in src.splitlines() if not l.startswith("#|"))
             body = ast.parse(code).body
-            if all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body): continue
-            names = [n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
-            names += [t for n in body if isinstance(n, (ast.Assign, ast.AnnAssign)) for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)]
-            yield f.name, c.get("id"), len([l for l in code.splitlines() if l.strip()]), len(names)
+            if all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body): out.append((c.get("id"), "import", code, [])); continue
+            defs = [(n, n.name) for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+            out.append((c.get("id"), "export" if src.lstrip().startswith("#| export") else "check", code, defs))
+        yield f.name, out
 
 def test_exported_cells_hold_one_idea_each():
-    "The unit a reader moves in: no exported cell over 40 lines of code, and at most 1.3 definitions per exported cell on average (nbdev's and fastai's own notebooks: about one)."
-    cells = list(exported_cells())
-    long = [(nb, cid, n) for nb, cid, n, _ in cells if n > 40]
-    assert not long, f"exported cells over 40 lines: {long}"
-    per_cell = sum(d for *_, d in cells) / len(cells)
-    assert per_cell <= 1.3, f"{per_cell:.2f} definitions per exported cell; the most: {sorted(cells, key=lambda c: -c[3])[:5]}"
+    "The unit a reader moves in, as good notebooks have it: one function or class per exported cell (with the constants it uses), a function at most 40 lines and a class at most 80, and a class whole in its cell: a method patched onto a notebook's own class has its own check right after it."
+    big, crowded, patched = [], [], []
+    for nb, cells in notebook_cells():
+        own = {name for _, kind, _, defs in cells if kind == "export" for n, name in defs if n.__class__.__name__ == "ClassDef"}
+        for i, (cid, kind, code, defs) in enumerate(cells):
+            if kind != "export": continue
+            if len(defs) > 1: crowded.append((nb, cid, [d for _, d in defs]))
+            for n, name in defs:
+                lines = n.end_lineno - n.lineno + 1 + len(n.decorator_list)
+                if lines > (80 if n.__class__.__name__ == "ClassDef" else 40): big.append((nb, cid, name, lines))
+                targets = {a.annotation.id for a in n.args.args[:1] if isinstance(a.annotation, __import__("ast").Name)} if hasattr(n, "args") else set()
+                if any("patch" in __import__("ast").unparse(d) for d in getattr(n, "decorator_list", [])) and targets & own:
+                    if i + 1 >= len(cells) or cells[i + 1][1] != "check": patched.append((nb, cid, name))
+    assert not big, f"functions over 40 lines or classes over 80: {big}"
+    assert not crowded, f"exported cells with more than one function or class: {crowded}"
+    assert not patched, f"methods patched onto their notebook's own class without a check of their own right after: {patched}"
+
+def test_every_idea_is_followed_by_its_check():
+    "A check after every idea: at most 2 exported cells per check on average over the notebooks, and never more than 4 exported cells in a row without one (fastcore's notebooks: 1.4)."
+    exported = checks = 0; runs = []
+    for nb, cells in notebook_cells():
+        run = 0
+        for cid, kind, *_ in cells:
+            if kind == "export":
+                exported += 1; run += 1
+                if run == 5: runs.append((nb, cid))
+            elif kind == "check": checks += 1; run = 0
+    assert exported / checks <= 2, f"{exported / checks:.2f} exported cells per check"
+    assert not runs, f"runs of more than 4 exported cells without a check (notebook, fifth cell): {runs}"
