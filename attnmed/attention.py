@@ -41,7 +41,7 @@ def added_modules(model:nn.Module # the model
 
 # %% ../nbs/02c_attention.ipynb #c011b
 class AttentionVariant:
-    "An attention variant: `name`, `note` (what it is), `where` (in words), `kind`, `positions` (it attends over positions, so a 1 x 1 map leaves it nothing to attend over); `supports(arch)` and `apply(model, arch, n_out, img_size)`."
+    "An attention variant: `name`, `note` (what it is), `where` (in words), `kind`, `positions` (it attends over positions, so a 1 x 1 map leaves it nothing to attend over); `supports(arch)` and `apply(model, arch, n_out, image_size)`."
     kind:str = "none"
     positions:bool = True
     def __init__(self, name:str,  # the variant's name (what studies write)
@@ -57,7 +57,7 @@ class AttentionVariant:
               model:nn.Module, # the backbone model
               arch:Arch,       # its `Arch`
               n_out:int,       # number of outputs (classes)
-              img_size:int     # input image size in pixels
+              image_size:int     # input image size in pixels
              ) -> nn.Module:
         "Add the attention to `model` (the backbone of `arch` with `n_out` outputs), marking what is added; returns the model."
         return model
@@ -84,9 +84,9 @@ class InsertedAttention(AttentionVariant):
         super().__init__(name, note, self.WORDS[stages]); self.make, self.stages, self.positions = make, stages, positions
     def supports(self, arch):
         return None if arch.is_cnn else f"{arch.name} is a transformer baseline (attention already; no convolutional stages to insert into)"
-    def apply(self, model, arch, n_out, img_size):
+    def apply(self, model, arch, n_out, image_size):
         sites = self.STAGES[self.stages](arch.stages)
-        chans = stage_channels(model, sites, img_size)
+        chans = stage_channels(model, sites, image_size)
         for s in sites: set_module(model, s, nn.Sequential(get_module(model, s), mark_added(GatedResidual(self.make(chans[s])))))
         return model
 
@@ -105,7 +105,7 @@ class ReplacingAttention(AttentionVariant):
         if arch.spatial_conv is None: return f"{arch.name} has no spatial convolution in its blocks to replace (ResNets and EfficientNets have)"
         if self.families and arch.family not in self.families: return f"{self.name} is defined for {' and '.join(self.families)} blocks; {arch.name} is a {arch.family}"
         return None
-    def apply(self, model, arch, n_out, img_size):
+    def apply(self, model, arch, n_out, image_size):
         for blk in get_module(model, arch.stages[-1]):
             conv = getattr(blk, arch.spatial_conv)
             if conv.out_channels != conv.in_channels: raise ModelError(f"{self.name} expects a spatial convolution with equal in/out channels in {type(blk).__name__}")
@@ -115,14 +115,14 @@ class ReplacingAttention(AttentionVariant):
 
 # %% ../nbs/02c_attention.ipynb #c014
 def features_only(backbone:nn.Module, # the timm backbone
-                  img_size:int        # input image size in pixels
+                  image_size:int        # input image size in pixels
                  ) -> torch.Size:
-    "Strip `backbone` to what its `forward_features` uses (the classifier, VGG's fc6/fc7, ConvNeXt's head norm go), in place; returns the feature map's shape at `img_size`."
+    "Strip `backbone` to what its `forward_features` uses (the classifier, VGG's fc6/fc7, ConvNeXt's head norm go), in place; returns the feature map's shape at `image_size`."
     backbone.reset_classifier(0)
     called, hooks = set(), [m.register_forward_hook(lambda m, i, o: called.add(id(m))) for m in backbone.modules()]
     was = backbone.training; backbone.eval()
     try:
-        with torch.no_grad(): shape = backbone.forward_features(torch.zeros(1, 3, img_size, img_size)).shape
+        with torch.no_grad(): shape = backbone.forward_features(torch.zeros(1, 3, image_size, image_size)).shape
     finally:
         backbone.train(was)
         for h in hooks: h.remove()
@@ -136,14 +136,14 @@ class MLDAMNet(nn.Module):
     def __init__(self,
                  backbone:nn.Module,   # the timm backbone
                  n_out:int,            # number of outputs (classes)
-                 img_size:int,         # input image size in pixels
+                 image_size:int,         # input image size in pixels
                  mode:str="principled" # MLDAM's variant: principled, seed or none (`MLDAMHead`)
                 ):
         super().__init__()
         red = {f["reduction"]: f["module"] for f in getattr(backbone, "feature_info", [])}
         self.taps = (red.get(8), red.get(16))
         if None in self.taps: raise ModelError(f"MLDAM needs stride-8 and stride-16 features; {type(backbone).__name__} has strides {sorted(red)}")
-        shape = features_only(backbone, img_size)
+        shape = features_only(backbone, image_size)
         self.backbone, self._levels = backbone, {}
         for t in self.taps: get_module(backbone, t).register_forward_hook(partial(self._tap, t))
         self.head = mark_added(MLDAMHead(shape[1], tuple(shape[-2:]), n_out, mode))
@@ -161,7 +161,7 @@ class MLDAMNet(nn.Module):
 
 # %% ../nbs/02c_attention.ipynb #c014b
 class HeadAttention(AttentionVariant):
-    "MLDAM (`mode` 'principled', 'seed' or 'none') in place of the backbone's classifier."
+    "MLDAM (`mode` 'principled', 'published' or 'none') in place of the backbone's classifier."
     kind = "head"
     def __init__(self,
                  name, # the variant's name
@@ -171,9 +171,9 @@ class HeadAttention(AttentionVariant):
         super().__init__(name, note, "head: levels at strides 8, 16 and the last features"); self.mode = mode
     def supports(self, arch):
         return None if arch.is_cnn else f"{arch.name} is a transformer baseline: it has no stride-8 / stride-16 feature levels for MLDAM"
-    def apply(self, model, arch, n_out, img_size):
-        if self.mode == "seed" and arch.family in PublishedMLDAMNet.families: return PublishedMLDAMNet(model, arch.family, n_out, img_size)
-        return MLDAMNet(model, n_out, img_size, self.mode)
+    def apply(self, model, arch, n_out, image_size):
+        if self.mode == "published" and arch.family in PublishedMLDAMNet.families: return PublishedMLDAMNet(model, arch.family, n_out, image_size)
+        return MLDAMNet(model, n_out, image_size, self.mode)
 
 # %% ../nbs/02c_attention.ipynb #c015b
 class PublishedMLDAMNet(nn.Module):
@@ -183,13 +183,13 @@ class PublishedMLDAMNet(nn.Module):
                  backbone:nn.Module, # the timm backbone
                  family:str,         # its family: resnet, vgg or densenet
                  n_out:int,          # number of outputs (classes)
-                 img_size:int        # input image size in pixels
+                 image_size:int        # input image size in pixels
                 ):
         super().__init__()
         if family not in self.families: raise ModelError(f"the published MLDAM forward is defined for {', '.join(self.families)}; got {family}")
-        shape = features_only(backbone, img_size)
+        shape = features_only(backbone, image_size)
         self.backbone, self.family = backbone, family
-        self.head = mark_added(MLDAMHead(shape[1], tuple(shape[-2:]), n_out, "seed"))
+        self.head = mark_added(MLDAMHead(shape[1], tuple(shape[-2:]), n_out, "published"))
     def levels(self,
                x # an image batch
               ):
@@ -257,6 +257,6 @@ for v in [
     ReplacingAttention("ela", "Piater et al.'s embedded local self-attention: the same local attention replaces the spatial convolution inside the blocks (ResNet 3x3 conv2, EfficientNet depthwise conv)",
                        lambda conv: LocalSelfAttention2d(conv.in_channels, heads=8 if conv.in_channels % 8 == 0 else 4, kernel=7, rd_ratio=0.25 if conv.groups > 1 else 0.5)),
     HeadAttention("mldam", "Gonçalves & Cardoso's multi-level dual attention (position + channel branches on three feature levels), principled form", "principled"),
-    HeadAttention("mldam-original", "Gonçalves & Cardoso's published function, for exact reproduction: their arithmetic, levels, DenseNet stem and BatchNorm updates (the backbone re-run per level: a training step 1.8-2.1x mldam's single pass on ResNet-50 / DenseNet-121)", "seed"),
+    HeadAttention("mldam-original", "Gonçalves & Cardoso's published function, for exact reproduction: their arithmetic, levels, DenseNet stem and BatchNorm updates (the backbone re-run per level: a training step 1.8-2.1x mldam's single pass on ResNet-50 / DenseNet-121)", "published"),
     HeadAttention("mlphead", "control: MLDAM with its two attention branches removed, all else identical (isolates the attention)", "none"),
 ]: ATTENTIONS.register(v)

@@ -12,7 +12,7 @@ from torch import nn
 import timm
 from fastcore.basics import patch
 from .registry import Registry
-from .datasets import dataset_stats
+from .data import dataset_stats
 
 # %% auto #0
 __all__ = ['ARCHS', 'RESNET_STAGES', 'ModelError', 'Arch', 'load_backbone', 'get_module', 'set_module', 'stage_channels',
@@ -37,13 +37,13 @@ class Arch:
     def is_cnn(self) -> bool: return bool(self.stages)
 
     def timm_kwargs(self,
-                    img_size:int # input image size in pixels
+                    image_size:int # input image size in pixels
                    ) -> dict:
-        "Extra `timm.create_model` arguments for `img_size` (transformers need the size; Swin a window that tiles the map)."
-        if self.family == "vit": return dict(img_size=img_size)
+        "Extra `timm.create_model` arguments for `image_size` (transformers need the size; Swin a window that tiles the map)."
+        if self.family == "vit": return dict(img_size=image_size)
         if self.family == "swin":
-            w = next(w for w in (7, 8, 4, 2, 1) if (img_size // 16) % w == 0)
-            return dict(img_size=img_size, window_size=w)
+            w = next(w for w in (7, 8, 4, 2, 1) if (image_size // 16) % w == 0)
+            return dict(img_size=image_size, window_size=w)
         return {}
 
     def weights_name(self,
@@ -89,11 +89,11 @@ for a in [Arch("resnet10t", "resnet10t", "resnet", RESNET_STAGES, "conv2", "smal
 def load_backbone(arch:Arch,                 # the backbone
                   n_out:int=2,               # number of outputs (classes)
                   pretrained:bool|str=False, # False, True (timm's weights) or a weights file
-                  img_size:int=224,          # input image size in pixels
+                  image_size:int=224,          # input image size in pixels
                   weights:str|None=None      # timm's tag of the pretrained weights (e.g. tv_in1k: torchvision's); None: timm's default
                  ) -> nn.Module:
     "The timm model of `arch` with `n_out` outputs; `pretrained`: False, True (timm's weights `weights`: the local cache, or a download) or a weights file."
-    kw = dict(num_classes=n_out, **arch.timm_kwargs(img_size))
+    kw = dict(num_classes=n_out, **arch.timm_kwargs(image_size))
     if pretrained is False or pretrained is None: return timm.create_model(arch.timm_name, pretrained=False, **kw)
     name = arch.weights_name(weights)
     if pretrained is not True:
@@ -126,14 +126,14 @@ def set_module(model:nn.Module, # the model
 # %% ../nbs/02b_backbones.ipynb #c008c
 def stage_channels(model:nn.Module, # the model
                    stages:tuple,    # stage names
-                   img_size:int     # input image size in pixels
+                   image_size:int     # input image size in pixels
                   ) -> dict:
     "Output channels at each stage, found with one forward pass."
     chans, hooks = {}, []
     for s in stages: hooks.append(get_module(model, s).register_forward_hook(lambda m, i, o, s=s: chans.__setitem__(s, o.shape[1])))
     was = model.training; model.eval()
     try:
-        with torch.no_grad(): model(torch.zeros(1, 3, img_size, img_size))
+        with torch.no_grad(): model(torch.zeros(1, 3, image_size, image_size))
     finally:
         model.train(was)
         for h in hooks: h.remove()

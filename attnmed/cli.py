@@ -168,7 +168,7 @@ grid_cli = command(grid, "attnmed-grid", interrupted="the interrupted cells will
 # %% ../nbs/09_cli.ipynb #c014
 def search(study:str,          # the study YAML file (with a search: block)
            out:str="outputs",  # output folder; the search lives in OUT/<study>/search.sqlite3 and OUT/<study>/search/
-           only:str=None,      # only groups whose key contains this text, e.g. 'resnet18/se'
+           only:str=None,      # only groups whose key has these components, each a glob, e.g. 'resnet18/se' (comma-separated: any of them), as the grid's --only
            trials:int=None     # trial budget per group (default: the study's search.trials)
           ):
     "Tune lr, weight decay and batch size per (dataset, arch, attention, augment) with Optuna; the grid then uses the best ones."

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from .datasets import as_chw3
+from .data import as_chw3
 from .backbones import ARCHS
 from .models import attention_maps, create_model, load_weights, randomised_copy
 from .statistics import holm as holm_procedure   # the one Holm of the project (`holm` is concept_test's switch here)
@@ -428,7 +428,7 @@ def load_cell_model(folder,      # a done cell's folder
     p = json.loads((folder / CELL.metrics).read_text())["params"]
     f = folder / CELL.checkpoint
     if not f.exists(): raise ExplainError(f"{f}: checkpoint not found (the cell's best-validation weights); re-run the cell")
-    model = create_model(p["arch"], p["attention"], n_out=n_out, pretrained=False, img_size=p["image_size"], head=p.get("head", "pooled"))
+    model = create_model(p["arch"], p["attention"], n_out=n_out, pretrained=False, image_size=p["image_size"], head=p.get("head", "pooled"))
     load_weights(model, f)   # weights only; saved from a torch.compile'd model or not
     return model.to(device).eval()
 

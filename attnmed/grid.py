@@ -4,7 +4,7 @@
 
 # %% ../nbs/07d_grid.ipynb #c002
 from __future__ import annotations
-import atexit, fnmatch, hashlib, json, math, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
+import atexit, hashlib, json, math, os, queue, shutil, signal, sys, tempfile, threading, time, uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .config import Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, in_space, parse_slurm, parse_study
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_parameters, notebook_path
-from .study import (HEARTBEAT, REFUSED, cell_results, cell_table, load_cell_files, notebook_seal, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
+from .study import (HEARTBEAT, REFUSED, key_selected, cell_results, cell_table, load_cell_files, notebook_seal, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
                            expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            time_step, tuned_parameters, what_changed, write_study_record)
 from .layout import CELL, STUDY
@@ -350,11 +350,7 @@ def select_cells(cells:list, # the study's cells
                  only:str    # comma-separated key components (globs)
                 ) -> list:
     "The cells whose key has the path components of one of the comma-separated patterns in `only`, in a row, each matched as a glob."
-    pats = [p.strip().strip("/").split("/") for p in only.split(",") if p.strip().strip("/")]
-    def hit(key):
-        parts = key.split("/")
-        return any(all(fnmatch.fnmatchcase(parts[i + j], pat[j]) for j in range(len(pat))) for pat in pats for i in range(len(parts) - len(pat) + 1))
-    return [c for c in cells if hit(c.key)]
+    return [c for c in cells if key_selected(c.key, only)]
 
 # %% ../nbs/07d_grid.ipynb #c013a
 def tuned_or_refuse(study:Study,     # a checked `Study`

@@ -128,16 +128,16 @@ def tile_channels(x:torch.Tensor, # a feature map
 
 # %% ../nbs/02a_layers.ipynb #c015a
 class MLDAMHead(nn.Module):
-    "Dual attention on three feature levels (A: query, B: key, C: value) + the Gonçalves & Cardoso's MLP head; `mode` 'principled', 'seed' or 'none' (no attention)."
+    "Dual attention on three feature levels (A: query, B: key, C: value) + the Gonçalves & Cardoso's MLP head; `mode` 'principled', 'published' or 'none' (no attention)."
     def __init__(self,
                  c:int,                 # channels of the last level C
                  hw:tuple,              # its spatial size (h, w)
                  n_out:int,             # outputs
-                 mode:str="principled", # 'principled' (DANet's form), 'seed' (the seed code's arithmetic) or 'none' (the control)
+                 mode:str="principled", # 'principled' (DANet's form), 'published' (the published code's arithmetic) or 'none' (the control)
                  dropout:float=0.25     # dropout before the classifier
                 ):
         super().__init__()
-        if mode not in ("principled", "seed", "none"): raise ValueError(f"mode must be principled, seed or none, got {mode!r}")
+        if mode not in ("principled", "published", "none"): raise ValueError(f"mode must be principled, published or none, got {mode!r}")
         self.mode, self.hw = mode, hw
         self.bn_pam, self.bn_cam = nn.BatchNorm2d(c, eps=1e-6), nn.BatchNorm2d(c, eps=1e-6)
         if mode == "principled": self.gamma_pam, self.gamma_cam = nn.Parameter(torch.zeros(())), nn.Parameter(torch.zeros(()))
@@ -169,7 +169,7 @@ class MLDAMHead(nn.Module):
         q, k, v = self.levels(a, b, c)
         B, C, H, W = v.shape
         qf, kf = q.flatten(2).transpose(1, 2), k.flatten(2)
-        att = torch.softmax((qf @ kf).flatten(1), -1).view(B, H * W, H * W) if self.mode == "seed" else torch.softmax(qf @ kf / math.sqrt(C), -1)
+        att = torch.softmax((qf @ kf).flatten(1), -1).view(B, H * W, H * W) if self.mode == "published" else torch.softmax(qf @ kf / math.sqrt(C), -1)
         return att.mean(1).view(B, H, W)
 
 # %% ../nbs/02a_layers.ipynb #c015apaa
@@ -183,7 +183,7 @@ def pam(self:MLDAMHead,
     if self.mode == "none": return v
     B, C, H, W = v.shape
     q, k, v_ = (t.flatten(2) for t in (q, k, v))                   # B x C x HW
-    if self.mode == "seed":
+    if self.mode == "published":
         att = torch.softmax((q.transpose(1, 2) @ k).flatten(1), -1).view(B, H * W, H * W)
         return (v_ @ att).view(B, C, H, W) + v
     out = F.scaled_dot_product_attention(q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None], v_.transpose(1, 2)[:, None])
@@ -198,6 +198,6 @@ def cam(self:MLDAMHead,
     if self.mode == "none": return v
     B, C, H, W = v.shape
     v_ = v.flatten(2)                                              # B x C x HW
-    if self.mode == "seed": return ((v_ @ v_.transpose(1, 2)) @ v_).view(B, C, H, W) + v
+    if self.mode == "published": return ((v_ @ v_.transpose(1, 2)) @ v_).view(B, C, H, W) + v
     out = F.scaled_dot_product_attention(v_[:, None], v_[:, None], v_[:, None])[:, 0]
     return self.gamma_cam * out.view(B, C, H, W) + v

@@ -12,8 +12,7 @@ from fasttransform import Pipeline, Transform
 from fastai.torch_core import TensorImage, TensorCategory
 from fastai.data.core import DataLoaders, TfmdDL
 from fastai.callback.data import WeightedDL
-from .data import DataError, ImageSplits
-from .datasets import class_weights, dataset_stats
+from .data import DataError, ImageSplits, class_weights, dataset_stats
 
 # %% auto #0
 __all__ = ['PROTOCOLS', 'DEVICE_DATA_SHARE', 'GoncalvesCardosoAugmentation', 'augmentation_transforms', 'PairedAugmentation',

@@ -29,11 +29,11 @@ class FlattenHeadNet(nn.Module):
     def __init__(self,
                  backbone:nn.Module,        # the timm backbone
                  n_out:int,                 # number of outputs (classes)
-                 img_size:int,              # input image size in pixels
+                 image_size:int,              # input image size in pixels
                  last_norm_act:bool=True    # DenseNet: keep timm's ReLU after norm5 (False: torchvision's `features`, which end in norm5 alone)
                 ):
         super().__init__()
-        shape = features_only(backbone, img_size)
+        shape = features_only(backbone, image_size)
         self.last_norm_act = last_norm_act or not hasattr(getattr(backbone, "features", None), "norm5")
         self.backbone, self.head = backbone, mark_added(nn.Sequential(nn.Flatten(), nn.Linear(shape[1] * shape[2] * shape[3], n_out)))
     def features(self, x): # an image batch
@@ -47,18 +47,18 @@ class FlattenHeadNet(nn.Module):
 def published_baseline(model:nn.Module, # the timm model (with its pooled classifier)
                        arch:Arch,       # its backbone
                        n_out:int,       # number of outputs (classes)
-                       img_size:int     # input image size in pixels
+                       image_size:int     # input image size in pixels
                       ) -> nn.Module:
     "Gonçalves & Cardoso's baseline classifier for `arch` (their `ResNet50`, `VGG16`, `DenseNet121` classes): ResNets keep the average pool and one linear layer (timm's pooled head); other CNNs flatten their last feature map into one linear layer, DenseNet's taken after norm5 without a ReLU."
     if arch.family == "resnet": return model
-    return FlattenHeadNet(model, n_out, img_size, last_norm_act=arch.family != "densenet")
+    return FlattenHeadNet(model, n_out, image_size, last_norm_act=arch.family != "densenet")
 
 # %% ../nbs/02d_models.ipynb #c025
 def create_model(arch:str,                  # a registered backbone (`ARCHS`)
                  attention:str="none",      # a registered attention variant (`ATTENTIONS`)
                  n_out:int=2,               # outputs (classes)
                  pretrained:bool|str=False, # False, True (timm's weights) or a weights file
-                 img_size:int=224,          # the input size (sets position encodings, window sizes, the flatten head's width)
+                 image_size:int=224,          # the input size (sets position encodings, window sizes, the flatten head's width)
                  seed:int|None=None,        # paired initialisation: every variant of an arch starts from the same backbone weights
                  head:str="pooled",         # classifier: pooled, flatten or goncalves-cardoso (`published_baseline`)
                  weights:str|None=None      # with `pretrained=True`: timm's tag of the weights (e.g. tv_in1k); None: timm's default
@@ -71,12 +71,12 @@ def create_model(arch:str,                  # a registered backbone (`ARCHS`)
     if head != "pooled" and not a.is_cnn: raise ModelError(f"head {head!r} flattens a CNN's last feature map; {arch} is a transformer baseline")
     with (torch.random.fork_rng(devices=[]) if seed is not None else nullcontext()):
         if seed is not None: torch.manual_seed(int(seed))
-        model = load_backbone(a, n_out, pretrained, img_size, weights)
+        model = load_backbone(a, n_out, pretrained, image_size, weights)
         if seed is not None: torch.manual_seed(int(seed) + 1)
-        model = v.apply(model, a, n_out, img_size)
+        model = v.apply(model, a, n_out, image_size)
         if head != "pooled" and v.kind != "head":
             if seed is not None: torch.manual_seed(int(seed) + 2)   # the same head for every variant of this seed
-            model = FlattenHeadNet(model, n_out, img_size) if head == "flatten" else published_baseline(model, a, n_out, img_size)
+            model = FlattenHeadNet(model, n_out, image_size) if head == "flatten" else published_baseline(model, a, n_out, image_size)
     model.arch, model.attention, model.head_kind = arch, attention, head
     return model
 
@@ -169,18 +169,18 @@ def n_params_of(m:nn.Module # a module
 
 # %% ../nbs/02d_models.ipynb #c040a
 def count_flops(model:nn.Module, # the model
-                img_size:int=224 # input image size in pixels
+                image_size:int=224 # input image size in pixels
                ) -> float:
     "FLOPs of one forward pass of one image (multiply-add = 2 FLOPs)."
     from torch.utils.flop_counter import FlopCounterMode
     model = model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as fc: model(torch.zeros(1, 3, img_size, img_size))
+    with torch.no_grad(), FlopCounterMode(display=False) as fc: model(torch.zeros(1, 3, image_size, image_size))
     return fc.get_total_flops()
 
 # %% ../nbs/02d_models.ipynb #c040b
 def model_table(archs=None,      # backbone names
                 attentions=None, # attention variant names
-                img_size:int=224 # input size in pixels
+                image_size:int=224 # input size in pixels
                ) -> "pd.DataFrame":
     "Parameters (M), GFLOPs and their overhead (%) over `none`, for every supported arch x attention."
     import pandas as pd
@@ -189,8 +189,8 @@ def model_table(archs=None,      # backbone names
         base = None
         for t in attentions or ATTENTIONS:
             if not compatible(a, t): continue
-            m = create_model(a, t, img_size=img_size)
-            r = dict(arch=a, attention=t, params_M=n_params_of(m) / 1e6, gflops=count_flops(m, img_size) / 1e9)
+            m = create_model(a, t, image_size=image_size)
+            r = dict(arch=a, attention=t, params_M=n_params_of(m) / 1e6, gflops=count_flops(m, image_size) / 1e9)
             if t == "none": base = r
             r["params_overhead_%"] = 100 * (r["params_M"] / base["params_M"] - 1) if base else float("nan")
             r["gflops_overhead_%"] = 100 * (r["gflops"] / base["gflops"] - 1) if base else float("nan")

@@ -13,7 +13,6 @@ from .data import DataError, DatasetFormat, Option, read_npz_splits, FORMATS, re
 from .imaging import *
 from .tables import *
 from .downloads import *
-from .testing import *   # every sample writer (a new format's `example` uses its own without touching this line)
 from .config import DatasetSpec
 
 # %% auto #0
@@ -74,7 +73,9 @@ class ISIC2019(TableFormat):
                Option("masks", str, None, "folder of ISIC 2018 Task 1's lesion segmentations (ISIC_XXXXXXX_segmentation.png): the images it has are scored against them", path=True))
     required_files = ("ISIC_2019_Training_GroundTruth.csv", "ISIC_2019_Training_Input")
     def table(self, spec, opts): return isic2019_table(spec, opts)
-    def example(self, root): return dict(format=self.name, path=str(write_sample_isic2019(Path(root) / "isic2019")))
+    def example(self, root):
+        from attnmed.testing import write_sample_isic2019   # the sample is a fixture: imported when one is asked for
+        return dict(format=self.name, path=str(write_sample_isic2019(Path(root) / "isic2019")))
 
 # %% ../nbs/01e_readers.ipynb #c027
 CBIS_FILES = {("mass", "train"): "mass_case_description_train_set.csv", ("mass", "test"): "mass_case_description_test_set.csv",
@@ -174,7 +175,9 @@ class CBISDDSM(TableFormat):
         p = Path(spec.path); d = p / "csv" if (p / "csv").is_dir() else p
         if not any((d / f).exists() for f in CBIS_FILES.values()): raise DataError(f"dataset '{spec.name}': no CBIS-DDSM case-description CSV ({', '.join(CBIS_FILES.values())}) in {d}")
     def table(self, spec, opts): return cbis_ddsm_table(spec, opts)
-    def example(self, root): return dict(format=self.name, path=str(write_sample_cbis_ddsm(Path(root) / "cbis-ddsm")))
+    def example(self, root):
+        from attnmed.testing import write_sample_cbis_ddsm   # the sample is a fixture: imported when one is asked for
+        return dict(format=self.name, path=str(write_sample_cbis_ddsm(Path(root) / "cbis-ddsm")))
 
 # %% ../nbs/01e_readers.ipynb #c030
 CHEXPERT_FINDINGS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture", "Lung Lesion",
@@ -224,7 +227,9 @@ class MIMICCXRJPG(TableFormat):
     required_files = tuple(f"mimic-cxr-2.0.0-{k}.csv.gz" for k in ("metadata", "chexpert", "split")) + ("files",)
     channels = 1
     def table(self, spec, opts): return mimic_cxr_table(spec, opts)
-    def example(self, root): return dict(format=self.name, path=str(write_sample_mimic_cxr(Path(root) / "mimic-cxr-jpg")), finding="Pleural Effusion", uncertain="ones")
+    def example(self, root):
+        from attnmed.testing import write_sample_mimic_cxr   # the sample is a fixture: imported when one is asked for
+        return dict(format=self.name, path=str(write_sample_mimic_cxr(Path(root) / "mimic-cxr-jpg")), finding="Pleural Effusion", uncertain="ones")
 
 # %% ../nbs/01e_readers.ipynb #c033
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
@@ -359,7 +364,9 @@ class Folder(TableFormat):
     options = (Option("class_names", list, None, "class order (default: the folder names, sorted)", item_type=str),
                Option("patient_pattern", str, None, "a regular expression with one group that extracts the patient id from a file name"))
     def table(self, spec, opts): return folder_table(spec, opts)
-    def example(self, root): return dict(format=self.name, path=str(write_sample_folder(Path(root) / "folder")))
+    def example(self, root):
+        from attnmed.testing import write_sample_folder   # the sample is a fixture: imported when one is asked for
+        return dict(format=self.name, path=str(write_sample_folder(Path(root) / "folder")))
 
 # %% ../nbs/01e_readers.ipynb #c033f
 @FORMATS.register
@@ -374,7 +381,9 @@ class CSV(TableFormat):
                Option("root", str, None, "folder the image paths are relative to (default: the CSV's folder)", path=True),
                Option("class_names", list, None, "class order (default: the labels, sorted)", item_type=str))
     def table(self, spec, opts): return csv_table(spec, opts)
-    def example(self, root): return dict(format=self.name, path=str(write_sample_csv(Path(root) / "csv")), label_column="diagnosis", patient_column="patient")
+    def example(self, root):
+        from attnmed.testing import write_sample_csv   # the sample is a fixture: imported when one is asked for
+        return dict(format=self.name, path=str(write_sample_csv(Path(root) / "csv")), label_column="diagnosis", patient_column="patient")
 
 # %% ../nbs/01e_readers.ipynb #c038
 CAMELYON_COLUMNS = ["patient", "node", "x_coord", "y_coord", "tumor", "slide", "center", "split"]
@@ -421,7 +430,9 @@ class Camelyon17(TableFormat):
     shared_groups = ("Camelyon17-WILDS splits hospitals 0, 3 and 4 by patch, so their validation and test patches come from the training slides (WILDS's design): "
                      "the in-distribution test measures new patches of known slides; the out-of-distribution hospitals 1 and 2 share no slide with training")
     def table(self, spec, opts): return camelyon17_table(spec, opts)
-    def example(self, root): return dict(format=self.name, path=str(write_sample_camelyon17(Path(root) / "camelyon17_v1.0")))
+    def example(self, root):
+        from attnmed.testing import write_sample_camelyon17   # the sample is a fixture: imported when one is asked for
+        return dict(format=self.name, path=str(write_sample_camelyon17(Path(root) / "camelyon17_v1.0")))
 
 # %% ../nbs/01e_readers.ipynb #c047
 @FORMATS.register
@@ -483,4 +494,6 @@ class MedMNIST(DatasetFormat):
         ds = read_npz_splits(path, spec.name, o["label_column"], names)
         if src and o["label_column"] is None: ds.extras["medmnist"] = dict(flag=o["flag"], size=src["size"], task=src["task"], catalogue=src["catalogue"])   # for the official metrics
         return resize_splits(ds, size).check(str(path))
-    def example(self, root): return dict(format=self.name, path=str(write_sample_medmnist(Path(root) / "pneumoniamnist.npz")))
+    def example(self, root):
+        from attnmed.testing import write_sample_medmnist   # the sample is a fixture: imported when one is asked for
+        return dict(format=self.name, path=str(write_sample_medmnist(Path(root) / "pneumoniamnist.npz")))

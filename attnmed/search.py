@@ -9,7 +9,7 @@ from pathlib import Path
 from fastai.callback.core import Callback
 from .config import Study, Cell, StudyConfigError, atomic_write_text, in_space
 from .datasets import load_dataset
-from .study import check_study, load_checked_study, study_cells, study_folder, best_file, prepare_datasets
+from .study import check_study, load_checked_study, study_cells, study_folder, best_file, prepare_datasets, key_selected
 from .train import train_cell, cell_dataset, NonFiniteLossError
 from .layout import STUDY
 
@@ -97,7 +97,7 @@ def best_result(cell:Cell,  # the group's cell (its first seed)
 # %% ../nbs/07c_search.ipynb #c011a
 def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`)
                out:str|Path="outputs", # the output folder
-               only:str|None=None,     # only groups whose key has these components
+               only:str|None=None,     # only groups whose key has these components (globs, comma-separated: any), as `attnmed-grid --only` picks cells
                trials:int|None=None,   # trials per group
                log=print               # where progress lines go
               ) -> dict:
@@ -114,7 +114,7 @@ def run_search(study:Study|str|Path,   # the study (a file, or a checked `Study`
     best, data_cache = {}, {}
     for cell in search_groups(study):
         g = cell.group
-        if only and only not in g: continue
+        if only and not key_selected(g, only): continue
         st = group_study(g, search, storage, study_dir / STUDY.search)
         mine = [t for t in st.trials if in_space(t.params, search)]   # an earlier space's trials (or planted ones) stay in the storage: not counted, never the best
         outside, done, t0 = len(st.trials) - len(mine), sum(t.state in counted for t in mine), time.time()

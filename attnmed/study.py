@@ -22,13 +22,14 @@ from .layout import CELL, STUDY
 # %% auto #0
 __all__ = ['REFUSED', 'STATES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEARTBEAT', 'STALE_AFTER', 'KEYS', 'SCALAR_METRICS',
            'ENVIRONMENT', 'check_study', 'load_checked_study', 'memory_limits', 'available_memory', 'check_memory',
-           'check_runnable', 'data_findings', 'time_step', 'study_cells', 'skipped_pairs', 'study_folder', 'cell_dir',
-           'plugins_fingerprint', 'cell_fingerprint', 'read_metrics', 'cell_state', 'what_changed', 'notebook_seal',
-           'published_notebook', 'lock_owner', 'acquire_lock', 'touch_lock', 'release_lock', 'study_yaml',
-           'write_study_record', 'read_record', 'claim_study_folder', 'read_study', 'data_key', 'data_fingerprints',
-           'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints', 'best_file', 'tuned_parameters',
-           'prepare_datasets', 'cell_table', 'is_extra_test_metric', 'extra_test_metrics', 'cell_results',
-           'environment_columns', 'load_results', 'write_results_csv', 'load_cell_files']
+           'check_runnable', 'data_findings', 'time_step', 'study_cells', 'skipped_pairs', 'key_selected',
+           'study_folder', 'cell_dir', 'plugins_fingerprint', 'cell_fingerprint', 'read_metrics', 'cell_state',
+           'what_changed', 'notebook_seal', 'published_notebook', 'lock_owner', 'acquire_lock', 'touch_lock',
+           'release_lock', 'study_yaml', 'write_study_record', 'read_record', 'claim_study_folder', 'read_study',
+           'data_key', 'data_fingerprints', 'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints',
+           'best_file', 'tuned_parameters', 'prepare_datasets', 'cell_table', 'is_extra_test_metric',
+           'extra_test_metrics', 'cell_results', 'environment_columns', 'load_results', 'write_results_csv',
+           'load_cell_files']
 
 # %% ../nbs/07a_study.ipynb #c005
 def check_study(study:Study,      # a parsed `Study`
@@ -134,7 +135,7 @@ def check_runnable(study:Study,          # a checked `Study`
     for arch, att in dict.fromkeys((c.arch, c.attention) for c in cells):
         try:
             with torch.random.fork_rng(devices=[]), torch.no_grad():
-                model = create_model(arch, att, n_out=2, pretrained=False, img_size=study.image_size, seed=0, head=study.head).eval()
+                model = create_model(arch, att, n_out=2, pretrained=False, image_size=study.image_size, seed=0, head=study.head).eval()
                 smallest, tokens = attended_extent(model, torch.randn(2, 3, study.image_size, study.image_size))
         except Exception as e:
             raise StudyConfigError(f"{arch} + {att} cannot run at image_size {study.image_size} with head {study.head}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
@@ -171,7 +172,7 @@ def time_step(study:Study,   # a checked `Study`
     before = torch.get_num_threads(); torch.set_num_threads(max(1, threads))
     try:
         with torch.random.fork_rng(devices=[]):
-            model = create_model(arch, attention, n_out=2, pretrained=False, img_size=study.image_size, seed=0, head=study.head).train()
+            model = create_model(arch, attention, n_out=2, pretrained=False, image_size=study.image_size, seed=0, head=study.head).train()
             x, y = torch.randn(study.batch_size, 3, study.image_size, study.image_size), torch.randint(0, 2, (study.batch_size,))
             for i in range(2):
                 t0 = time.perf_counter()
@@ -190,6 +191,16 @@ def skipped_pairs(study:Study # a checked `Study`
                  ) -> list:
     "`(arch, attention, reason)` for every pair of the study that is left out."
     return [(a, t, r) for a in study.archs for t in study.attentions if (r := unsupported_reason(a, t))]
+
+# %% ../nbs/07a_study.ipynb #c012k
+def key_selected(key:str, # a cell's or group's key (`dataset/arch/attention/...`)
+                 only:str # comma-separated patterns of key components (globs), e.g. 'resnet18/se', 'seed1', 'synth-derm/*/none'
+                ) -> bool:
+    "Does `key` have the path components of one of the comma-separated patterns in `only`, in a row, each matched as a glob?"
+    import fnmatch
+    parts = key.split("/")
+    pats = [p.strip().strip("/").split("/") for p in only.split(",") if p.strip().strip("/")]
+    return any(all(fnmatch.fnmatchcase(parts[i + j], pat[j]) for j in range(len(pat))) for pat in pats for i in range(len(parts) - len(pat) + 1))
 
 # %% ../nbs/07a_study.ipynb #c014
 STATES = ("done", "changed", "damaged", "failed", "running", "todo")

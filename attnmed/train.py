@@ -24,8 +24,8 @@ from fastai.metrics import accuracy, BalancedAccuracy
 from fastai.optimizer import Optimizer, weight_decay, l2_reg, average_grad, average_sqr_grad, step_stat, debias
 from fastai.torch_core import set_seed
 from fastcore.foundation import L
-from .data import ImageSplits, FORMATS
-from .datasets import load_dataset, class_weights
+from .data import ImageSplits, FORMATS, class_weights
+from .datasets import load_dataset
 from .loaders import PairedAugmentation, make_dataloaders
 from .backbones import ARCHS, default_weights
 from .models import create_model, load_weights, read_checkpoint, splitter
@@ -157,7 +157,7 @@ def make_learner(dls,                       # fastai DataLoaders (train, valid)
                  model,                     # the model
                  lr:float=3e-3,             # default learning rate
                  weight_decay:float=0.01,   # AdamW weight decay
-                 class_weights=None,        # per-class loss weights, or None
+                 loss_weights=None,         # per-class loss weights (`class_weights`), or None
                  label_smoothing:float=0.0, # label smoothing of the cross-entropy
                  path:str|Path|None=None,   # where checkpoints go
                  progress:bool|None=None,   # fastai's progress bar (default: only in a terminal)
@@ -167,7 +167,7 @@ def make_learner(dls,                       # fastai DataLoaders (train, valid)
                  precision:str="auto"       # on CUDA: bf16 (mixed, channels_last), float32, or auto (bf16 under attnmed, float32 under goncalves-cardoso)
                 ) -> Learner:
     "A fastai `Learner`: cross-entropy (optional class weights, label smoothing), AdamW (with `protocol='goncalves-cardoso'` plain Adam with torch.optim.Adam's settings, `protocol_optimizer`), accuracy and balanced accuracy, `PreciseBN` before each validation (not with `protocol='goncalves-cardoso'`); on CUDA bf16 + channels_last unless `precision` (or the protocol) says float32."
-    w = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=dls.device)
+    w = None if loss_weights is None else torch.as_tensor(loss_weights, dtype=torch.float32, device=dls.device)
     if compile: model = torch.compile(model)
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(weight=w, label_smoothing=label_smoothing),
                     opt_func=protocol_optimizer(protocol), lr=lr, wd=weight_decay, wd_bn_bias=protocol == "goncalves-cardoso",
@@ -441,10 +441,10 @@ def setup_cell(params:dict,                # a cell's parameters (`Cell.paramete
     stats = ARCHS[p["arch"]].input_stats(p["pretrained"], data.images["train"], weights)
     dls, test_dl = make_dataloaders(data, stats, batch_size=p["batch_size"], augment=p["augment"], device=dev,
                                     oversample=p["imbalance"] == "oversample", seed=p["seed"], protocol=p["protocol"])
-    model = create_model(p["arch"], p["attention"], n_out=data.n_classes, pretrained=p["pretrained"], img_size=p["image_size"], seed=p["seed"], head=p["head"],
+    model = create_model(p["arch"], p["attention"], n_out=data.n_classes, pretrained=p["pretrained"], image_size=p["image_size"], seed=p["seed"], head=p["head"],
                          weights=weights)
     cw = class_weights(data.labels["train"], data.n_classes) if p["imbalance"] == "weighted_loss" else None
-    learn = make_learner(dls, model, lr=p["lr"], weight_decay=p["weight_decay"], class_weights=cw, label_smoothing=p["label_smoothing"],
+    learn = make_learner(dls, model, lr=p["lr"], weight_decay=p["weight_decay"], loss_weights=cw, label_smoothing=p["label_smoothing"],
                          path=out_dir, compile=p["compile"], log=log, protocol=p["protocol"], precision=p["precision"])
     return CellRun(p, data, dls, test_dl, learn, out_dir, seconds=time.time() - t0,
                    weights=ARCHS[p["arch"]].weights_name(weights) if p["pretrained"] else "")

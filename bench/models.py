@@ -46,7 +46,7 @@ def main():
         for att in a.attentions.split(","):
             if not compatible(arch, att): continue
             torch.manual_seed(0)
-            ips = images_per_second(create_model(arch, att, img_size=a.size), a.size, a.batch, a.steps, device)
+            ips = images_per_second(create_model(arch, att, image_size=a.size), a.size, a.batch, a.steps, device)
             base = ips if att == "none" else base
             rows.append(dict(arch=arch, attention=att, img_per_s=round(ips, 1), ratio_vs_none=round(ips / base, 3) if base else None,
                              cost_pct=round(100 * (1 - ips / base), 1) if base else None))

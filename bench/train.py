@@ -28,7 +28,7 @@ def fake_data(n, size, seed=0):
 def attnmed_epoch_time(data, arch, batch, device, epochs):
     seed_everything(0)
     dls, _ = make_dataloaders(data, batch_size=batch, device=device)
-    learn = make_learner(dls, create_model(arch, "none", img_size=data.images["train"].shape[1]), progress=False, log=False)
+    learn = make_learner(dls, create_model(arch, "none", image_size=data.images["train"].shape[1]), progress=False, log=False)
     times = []
     class Timer(__import__("fastai").callback.core.Callback):
         def before_epoch(self):
@@ -43,7 +43,7 @@ def attnmed_epoch_time(data, arch, batch, device, epochs):
 def plain_epoch_time(data, arch, batch, device, epochs):
     seed_everything(0)
     cuda = device.type == "cuda"
-    model = create_model(arch, "none", img_size=data.images["train"].shape[1]).to(device).train()
+    model = create_model(arch, "none", image_size=data.images["train"].shape[1]).to(device).train()
     if cuda: model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     x_all = torch.from_numpy(data.images["train"]).permute(0, 3, 1, 2).contiguous().to(device)

@@ -17,7 +17,7 @@ FAMILIES = [("resnet18", "se"), ("resnet18", "nonlocal"), ("resnet18", "botnet")
 @pytest.mark.parametrize("arch,att", FAMILIES)
 def test_every_method_on_every_family(arch, att):
     torch.manual_seed(0)
-    m = create_model(arch, att, img_size=64)
+    m = create_model(arch, att, image_size=64)
     x = torch.randn(2, 3, 64, 64)
     for method in METHODS:
         if att == "none" and method == "attention":
@@ -42,7 +42,7 @@ def train_tiny(tmp, shortcut_train, visibility=0.35, label_noise=0.0, epochs=4, 
     seed_everything(seed)
     data = load_dataset(spec, size)
     dls, _ = make_dataloaders(data, batch_size=32, seed=seed)
-    learn = make_learner(dls, create_model("resnet10t", "none", img_size=size, seed=seed), lr=3e-3, path=tmp, progress=False)
+    learn = make_learner(dls, create_model("resnet10t", "none", image_size=size, seed=seed), lr=3e-3, path=tmp, progress=False)
     fit(learn, epochs)
     return spec, data, learn.model.eval()
 

@@ -15,7 +15,7 @@ SIZE = 64
 @functools.lru_cache(maxsize=2)
 def bare(arch, head="pooled"):
     "The arch with attention 'none', seed 0 (shared by the pairs of one arch)."
-    return create_model(arch, "none", n_out=3, img_size=SIZE, seed=0, head=head).eval()
+    return create_model(arch, "none", n_out=3, image_size=SIZE, seed=0, head=head).eval()
 
 def as_if_trained(model):
     """Move every parameter off its initial value (zero-initialised gates to 0.5, the rest by a little noise), so that no zero init
@@ -35,7 +35,7 @@ def _pair(a, t, h):
 def test_every_pair(arch, attention, head):
     variant = ATTENTIONS[attention]
     base = bare(arch, head)
-    m = create_model(arch, attention, n_out=3, img_size=SIZE, seed=0, head=head)
+    m = create_model(arch, attention, n_out=3, image_size=SIZE, seed=0, head=head)
     x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
     # paired by seed: an inserted variant starts as the backbone (same weights, same function)
     if variant.kind == "inserted":
@@ -71,7 +71,7 @@ def test_every_pair(arch, attention, head):
 def test_randomisation_test_works_for_every_variant(attention):
     "The sanity test's randomised copy of every registered variant runs on its own weights (and hooks) and differs everywhere."
     arch = next(a for a in ["resnet10t", *ARCHS] if compatible(a, attention))
-    m = create_model(arch, attention, img_size=SIZE, seed=0).eval()
+    m = create_model(arch, attention, image_size=SIZE, seed=0).eval()
     as_if_trained(m)
     r = randomised_copy(m).eval()
     assert all(not torch.equal(a, b) for a, b in zip(m.parameters(), r.parameters()))
@@ -93,14 +93,14 @@ def test_randomisation_test_works_for_every_variant(attention):
 ])
 @pytest.mark.parametrize("size_index,size", [(0, 128), (1, 64)])
 def test_attention_map_shapes(arch, attention, expected, size_index, size):
-    m = create_model(arch, attention, img_size=size).eval()
+    m = create_model(arch, attention, image_size=size).eval()
     maps = attention_maps(m, torch.randn(2, 3, size, size))
     assert {k: tuple(v.shape) for k, v in maps.items()} == {k: (2, hw[size_index], hw[size_index]) for k, hw in expected.items()}
 
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_none_is_exactly_the_library_model(arch):
     a = ARCHS[arch]
-    assert sum(p.numel() for p in create_model(arch, img_size=SIZE).parameters()) == sum(
+    assert sum(p.numel() for p in create_model(arch, image_size=SIZE).parameters()) == sum(
         p.numel() for p in timm.create_model(a.timm_name, num_classes=2, **a.timm_kwargs(SIZE)).parameters())
 
 def test_bad_names_and_unsupported_pairs_say_why():
@@ -112,7 +112,7 @@ def test_bad_names_and_unsupported_pairs_say_why():
 def test_pretrained_offline_is_a_clear_error(tmp_path):
     "With no weights in the (empty) caches and no network, asking for pretrained weights is an error that says what to do."
     code = ("from attnmed.models import create_model, ModelError\n"
-            "try: create_model('resnet10t', pretrained=True, img_size=64)\n"
+            "try: create_model('resnet10t', pretrained=True, image_size=64)\n"
             "except ModelError as e: print('ERROR', e)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "torch")}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
@@ -122,31 +122,31 @@ def test_pretrained_offline_is_a_clear_error(tmp_path):
 def test_pretrained_from_a_weights_file(tmp_path):
     src = timm.create_model("resnet10t", num_classes=1000)
     f = tmp_path / "resnet10t.pth"; torch.save(src.state_dict(), f)
-    m = create_model("resnet10t", "se", pretrained=str(f), img_size=64)
+    m = create_model("resnet10t", "se", pretrained=str(f), image_size=64)
     torch.testing.assert_close(m.conv1[0].weight, src.conv1[0].weight)
     with pytest.raises(ModelError, match="not found"): create_model("resnet10t", pretrained=str(tmp_path / "nope.pth"))
 
 def test_botnet_replaces_the_last_stage_convolutions():
     from attnmed.layers import SelfAttention2d
-    m = create_model("resnet50", "botnet", img_size=64)
+    m = create_model("resnet50", "botnet", image_size=64)
     assert all(isinstance(b.conv2, SelfAttention2d) or isinstance(b.conv2[0], SelfAttention2d) for b in m.layer4)
     assert not any(isinstance(mod, torch.nn.Conv2d) and mod.kernel_size == (3, 3) for mod in m.layer4.modules())
     assert all(isinstance(b.conv2, torch.nn.Conv2d) for b in m.layer3)   # earlier stages untouched
 
 def test_ela_embeds_local_attention_in_the_last_stage():
     from attnmed.layers import LocalSelfAttention2d
-    r = create_model("resnet18", "ela", img_size=64)
+    r = create_model("resnet18", "ela", image_size=64)
     assert all(isinstance(b.conv2, LocalSelfAttention2d) for b in r.layer4) and all(isinstance(b.conv2, torch.nn.Conv2d) for b in r.layer3)
-    e = create_model("efficientnet_b0", "ela", img_size=64)
+    e = create_model("efficientnet_b0", "ela", image_size=64)
     assert all(isinstance(b.conv_dw, LocalSelfAttention2d) for b in e.blocks[6]) and isinstance(e.blocks[5][0].conv_dw, torch.nn.Conv2d)
 
 def test_mldam_runs_the_backbone_once_and_mlphead_is_mldam_without_attention():
-    m = create_model("resnet50", "mldam", img_size=64, seed=0)
+    m = create_model("resnet50", "mldam", image_size=64, seed=0)
     calls = []
     m.backbone.conv1.register_forward_hook(lambda *a: calls.append(1))
     m(torch.randn(1, 3, 64, 64))
     assert len(calls) == 1
-    ctrl = create_model("resnet50", "mlphead", img_size=64, seed=0)
+    ctrl = create_model("resnet50", "mlphead", image_size=64, seed=0)
     assert set(m.state_dict()) - set(ctrl.state_dict()) == {"head.gamma_pam", "head.gamma_cam"}
     ctrl.load_state_dict({k: v for k, v in m.state_dict().items() if k in ctrl.state_dict()})
     x = torch.randn(2, 3, 64, 64)

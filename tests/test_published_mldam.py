@@ -92,7 +92,7 @@ def copy_linear(dst, src): dst.weight.data.copy_(src.weight.data); dst.bias.data
 def copy_bn(dst, src): dst.load_state_dict(src.state_dict())
 
 def pair_mldam(arch):
-    model = create_model(arch, "mldam-original", n_out=N_OUT, img_size=SIZE, seed=0)
+    model = create_model(arch, "mldam-original", n_out=N_OUT, image_size=SIZE, seed=0)
     ref = PublishedMLDAM(arch, N_OUT, SIZE)
     copy_backbone(model, ref)
     h = model.head
@@ -101,7 +101,7 @@ def pair_mldam(arch):
     return model, ref
 
 def pair_baseline(arch):
-    model = create_model(arch, "none", n_out=N_OUT, img_size=SIZE, seed=0, head="goncalves-cardoso")
+    model = create_model(arch, "none", n_out=N_OUT, image_size=SIZE, seed=0, head="goncalves-cardoso")
     ref = PublishedBaseline(arch, N_OUT, SIZE)
     bb = model if arch == "resnet50" else model.backbone
     missing, unexpected = ref.tv.load_state_dict({k: v for k, v in bb.state_dict().items() if not k.startswith("fc.")}, strict=False)
@@ -158,7 +158,7 @@ def test_single_pass_taps_are_not_the_published_function(arch):
     import timm
     from attnmed.attention import MLDAMNet
     torch.manual_seed(0)
-    model = MLDAMNet(timm.create_model(arch, num_classes=N_OUT), N_OUT, SIZE, "seed")
+    model = MLDAMNet(timm.create_model(arch, num_classes=N_OUT), N_OUT, SIZE, "published")
     ref = PublishedMLDAM(arch, N_OUT, SIZE)
     copy_backbone(model, ref); h = model.head
     copy_bn(ref.batch_norm1, h.bn_pam); copy_bn(ref.batch_norm2, h.bn_cam)
