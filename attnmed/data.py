@@ -239,9 +239,10 @@ BUILTIN_FORMATS = ("attnmed.synthetic", "attnmed.readers")   # the modules whose
 
 # %% ../nbs/01_data.ipynb #c013d
 def load_builtin_formats():
-    "Import the modules that register the built-in formats (they build on this one, so it cannot import them up front)."
+    "Import the modules that register the built-in formats (they build on this one, so it cannot import them up front), and list them in `BUILTIN_FORMATS`' order, whichever of them a program imported first."
     import importlib
     for m in BUILTIN_FORMATS: importlib.import_module(m)
+    FORMATS.sort(lambda f: next((i for i, m in enumerate(BUILTIN_FORMATS) if type(f).__module__ == m), len(BUILTIN_FORMATS)))
 
 # %% ../nbs/01_data.ipynb #c013a
 FORMATS = Registry("format", DataError, kind=DatasetFormat, section=lambda fmt: fmt.markdown(), load=load_builtin_formats)   # every dataset format, the built-in ones however attnmed was imported

@@ -24,11 +24,12 @@ from .preflight import contact_sheet, said, split_counts
 # %% auto #0
 __all__ = ['STOP', 'MAX_AUTO_JOBS', 'CELL_MEMORY_GB', 'CELL_START', 'cell_parameters', 'run_cell', 'visible_gpus', 'gpu_slots',
            'auto_jobs', 'slot_env', 'run_local', 'sees_study_folder', 'check_ray_nodes', 'run_ray', 'SlurmCell',
-           'slurm_queue', 'slurm_executor', 'slurm_jobs', 'submit_cells', 'run_slurm', 'select_cells',
-           'tuned_or_refuse', 'describe_changes', 'grid_summary', 'grid_cells', 'cell_states', 'dry_run_summary',
-           'open_study_folder', 'check_before_cells', 'grid_estimate', 'run_counts', 'running_progress',
-           'progress_line', 'show_progress', 'run_batch', 'look_cells', 'read_look_decisions', 'comparisons_at',
-           'record_look', 'look_line', 'run_looks', 'decided_looks', 'design_cells', 'run_grid', 'demo_study']
+           'slurm_queue', 'slurm_executor', 'slurm_jobs', 'held_by_own_jobs', 'submit_cells', 'run_slurm',
+           'select_cells', 'tuned_or_refuse', 'describe_changes', 'grid_summary', 'grid_cells', 'cell_states',
+           'dry_run_summary', 'open_study_folder', 'check_before_cells', 'grid_estimate', 'run_counts',
+           'running_progress', 'progress_line', 'show_progress', 'run_batch', 'look_cells', 'read_look_decisions',
+           'comparisons_at', 'record_look', 'look_line', 'run_looks', 'decided_looks', 'design_cells', 'run_grid',
+           'demo_study']
 
 # %% ../nbs/07d_grid.ipynb #c005
 STOP = threading.Event()   # set when the grid is interrupted: running cells end as 'interrupted', not 'failed'
@@ -289,6 +290,21 @@ def slurm_jobs(folder:Path # the study folder
     try: jobs = json.loads((Path(folder) / STUDY.slurm_jobs).read_text())
     except (OSError, ValueError): return {}
     return {k: v for k, v in jobs.items() if isinstance(v, dict) and isinstance(v.get("job"), str)} if isinstance(jobs, dict) else {}
+
+# %% ../nbs/07d_grid.ipynb #c009sh
+def held_by_own_jobs(folder:Path,   # the study folder
+                     cells:list,    # the selected cells
+                     states:dict,   # each cell's state (`cell_states`): the cells taken are set to 'todo'
+                     expected:dict, # each cell's fingerprint now
+                     todo:list      # the cells to run
+                    ) -> list:
+    "`todo` with the cells whose lock is held ('running') by this study's own SLURM job for their settings, still in the queue: a grid started again follows them, it does not leave them to 'another grid'."
+    known = slurm_jobs(folder)
+    held = [c for c in cells if states[c] == "running" and c.key in known and known[c.key].get("fingerprint") == expected[c]]
+    queue = slurm_queue() if held else {}
+    for c in held:
+        if known[c.key]["job"] in queue: states[c] = "todo"
+    return [c for c in cells if c in set(todo) or (c in held and states[c] == "todo")]
 
 # %% ../nbs/07d_grid.ipynb #c009se
 def submit_cells(todo:list, folder:Path, notebook, settings:dict, kwargs_of, log=print) -> dict:
@@ -750,6 +766,7 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
     tuned = tuned_or_refuse(study, folder, cells, refuse=not dry_run)
     refused = check_before_cells(study, cells, dry_run, executor, log)
     fps, expected, states, todo = cell_states(study, folder, cells, tuned, dry_run, retry_failed, rerun_changed, log)
+    if executor == "slurm" and not dry_run: todo = held_by_own_jobs(folder, cells, states, expected, todo)   # its own running jobs: followed, not left to 'another grid'
     first = todo if not study.looks else [c for c in todo if c in set(look_cells(study_cells(study), study, 1))]   # a sequential design: its first look
     if first and (estimate := grid_estimate(study, first, jobs or auto_jobs(study.device, len(first), gpus), "cells of the first look" if study.looks else "cells")): log(estimate)
     if dry_run: return dry_run_summary(study, cells, states, todo, log, out, refused)
@@ -763,8 +780,7 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
         else: run(todo, f"grid {study.name}")
     finally:   # finished or interrupted: the results so far are written and summed up
         _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder))
-    counts["failed"] += counts.pop("old_failed", 0)
-    return counts
+    counts["failed"] += counts.pop("old_failed", 0); return counts
 
 # %% ../nbs/07d_grid.ipynb #c019
 def demo_study(out:str|Path|None=None, # output folder (default: a temporary one)

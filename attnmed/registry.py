@@ -37,6 +37,9 @@ class Registry(Mapping):
     def __contains__(self, name): return isinstance(name, str) and name in self.entries()
     def get(self, name, default=None): return self.entries().get(name, default) if isinstance(name, str) else default
     def __repr__(self): return f"Registry of {len(self)} {self.what}s: {', '.join(self)}"
+    def sort(self, key:Callable):
+        "Put the entries in the order of `key` (of an entry; stable: ties keep the order they were registered in), e.g. after `load`, whatever a program imported first."
+        self._entries = dict(sorted(self._entries.items(), key=lambda kv: key(kv[1])))
     def entries(self) -> dict:
         "Every entry by name, after the built-in ones have been loaded (once; a failed load is tried again next time)."
         if self._load is not None:

@@ -38,7 +38,8 @@ def test_a_study_on_slurm_survives_a_killed_grid_and_a_preempted_cell(tmp, slurm
     os.killpg(first.pid, signal.SIGKILL); first.wait()                        # the login session lost: the jobs go on
     submitted = json.loads(jobs_file.read_text())
     assert len(submitted) == 4 and len({j["job"].split("_")[0] for j in submitted.values()}) == 1, submitted   # one array of 4
-    second = grid(study, out, env)                                            # started again while they are queued or running
+    wait_for(lambda: any((out / "cluster").glob("**/.lock")), 180, "a job running (its cell's lock held)")
+    second = grid(study, out, env)                                            # started again while they are queued or running: a running one's lock is its own job's
     victim = "synth-derm/resnet10t/se/noaug/seed0"
     point = out / "cluster" / victim / "resume" / "latest.json"
     def trained_three():
