@@ -200,15 +200,16 @@ def per_image_scores(maps, # attribution maps (N x H x W)
     return out
 
 # %% ../nbs/06_explain.ipynb #c012cd
-def localisation_scores(maps, # attribution maps (N x H x W)
-                        masks # ground-truth masks (N x H x W, bool)
+def localisation_scores(maps,    # attribution maps (N x H x W)
+                        masks,   # ground-truth masks (N x H x W, bool)
+                        per=None # their `per_image_scores`, when already computed
                        ) -> dict:
     "Mean relevance mass, pointing game, mask AUROC and thresholded IoU over the images with a non-empty mask, each with its 95 % bootstrap interval over those images (`_low`, `_high`) and its chance level (a uniform map's score)."
     masks = np.asarray(masks, dtype=bool); keep = masks.reshape(len(masks), -1).any(1)
     if not keep.any(): return dict(**{k: np.nan for k in LOCALISATION_SCORES}, n=0, **{f"{k}_{e}": np.nan for k in LOCALISATION_SCORES for e in ("low", "high", "chance")})
     area = float(masks[keep].reshape(int(keep.sum()), -1).mean(1).mean())   # a uniform map puts this share in the mask, points into it this often, and covers the image (IoU: the area)
     out = dict(n=int(keep.sum()), relevance_mass_chance=area, pointing_game_chance=area, auroc_chance=0.5, iou_chance=area)
-    per = per_image_scores(maps, masks)[keep]
+    per = (per_image_scores(maps, masks) if per is None else per)[keep]
     for k in LOCALISATION_SCORES: out[k], out[f"{k}_low"], out[f"{k}_high"] = mean_interval(per[k].to_numpy())
     return out
 

@@ -308,8 +308,8 @@ def held_by_own_jobs(folder:Path,   # the study folder
 
 # %% ../nbs/07d_grid.ipynb #c009se
 def submit_cells(todo:list, folder:Path, notebook, settings:dict, kwargs_of, log=print) -> dict:
-    """{cell: job id} for `todo`: a cell whose job (for its fingerprint) SLURM still holds is followed, not submitted again; the others go
-    as one job array, and `STUDY.slurm_jobs` is written before anything waits on them. A job of a cell's earlier settings is cancelled."""
+    """`({cell: job id}, {cell: its run_cell arguments})` for `todo`: a cell whose job (for its fingerprint) SLURM still holds is followed, not
+    submitted again; the others go as one job array, and `STUDY.slurm_jobs` is written before anything waits on them. A job of a cell's earlier settings is cancelled."""
     import subprocess
     known, queue, kw = slurm_jobs(folder), slurm_queue(), {c: kwargs_of(c) for c in todo}   # each cell's arguments (its data fingerprint among them) worked out once
     follow = {c: known[c.key]["job"] for c in todo if c.key in known and known[c.key]["job"] in queue and known[c.key].get("fingerprint") == kw[c].get("fingerprint")}

@@ -547,7 +547,7 @@ def cell_table(folder:str|Path,      # a study folder
 def is_extra_test_metric(name:str # a column or key name
                         ) -> bool:
     "Is `name` the balanced accuracy of an extra test set (`balanced_accuracy_<set>`, not a CI bound)?"
-    return name.startswith("balanced_accuracy_") and name not in ("balanced_accuracy_ci_low", "balanced_accuracy_ci_high")
+    return name.startswith("balanced_accuracy_") and not name.endswith(("_ci_low", "_ci_high"))   # the main set's bounds, or an extra set's
 
 # %% ../nbs/07a_study.ipynb #c029c
 def extra_test_metrics(results:pd.DataFrame # `cell_results`
