@@ -304,7 +304,8 @@ def held_by_own_jobs(folder:Path,   # the study folder
     queue = slurm_queue() if held else {}
     for c in held:
         if known[c.key]["job"] in queue: states[c] = "todo"
-    return [c for c in cells if c in set(todo) or (c in held and states[c] == "todo")]
+    want = set(todo) | {c for c in held if states[c] == "todo"}
+    return [c for c in cells if c in want]
 
 # %% ../nbs/07d_grid.ipynb #c009se
 def submit_cells(todo:list, folder:Path, notebook, settings:dict, kwargs_of, log=print) -> dict:
