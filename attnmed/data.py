@@ -171,7 +171,7 @@ class Option:
 
 # %% ../nbs/01_data.ipynb #c013
 class DatasetFormat:
-    "A dataset format: `name`, `doc` (what it reads), declared `options`, and `load`; register instances with `FORMATS.register`. Every method takes `spec`, the dataset entry (a `DatasetSpec`, or a mapping with its keys), and where it builds images `size`, their size in pixels (square)."
+    "A dataset format: `name`, `doc` (what it reads), declared `options`, and `load`; register instances with `FORMATS.register`. Every method takes `spec`, the dataset entry as a `DatasetSpec` (`load_dataset` and the grid pass one; `DatasetSpec.of` makes one of a mapping), and where it builds images `size`, their size in pixels (square)."
     name:str = ""
     doc:str = ""
     options:tuple = ()          # the format's own `Option`s
@@ -181,10 +181,9 @@ class DatasetFormat:
         return tuple(self.options)
     def documented_options(self) -> list:
         "`(option, note)` for the docs: every option the format can take (a note says when it applies)."
-        return [(o, "") for o in self.options_for(dict(name="", format=self.name, path="."))]
+        return [(o, "") for o in self.options_for(DatasetSpec("", self.name, "."))]
     def values(self, spec:DatasetSpec) -> dict:
         "Every option of `spec`, checked, with defaults filled in; an unknown option is refused with the closest valid one suggested."
-        spec = DatasetSpec.of(spec)
         opts = {o.name: o for o in self.options_for(spec)}
         where = f"dataset '{spec.name}'"
         for k in spec.options:
@@ -197,7 +196,6 @@ class DatasetFormat:
         return {k: o.check(spec.get(k, o.default), where) for k, o in opts.items()}
     def check_files(self, spec:DatasetSpec):
         "Refuse a spec whose files are missing ('not found' in the message: a dry run only warns)."
-        spec = DatasetSpec.of(spec)
         if not Path(spec.path).exists(): raise DataError(f"dataset '{spec.name}': path {spec.path} not found (expected {self.path_kind})")
         p = Path(spec.path)
         if not (p.is_file() or p.is_dir()): raise DataError(f"dataset '{spec.name}': path {p} is not a regular file or folder (a FIFO, socket or device cannot be read as data)")
@@ -209,7 +207,6 @@ class DatasetFormat:
         self.load(spec, size)
     def fingerprint(self, spec:DatasetSpec, size:int) -> str:
         "A short hash that changes when the data changes (default: the spec, and the size and time of `path`)."
-        spec = DatasetSpec.of(spec)
         p = Path(spec.path); st = p.stat() if p.exists() else None
         key = dict(spec=dict(spec), size=size, stat=[st.st_size, st.st_mtime_ns] if st and p.is_file() else None)
         return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -26,11 +26,10 @@ __all__ = ['ISIC_CLASSES', 'CBIS_FILES', 'CBIS_PATH_COLUMNS', 'CBIS_PATHOLOGY', 
 ISIC_CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
 
 # %% ../nbs/01e_readers.ipynb #c024a
-def isic2019_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
+def isic2019_table(spec:DatasetSpec, # the dataset entry (`DatasetSpec.of` makes one of a mapping)
                    opts:dict  # the format's checked options
                   ):
     "The image table and class names of an ISIC 2019 folder."
-    spec = DatasetSpec.of(spec)
     root = Path(spec.path)
     gt_file = root / "ISIC_2019_Training_GroundTruth.csv"
     gt = read_table(gt_file, ["image", *ISIC_CLASSES], "the ISIC 2019 ground truth CSV")
@@ -125,11 +124,10 @@ def _cbis_file(root:Path, rel:str, want:str, jpeg:dict|None, info_file:Path, sou
     return root / Path(*Path(p).parts[1:]) if Path(p).parts[0] == "CBIS-DDSM" else root / p
 
 # %% ../nbs/01e_readers.ipynb #c027c
-def cbis_ddsm_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
+def cbis_ddsm_table(spec:DatasetSpec, # the dataset entry (`DatasetSpec.of` makes one of a mapping)
                     opts:dict  # the format's checked options
                    ):
     "The image table and class names of a CBIS-DDSM folder (DICOM or the JPEG export)."
-    spec = DatasetSpec.of(spec)
     root = Path(spec.path)
     csv_dir = root / "csv" if (root / "csv").is_dir() else root
     kinds = {"mass": ["mass"], "calc": ["calc"], "both": ["mass", "calc"]}[opts["abnormality"]]
@@ -170,7 +168,6 @@ class CBISDDSM(TableFormat):
                Option("masks", bool, True, "the ROI masks are read and scored against the explanations: a mammogram's abnormalities united (image: full), or cut where each crop is found in its mammogram (image: crop)"))
     channels = 1
     def check_files(self, spec):
-        spec = DatasetSpec.of(spec)
         super().check_files(spec)
         p = Path(spec.path); d = p / "csv" if (p / "csv").is_dir() else p
         if not any((d / f).exists() for f in CBIS_FILES.values()): raise DataError(f"dataset '{spec.name}': no CBIS-DDSM case-description CSV ({', '.join(CBIS_FILES.values())}) in {d}")
@@ -185,11 +182,10 @@ CHEXPERT_FINDINGS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "E
 MIMIC_SPLITS = {"train": "train", "validate": "val", "test": "test"}
 
 # %% ../nbs/01e_readers.ipynb #c030a
-def mimic_cxr_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
+def mimic_cxr_table(spec:DatasetSpec, # the dataset entry (`DatasetSpec.of` makes one of a mapping)
                     opts:dict  # the format's checked options
                    ):
     "The image table and class names of a MIMIC-CXR-JPG folder."
-    spec = DatasetSpec.of(spec)
     root = Path(spec.path); finding = opts["finding"]
     meta = read_table(root / "mimic-cxr-2.0.0-metadata.csv.gz", ["dicom_id", "subject_id", "study_id", "ViewPosition"], "the MIMIC-CXR-JPG metadata")
     labels_file = root / "mimic-cxr-2.0.0-chexpert.csv.gz"
@@ -291,11 +287,10 @@ def _listed_masks(column:pd.Series, f:Path, base:Path, opts:dict) -> list:   # a
     return out
 
 # %% ../nbs/01e_readers.ipynb #c033c
-def folder_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
+def folder_table(spec:DatasetSpec, # the dataset entry (`DatasetSpec.of` makes one of a mapping)
                  opts:dict  # the format's checked options
                 ):
     "The image table and class names of a class-per-folder tree (optionally under train/valid/test; a `masks/` folder beside them holds ground-truth masks at the same relative paths)."
-    spec = DatasetSpec.of(spec)
     root = Path(spec.path)
     if not root.is_dir(): raise DataError(f"{root}: folder not found (format folder: one sub-folder per class, optionally under train/ valid/ test/)")
     masks = root / "masks" if (root / "masks").is_dir() else None   # a parallel tree of ground-truth masks, not a class
@@ -325,11 +320,10 @@ def folder_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a ma
     return table, class_names
 
 # %% ../nbs/01e_readers.ipynb #c033d
-def csv_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
+def csv_table(spec:DatasetSpec, # the dataset entry (`DatasetSpec.of` makes one of a mapping)
               opts:dict  # the format's checked options
              ):
     "The image table and class names of a CSV listing (path, label, optional split and patient columns)."
-    spec = DatasetSpec.of(spec)
     f = Path(spec.path)
     cols = [opts["path_column"], opts["label_column"]] + [c for c in (opts["split_column"], opts["patient_column"], opts["mask_column"]) if c]
     df = read_table(f, cols, "a CSV with image paths and labels")
@@ -390,11 +384,10 @@ CAMELYON_COLUMNS = ["patient", "node", "x_coord", "y_coord", "tumor", "slide", "
 CAMELYON_ID_CENTERS, CAMELYON_OOD = (0, 3, 4), {1: "ood_val", 2: "ood_test"}
 
 # %% ../nbs/01e_readers.ipynb #c038a
-def camelyon17_table(spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
+def camelyon17_table(spec:DatasetSpec, # the dataset entry (`DatasetSpec.of` makes one of a mapping)
                      opts:dict  # the format's checked options
                     ):
     "The image table of a Camelyon17-WILDS folder: train / val / ID test from hospitals 0, 3, 4; OOD val (hospital 1) and OOD test (hospital 2) as extra sets."
-    spec = DatasetSpec.of(spec)
     root = Path(spec.path); f = root / "metadata.csv"
     meta = read_table(f, CAMELYON_COLUMNS, "the Camelyon17-WILDS metadata")
     vals = {}
@@ -449,7 +442,6 @@ class MedMNIST(DatasetFormat):
 
     def check_files(self, spec):
         "The file exists (or, with `flag`, flag and size are known), and `label_column` fits its labels; checked before any cell starts."
-        spec = DatasetSpec.of(spec)
         if self.values(spec)["flag"] is None or Path(spec.path).suffix == ".npz": super().check_files(spec)   # a local file must exist
         src = self.source(spec)
         path = Path(spec.path) if src is None else src["path"]
@@ -468,7 +460,6 @@ class MedMNIST(DatasetFormat):
                image_size=None # the study's image size (picks the file's size)
               ) -> dict|None:
         "With `flag`: the `medmnist_source` of the file to use, and its local `path` (`catalogue`: whether it is the catalogue's file); None for a local .npz without `flag`."
-        spec = DatasetSpec.of(spec)
         o = self.values(spec)
         if o["flag"] is None:
             if o["size"] is not None: raise DataError(f"dataset '{spec.name}': option 'size' needs 'flag' (a local .npz is used at the size it has)")
@@ -482,12 +473,10 @@ class MedMNIST(DatasetFormat):
                  image_size=None # the study's image size (picks the file's size)
                 ) -> Path:
         "The .npz to read, downloaded first if it is not there yet."
-        spec = DatasetSpec.of(spec)
         src = self.source(spec, image_size)
         if src is None or Path(spec.path).suffix == ".npz": return Path(spec.path)   # a local file: used as it is
         return download(src["url"], src["path"], src["md5"])
     def load(self, spec, size):
-        spec = DatasetSpec.of(spec)
         path = self.npz_path(spec, size)
         self.check_files(spec); o = self.values(spec); src = self.source(spec, size)
         names = o["class_names"] or (src["class_names"] if src and o["label_column"] is None else None)

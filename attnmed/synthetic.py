@@ -339,7 +339,6 @@ class Synthetic(DatasetFormat):
                          ) -> dict:
         return {k: v for k, v in self.values(spec).items() if k != "kind"}
     def check_files(self, spec):
-        spec = DatasetSpec.of(spec)
         p = Path(spec.path)
         if p.exists() and not p.is_dir(): raise DataError(f"dataset '{spec.name}': path {p} exists and is not a folder (synthetic data is cached in a folder)")
     def fingerprint(self, spec, size) -> str:
@@ -357,18 +356,16 @@ class Synthetic(DatasetFormat):
                    size  # image size in pixels (square)
                   ) -> Path:
         "Where the generated dataset for `spec` at `size` px is cached."
-        spec = DatasetSpec.of(spec)
         return Path(spec.path) / f"{spec.get('kind', 'synth-derm')}_{size}_{self.fingerprint(spec, size)}.npz"
     def prepare(self, spec, size) -> Path:
         f = self.cache_file(spec, size)
         if not f.exists(): save_npz(f, generate(spec.get("kind", "synth-derm"), size=size, **self.generator_options(spec)))
         return f
     def load(self, spec, size) -> ImageSplits:
-        spec = DatasetSpec.of(spec)
         return read_npz_splits(self.prepare(spec, size), name=spec.name, class_names=["negative", "positive"])
     def resampled(self, spec, seed) -> DatasetSpec:
         "A fresh sample of the benchmark (train, validation and test) for each seed."
-        return DatasetSpec.of(spec).replace(seed=(int(spec.get("seed", 0)) + 7919 * (int(seed) + 1)) % 2 ** 32)
+        return spec.replace(seed=(int(spec.get("seed", 0)) + 7919 * (int(seed) + 1)) % 2 ** 32)
     def example(self, root) -> dict:
         return dict(format="synthetic", path=str(root), n_train=48, n_val=16, n_test=24, shortcut_train=0.9, label_noise=0.1)
     def counterfactual_tests(self, spec, size) -> dict:

@@ -312,29 +312,26 @@ class TableFormat(DatasetFormat):
     def options_for(self, spec): return (*COMMON_OPTIONS, *self.options)
 
     def values(self, spec):
-        spec = DatasetSpec.of(spec)
         v = super().values(spec)
         check_window(v["window"], f"dataset '{spec.name}'")
         return v
 
     def check_files(self, spec):
-        spec = DatasetSpec.of(spec)
         super().check_files(spec)
         for r in self.required_files:
             if not (Path(spec.path) / r).exists(): raise DataError(f"dataset '{spec.name}': {Path(spec.path) / r} not found (expected {self.path_kind})")
 
     def table(self,
-              spec:DatasetSpec, # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
+              spec:DatasetSpec, # the dataset entry (`DatasetSpec.of` makes one of a mapping)
               opts:dict  # the format's checked options
              ):
         "`(table, class_names)`: one row per image with `path`, `label`, optional `split`, `patient`, `id`."
         raise NotImplementedError
 
     def image_table(self,
-                    spec:DatasetSpec # the dataset entry (a `DatasetSpec`, or a mapping with its keys)
+                    spec:DatasetSpec # the dataset entry (`DatasetSpec.of` makes one of a mapping)
                    ):
         "`(prepared table, class names, options)` of `spec`."
-        spec = DatasetSpec.of(spec)
         def build():
             opts = self.values(spec); opts["channels"] = opts["channels"] or self.channels
             table, class_names = self.table(spec, opts)
@@ -342,7 +339,6 @@ class TableFormat(DatasetFormat):
         return shared_table(json.dumps({**spec, "format": self.name}, sort_keys=True, default=str), build)   # once per entry inside `one_table_per_spec`
 
     def load(self, spec, size):
-        spec = DatasetSpec.of(spec)
         table, class_names, opts = self.image_table(spec)
         return splits_from_table(table, class_names, spec.name, size, opts, str(Path(spec.path)), self.shared_groups)
 
@@ -351,13 +347,12 @@ class TableFormat(DatasetFormat):
         return table_hash(table, size, opts["channels"], class_names, opts["window"])
     def cached_arrays(self, spec, size):
         "The decode cache's file for `spec` at `size` px, or None before the first load."
-        spec = DatasetSpec.of(spec)
         table, class_names, opts = self.image_table(spec)
         f = cache_path(spec.name, table, size, class_names, opts)
         return f if f.exists() else None
     def resampled(self, spec, seed):
         "The carved splits redrawn with `seed` (official splits stay as published)."
-        return DatasetSpec.of(spec).replace(split_seed=int(seed))
+        return spec.replace(split_seed=int(seed))
 
 # %% ../nbs/01d_tables.ipynb #c021d
 _TABLES = None   # dataset entry -> (table, class names, options) while `one_table_per_spec` is active; None: no sharing

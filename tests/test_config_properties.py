@@ -11,6 +11,7 @@ from attnmed.data import DataError, FORMATS
 from attnmed.study import check_study, data_fingerprints, prepare_datasets, study_cells
 from attnmed.testing import write_sample_csv, write_sample_folder, write_sample_medmnist
 from attnmed.cli import grid_cli
+from attnmed.config import DatasetSpec
 
 JUNK = st.one_of(
     st.none(), st.booleans(), st.integers(-10, 10), st.integers(min_value=2 ** 31, max_value=2 ** 80), st.integers(max_value=-2 ** 40),
@@ -29,7 +30,7 @@ def dataset_entry(files):
     "A dataset entry of one of four formats with some options (declared or not), each valid or junk."
     def entry(fmt):
         path = {"synthetic": str(files["root"] / "synth"), "csv": str(files["csv"]), "folder": str(files["folder"]), "medmnist": str(files["medmnist"])}[fmt]
-        opts = FORMATS[fmt].options_for(dict(name="d", format=fmt, path=path))
+        opts = FORMATS[fmt].options_for(DatasetSpec.of(dict(name="d", format=fmt, path=path)))
         names = [o.name for o in opts] + ["n_trian", "window", "label_column"]
         base = dict(name="d", format=fmt, path=path, **({"label_column": "diagnosis"} if fmt == "csv" else {}),
                     **({"n_train": 24, "n_val": 8, "n_test": 8} if fmt == "synthetic" else {}))

@@ -10,6 +10,7 @@ from attnmed.train import make_learner, fit, seed_everything
 from attnmed.explain import (METHODS, ExplainError, explain, localisation_scores, shortcut_accuracies,
                              randomisation_test, concept_test, normalised, predict_logits)
 from conftest import tiny_study, run
+from attnmed.config import DatasetSpec
 
 FAMILIES = [("resnet18", "se"), ("resnet18", "nonlocal"), ("resnet18", "botnet"), ("vgg16", "cbam"), ("densenet121", "mldam"),
             ("efficientnet_b0", "eca"), ("convnext_tiny", "mhsa"), ("vit_small", "none"), ("swin_tiny", "none")]
@@ -48,7 +49,7 @@ def train_tiny(tmp, shortcut_train, visibility=0.35, label_noise=0.0, epochs=4, 
 
 def shortcut_drop(spec, data, model, size=32):
     predict = lambda imgs: predict_logits(model, normalised(imgs, dataset_stats(data.images["train"]))).argmax(1).numpy()
-    return shortcut_accuracies(predict, FORMATS["synthetic"].counterfactual_tests(spec, size))
+    return shortcut_accuracies(predict, FORMATS["synthetic"].counterfactual_tests(DatasetSpec.of(spec), size))
 
 @pytest.mark.slow
 @pytest.mark.cost(60)

@@ -4,6 +4,7 @@ import contextlib, io, json
 from pathlib import Path
 import pytest, yaml
 from attnmed.cli import grid_cli, report_cli
+from attnmed.config import DatasetSpec
 
 def tiny_study(folder: Path, **over) -> Path:
     raw = dict(name="tiny", datasets=[dict(name="synth-derm", format="synthetic", path=str(folder / "data"), n_train=32, n_val=16, n_test=16)],
@@ -343,7 +344,7 @@ def test_a_csv_row_naming_a_link_to_an_image_outside_its_folder_is_refused(tmp_p
     outside.write_bytes((f.parent / "images" / "0000.png").read_bytes())
     (f.parent / "images" / "0003.png").unlink(); os.symlink(outside, f.parent / "images" / "0003.png")
     spec = dict(name="c", format="csv", path=str(f), label_column="diagnosis", patient_column="patient", cache=str(tmp_path / "c"))
-    with pytest.raises(DataError, match=r"labels.csv, line 5, column 'path': 'images/0003.png' is outside .* \(it is a link that leads there\)"): CSV().load(spec, 16)
+    with pytest.raises(DataError, match=r"labels.csv, line 5, column 'path': 'images/0003.png' is outside .* \(it is a link that leads there\)"): CSV().load(DatasetSpec.of(spec), 16)
     os.unlink(f.parent / "images" / "0003.png"); (f.parent / "images" / "0003.png").write_bytes(outside.read_bytes())
     (f.parent / "masks" / "0005.png").unlink(); os.symlink(outside, f.parent / "masks" / "0005.png")
-    with pytest.raises(DataError, match=r"line 7, column 'mask': 'masks/0005.png' is outside"): CSV().load({**spec, "mask_column": "mask"}, 16)
+    with pytest.raises(DataError, match=r"line 7, column 'mask': 'masks/0005.png' is outside"): CSV().load(DatasetSpec.of({**spec, "mask_column": "mask"}), 16)

@@ -7,6 +7,7 @@ from attnmed.data import DataError, DatasetFormat, SPLITS, FORMATS
 from attnmed.datasets import load_dataset, check_dataset
 from attnmed import readers as R, testing as T
 from conftest import run
+from attnmed.config import DatasetSpec
 
 def n_items(ds): return sum(len(ds.labels[s]) for s in SPLITS)
 
@@ -211,7 +212,7 @@ def test_one_epoch_on_every_format(tmp):
     datasets = []
     for name, fmt in FORMATS.items():
         spec = dict(name=name, **fmt.example(tmp / "data" / name))
-        if any(o.name == "cache" for o in fmt.options_for(spec)): spec["cache"] = "cache"
+        if any(o.name == "cache" for o in fmt.options_for(DatasetSpec.of(spec))): spec["cache"] = "cache"
         datasets.append(spec)
     datasets.append(dict(name="mammo", **{**FORMATS["synthetic"].example(tmp / "data" / "mammo"), "kind": "synth-mammo"}))
     datasets.append(dict(name="pair", **{**FORMATS["synthetic"].example(tmp / "data" / "pair"), "kind": "synth-pair"}))

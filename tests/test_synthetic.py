@@ -3,6 +3,7 @@ import numpy as np, pytest
 from functools import partial
 from attnmed.data import DataError
 from attnmed.synthetic import generate, synthetic_options, Synthetic
+from attnmed.config import DatasetSpec
 
 @pytest.mark.parametrize("gen", [partial(generate, "synth-derm"), partial(generate, "synth-mammo")], ids=["derm", "mammo"])
 def test_shortcut_rates_per_split(gen):
@@ -29,7 +30,7 @@ def test_visibility_zero_hides_the_evidence():
 
 def test_options_are_checked():
     with pytest.raises(DataError, match=r"unknown option 'hair_rate' for format synthetic"):
-        Synthetic().values(dict(name="m", format="synthetic", path="/tmp", kind="synth-mammo", hair_rate=0.2))
+        Synthetic().values(DatasetSpec.of(dict(name="m", format="synthetic", path="/tmp", kind="synth-mammo", hair_rate=0.2)))
     with pytest.raises(DataError, match="field 'shortcut_train': must be <= 1"): generate("synth-derm", shortcut_train=1.5)
-    with pytest.raises(DataError, match="field 'kind': expected one of synth-derm, synth-mammo, synth-pair, got 'synth-xray'"): Synthetic().values(dict(name="x", path="/tmp", kind="synth-xray"))
+    with pytest.raises(DataError, match="field 'kind': expected one of synth-derm, synth-mammo, synth-pair, got 'synth-xray'"): Synthetic().values(DatasetSpec.of(dict(name="x", path="/tmp", kind="synth-xray")))
     with pytest.raises(DataError, match="unknown synthetic kind 'synth-xray'"): synthetic_options("synth-xray")
