@@ -20,10 +20,9 @@ __all__ = ['RATIOS', 'VERDICTS', 'NOT_DECIDED', 'DEFAULT_COMPARISONS', 'GROUP', 
            'forest_plot', 'design_se', 'power', 'expected_power', 'plan', 'mcnemar_test', 'mean_ci', 'use_case_table',
            'friedman_nemenyi', 'cd_diagram', 'config_table']
 
-# %% ../nbs/05_statistics.ipynb #c005
+# %% ../nbs/05_statistics.ipynb #c005a
 import functools
 
-# %% ../nbs/05_statistics.ipynb #c005a
 @functools.lru_cache(maxsize=None)
 def _chi2_nodes(S:int):
     "Quadrature nodes and weights of X = chi2(S - 1) / (S - 1), dense in both tails (normal-quantile grid)."
