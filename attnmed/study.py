@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_study.ipynb #c002
 from __future__ import annotations
-import dataclasses, hashlib, html, json, os, socket, time, uuid
+import dataclasses, fnmatch, hashlib, html, json, os, socket, time, uuid
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -197,7 +197,6 @@ def key_selected(key:str, # a cell's or group's key (`dataset/arch/attention/...
                  only:str # comma-separated patterns of key components (globs), e.g. 'resnet18/se', 'seed1', 'synth-derm/*/none'
                 ) -> bool:
     "Does `key` have the path components of one of the comma-separated patterns in `only`, in a row, each matched as a glob?"
-    import fnmatch
     parts = key.split("/")
     pats = [p.strip().strip("/").split("/") for p in only.split(",") if p.strip().strip("/")]
     return any(all(fnmatch.fnmatchcase(parts[i + j], pat[j]) for j in range(len(pat))) for pat in pats for i in range(len(parts) - len(pat) + 1))
