@@ -13,10 +13,11 @@ import timm
 from fastcore.basics import patch
 from .registry import Registry
 from .data import dataset_stats
+from .config import CellParams
 
 # %% auto #0
 __all__ = ['ARCHS', 'RESNET_STAGES', 'ModelError', 'Arch', 'load_backbone', 'get_module', 'set_module', 'stage_channels',
-           'missing_weights', 'default_weights', 'fetch_pretrained']
+           'missing_weights', 'default_weights', 'pretrained_weights', 'fetch_pretrained']
 
 # %% ../nbs/02b_backbones.ipynb #c005
 class ModelError(ValueError):
@@ -154,6 +155,13 @@ def default_weights(protocol:str="attnmed" # the training protocol
                    ) -> str|None:
     "timm's tag of the weights a pretrained cell starts from when the study names none: torchvision's (`tv_in1k`) for goncalves-cardoso, as the published models; None (timm's default) otherwise."
     return "tv_in1k" if protocol == "goncalves-cardoso" else None
+
+# %% ../nbs/02b_backbones.ipynb #c008f1
+def pretrained_weights(p:CellParams # a cell's checked parameters
+                      ) -> str|None:
+    "timm's tag of the weights a pretrained cell starts from: the study's `weights`, else the protocol's (torchvision's `tv_in1k` for goncalves-cardoso, as the published models), else None (timm's default)."
+    if not p.pretrained: return None
+    return p.weights or default_weights(p.protocol)
 
 # %% ../nbs/02b_backbones.ipynb #c008g
 def fetch_pretrained(arch:Arch,            # the backbone

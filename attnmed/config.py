@@ -15,10 +15,10 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 
 # %% auto #0
 __all__ = ['MAX_MESSAGE', 'PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS',
-           'SLURM_DEFAULTS', 'YAML_LIMITS', 'CELL_KEYS', 'FORMULA_STARTS', 'StudyConfigError', 'check_value', 'Param',
-           'parse_search', 'in_space', 'check_name', 'DatasetSpec', 'parse_study', 'parse_looks', 'parse_slurm',
-           'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell', 'expand_grid',
-           'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
+           'SLURM_DEFAULTS', 'YAML_LIMITS', 'CellParams', 'CELL_KEYS', 'FORMULA_STARTS', 'StudyConfigError',
+           'check_value', 'Param', 'parse_search', 'in_space', 'check_name', 'DatasetSpec', 'parse_study',
+           'parse_looks', 'parse_slurm', 'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell',
+           'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
            'spreadsheet_safe', 'atomic_write_csv', 'atomic_save_figure', 'default_cache_dir', 'user_key', 'signature']
 
 # %% ../nbs/00_config.ipynb #c004m
@@ -520,9 +520,6 @@ class Cell:
         return dict(study=self.study, dataset=s["dataset_spec"], arch=self.arch, attention=self.attention, augment=self.augment,
                     seed=self.seed, **{k: s["params"][k] for k in PARAMS}, plugins=s.get("plugins", []))
 
-# %% ../nbs/00_config.ipynb #c036a
-CELL_KEYS = ("study", "dataset", "arch", "attention", "augment", "seed", *PARAMS, "plugins")   # `Cell.parameters()`'s keys, in order
-
 # %% ../nbs/00_config.ipynb #c038
 def expand_grid(study:Study, # a parsed `Study`
                 keep=None    # also return the cells left out (with their reason)
@@ -532,11 +529,24 @@ def expand_grid(study:Study, # a parsed `Study`
             for ds, arch, att, aug, seed in itertools.product(study.datasets, study.archs, study.attentions, study.augment, study.seeds)
             if keep is None or keep(arch, att)]
 
+# %% ../nbs/00_config.ipynb #c036a
+CellParams = dataclasses.make_dataclass("CellParams", [
+    ("study", str), ("dataset", DatasetSpec), ("arch", str), ("attention", str), ("augment", bool), ("seed", int),
+    *[(p.name, p.type) for p in PARAMS.values()],
+    ("plugins", tuple),
+], frozen=True, eq=False, namespace=dict(
+    __doc__="A cell's parameters, checked (`check_parameters`): its dataset entry, its axis values, every shared setting and the study's plugins, read as attributes (`p.lr`).",
+    to_dict=lambda self: {k: list(v) if k == "plugins" else v for k, v in ((k, getattr(self, k)) for k in CELL_KEYS)},   # `Cell.parameters()`'s form, for papermill and metrics.json
+    replace=lambda self, **changes: check_parameters({**self.to_dict(), **changes})))   # a copy with `changes`, checked again
+CellParams.__module__ = __name__
+CELL_KEYS = tuple(f.name for f in dataclasses.fields(CellParams))   # `Cell.parameters()`'s keys, in order
+
 # %% ../nbs/00_config.ipynb #c041
-def check_parameters(params:dict,                 # a cell's parameters
+def check_parameters(params:dict,                 # a cell's parameters (a `CellParams` is returned as it is)
                      source:str="cell parameters" # the file (or text) the value came from, named in errors
-                    ) -> dict:
-    "A cell's parameters (`Cell.parameters()`'s keys), checked; settings are checked against `PARAMS`."
+                    ) -> CellParams:
+    "A cell's parameters (`Cell.parameters()`'s keys) checked, as a `CellParams`; settings are checked against `PARAMS`."
+    if isinstance(params, CellParams): return params
     unknown = [k for k in params if k not in CELL_KEYS]
     if unknown: raise StudyConfigError(f"unknown parameter(s) {unknown}; a cell's parameters are {', '.join(CELL_KEYS)}", source)
     missing = [k for k in CELL_KEYS if k not in params]
@@ -547,9 +557,9 @@ def check_parameters(params:dict,                 # a cell's parameters
     out["seed"] = check_value(params["seed"], int, source, "seed", low=0, high=MAX_SEED)
     ds = params["dataset"]
     out["dataset"] = ds if isinstance(ds, DatasetSpec) else DatasetSpec.of(check_value(ds, dict, source, "dataset"))
-    out["plugins"] = check_value(params["plugins"] or [], list, source, "plugins")
+    out["plugins"] = tuple(check_value(params["plugins"] or [], list, source, "plugins"))
     for k, p in PARAMS.items(): out[k] = p.check(params[k], source)
-    return out
+    return CellParams(**out)
 
 # %% ../nbs/00_config.ipynb #c044
 _UMASK = None

@@ -9,7 +9,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from .data import as_chw3
-from .backbones import ARCHS
+from .backbones import ARCHS, pretrained_weights
+from .config import CELL_KEYS, PARAMS, CellParams, check_parameters
 from .models import attention_maps, create_model, load_weights, randomised_copy
 from .statistics import holm as holm_procedure   # the one Holm of the project (`holm` is concept_test's switch here)
 from .layout import CELL
@@ -20,7 +21,8 @@ __all__ = ['METHODS', 'METHOD_NAMES', 'LOCALISATION_SCORES', 'SCORE_PHRASES', 'R
            'thresholded_iou', 'mean_interval', 'per_image_scores', 'localisation_scores', 'localisation_sentence',
            'shortcut_accuracies', 'spearman_per_image', 'mean_spearman', 'map_stability', 'stability_sentence',
            'road_scores', 'faithfulness_sentences', 'randomisation_test', 'no_signal_images', 'top_share',
-           'no_signal_test', 'concept_test', 'load_cell_model', 'normalised', 'cell_input_stats', 'predict_logits']
+           'no_signal_test', 'concept_test', 'recorded_params', 'load_cell_model', 'normalised', 'cell_input_stats',
+           'predict_logits']
 
 # %% ../nbs/06_explain.ipynb #c005
 METHODS = ("saliency", "gradcam", "integrated_gradients", "attention")
@@ -417,19 +419,26 @@ def concept_test(scores:np.ndarray,   # the model's score per test item (e.g. th
     df["used"] = df.p_holm < alpha
     return df
 
+# %% ../nbs/06_explain.ipynb #c027r
+def recorded_params(folder # a done cell's folder
+                   ) -> CellParams:
+    "The checked parameters the cell in `folder` was trained with (its `metrics.json`'s `params`, the search's tuned values among them); a setting an older attnmed did not record takes its default."
+    import json
+    from pathlib import Path
+    f = Path(folder) / CELL.metrics
+    p = json.loads(f.read_text())["params"]
+    return check_parameters({**{k: s.default for k, s in PARAMS.items()}, **{k: v for k, v in p.items() if k in CELL_KEYS}}, source=str(f))
+
 # %% ../nbs/06_explain.ipynb #c028
 def load_cell_model(folder,      # a done cell's folder
                     n_out:int,   # number of outputs (classes)
                     device="cpu" # torch device
                    ) -> torch.nn.Module:
     "The model of the grid cell in `folder`, with its best-validation weights, in eval mode."
-    import json
     from pathlib import Path
-    folder = Path(folder)
-    p = json.loads((folder / CELL.metrics).read_text())["params"]
-    f = folder / CELL.checkpoint
+    p, f = recorded_params(folder), Path(folder) / CELL.checkpoint
     if not f.exists(): raise ExplainError(f"{f}: checkpoint not found (the cell's best-validation weights); re-run the cell")
-    model = create_model(p["arch"], p["attention"], n_out=n_out, pretrained=False, image_size=p["image_size"], head=p.get("head", "pooled"))
+    model = create_model(p.arch, p.attention, n_out=n_out, pretrained=False, image_size=p.image_size, head=p.head)
     load_weights(model, f)   # weights only; saved from a torch.compile'd model or not
     return model.to(device).eval()
 
@@ -444,11 +453,11 @@ def normalised(images:np.ndarray, # uint8 images (N x H x W [x C])
     return ((x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)).to(device)
 
 # %% ../nbs/06_explain.ipynb #c028b
-def cell_input_stats(params:dict, # the cell's parameters
-                     data         # its dataset
+def cell_input_stats(params:CellParams, # the cell's checked parameters (`recorded_params`)
+                     data               # its dataset
                     ) -> tuple:
-    "The input statistics the cell with `params` was trained with (its arch's, `Arch.input_stats`)."
-    return ARCHS[params["arch"]].input_stats(params["pretrained"], data.images["train"])
+    "The input statistics the cell with `params` was trained with (its arch's, `Arch.input_stats`, for its pretrained weights or its training images)."
+    return ARCHS[params.arch].input_stats(params.pretrained, data.images["train"], pretrained_weights(params))
 
 # %% ../nbs/06_explain.ipynb #c028c
 @torch.no_grad()

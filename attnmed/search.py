@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, tempfile, time
 from pathlib import Path
 from fastai.callback.core import Callback
-from .config import Study, Cell, StudyConfigError, atomic_write_text, in_space
+from .config import Study, Cell, StudyConfigError, atomic_write_text, check_parameters, in_space
 from .datasets import load_dataset
 from .study import check_study, load_checked_study, study_cells, study_folder, best_file, prepare_datasets, key_selected
 from .train import train_cell, cell_dataset, NonFiniteLossError
@@ -51,10 +51,10 @@ def train_trial(cell:Cell,                # the group's first cell
                 data_cache:dict|None=None # loaded datasets, reused across trials
                ) -> float:
     "Train `cell` with these hyperparameters (`attnmed.train.train_cell`); returns its best validation balanced accuracy."
-    params = {**cell.parameters(), "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
+    params = check_parameters({**cell.parameters(), "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size})
     spec = cell_dataset(params)
-    key = (json.dumps(dict(spec), sort_keys=True), params["image_size"])
-    data = (data_cache or {}).get(key) or load_dataset(spec, params["image_size"])
+    key = (json.dumps(dict(spec), sort_keys=True), params.image_size)
+    data = (data_cache or {}).get(key) or load_dataset(spec, params.image_size)
     if data_cache is not None: data_cache[key] = data
     with tempfile.TemporaryDirectory(prefix="attnmed-trial-") as tmp:
         run = train_cell(params, tmp, cbs=[OptunaPruning(trial)] if trial is not None else [], data=data, log=False)

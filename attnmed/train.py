@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .config import atomic_write_json, check_parameters, import_plugins   # first: it quiets a warning fastai's import raises
+from .config import CellParams, DatasetSpec, atomic_write_json, check_parameters, import_plugins   # first: it quiets a warning fastai's import raises
 from fastai.learner import Learner, CancelEpochException
 from fastai.callback.core import Callback
 import fastai.callback.schedule  # adds Learner.fit_one_cycle
@@ -27,7 +27,7 @@ from fastcore.foundation import L
 from .data import ImageSplits, FORMATS, class_weights
 from .datasets import load_dataset
 from .loaders import PairedAugmentation, make_dataloaders
-from .backbones import ARCHS, default_weights
+from .backbones import ARCHS, default_weights, pretrained_weights
 from .models import create_model, load_weights, read_checkpoint, splitter
 from .layout import CELL
 
@@ -36,7 +36,7 @@ __all__ = ['RESUME_FILES', 'resolve_device', 'seed_everything', 'NonFiniteLossEr
            'PreciseBN', 'adam_step_in_place', 'FreeingOptimizer', 'adam', 'protocol_optimizer', 'make_learner',
            'KeepLowestTrainLoss', 'training_state', 'restore_training_state', 'save_resume_point', 'read_resume_point',
            'EpochCheckpoint', 'starting_at', 'training_phases', 'fit', 'plot_history', 'CellRun', 'cell_dataset',
-           'pretrained_weights', 'setup_cell', 'train_cell']
+           'setup_cell', 'train_cell']
 
 # %% ../nbs/03_train.ipynb #c005
 def resolve_device(device:str="auto" # auto, cpu or cuda
@@ -377,7 +377,7 @@ def plot_history(hist:pd.DataFrame, # the history (`fit`'s result)
 @dataclass
 class CellRun:
     "One cell's training: its checked parameters, data, dataloaders (train / valid, and test), learner, and (after `fit`) history."
-    params:dict                         # the cell's checked parameters
+    params:CellParams                   # the cell's checked parameters
     data:ImageSplits                    # its dataset
     dls:object                          # fastai DataLoaders (train, valid)
     test_dl:object                      # the test DataLoader
@@ -399,8 +399,8 @@ class CellRun:
            ) -> pd.DataFrame:
         "Train with the cell's settings, keeping the best validation epoch; returns (and keeps) the history."
         p, t0 = self.params, time.time()
-        self.history = fit(self.learn, p["epochs"], p["lr"], history_file=self.out_dir / CELL.history, patience=p["early_stopping"],
-                           grad_clip=p["grad_clip"], freeze_epochs=p["freeze_epochs"] if p["pretrained"] else 0, cbs=cbs, protocol=p["protocol"],
+        self.history = fit(self.learn, p.epochs, p.lr, history_file=self.out_dir / CELL.history, patience=p.early_stopping,
+                           grad_clip=p.grad_clip, freeze_epochs=p.freeze_epochs if p.pretrained else 0, cbs=cbs, protocol=p.protocol,
                            resume_dir=resume_dir, fingerprint=fingerprint)
         self.seconds += time.time() - t0
         point = self.learn.resume_point or {}
@@ -408,21 +408,14 @@ class CellRun:
         return self.history
 
 # %% ../nbs/03_train.ipynb #c021a
-def cell_dataset(params:dict # a cell's parameters
-                ) -> dict:
+def cell_dataset(params:CellParams # a cell's checked parameters
+                ) -> DatasetSpec:
     "The dataset entry a cell trains on: the study's, or, with `split_seeds`, that entry with its split redrawn by the cell's seed."
-    spec = params["dataset"]
-    return FORMATS[spec.format].resampled(spec, params["seed"]) if params["split_seeds"] else spec
-
-# %% ../nbs/03_train.ipynb #c021b
-def pretrained_weights(p:dict # a cell's checked parameters
-                      ) -> str|None:
-    "timm's tag of the weights a pretrained cell starts from: the study's `weights`, else the protocol's (torchvision's `tv_in1k` for goncalves-cardoso, as the published models), else None (timm's default)."
-    if not p["pretrained"]: return None
-    return p["weights"] or default_weights(p["protocol"])
+    spec = params.dataset
+    return FORMATS[spec.format].resampled(spec, params.seed) if params.split_seeds else spec
 
 # %% ../nbs/03_train.ipynb #c021c
-def setup_cell(params:dict,                # a cell's parameters (`Cell.parameters()`)
+def setup_cell(params:CellParams|dict,     # a cell's parameters: a `CellParams`, or `Cell.parameters()`'s mapping (checked here)
                out_dir:str|Path|None=None, # where the checkpoint and history go (default: a temporary folder, removed when this process ends)
                data:ImageSplits|None=None, # the dataset, when already loaded (the search reuses it across trials)
                log:bool=True               # one line per epoch
@@ -430,27 +423,27 @@ def setup_cell(params:dict,                # a cell's parameters (`Cell.paramete
     "Everything a cell needs before training, in the order that pairs variants: plugins, seed, data, dataloaders, model, learner."
     t0 = time.time()
     p = check_parameters(params)
-    import_plugins(p["plugins"])
-    dev = resolve_device(p["device"])
+    import_plugins(p.plugins)
+    dev = resolve_device(p.device)
     if out_dir is None:   # a temporary folder lasts as long as this process
         out_dir = tempfile.mkdtemp(prefix="attnmed-cell-"); atexit.register(shutil.rmtree, out_dir, True)
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(p["seed"])
-    if data is None: data = load_dataset(cell_dataset(p), p["image_size"])
+    seed_everything(p.seed)
+    if data is None: data = load_dataset(cell_dataset(p), p.image_size)
     weights = pretrained_weights(p)
-    stats = ARCHS[p["arch"]].input_stats(p["pretrained"], data.images["train"], weights)
-    dls, test_dl = make_dataloaders(data, stats, batch_size=p["batch_size"], augment=p["augment"], device=dev,
-                                    oversample=p["imbalance"] == "oversample", seed=p["seed"], protocol=p["protocol"])
-    model = create_model(p["arch"], p["attention"], n_out=data.n_classes, pretrained=p["pretrained"], image_size=p["image_size"], seed=p["seed"], head=p["head"],
+    stats = ARCHS[p.arch].input_stats(p.pretrained, data.images["train"], weights)
+    dls, test_dl = make_dataloaders(data, stats, batch_size=p.batch_size, augment=p.augment, device=dev,
+                                    oversample=p.imbalance == "oversample", seed=p.seed, protocol=p.protocol)
+    model = create_model(p.arch, p.attention, n_out=data.n_classes, pretrained=p.pretrained, image_size=p.image_size, seed=p.seed, head=p.head,
                          weights=weights)
-    cw = class_weights(data.labels["train"], data.n_classes) if p["imbalance"] == "weighted_loss" else None
-    learn = make_learner(dls, model, lr=p["lr"], weight_decay=p["weight_decay"], loss_weights=cw, label_smoothing=p["label_smoothing"],
-                         path=out_dir, compile=p["compile"], log=log, protocol=p["protocol"], precision=p["precision"])
+    cw = class_weights(data.labels["train"], data.n_classes) if p.imbalance == "weighted_loss" else None
+    learn = make_learner(dls, model, lr=p.lr, weight_decay=p.weight_decay, loss_weights=cw, label_smoothing=p.label_smoothing,
+                         path=out_dir, compile=p.compile, log=log, protocol=p.protocol, precision=p.precision)
     return CellRun(p, data, dls, test_dl, learn, out_dir, seconds=time.time() - t0,
-                   weights=ARCHS[p["arch"]].weights_name(weights) if p["pretrained"] else "")
+                   weights=ARCHS[p.arch].weights_name(weights) if p.pretrained else "")
 
 # %% ../nbs/03_train.ipynb #c021d
-def train_cell(params:dict,                # a cell's parameters
+def train_cell(params:CellParams|dict,     # a cell's parameters (`setup_cell`)
                out_dir:str|Path|None=None, # the cell's folder (default: a temporary one)
                cbs:list|None=None,         # extra fastai callbacks
                data:ImageSplits|None=None, # the dataset, when already loaded
