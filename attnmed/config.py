@@ -16,7 +16,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 # %% auto #0
 __all__ = ['MAX_MESSAGE', 'PARAMS', 'AXES', 'MAX_SEED', 'Study', 'SEARCH_DEFAULTS', 'STUDY_KEYS', 'TOP_KEYS', 'DATASET_KEYS',
            'SLURM_DEFAULTS', 'YAML_LIMITS', 'CellParams', 'CELL_KEYS', 'FORMULA_STARTS', 'StudyConfigError',
-           'check_value', 'Param', 'parse_search', 'in_space', 'check_name', 'DatasetSpec', 'parse_study',
+           'check_value', 'Setting', 'parse_search', 'in_space', 'check_name', 'DatasetSpec', 'parse_study',
            'parse_looks', 'parse_slurm', 'study_keys_markdown', 'read_yaml', 'load_study', 'import_plugins', 'Cell',
            'expand_grid', 'check_parameters', 'umask', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
            'spreadsheet_safe', 'atomic_write_csv', 'atomic_save_figure', 'default_cache_dir', 'user_key', 'signature']
@@ -78,63 +78,82 @@ def check_value(value,                # the value as read from YAML
 
 # %% ../nbs/00_config.ipynb #c014
 @dataclass(frozen=True)
-class Param:
-    "One setting of a study, shared by its cells: name, type, default, bounds or choices, one-line meaning."
-    name:str                            # the key in a study file
-    type:type                           # its Python type
-    default:object                      # its value when a study leaves it out
+class Setting:
+    "One declared setting: a study's key, a shared setting of its cells (`PARAMS`) or a dataset format's option. Name, type, default, one-line meaning, then bounds, choices and the rest by keyword."
+    name:str                            # its key (in a study file, or in a dataset entry)
+    type:object                         # its Python type, or a tuple of allowed types
+    default:object                      # its value when left out (None: may be left empty)
     help:str                            # one line on what it does
+    _:dataclasses.KW_ONLY
     low:float|None = None               # smallest allowed value
     high:float|None = None              # largest allowed value
     open_low:bool = False               # exclude `low` itself
     open_high:bool = False              # exclude `high` itself
-    choices:tuple = ()                  # the allowed values, when a list
-    tunable:bool = False   # the hyperparameter search may set it per group
+    choices:tuple = ()                  # the allowed values, when a list (of a list setting: its items')
+    item_type:type|None = None          # of a list setting: each item's type
+    path:bool = False                   # a file or folder: relative values are taken relative to the study file
+    required:bool = False               # must be given (no default)
+    tunable:bool = False                # a shared setting the hyperparameter search may set per group
 
     def check(self,
               value,       # the value to check
               source=None, # the file (or text) the value came from, named in errors
-              field=None   # the field's name, for errors
+              field=None   # the field's name in errors (default: the setting's)
              ):
-        "The value, checked (see `check_value`)."
-        return check_value(value, self.type, source, field or self.name, self.low, self.high, self.open_low, self.open_high, self.choices)
+        "The value checked against the declaration (`check_value` for each allowed type); a `StudyConfigError` naming `source` and the field otherwise."
+        if value is None and self.default is None and not self.required: return None
+        types, field = self.type if isinstance(self.type, tuple) else (self.type,), field or self.name
+        errors = []
+        for t in types:
+            try:
+                if t is list:
+                    items = check_value(value, list, source, field)
+                    return items if self.item_type is None else [check_value(v, self.item_type, source, field, choices=self.choices if len(types) == 1 else ()) for v in items]
+                bounds = (self.low, self.high, self.open_low, self.open_high) if t in (int, float) else (None, None, False, False)
+                return check_value(value, t, source, field, *bounds, choices=self.choices if t is not bool else ())
+            except StudyConfigError as e: errors.append(e)
+        raise errors[0] if len(errors) == 1 else StudyConfigError(f"expected {self.allowed}, got {_describe(value)}", source, field)
 
     @property
     def allowed(self) -> str:
-        "The allowed values in words."
-        if self.choices: return " / ".join(self.choices)
-        if self.type is bool: return "true / false"
-        lo = "" if self.low is None else f"{'>' if self.open_low else '>='} {self.low:g}"
-        hi = "" if self.high is None else f"{'<' if self.open_high else '<='} {self.high:g}"
-        return ", ".join(p for p in (lo, hi) if p) or _TYPE_NAMES.get(self.type, self.type.__name__)
+        "What the setting takes, in words: `an integer >= 1`, `a number in (0, 10]`, `auto / cpu / cuda`."
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        words = {**_TYPE_NAMES, bool: "true / false", str: "a path" if self.path else "a string"}
+        out = " / ".join(map(str, self.choices)) if self.choices else " or ".join(words.get(t, getattr(t, "__name__", str(t))) for t in types)
+        b = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
+        if self.low is not None and self.high is not None:
+            out += " in " + ("(" if self.open_low else "[") + f"{b(self.low)}, {b(self.high)}" + (")" if self.open_high else "]")
+        elif self.low is not None: out += f" {'>' if self.open_low else '>='} {b(self.low)}"
+        elif self.high is not None: out += f" {'<' if self.open_high else '<='} {b(self.high)}"
+        return out
 
 # %% ../nbs/00_config.ipynb #c014a
 PARAMS = {p.name: p for p in [
-    Param("epochs", int, 5, "training epochs per cell", low=1),
-    Param("image_size", int, 64, "images are resized (once, cached) to this square size in pixels", low=16, high=4096),
-    Param("batch_size", int, 64, "mini-batch size (BatchNorm needs at least 2)", low=2, high=65536, tunable=True),
-    Param("lr", float, 3e-3, "peak learning rate of the one-cycle schedule", low=0, high=10, open_low=True, tunable=True),
-    Param("weight_decay", float, 0.01, "AdamW weight decay", low=0, high=10, tunable=True),
-    Param("device", str, "auto", "where cells train: auto picks cuda when a GPU is present", choices=("auto", "cpu", "cuda")),
-    Param("pretrained", bool, False, "start from ImageNet weights: timm downloads them on first use into the Hugging Face cache (~/.cache/huggingface) and reuses them; offline, copy that cache over first"),
-    Param("weights", str, "", "with pretrained: timm's tag of the ImageNet weights (e.g. tv_in1k, torchvision's; a1_in1k); empty: the protocol's, torchvision's (tv_in1k) under goncalves-cardoso, timm's default otherwise. Recorded in each cell's metrics.json"),
-    Param("label_smoothing", float, 0.0, "label smoothing of the cross-entropy (0: none)", low=0, high=1, open_high=True),
-    Param("grad_clip", float, 0.0, "clip the gradients' global norm to this value (0: no clipping)", low=0),
-    Param("early_stopping", int, 0, "stop after this many epochs without a better validation balanced accuracy (0: never)", low=0),
-    Param("freeze_epochs", int, 0, "with pretrained: epochs with the backbone frozen first (fastai fine_tune), then `epochs` with all layers", low=0),
-    Param("compile", bool, False, "torch.compile the model (worth it on a GPU for long runs)"),
-    Param("precision", str, "auto", "on a GPU: bf16 (mixed precision, channels_last: about twice as fast), float32, or auto: bf16 under the attnmed protocol, float32 under goncalves-cardoso (as they trained)",
+    Setting("epochs", int, 5, "training epochs per cell", low=1),
+    Setting("image_size", int, 64, "images are resized (once, cached) to this square size in pixels", low=16, high=4096),
+    Setting("batch_size", int, 64, "mini-batch size (BatchNorm needs at least 2)", low=2, high=65536, tunable=True),
+    Setting("lr", float, 3e-3, "peak learning rate of the one-cycle schedule", low=0, high=10, open_low=True, tunable=True),
+    Setting("weight_decay", float, 0.01, "AdamW weight decay", low=0, high=10, tunable=True),
+    Setting("device", str, "auto", "where cells train: auto picks cuda when a GPU is present", choices=("auto", "cpu", "cuda")),
+    Setting("pretrained", bool, False, "start from ImageNet weights: timm downloads them on first use into the Hugging Face cache (~/.cache/huggingface) and reuses them; offline, copy that cache over first"),
+    Setting("weights", str, "", "with pretrained: timm's tag of the ImageNet weights (e.g. tv_in1k, torchvision's; a1_in1k); empty: the protocol's, torchvision's (tv_in1k) under goncalves-cardoso, timm's default otherwise. Recorded in each cell's metrics.json"),
+    Setting("label_smoothing", float, 0.0, "label smoothing of the cross-entropy (0: none)", low=0, high=1, open_high=True),
+    Setting("grad_clip", float, 0.0, "clip the gradients' global norm to this value (0: no clipping)", low=0),
+    Setting("early_stopping", int, 0, "stop after this many epochs without a better validation balanced accuracy (0: never)", low=0),
+    Setting("freeze_epochs", int, 0, "with pretrained: epochs with the backbone frozen first (fastai fine_tune), then `epochs` with all layers", low=0),
+    Setting("compile", bool, False, "torch.compile the model (worth it on a GPU for long runs)"),
+    Setting("precision", str, "auto", "on a GPU: bf16 (mixed precision, channels_last: about twice as fast), float32, or auto: bf16 under the attnmed protocol, float32 under goncalves-cardoso (as they trained)",
           choices=("auto", "float32", "bf16")),
-    Param("imbalance", str, "none", "class imbalance: weighted_loss weights the loss by inverse class frequency, oversample draws classes equally often",
+    Setting("imbalance", str, "none", "class imbalance: weighted_loss weights the loss by inverse class frequency, oversample draws classes equally often",
           choices=("none", "weighted_loss", "oversample")),
-    Param("head", str, "pooled", "classifier of none and the inserted variants: pooled (timm's: global average pooling + linear), flatten (the last feature map flattened into one linear layer) or goncalves-cardoso (Gonçalves & Cardoso's baselines: average pool + linear for ResNets, flatten for VGG-16 and DenseNet-121)",
+    Setting("head", str, "pooled", "classifier of none and the inserted variants: pooled (timm's: global average pooling + linear), flatten (the last feature map flattened into one linear layer) or goncalves-cardoso (Gonçalves & Cardoso's baselines: average pool + linear for ResNets, flatten for VGG-16 and DenseNet-121)",
           choices=("pooled", "flatten", "goncalves-cardoso")),
-    Param("protocol", str, "attnmed", "training protocol: attnmed (AdamW, one-cycle, best validation balanced accuracy, flips / rotation / zoom / lighting) or goncalves-cardoso (Gonçalves & Cardoso's scripts: torch.optim.Adam's settings at a constant learning rate, float32, the last short batch kept, their affine augmentation and horizontal flip, the lowest validation loss's checkpoint and beside it the lowest training loss's)",
+    Setting("protocol", str, "attnmed", "training protocol: attnmed (AdamW, one-cycle, best validation balanced accuracy, flips / rotation / zoom / lighting) or goncalves-cardoso (Gonçalves & Cardoso's scripts: torch.optim.Adam's settings at a constant learning rate, float32, the last short batch kept, their affine augmentation and horizontal flip, the lowest validation loss's checkpoint and beside it the lowest training loss's)",
           choices=("attnmed", "goncalves-cardoso")),
-    Param("split_seeds", bool, False, "each seed draws its own data split (carved splits; the synthetic benchmark's sample), so the split's variation enters the comparisons"),
-    Param("tracking", str, "none", "also log every cell's parameters, per-epoch and final metrics to tensorboard (event files) or mlflow (runs); results do not depend on it",
+    Setting("split_seeds", bool, False, "each seed draws its own data split (carved splits; the synthetic benchmark's sample), so the split's variation enters the comparisons"),
+    Setting("tracking", str, "none", "also log every cell's parameters, per-epoch and final metrics to tensorboard (event files) or mlflow (runs); results do not depend on it",
           choices=("none", "tensorboard", "mlflow")),
-    Param("tracking_uri", str, "", "where tracking writes: empty = a store in the study folder (tensorboard/ or mlflow.db); else a folder (tensorboard) or an MLflow tracking URI (http://host:5000, sqlite:///file.db)"),
+    Setting("tracking_uri", str, "", "where tracking writes: empty = a store in the study folder (tensorboard/ or mlflow.db); else a folder (tensorboard) or an MLflow tracking URI (http://host:5000, sqlite:///file.db)"),
 ]}
 
 # %% ../nbs/00_config.ipynb #c017
@@ -167,7 +186,7 @@ Study.__module__ = __name__
 SEARCH_DEFAULTS = dict(trials=20, epochs=None, seed=0, lr=[1e-4, 1e-2], weight_decay=[1e-5, 1e-1], batch_size=[32, 64], pruner="median")
 
 # %% ../nbs/00_config.ipynb #c020a
-def _range(v, source, fld, param:Param):
+def _range(v, source, fld, param:Setting):
     if not (isinstance(v, list) and len(v) == 2): raise StudyConfigError(f"expected [low, high] (searched on a log scale), got {_describe(v)}", source, fld)
     lo, hi = (param.check(x, source, fld) for x in v)
     if not 0 < lo < hi: raise StudyConfigError(f"expected [low, high] with 0 < low < high (searched on a log scale), got {v!r}", source, fld)
@@ -202,21 +221,21 @@ def in_space(params:dict, # a trial's (or a best.json's) lr, weight_decay and ba
     return all(inside(k, params[k]) for k in ("lr", "weight_decay", "batch_size") if k in params)
 
 # %% ../nbs/00_config.ipynb #c023
-STUDY_KEYS = {   # the keys that are not shared settings: (default, meaning)
-    "name": ("required", "study name, also its output folder"),
-    "description": ('`""`', "one line for the report"),
-    "datasets": ("required", "list of `{name, format, path, ...options}`: `format` is a dataset format (below), whose options it takes; relative paths are taken relative to the study file"),
-    "archs": ("required", "backbones (below)"),
-    "attentions": ("`[none]`", "attention variants (below)"),
-    "augment": ("`[false]`", "list of booleans: the augmentation axis"),
-    "seeds": ("`[0]`", "list of integers (0 to 2^32 - 1); or a sequential design `{looks: [3, 5, 10], spending: obf \\| pocock, first: 0}`: seeds first, first + 1, ... trained in looks, more only where a declared comparison is still open (the README's *Seeds on demand*)"),
-    "search": ("none", "optional hyperparameter search: `{trials, epochs, seed, lr: [lo, hi], weight_decay: [lo, hi], batch_size: [choices], pruner: median \\| none}`"),
-    "plugins": ("`[]`", "Python files (relative to the study file) or module names imported first: a study's own dataset formats and attention variants"),
-    "comparisons": ('`[{variant: "*", baseline: none}]`', "the declared comparisons (the primary family the error rate is shared by): `{variant, baseline}` pairs, `variant: \"*\"` for every attention but the baseline; other variant-vs-none pairs are reported as exploratory"),
-    "equivalence_margin": ("`1.0`", "effects within ± this many percentage points of balanced accuracy count as no effect (the equivalence test's margin)"),
-    "alpha": ("`0.05`", "family-wise error rate of the declared comparisons"),
-    "slurm": ("none", "how `--executor slurm` submits the cells: `{partition, time (minutes), gpus, cpus, mem_gb, max_running (0: no cap), options: {sbatch option: value}, setup: [shell lines]}`; the command line's `--slurm-*` options override it"),
-}
+STUDY_KEYS = {s.name: s for s in [   # a study's own keys, beside the shared settings (`PARAMS`); `parse_study` checks their structure
+    Setting("name", str, None, "study name, also its output folder", required=True),
+    Setting("description", str, "", "one line for the report"),
+    Setting("datasets", list, None, "list of `{name, format, path, ...options}`: `format` is a dataset format (below), whose options it takes; relative paths are taken relative to the study file", required=True),
+    Setting("archs", list, None, "backbones (below)", required=True),
+    Setting("attentions", list, ["none"], "attention variants (below)"),
+    Setting("augment", list, [False], "list of booleans: the augmentation axis"),
+    Setting("seeds", (list, dict), [0], "list of integers (0 to 2^32 - 1); or a sequential design `{looks: [3, 5, 10], spending: obf \\| pocock, first: 0}`: seeds first, first + 1, ... trained in looks, more only where a declared comparison is still open (the README's *Seeds on demand*)"),
+    Setting("search", dict, None, "optional hyperparameter search: `{trials, epochs, seed, lr: [lo, hi], weight_decay: [lo, hi], batch_size: [choices], pruner: median \\| none}`"),
+    Setting("plugins", list, [], "Python files (relative to the study file) or module names imported first: a study's own dataset formats and attention variants"),
+    Setting("comparisons", list, [{"variant": "*", "baseline": "none"}], "the declared comparisons (the primary family the error rate is shared by): `{variant, baseline}` pairs, `variant: \"*\"` for every attention but the baseline; other variant-vs-none pairs are reported as exploratory"),
+    Setting("equivalence_margin", float, 1.0, "effects within ± this many percentage points of balanced accuracy count as no effect (the equivalence test's margin)", low=0, high=100, open_low=True),
+    Setting("alpha", float, 0.05, "family-wise error rate of the declared comparisons", low=0, high=0.5, open_low=True, open_high=True),
+    Setting("slurm", dict, None, "how `--executor slurm` submits the cells: `{partition, time (minutes), gpus, cpus, mem_gb, max_running (0: no cap), options: {sbatch option: value}, setup: [shell lines]}`; the command line's `--slurm-*` options override it"),
+]}
 TOP_KEYS = (*STUDY_KEYS, *PARAMS)
 DATASET_KEYS = ("name", "format", "path")  # required in each dataset entry; other keys are options of the format
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
@@ -308,7 +327,7 @@ def parse_study(raw:dict,                   # the parsed YAML mapping
     if "name" not in raw: raise StudyConfigError("is missing; every study needs a name (its output folder)", source, "name")
     base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
     kw = dict(name=check_name(raw["name"], source, "name"),
-              description=check_value(raw.get("description") or "", str, source, "description"))
+              description=STUDY_KEYS["description"].check(raw.get("description") or "", source))
     kw["datasets"] = [_parse_dataset(d, i, source) for i, d in enumerate(_as_list(raw.get("datasets"), source, "datasets"))]
     names = [d["name"] for d in kw["datasets"]]
     if len(set(names)) != len(names): raise StudyConfigError(f"dataset names must be unique, got {names}", source, "datasets")
@@ -323,8 +342,7 @@ def parse_study(raw:dict,                   # the parsed YAML mapping
     kw["plugins"] = [_plugin_ref(p, base_dir, source, f"plugins[{i}]") for i, p in enumerate(plugins if isinstance(plugins, list) else [plugins])]
     comparisons = raw.get("comparisons") or []
     kw["comparisons"] = [_parse_comparison(c, i, source) for i, c in enumerate(comparisons if isinstance(comparisons, list) else [comparisons])]
-    kw["equivalence_margin"] = check_value(raw.get("equivalence_margin", 1.0), float, source, "equivalence_margin", low=0, high=100, open_low=True)
-    kw["alpha"] = check_value(raw.get("alpha", 0.05), float, source, "alpha", low=0, high=0.5, open_low=True, open_high=True)
+    for k in ("equivalence_margin", "alpha"): kw[k] = STUDY_KEYS[k].check(raw.get(k, STUDY_KEYS[k].default), source)
     if raw.get("slurm") is not None: kw["slurm"] = parse_slurm(raw["slurm"], source)
     return Study(**kw, source=str(source), base_dir=str(base_dir))
 
@@ -378,13 +396,14 @@ def parse_slurm(raw:dict,   # the `slurm:` mapping (or the command line's overri
 
 # %% ../nbs/00_config.ipynb #c026
 def _md_value(v) -> str:
-    return "`" + (json.dumps(v) if not isinstance(v, str) else v) + "`"
+    return "`" + (v if isinstance(v, str) and v else json.dumps(v)) + "`"
 
 # %% ../nbs/00_config.ipynb #c026a
 def study_keys_markdown() -> str:
-    "A markdown table of every key of a study: the grid's keys, then every shared setting with its allowed values and default."
-    rows = [f"| `{k}` | {h} | {d} |" for k, (d, h) in STUDY_KEYS.items()]
-    rows += [f"| `{p.name}` | {p.help} ({p.allowed}) | {_md_value(p.default)} |" for p in PARAMS.values()]
+    "A markdown table of every key of a study: its own keys, then every shared setting; each with its meaning, what it takes (where the meaning does not say) and its default."
+    structural = lambda s: {list, dict} & set(s.type if isinstance(s.type, tuple) else (s.type,))   # its meaning describes its form
+    default = lambda s: "required" if s.required else "none" if s.default is None else _md_value(s.default)
+    rows = [f"| `{s.name}` | {s.help}{'' if structural(s) else f' ({s.allowed})'} | {default(s)} |" for s in (*STUDY_KEYS.values(), *PARAMS.values())]
     return "\n".join(["| key | meaning | default |", "|---|---|---|", *rows])
 
 # %% ../nbs/00_config.ipynb #c029

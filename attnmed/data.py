@@ -11,13 +11,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
-from .config import DatasetSpec, StudyConfigError, check_value
+from .config import DatasetSpec, Setting, StudyConfigError, check_value
 from .registry import Registry
 
 # %% auto #0
 __all__ = ['SPLITS', 'BUILTIN_FORMATS', 'FORMATS', 'MMAP_MIN_BYTES', 'DataError', 'ImageSplits', 'deal_over_classes',
-           'show_samples', 'Option', 'DatasetFormat', 'load_builtin_formats', 'resolve_spec', 'save_npz', 'npy_header',
-           'npz_shapes', 'load_npz', 'arrays_fingerprint', 'read_npz_splits', 'resize_splits', 'as_chw3',
+           'show_samples', 'checked_options', 'DatasetFormat', 'load_builtin_formats', 'resolve_spec', 'save_npz',
+           'npy_header', 'npz_shapes', 'load_npz', 'arrays_fingerprint', 'read_npz_splits', 'resize_splits', 'as_chw3',
            'dataset_stats', 'class_weights']
 
 # %% ../nbs/01_data.ipynb #c005
@@ -120,61 +120,20 @@ def show_samples(data:ImageSplits,  # the dataset
     return fig
 
 # %% ../nbs/01_data.ipynb #c011
-@dataclass(frozen=True)
-class Option:
-    "An option of a dataset format: name, type (a type or a tuple of types), default, one-line meaning, and checks."
-    name:str                            # the option's key in a dataset entry
-    type:object                         # its type, or a tuple of allowed types
-    default:object                      # its value when left out
-    help:str                            # one line on what it does
-    path:bool = False           # a file or folder; relative values are taken relative to the study file
-    choices:tuple = ()                  # the allowed values, when a list
-    low:float|None = None               # smallest allowed value
-    high:float|None = None              # largest allowed value
-    open_low:bool = False               # exclude `low` itself
-    open_high:bool = False              # exclude `high` itself
-    item_type:type|None = None  # for list options: the type of each item
-    required:bool = False                # a dataset entry must give it
-    def check(self,
-              value,       # the value to check
-              where:str="" # what the value belongs to, for errors
-             ):
-        "The value checked against the declaration; a `DataError` naming `where` and the option otherwise."
-        try:
-            if value is None and (self.default is None and not self.required): return None
-            types = self.type if isinstance(self.type, tuple) else (self.type,)
-            errors = []
-            for t in types:
-                try:
-                    if t is list:
-                        items = check_value(value, list, where, self.name)
-                        if self.item_type is not None:   # the choices of a list option are its items' (of a str-or-list option, the string's)
-                            items = [check_value(v, self.item_type, where, self.name, choices=self.choices if len(types) == 1 else ()) for v in items]
-                        return items
-                    bounds = (self.low, self.high, self.open_low, self.open_high) if t in (int, float) else (None, None, False, False)
-                    return check_value(value, t, where, self.name, *bounds, choices=self.choices if t is not bool else ())
-                except StudyConfigError as e: errors.append(e)
-            raise errors[0] if len(errors) == 1 else StudyConfigError(f"expected {self.allowed}, got {value!r}", where, self.name)
-        except StudyConfigError as e: raise DataError(str(e)) from None
-    @property
-    def allowed(self) -> str:
-        "What the option takes, in words."
-        types = self.type if isinstance(self.type, tuple) else (self.type,)
-        words = {int: "an integer", float: "a number", bool: "true / false", str: "a path" if self.path else "a string", list: "a list"}
-        out = " / ".join(map(str, self.choices)) if self.choices else " or ".join(words.get(t, getattr(t, "__name__", str(t))) for t in types)
-        b = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
-        if self.low is not None and self.high is not None:
-            out += " in " + ("(" if self.open_low else "[") + f"{b(self.low)}, {b(self.high)}" + (")" if self.open_high else "]")
-        elif self.low is not None: out += f" {'>' if self.open_low else '>='} {b(self.low)}"
-        elif self.high is not None: out += f" {'<' if self.open_high else '<='} {b(self.high)}"
-        return out
+def checked_options(options:dict,   # name -> `Setting`: the options that may be given
+                    values,         # the values given (a mapping; a `DatasetSpec`)
+                    where:str       # what they belong to, for errors (`dataset 'derm'`)
+                   ) -> dict:
+    "Every option's value from `values`, checked, its default where left out; a `DataError` naming `where` and the option otherwise (the study's checker, `Setting.check`, with the data side's error)."
+    try: return {k: o.check(values.get(k, o.default), where) for k, o in options.items()}
+    except StudyConfigError as e: raise DataError(str(e)) from None
 
 # %% ../nbs/01_data.ipynb #c013
 class DatasetFormat:
-    "A dataset format: `name`, `doc` (what it reads), declared `options`, and `load`; register instances with `FORMATS.register`. Every method takes `spec`, the dataset entry as a `DatasetSpec` (`load_dataset` and the grid pass one; `DatasetSpec.of` makes one of a mapping), and where it builds images `size`, their size in pixels (square)."
+    "A dataset format: `name`, `doc` (what it reads), declared `options`, and `load`; register instances with `FORMATS.register`. Every method takes `spec`, the dataset entry as a `DatasetSpec` (`load_dataset` and the grid pass one; `DatasetSpec.of` makes one of a mapping), and where it builds images `image_size`, their size in pixels (square)."
     name:str = ""
     doc:str = ""
-    options:tuple = ()          # the format's own `Option`s
+    options:tuple = ()          # the format's own options (`Setting`s)
     path_kind:str = "file or folder"   # what `path` must be, for messages
     def options_for(self, spec:DatasetSpec) -> tuple:
         "The options `spec` may use (a format whose options depend on another option overrides this)."
@@ -193,28 +152,28 @@ class DatasetFormat:
                                 + f" (valid: {', '.join(opts) or 'none'})")
         for o in opts.values():
             if o.required and spec.get(o.name) is None: raise DataError(f"{where}: option {o.name!r} is required for format {self.name} ({o.help}; {o.allowed})")
-        return {k: o.check(spec.get(k, o.default), where) for k, o in opts.items()}
+        return checked_options(opts, spec, where)
     def check_files(self, spec:DatasetSpec):
         "Refuse a spec whose files are missing ('not found' in the message: a dry run only warns)."
         if not Path(spec.path).exists(): raise DataError(f"dataset '{spec.name}': path {spec.path} not found (expected {self.path_kind})")
         p = Path(spec.path)
         if not (p.is_file() or p.is_dir()): raise DataError(f"dataset '{spec.name}': path {p} is not a regular file or folder (a FIFO, socket or device cannot be read as data)")
-    def load(self, spec:DatasetSpec, size:int) -> ImageSplits:
-        "The dataset at `size` x `size` px."
+    def load(self, spec:DatasetSpec, image_size:int) -> ImageSplits:
+        "The dataset at `image_size` x `image_size` px."
         raise NotImplementedError(f"format {self.name} has no load()")
-    def prepare(self, spec:DatasetSpec, size:int):
+    def prepare(self, spec:DatasetSpec, image_size:int):
         "Build what the cells of a grid share (caches), once, before they run in parallel."
-        self.load(spec, size)
-    def fingerprint(self, spec:DatasetSpec, size:int) -> str:
+        self.load(spec, image_size)
+    def fingerprint(self, spec:DatasetSpec, image_size:int) -> str:
         "A short hash that changes when the data changes (default: the spec, and the size and time of `path`)."
         p = Path(spec.path); st = p.stat() if p.exists() else None
-        key = dict(spec=dict(spec), size=size, stat=[st.st_size, st.st_mtime_ns] if st and p.is_file() else None)
+        key = dict(spec=dict(spec), size=image_size, stat=[st.st_size, st.st_mtime_ns] if st and p.is_file() else None)
         return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    def memory_estimate(self, spec:DatasetSpec, size:int) -> int|None:
-        "Bytes the data of `spec` at `size` px takes in memory while it is built and trained on, when the format can tell before reading anything (default: None, unknown)."
+    def memory_estimate(self, spec:DatasetSpec, image_size:int) -> int|None:
+        "Bytes the data of `spec` at `image_size` px takes in memory while it is built and trained on, when the format can tell before reading anything (default: None, unknown)."
         return None
-    def cached_arrays(self, spec:DatasetSpec, size:int) -> Path|None:
-        "The cache file the cells of `spec` at `size` read their arrays from, when there is one (default: none): its contents enter the cells' fingerprints."
+    def cached_arrays(self, spec:DatasetSpec, image_size:int) -> Path|None:
+        "The cache file the cells of `spec` at `image_size` read their arrays from, when there is one (default: none): its contents enter the cells' fingerprints."
         return None
     def example(self, root:str|Path) -> dict:
         "Write a small sample of this format under `root`; returns its spec (without a name)."
@@ -222,7 +181,7 @@ class DatasetFormat:
     def resampled(self, spec:DatasetSpec, seed:int) -> DatasetSpec:
         "The entry with its data split (or sample) redrawn by `seed`, for `split_seeds`; formats whose split is fixed refuse."
         raise DataError(f"format {self.name} has a fixed split: split_seeds cannot redraw it")
-    def counterfactual_tests(self, spec:DatasetSpec, size:int) -> dict|None:
+    def counterfactual_tests(self, spec:DatasetSpec, image_size:int) -> dict|None:
         "`{mode: (uint8 images, labels)}` of the test set as is, with the shortcut 'removed' and 'flipped'; None when the format cannot render them."
         return None
     def markdown(self) -> str:
@@ -395,15 +354,15 @@ def read_npz_splits(path:str|Path,     # the .npz file
 
 # %% ../nbs/01_data.ipynb #c023
 def resize_splits(ds:ImageSplits, # the dataset
-                  size:int        # the new size in pixels
+                  image_size:int        # the new size in pixels
                  ) -> ImageSplits:
-    "Every image (and mask) of `ds`, extra test sets included, at `size` x `size`, resized once with antialiasing."
-    if all(a.shape[1:3] == (size, size) for a in [*ds.images.values(), *(v["images"] for v in ds.extra_tests.values())]): return ds
+    "Every image (and mask) of `ds`, extra test sets included, at `image_size` x `image_size`, resized once with antialiasing."
+    if all(a.shape[1:3] == (image_size, image_size) for a in [*ds.images.values(), *(v["images"] for v in ds.extra_tests.values())]): return ds
     def rs(a, mode):
-        if a.shape[1:3] == (size, size): return a
+        if a.shape[1:3] == (image_size, image_size): return a
         t = torch.from_numpy(np.ascontiguousarray(a)).float()
         t = t[:, None] if a.ndim == 3 else t.permute(0, 3, 1, 2)
-        t = F.interpolate(t, size=(size, size), mode=mode, **({"antialias": True} if mode == "bilinear" else {}))
+        t = F.interpolate(t, size=(image_size, image_size), mode=mode, **({"antialias": True} if mode == "bilinear" else {}))
         t = t[:, 0] if a.ndim == 3 else t.permute(0, 2, 3, 1)
         return t.round().clamp(0, 255).to(torch.uint8).numpy() if mode == "bilinear" else (t > 0.5).numpy()
     images = {s: rs(a, "bilinear") for s, a in ds.images.items()}

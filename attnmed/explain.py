@@ -56,8 +56,8 @@ def gradcam_layer(model:torch.nn.Module, # a model (eval mode is set inside)
     return large[-1][:2]
 
 # %% ../nbs/06_explain.ipynb #c005c
-def _upsample(maps:torch.Tensor, size) -> torch.Tensor:
-    return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+def _upsample(maps:torch.Tensor, shape) -> torch.Tensor:
+    return F.interpolate(maps[:, None].float(), size=shape, mode="bilinear", align_corners=False)[:, 0]
 
 # %% ../nbs/06_explain.ipynb #c005d
 def explain(model:torch.nn.Module, # a model (eval mode is set inside)

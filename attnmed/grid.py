@@ -13,8 +13,8 @@ from tqdm import tqdm
 from .config import Cell, Study, StudyConfigError, atomic_write_json, atomic_write_text, in_space, parse_slurm, parse_study
 from .data import DataError
 from .execute import NotebookError, execute_notebook, kill_running_kernels, notebook_parameters, notebook_path
-from .study import (HEARTBEAT, REFUSED, key_selected, cell_results, cell_table, load_cell_files, notebook_seal, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_data_fingerprint, cell_dir, cell_state, check_runnable, check_study, data_findings, data_fingerprints,
-                           expected_fingerprint, load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
+from .study import (HEARTBEAT, REFUSED, key_selected, cell_results, cell_table, load_cell_files, notebook_seal, write_results_csv, STATES, acquire_lock, available_memory, claim_study_folder, cell_dir, cell_state, check_runnable, check_study, data_findings, StudyFolder,
+                           load_checked_study, prepare_datasets, release_lock, skipped_pairs, study_cells, study_folder, touch_lock,
                            time_step, tuned_parameters, what_changed, write_study_record)
 from .layout import CELL, STUDY
 from .looks import decide_look, open_arms
@@ -292,20 +292,18 @@ def slurm_jobs(folder:Path # the study folder
     return {k: v for k, v in jobs.items() if isinstance(v, dict) and isinstance(v.get("job"), str)} if isinstance(jobs, dict) else {}
 
 # %% ../nbs/07d_grid.ipynb #c009sh
-def held_by_own_jobs(folder:Path,   # the study folder
-                     cells:list,    # the selected cells
-                     states:dict,   # each cell's state (`cell_states`): the cells taken are set to 'todo'
-                     expected:dict, # each cell's fingerprint now
-                     todo:list      # the cells to run
+def held_by_own_jobs(sf:StudyFolder, # the study folder, its selected cells and their fingerprints
+                     states:dict,    # each cell's state (`cell_states`): the cells taken are set to 'todo'
+                     todo:list       # the cells to run
                     ) -> list:
     "`todo` with the cells whose lock is held ('running') by this study's own SLURM job for their settings, still in the queue: a grid started again follows them, it does not leave them to 'another grid'."
-    known = slurm_jobs(folder)
-    held = [c for c in cells if states[c] == "running" and c.key in known and known[c.key].get("fingerprint") == expected[c]]
+    known = slurm_jobs(sf.folder)
+    held = [c for c in sf.cells if states[c] == "running" and c.key in known and known[c.key].get("fingerprint") == sf.expected[c]]
     queue = slurm_queue() if held else {}
     for c in held:
         if known[c.key]["job"] in queue: states[c] = "todo"
     want = set(todo) | {c for c in held if states[c] == "todo"}
-    return [c for c in cells if c in want]
+    return [c for c in sf.cells if c in want]
 
 # %% ../nbs/07d_grid.ipynb #c009se
 def submit_cells(todo:list, folder:Path, notebook, settings:dict, kwargs_of, log=print) -> dict:
@@ -389,15 +387,12 @@ def tuned_or_refuse(study:Study,     # a checked `Study`
     return tuned
 
 # %% ../nbs/07d_grid.ipynb #c013b
-def describe_changes(folder,            # the study folder
-                     cells:list,        # the study's cells
-                     expected:dict,     # cell -> the fingerprint asked for now
-                     fingerprints:dict, # the study's data fingerprints (`data_fingerprints`)
-                     study:Study        # a checked `Study`
+def describe_changes(sf:StudyFolder, # the study folder, with each cell's fingerprints now
+                     cells:list      # its changed cells
                     ) -> list:
     "One line per distinct change among the changed `cells`: what changed, and in how many cells."
     by = Counter()
-    for c in cells: by["; ".join(what_changed(cell_dir(folder, c), c, expected[c], cell_data_fingerprint(study, c, fingerprints)))] += 1
+    for c in cells: by["; ".join(what_changed(sf.cell_dir(c), c, sf.expected[c], sf.data[c]))] += 1
     return [f"{what} ({n} cell{'s' if n > 1 else ''})" for what, n in by.most_common()]
 
 # %% ../nbs/07d_grid.ipynb #c013c
@@ -440,31 +435,24 @@ def grid_cells(study:Study|str|Path, # the study (or its YAML file)
     return study, cells
 
 # %% ../nbs/07d_grid.ipynb #c013f
-def cell_states(study:Study,              # the checked study
-                folder:Path,              # its study folder
-                cells:list,               # the selected cells
-                tuned:dict,               # the search's tuned values per cell
-                dry_run:bool=False,       # a data fingerprint that cannot be taken is no error
+def cell_states(sf:StudyFolder,           # the study folder, its selected cells and their fingerprints
+                dry_run:bool=False,       # a dry run: the use of tuned values is not said
                 retry_failed:bool=False,  # failed cells run again
                 rerun_changed:bool=False, # changed cells run again
                 log=print                 # where the grid's lines go
                ) -> tuple:
-    "`(data fingerprints, expected fingerprint per cell, state per cell, cells to run)`; the changed cells are said, with what changed, and (in a real run) the use of tuned values."
-    try: fps = data_fingerprints(study)
-    except (DataError, OSError):
-        if not dry_run: raise
-        fps = {}
-    expected = {c: expected_fingerprint(study, c, tuned.get(c), fps) for c in cells}
-    states = {c: cell_state(cell_dir(folder, c), expected[c]) for c in cells}
+    "`(state per cell, cells to run)`; the changed cells are said, with what changed, and (in a real run) the use of tuned values."
+    cells = sf.cells
+    states = {c: sf.state(c) for c in cells}
     run_states = {"todo", "damaged"} | ({"failed"} if retry_failed else set()) | ({"changed"} if rerun_changed else set())
     todo = [c for c in cells if states[c] in run_states]
     changed = [c for c in cells if states[c] == "changed"]
     if changed:
         log(f"{len(changed)} cell(s) have results from other settings, data or code than the study's now"
             + (" (rerunning them: --rerun-changed):" if rerun_changed else " (kept, left out of the report; rerun them with --rerun-changed):"))
-        for line in describe_changes(folder, changed, expected, fps, study): log(f"  {line}")
-    if tuned and not dry_run: log(f"using the search's tuned lr / weight_decay / batch_size for {len({c.group for c in tuned})} group(s)")
-    return fps, expected, states, todo
+        for line in describe_changes(sf, changed): log(f"  {line}")
+    if sf.tuned and not dry_run: log(f"using the search's tuned lr / weight_decay / batch_size for {len({c.group for c in sf.tuned})} group(s)")
+    return states, todo
 
 # %% ../nbs/07d_grid.ipynb #c013i
 def dry_run_summary(study:Study,  # the checked study
@@ -491,14 +479,13 @@ def dry_run_summary(study:Study,  # the checked study
     return n + Counter(would_run=len(todo))
 
 # %% ../nbs/07d_grid.ipynb #c013h
-def open_study_folder(study:Study,  # the checked study
-                      folder:Path,  # its study folder
-                      fps:dict      # the study's data fingerprints
+def open_study_folder(sf:StudyFolder # the study folder, its data fingerprinted
                      ):
-    "Claim `folder` for `study` (`claim_study_folder`), write its record, and create the MLflow experiment once, before cells race to."
+    "Claim the folder for its study (`claim_study_folder`), write its record, and create the MLflow experiment once, before cells race to."
+    study, folder = sf.study, sf.folder
     claim_study_folder(folder, study)
     folder.mkdir(parents=True, exist_ok=True)
-    write_study_record(study, folder, fps)
+    write_study_record(study, folder, sf.fingerprints)
     if study.tracking == "mlflow":
         from attnmed.tracking import mlflow_experiment, tracking_uri   # here, not at the top: tracking's callbacks bring fastai
         mlflow_experiment(tracking_uri("mlflow", study.tracking_uri, folder), study.name)
@@ -606,14 +593,13 @@ def show_progress(bar,          # the grid's tqdm bar
 
 # %% ../nbs/07d_grid.ipynb #c013p
 def run_batch(todo:list,           # the cells to run now
-              folder:Path,         # the study folder
-              study:Study,         # the checked study
+              sf:StudyFolder,      # the study folder, its cells' tuned values and fingerprints (`StudyFolder.run_kwargs`)
               counts:Counter,      # the run's counts, updated as cells finish
-              kwargs_of,           # cell -> `run_cell`'s tuned / fingerprint / data_fingerprint
               label:str,           # the progress bar's label
               notebook=None, jobs:int|None=None, gpus:list|None=None, executor:str="local", address:str|None=None,
               cpus_per_cell:float=1, gpus_per_cell:float=0, progress:bool=True, log=print, slurm:dict|None=None):
     "Run `todo` on the executor with a progress bar and the running cells' epochs beside it (`show_progress`); failed cells are said as they fail."
+    study, folder, kwargs_of = sf.study, sf.folder, lambda c: sf.run_kwargs(c, executor)
     t0, finished, bar = time.time(), Counter(), tqdm(total=len(todo), desc=label, unit="cell", disable=not progress, file=sys.stderr)
     def on_done(cell, state):
         counts[state] += 1; finished[state] += 1; bar.update(1)
@@ -693,14 +679,13 @@ def look_line(decisions:pd.DataFrame, # the decisions after look k
     return f"look {k} of {len(study.looks)} ({study.looks[k - 1]} seeds): {said}; {nxt}"
 
 # %% ../nbs/07d_grid.ipynb #c013v
-def run_looks(study:Study,  # the checked study, with `looks`
-              folder:Path,  # the study folder
-              cells:list,   # the selected cells
-              todo:list,    # the cells not done
-              run,          # (cells, label) -> runs them (`run_batch`)
-              log=print     # where the grid's lines go
+def run_looks(sf:StudyFolder, # the study folder (its study with `looks`) and the selected cells
+              todo:list,      # the cells not done
+              run,            # (cells, label) -> runs them (`run_batch`)
+              log=print       # where the grid's lines go
              ) -> pd.DataFrame|None:
     "Run the looks in turn: a decided look is read from its file, an undecided one trained (the cells of `look_cells` not done) and then decided only when all its cells have finished; the last decisions (None: a look is unfinished)."
+    study, folder, cells = sf.study, sf.folder, sf.cells
     every, previous, todo, ran = study_cells(study), None, set(todo), set()
     for k in range(1, len(study.looks) + 1):
         mine = look_cells(every, study, k, previous)
@@ -766,18 +751,18 @@ def run_grid(study:Study|str|Path,    # the study (or its YAML file)
     slurm = parse_slurm({**(study.slurm or {}), **(slurm or {})}, "the study's slurm: block and the command line") if executor == "slurm" else None
     tuned = tuned_or_refuse(study, folder, cells, refuse=not dry_run)
     refused = check_before_cells(study, cells, dry_run, executor, log)
-    fps, expected, states, todo = cell_states(study, folder, cells, tuned, dry_run, retry_failed, rerun_changed, log)
-    if executor == "slurm" and not dry_run: todo = held_by_own_jobs(folder, cells, states, expected, todo)   # its own running jobs: followed, not left to 'another grid'
+    sf = StudyFolder.open(study, folder, cells, tuned, dry_run)
+    states, todo = cell_states(sf, dry_run, retry_failed, rerun_changed, log)
+    if executor == "slurm" and not dry_run: todo = held_by_own_jobs(sf, states, todo)   # its own running jobs: followed, not left to 'another grid'
     first = todo if not study.looks else [c for c in todo if c in set(look_cells(study_cells(study), study, 1))]   # a sequential design: its first look
     if first and (estimate := grid_estimate(study, first, jobs or auto_jobs(study.device, len(first), gpus), "cells of the first look" if study.looks else "cells")): log(estimate)
     if dry_run: return dry_run_summary(study, cells, states, todo, log, out, refused)
-    open_study_folder(study, folder, fps)
+    open_study_folder(sf)
     counts, t0 = run_counts(states, retry_failed, rerun_changed), time.time()
-    kwargs_of = lambda c: dict(tuned=tuned.get(c), fingerprint=expected[c], data_fingerprint=cell_data_fingerprint(study, c, fps), executor=executor)
-    run = lambda batch, label: run_batch(batch, folder, study, counts, kwargs_of, label, notebook=notebook, jobs=jobs, gpus=gpus, executor=executor,
+    run = lambda batch, label: run_batch(batch, sf, counts, label, notebook=notebook, jobs=jobs, gpus=gpus, executor=executor,
                                          address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, progress=progress, log=log, slurm=slurm)
     try:
-        if study.looks: run_looks(study, folder, cells, todo, run, log)
+        if study.looks: run_looks(sf, todo, run, log)
         else: run(todo, f"grid {study.name}")
     finally:   # finished or interrupted: the results so far are written and summed up
         _write_results(folder, study); log(grid_summary(study.name, counts, len(cells), time.time() - t0, folder))

@@ -86,11 +86,11 @@ HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 # %% ../nbs/01b_imaging.ipynb #c013f
 def read_image(path:str|Path,  # the image file
-               size:int,       # image size in pixels (square)
+               image_size:int,       # image size in pixels (square)
                channels:int=3, # 1 or 3
                window="auto"   # auto, image or [low, high]
               ) -> np.ndarray:
-    "Decode one image file (JPEG, PNG, TIFF, ..., 8- or 16-bit or float, or DICOM), bring it to 8 bits (`window`, see `to_uint8`) and resize it to `size` x `size`; uint8, H x W (grey) or H x W x 3."
+    "Decode one image file (JPEG, PNG, TIFF, ..., 8- or 16-bit or float, or DICOM), bring it to 8 bits (`window`, see `to_uint8`) and resize it to `image_size` x `image_size`; uint8, H x W (grey) or H x W x 3."
     from PIL import Image
     path = Path(path); mode = "L" if channels == 1 else "RGB"
     if path.suffix.lower() in (".dcm", ".dicom"): im = Image.fromarray(read_dicom(path, window))
@@ -100,6 +100,6 @@ def read_image(path:str|Path,  # the image file
         if im.getexif().get(0x0112, 1) != 1: im = ImageOps.exif_transpose(im)   # EXIF orientation: a rotated JPEG is read upright, as viewers show it
         if im.mode in HIGH_DEPTH_MODES: im = Image.fromarray(to_uint8(np.asarray(im), window))
         elif window != "auto": im = Image.fromarray(to_uint8(np.asarray(im.convert(mode)), window))
-        else: im.draft(mode, (size, size))   # JPEG: decode at a reduced scale, at least `size`
-    im = im.convert(mode).resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+        else: im.draft(mode, (image_size, image_size))   # JPEG: decode at a reduced scale, at least `image_size`
+    im = im.convert(mode).resize((image_size, image_size), Image.BILINEAR, reducing_gap=2.0)
     return np.asarray(im, dtype=np.uint8)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
-from .data import DataError, DatasetFormat, Option, read_npz_splits, FORMATS, resize_splits
+from .data import DataError, DatasetFormat, read_npz_splits, FORMATS, resize_splits
+from .config import Setting
 from .imaging import *
 from .tables import *
 from .downloads import *
@@ -68,8 +69,8 @@ def isic2019_table(spec:DatasetSpec, # the dataset entry (`DatasetSpec.of` makes
 class ISIC2019(TableFormat):
     name, doc = "isic2019", "ISIC 2019: ground-truth CSV + ISIC_2019_Training_Input/*.jpg (+ metadata: lesion_id groups images)"
     path_kind = "the ISIC 2019 folder"
-    options = (Option("positive", (str, list), None, "binary task: these classes (e.g. [MEL]) against the rest; default: multi-class", item_type=str),
-               Option("masks", str, None, "folder of ISIC 2018 Task 1's lesion segmentations (ISIC_XXXXXXX_segmentation.png): the images it has are scored against them", path=True))
+    options = (Setting("positive", (str, list), None, "binary task: these classes (e.g. [MEL]) against the rest; default: multi-class", item_type=str),
+               Setting("masks", str, None, "folder of ISIC 2018 Task 1's lesion segmentations (ISIC_XXXXXXX_segmentation.png): the images it has are scored against them", path=True))
     required_files = ("ISIC_2019_Training_GroundTruth.csv", "ISIC_2019_Training_Input")
     def table(self, spec, opts): return isic2019_table(spec, opts)
     def example(self, root):
@@ -163,9 +164,9 @@ def cbis_ddsm_table(spec:DatasetSpec, # the dataset entry (`DatasetSpec.of` make
 class CBISDDSM(TableFormat):
     name, doc = "cbis-ddsm", "CBIS-DDSM: the four case-description CSVs + DICOM, or the JPEG export (csv/dicom_info.csv + jpeg/)"
     path_kind = "the CBIS-DDSM folder with the case-description CSVs"
-    options = (Option("abnormality", str, "both", "mass, calc or both", choices=("mass", "calc", "both")),
-               Option("image", str, "crop", "the cropped abnormality or the full mammogram", choices=("crop", "full")),
-               Option("masks", bool, True, "the ROI masks are read and scored against the explanations: a mammogram's abnormalities united (image: full), or cut where each crop is found in its mammogram (image: crop)"))
+    options = (Setting("abnormality", str, "both", "mass, calc or both", choices=("mass", "calc", "both")),
+               Setting("image", str, "crop", "the cropped abnormality or the full mammogram", choices=("crop", "full")),
+               Setting("masks", bool, True, "the ROI masks are read and scored against the explanations: a mammogram's abnormalities united (image: full), or cut where each crop is found in its mammogram (image: crop)"))
     channels = 1
     def check_files(self, spec):
         super().check_files(spec)
@@ -217,9 +218,9 @@ def mimic_cxr_table(spec:DatasetSpec, # the dataset entry (`DatasetSpec.of` make
 class MIMICCXRJPG(TableFormat):
     name, doc = "mimic-cxr-jpg", "MIMIC-CXR-JPG 2.0.0: metadata / chexpert / split .csv.gz + files/pXX/pSUBJECT/sSTUDY/*.jpg"
     path_kind = "the MIMIC-CXR-JPG folder"
-    options = (Option("finding", str, None, "the positive class: one of the 14 CheXpert labels", choices=tuple(CHEXPERT_FINDINGS), required=True),
-               Option("uncertain", str, "ignore", "what -1.0 (uncertain) labels become: ignore drops those images", choices=("ignore", "zeros", "ones")),
-               Option("views", (str, list), ["PA", "AP"], "views kept (others, e.g. lateral, are left out and counted)", item_type=str))
+    options = (Setting("finding", str, None, "the positive class: one of the 14 CheXpert labels", choices=tuple(CHEXPERT_FINDINGS), required=True),
+               Setting("uncertain", str, "ignore", "what -1.0 (uncertain) labels become: ignore drops those images", choices=("ignore", "zeros", "ones")),
+               Setting("views", (str, list), ["PA", "AP"], "views kept (others, e.g. lateral, are left out and counted)", item_type=str))
     required_files = tuple(f"mimic-cxr-2.0.0-{k}.csv.gz" for k in ("metadata", "chexpert", "split")) + ("files",)
     channels = 1
     def table(self, spec, opts): return mimic_cxr_table(spec, opts)
@@ -355,8 +356,8 @@ def csv_table(spec:DatasetSpec, # the dataset entry (`DatasetSpec.of` makes one 
 class Folder(TableFormat):
     name, doc = "folder", "one sub-folder per class, optionally under train/ valid/ test/ (and ground-truth masks in a parallel masks/ tree)"
     path_kind = "a folder with one sub-folder per class"
-    options = (Option("class_names", list, None, "class order (default: the folder names, sorted)", item_type=str),
-               Option("patient_pattern", str, None, "a regular expression with one group that extracts the patient id from a file name"))
+    options = (Setting("class_names", list, None, "class order (default: the folder names, sorted)", item_type=str),
+               Setting("patient_pattern", str, None, "a regular expression with one group that extracts the patient id from a file name"))
     def table(self, spec, opts): return folder_table(spec, opts)
     def example(self, root):
         from attnmed.testing import write_sample_folder   # the sample is a fixture: imported when one is asked for
@@ -367,13 +368,13 @@ class Folder(TableFormat):
 class CSV(TableFormat):
     name, doc = "csv", "a CSV with path and label columns (and optional split and patient columns)"
     path_kind = "a CSV file with path and label columns"
-    options = (Option("path_column", str, "path", "column of image paths (relative to the CSV's folder, or to root)"),
-               Option("label_column", str, "label", "column of class names"),
-               Option("split_column", str, None, "column of train / val / test (empty: carved)"),
-               Option("patient_column", str, None, "column of patient ids (the grouping unit)"),
-               Option("mask_column", str, None, "column of ground-truth mask files (relative like the images; empty where an image has none), scored against the explanations"),
-               Option("root", str, None, "folder the image paths are relative to (default: the CSV's folder)", path=True),
-               Option("class_names", list, None, "class order (default: the labels, sorted)", item_type=str))
+    options = (Setting("path_column", str, "path", "column of image paths (relative to the CSV's folder, or to root)"),
+               Setting("label_column", str, "label", "column of class names"),
+               Setting("split_column", str, None, "column of train / val / test (empty: carved)"),
+               Setting("patient_column", str, None, "column of patient ids (the grouping unit)"),
+               Setting("mask_column", str, None, "column of ground-truth mask files (relative like the images; empty where an image has none), scored against the explanations"),
+               Setting("root", str, None, "folder the image paths are relative to (default: the CSV's folder)", path=True),
+               Setting("class_names", list, None, "class order (default: the labels, sorted)", item_type=str))
     def table(self, spec, opts): return csv_table(spec, opts)
     def example(self, root):
         from attnmed.testing import write_sample_csv   # the sample is a fixture: imported when one is asked for
@@ -418,7 +419,7 @@ class Camelyon17(TableFormat):
     name = "camelyon17"
     doc = "Camelyon17-WILDS: metadata.csv + patches/; hospitals 0, 3, 4 in distribution, 1 (OOD val) and 2 (OOD test) as extra test sets"
     path_kind = "the Camelyon17-WILDS folder"
-    options = (Option("id_test_fraction", float, 0.5, "share of WILDS's in-distribution validation patches used as the in-distribution test set", low=0, high=1, open_low=True, open_high=True),)
+    options = (Setting("id_test_fraction", float, 0.5, "share of WILDS's in-distribution validation patches used as the in-distribution test set", low=0, high=1, open_low=True, open_high=True),)
     required_files = ("metadata.csv", "patches")
     shared_groups = ("Camelyon17-WILDS splits hospitals 0, 3 and 4 by patch, so their validation and test patches come from the training slides (WILDS's design): "
                      "the in-distribution test measures new patches of known slides; the out-of-distribution hospitals 1 and 2 share no slide with training")
@@ -432,11 +433,11 @@ class Camelyon17(TableFormat):
 class MedMNIST(DatasetFormat):
     name, doc = "medmnist", "MedMNIST: downloaded by flag and size (through the medmnist package), or a local .npz"
     path_kind = "a MedMNIST .npz file, or with `flag` the folder downloads are kept in"
-    options = (Option("flag", str, None, "this 2D MedMNIST dataset (e.g. dermamnist): downloaded into the path folder, or the local .npz that path names (its MD5 compared with the catalogue's)"),
-               Option("size", int, None, "with flag: the file to fetch, 28 / 64 / 128 / 224 px (default: the smallest at least the study's image_size)",
+    options = (Setting("flag", str, None, "this 2D MedMNIST dataset (e.g. dermamnist): downloaded into the path folder, or the local .npz that path names (its MD5 compared with the catalogue's)"),
+               Setting("size", int, None, "with flag: the file to fetch, 28 / 64 / 128 / 224 px (default: the smallest at least the study's image_size)",
                       choices=MEDMNIST_SIZES),
-               Option("label_column", (int, str), None, "multi-label files: a column index, or any (any finding vs none)", low=0),
-               Option("class_names", list, None, "names of the classes, in label order (with flag: MedMNIST's own)", item_type=str))
+               Setting("label_column", (int, str), None, "multi-label files: a column index, or any (any finding vs none)", low=0),
+               Setting("class_names", list, None, "names of the classes, in label order (with flag: MedMNIST's own)", item_type=str))
 
 
 
@@ -465,9 +466,9 @@ class MedMNIST(DatasetFormat):
             if o["size"] is not None: raise DataError(f"dataset '{spec.name}': option 'size' needs 'flag' (a local .npz is used at the size it has)")
             return None
         if Path(spec.path).suffix == ".npz": return local_medmnist(spec.path, o["flag"], o["size"])
-        size = o["size"] or next((s for s in MEDMNIST_SIZES if s >= (image_size or 28)), 224)
-        src = medmnist_source(o["flag"], size)
-        return {**src, "size": size, "path": Path(spec.path) / src["file"], "catalogue": True}
+        resolution = o["size"] or next((s for s in MEDMNIST_SIZES if s >= (image_size or 28)), 224)   # the file's: the smallest at least the study's image size
+        src = medmnist_source(o["flag"], resolution)
+        return {**src, "size": resolution, "path": Path(spec.path) / src["file"], "catalogue": True}
     def npz_path(self,
                  spec,           # the dataset entry
                  image_size=None # the study's image size (picks the file's size)
@@ -476,13 +477,13 @@ class MedMNIST(DatasetFormat):
         src = self.source(spec, image_size)
         if src is None or Path(spec.path).suffix == ".npz": return Path(spec.path)   # a local file: used as it is
         return download(src["url"], src["path"], src["md5"])
-    def load(self, spec, size):
-        path = self.npz_path(spec, size)
-        self.check_files(spec); o = self.values(spec); src = self.source(spec, size)
+    def load(self, spec, image_size):
+        path = self.npz_path(spec, image_size)
+        self.check_files(spec); o = self.values(spec); src = self.source(spec, image_size)
         names = o["class_names"] or (src["class_names"] if src and o["label_column"] is None else None)
         ds = read_npz_splits(path, spec.name, o["label_column"], names)
         if src and o["label_column"] is None: ds.extras["medmnist"] = dict(flag=o["flag"], size=src["size"], task=src["task"], catalogue=src["catalogue"])   # for the official metrics
-        return resize_splits(ds, size).check(str(path))
+        return resize_splits(ds, image_size).check(str(path))
     def example(self, root):
         from attnmed.testing import write_sample_medmnist   # the sample is a fixture: imported when one is asked for
         return dict(format=self.name, path=str(write_sample_medmnist(Path(root) / "pneumoniamnist.npz")))

@@ -5,6 +5,7 @@
 # %% ../nbs/07a_study.ipynb #c002
 from __future__ import annotations
 import dataclasses, fnmatch, hashlib, html, json, os, socket, time, uuid
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ __all__ = ['REFUSED', 'STATES', 'NOT_RESULT_PARAMS', 'METRICS_SHAPES', 'HEARTBEA
            'what_changed', 'notebook_seal', 'published_notebook', 'lock_owner', 'acquire_lock', 'touch_lock',
            'release_lock', 'study_yaml', 'write_study_record', 'read_record', 'claim_study_folder', 'read_study',
            'data_key', 'data_fingerprints', 'cell_data_fingerprint', 'expected_fingerprint', 'read_fingerprints',
-           'best_file', 'tuned_parameters', 'prepare_datasets', 'cell_table', 'is_extra_test_metric',
+           'best_file', 'tuned_parameters', 'prepare_datasets', 'StudyFolder', 'cell_table', 'is_extra_test_metric',
            'extra_test_metrics', 'cell_results', 'environment_columns', 'load_results', 'write_results_csv',
            'load_cell_files']
 
@@ -517,6 +518,47 @@ def prepare_datasets(study:Study # a checked `Study`
     for spec in study.datasets:
         for s in (study.seeds if study.split_seeds else [None]):
             prepare_dataset(spec if s is None else FORMATS[spec.format].resampled(spec, s), study.image_size)
+
+# %% ../nbs/07a_study.ipynb #c027s
+@dataclass
+class StudyFolder:
+    "A study and its folder as one grid run sees them: the checked study, the folder, the selected cells, the data fingerprints (taken once), the search's tuned values and each cell's expected fingerprint."
+    study:Study            # the checked study
+    folder:Path            # its folder (`study_folder`)
+    cells:list             # the cells this run selected
+    tuned:dict             # cell -> the search's tuned values (absent: none)
+    fingerprints:dict      # data key -> fingerprint (`data_fingerprints`)
+    data:dict              # cell -> the fingerprint of its data
+    expected:dict          # cell -> the fingerprint its result must have (`cell_fingerprint`)
+
+    @classmethod
+    def open(cls,
+             study:Study,         # the checked study
+             folder:str|Path,     # its folder
+             cells:list,          # the selected cells
+             tuned:dict|None=None, # cell -> the search's tuned values
+             dry_run:bool=False   # a data fingerprint that cannot be taken is no error (the cells then have none)
+            ) -> StudyFolder:
+        "The study folder of `study` for `cells`, its data fingerprinted once."
+        try: fps = data_fingerprints(study)
+        except (DataError, OSError):
+            if not dry_run: raise
+            fps = {}
+        tuned = {c: t for c, t in (tuned or {}).items() if t is not None}
+        data = {c: cell_data_fingerprint(study, c, fps) for c in cells}
+        return cls(study, Path(folder), list(cells), tuned, fps, data, {c: cell_fingerprint(c, tuned.get(c), data[c]) for c in cells})
+
+    def cell_dir(self, cell:Cell) -> Path:
+        "The cell's folder."
+        return cell_dir(self.folder, cell)
+
+    def state(self, cell:Cell) -> str:
+        "The cell's state (`cell_state`) against the fingerprint the study asks for now."
+        return cell_state(self.cell_dir(cell), self.expected[cell])
+
+    def run_kwargs(self, cell:Cell, executor:str="local") -> dict:
+        "`run_cell`'s keyword arguments for `cell`: its tuned values, its fingerprints and what runs it."
+        return dict(tuned=self.tuned.get(cell), fingerprint=self.expected[cell], data_fingerprint=self.data[cell], executor=executor)
 
 # %% ../nbs/07a_study.ipynb #c029
 KEYS = ["dataset", "arch", "attention", "augment", "seed"]

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastcore.basics import patch
-from .data import DataError, DatasetFormat, ImageSplits, Option, read_npz_splits, FORMATS, save_npz
+from .data import DataError, DatasetFormat, ImageSplits, checked_options, read_npz_splits, FORMATS, save_npz
+from .config import Setting
 from .config import DatasetSpec
 
 # %% auto #0
@@ -22,20 +23,20 @@ SHORTCUT_MODES = ("as_is", "removed", "flipped")
 GENERATOR_VERSION = 2   # part of the cache key: bump when a generator's output changes
 
 # %% ../nbs/01a_synthetic.ipynb #c005a
-def _grid(size):
-    c = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+def _grid(image_size):
+    c = (torch.arange(image_size, dtype=torch.float32) + 0.5) / image_size
     return torch.meshgrid(c, c, indexing="ij")
 
 # %% ../nbs/01a_synthetic.ipynb #c005b
 def _u(g, *shape, lo=0.0, hi=1.0): return lo + (hi - lo) * torch.rand(*shape, generator=g)
 
 # %% ../nbs/01a_synthetic.ipynb #c005c
-def _local_window(cy:torch.Tensor, cx:torch.Tensor, half:float, size:int):
+def _local_window(cy:torch.Tensor, cx:torch.Tensor, half:float, image_size:int):
     "Per image, the top-left pixel (oy, ox) and pixel-centre coordinates (N, W) of a W x W window of half-width `half` around (cy, cx)."
-    w = min(size, int(math.ceil(2 * half * size)) + 2)
-    oy = (cy * size - w / 2).round().long().clamp(0, size - w); ox = (cx * size - w / 2).round().long().clamp(0, size - w)
+    w = min(image_size, int(math.ceil(2 * half * image_size)) + 2)
+    oy = (cy * image_size - w / 2).round().long().clamp(0, image_size - w); ox = (cx * image_size - w / 2).round().long().clamp(0, image_size - w)
     ar = torch.arange(w)
-    return oy, ox, (oy[:, None] + ar + 0.5) / size, (ox[:, None] + ar + 0.5) / size
+    return oy, ox, (oy[:, None] + ar + 0.5) / image_size, (ox[:, None] + ar + 0.5) / image_size
 
 # %% ../nbs/01a_synthetic.ipynb #c005d
 def _paste(full:torch.Tensor, local:torch.Tensor, oy, ox):
@@ -70,7 +71,7 @@ def _derm_lesion(img, n, yy, xx, px, g):
     return img * (1 - lesion_a[:, None]) + lesion_col * lesion_a[:, None], cy, cx, R, ecc
 
 # %% ../nbs/01a_synthetic.ipynb #c007c
-def _derm_globules(img, labels, cy, cx, R, ecc, size, px, visibility, g):
+def _derm_globules(img, labels, cy, cx, R, ecc, image_size, px, visibility, g):
     "The label's evidence: a cluster of dark globules inside the lesion (positives only), drawn in a local window (fast); returns the image and the evidence mask."
     n, n_dots = len(labels), 7
     ang, rho = _u(g, n, 1, hi=2 * math.pi), _u(g, n, 1, hi=0.45) * R[:, 0]
@@ -79,11 +80,11 @@ def _derm_globules(img, labels, cy, cx, R, ecc, size, px, visibility, g):
     dys = ccy + spread * torch.randn(n, n_dots, generator=g).clamp(-2.5, 2.5)
     dxs = ccx + spread * torch.randn(n, n_dots, generator=g).clamp(-2.5, 2.5)
     rd = torch.clamp(_u(g, n, n_dots, lo=.017, hi=.026), min=0.9 * px)
-    oy, ox, wy, wx = _local_window(ccy[:, 0], ccx[:, 0], 2.5 * spread + 1.6 * 0.026 + 3 * px, size)
+    oy, ox, wy, wx = _local_window(ccy[:, 0], ccx[:, 0], 2.5 * spread + 1.6 * 0.026 + 3 * px, image_size)
     d = torch.sqrt((wy[:, None, :, None] - dys[..., None, None]) ** 2 + (wx[:, None, None, :] - dxs[..., None, None]) ** 2)  # N,D,W,W
-    dot_a = _paste(torch.zeros(n, size, size), torch.sigmoid((rd[..., None, None] - d) / (0.35 * px)).amax(1), oy, ox)
+    dot_a = _paste(torch.zeros(n, image_size, image_size), torch.sigmoid((rd[..., None, None] - d) / (0.35 * px)).amax(1), oy, ox)
     dot_a = dot_a * labels[:, None, None] * visibility
-    evidence = _paste(torch.zeros(n, size, size, dtype=torch.bool), (d < 1.6 * rd[..., None, None]).any(1), oy, ox) & (labels[:, None, None] > 0)
+    evidence = _paste(torch.zeros(n, image_size, image_size, dtype=torch.bool), (d < 1.6 * rd[..., None, None]).any(1), oy, ox) & (labels[:, None, None] > 0)
     return img * (1 - dot_a[:, None]) + torch.tensor([0.16, 0.17, 0.27])[None, :, None, None] * dot_a[:, None], evidence
 
 # %% ../nbs/01a_synthetic.ipynb #c007d
@@ -117,13 +118,13 @@ def _derm_ruler(img, shortcut, R, yy, xx, px, g):
     return torch.where(band[:, None], ruler[:, None].expand_as(img), img), band
 
 # %% ../nbs/01a_synthetic.ipynb #c007f
-def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, size:int, visibility:float, g:torch.Generator):
+def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, image_size:int, visibility:float, g:torch.Generator):
     "Render one chunk of synth-derm images; returns uint8 images (N,S,S,3), evidence and shortcut masks, and lesion radii. The parts draw from `g` in a fixed order: skin, lesion, globules, hairs, ruler, noise."
-    n = len(labels); yy, xx = _grid(size); yy, xx = yy[None], xx[None]
-    px = 1.0 / size
+    n = len(labels); yy, xx = _grid(image_size); yy, xx = yy[None], xx[None]
+    px = 1.0 / image_size
     img = _derm_skin(n, yy, xx, g)
     img, cy, cx, R, ecc = _derm_lesion(img, n, yy, xx, px, g)
-    img, evidence = _derm_globules(img, labels, cy, cx, R, ecc, size, px, visibility, g)
+    img, evidence = _derm_globules(img, labels, cy, cx, R, ecc, image_size, px, visibility, g)
     img = _derm_hairs(img, hair, yy, xx, px, g)
     img, band = _derm_ruler(img, shortcut, R, yy, xx, px, g)
     img = img + 0.02 * torch.randn(img.shape, generator=g)
@@ -132,16 +133,16 @@ def _render_derm(labels:torch.Tensor, shortcut:torch.Tensor, hair:torch.Tensor, 
 
 # %% ../nbs/01a_synthetic.ipynb #c010
 SYNTHETIC_OPTIONS = (
-    Option("n_train", int, 800, "training images", low=2), Option("n_val", int, 200, "validation images", low=2),
-    Option("n_test", int, 400, "test images (and images of the shifted test set)", low=2),
-    Option("positive_rate", float, 0.5, "share of positive images", low=0, high=1, open_low=True, open_high=True),
-    Option("visibility", float, 1.0, "contrast of the label-carrying evidence (0: invisible)", low=0, high=1),
-    Option("shortcut_train", float, 0.5, "how often the shortcut co-occurs with the class in train / val (0.5: no correlation, 1: perfect)", low=0, high=1),
-    Option("shortcut_test", float, 0.5, "the same in the test set", low=0, high=1),
-    Option("label_noise", float, 0.0, "share of labels that disagree with the visible evidence", low=0, high=0.5),
-    Option("ood_shortcut", float, None, "null, or the shortcut co-occurrence of an extra shifted test set `ood_test`", low=0, high=1),
-    Option("images_per_patient", int, 2, "images sharing a patient id (patients never span splits)", low=1),
-    Option("seed", int, 0, "the dataset's seed", low=0, high=2 ** 32 - 1),
+    Setting("n_train", int, 800, "training images", low=2), Setting("n_val", int, 200, "validation images", low=2),
+    Setting("n_test", int, 400, "test images (and images of the shifted test set)", low=2),
+    Setting("positive_rate", float, 0.5, "share of positive images", low=0, high=1, open_low=True, open_high=True),
+    Setting("visibility", float, 1.0, "contrast of the label-carrying evidence (0: invisible)", low=0, high=1),
+    Setting("shortcut_train", float, 0.5, "how often the shortcut co-occurs with the class in train / val (0.5: no correlation, 1: perfect)", low=0, high=1),
+    Setting("shortcut_test", float, 0.5, "the same in the test set", low=0, high=1),
+    Setting("label_noise", float, 0.0, "share of labels that disagree with the visible evidence", low=0, high=0.5),
+    Setting("ood_shortcut", float, None, "null, or the shortcut co-occurrence of an extra shifted test set `ood_test`", low=0, high=1),
+    Setting("images_per_patient", int, 2, "images sharing a patient id (patients never span splits)", low=1),
+    Setting("seed", int, 0, "the dataset's seed", low=0, high=2 ** 32 - 1),
 )
 
 # %% ../nbs/01a_synthetic.ipynb #c010a
@@ -150,7 +151,7 @@ class SyntheticKind:
     "One kind of synthetic image: its renderer, its concepts, and its own options (the first is the nuisance rate)."
     render:callable                     # (rng, size, label, **options) -> image and ground truth
     concepts:tuple                      # names of the binary concepts it records
-    options:tuple                       # its own `Option`s
+    options:tuple                       # its own options (`Setting`s)
     grey:bool = False                   # greyscale images
 
 # %% ../nbs/01a_synthetic.ipynb #c010c
@@ -170,7 +171,7 @@ def synthetic_options(kind:str="synth-derm", # the benchmark: synth-derm, synth-
     valid = {o.name: o for o in (*SYNTHETIC_OPTIONS, *_kind(kind).options)}
     unknown = [k for k in options if k not in valid]
     if unknown: raise DataError(f"unknown option(s) {unknown} for kind {kind}; valid: {', '.join(valid)}")
-    return {k: o.check(options.get(k, o.default), f"synthetic {kind}") for k, o in valid.items()}
+    return checked_options(valid, options, f"synthetic {kind}")
 
 # %% ../nbs/01a_synthetic.ipynb #c012
 def _split_flags(n, rate_pos, shortcut_rate, nuisance_rate, g):
@@ -182,14 +183,14 @@ def _split_flags(n, rate_pos, shortcut_rate, nuisance_rate, g):
 
 # %% ../nbs/01a_synthetic.ipynb #c012a
 def generate(kind:str="synth-derm", # `synth-derm` or `synth-mammo`
-             size:int=64,             # image size in pixels (at least 16)
+             image_size:int=64,             # image size in pixels (at least 16)
              shortcut_mode:str="as_is", # counterfactual renderings: 'removed' or 'flipped' shortcut, all else identical
              chunk:int=8,             # images rendered at once
              **options) -> dict:      # the kind's options (`synthetic_options`)
     "A synthetic dataset as a dict of arrays in the MedMNIST npz layout plus ground truth (`*_masks`, `*_shortcut_masks`, `*_concepts`, `*_patients`)."
     spec, o = _kind(kind), synthetic_options(kind, **options)
     if shortcut_mode not in SHORTCUT_MODES: raise DataError(f"shortcut_mode must be one of {SHORTCUT_MODES}, got {shortcut_mode!r}")
-    if size < 16: raise DataError(f"synthetic image size must be at least 16 px, got {size}")
+    if image_size < 16: raise DataError(f"synthetic image size must be at least 16 px, got {image_size}")
     nuisance_rate = o[spec.options[0].name]
     render_kw = {opt.name: o[opt.name] for opt in spec.options[1:]}
     g = torch.Generator().manual_seed(int(o["seed"]))
@@ -200,7 +201,7 @@ def generate(kind:str="synth-derm", # `synth-derm` or `synth-mammo`
         labels, shortcut, nuisance = _split_flags(n, o["positive_rate"], sc, nuisance_rate, g)
         if shortcut_mode == "removed": shortcut = torch.zeros_like(shortcut)      # counterfactuals: same images, shortcut changed
         elif shortcut_mode == "flipped": shortcut = 1 - shortcut
-        parts = [spec.render(labels[i:i + chunk], shortcut[i:i + chunk], nuisance[i:i + chunk], size, o["visibility"], g, **render_kw) for i in range(0, n, chunk)]
+        parts = [spec.render(labels[i:i + chunk], shortcut[i:i + chunk], nuisance[i:i + chunk], image_size, o["visibility"], g, **render_kw) for i in range(0, n, chunk)]
         imgs, ev, band, extra = (torch.cat(p) for p in zip(*parts))
         out[f"{split}_images"] = imgs.numpy()
         y = labels
@@ -216,39 +217,39 @@ def generate(kind:str="synth-derm", # `synth-derm` or `synth-mammo`
 
 # %% ../nbs/01a_synthetic.ipynb #c012b
 SYNTHETIC_KINDS["synth-derm"] = SyntheticKind(lambda *a: (lambda img, ev, band, R: (img, ev, band, R > 0.215))(*_render_derm(*a)), CONCEPTS,
-                                              (Option("hair_rate", float, 0.3, "share of images with hairs (the nuisance)", low=0, high=1),))
+                                              (Setting("hair_rate", float, 0.3, "share of images with hairs (the nuisance)", low=0, high=1),))
 
 # %% ../nbs/01a_synthetic.ipynb #c017
-def _tissue_texture(n:int, size:int, g:torch.Generator, amplitude_exponent:float=1.5) -> torch.Tensor:
+def _tissue_texture(n:int, image_size:int, g:torch.Generator, amplitude_exponent:float=1.5) -> torch.Tensor:
     "1/f-shaped noise, N x S x S, zero mean and unit std per image."
-    spec = torch.fft.rfft2(torch.randn(n, size, size, generator=g))
-    f = torch.sqrt(torch.fft.fftfreq(size)[:, None] ** 2 + torch.fft.rfftfreq(size)[None] ** 2).clamp(min=1.0 / size)
-    t = torch.fft.irfft2(spec * f ** -amplitude_exponent, s=(size, size))
+    spec = torch.fft.rfft2(torch.randn(n, image_size, image_size, generator=g))
+    f = torch.sqrt(torch.fft.fftfreq(image_size)[:, None] ** 2 + torch.fft.rfftfreq(image_size)[None] ** 2).clamp(min=1.0 / image_size)
+    t = torch.fft.irfft2(spec * f ** -amplitude_exponent, s=(image_size, image_size))
     return (t - t.mean((1, 2), keepdim=True)) / t.std((1, 2), keepdim=True)
 
 # %% ../nbs/01a_synthetic.ipynb #c017a
-def _mammo_breast(n, yy, xx, px, size, dense, g):
+def _mammo_breast(n, yy, xx, px, image_size, dense, g):
     "The breast on the left or right edge, its tissue texture and (where `dense`) a dense region; returns the image, the breast's mask, side, centre and radii."
     left = _u(g, n, 1, 1) < 0.5
     cx = torch.where(left, torch.zeros(n, 1, 1), torch.ones(n, 1, 1))
     cy, ry, rx = _u(g, n, 1, 1, lo=.45, hi=.55), _u(g, n, 1, 1, lo=.40, hi=.49), _u(g, n, 1, 1, lo=.55, hi=.85)
     r = torch.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
     breast = torch.sigmoid((1 - r) / max(0.015, px))
-    tex = _tissue_texture(n, size, g)
+    tex = _tissue_texture(n, image_size, g)
     tissue = (0.42 + 0.10 * tex) * (0.7 + 0.3 * (1 - r).clamp(0, 1) ** 0.3)
-    dense_region = torch.sigmoid((0.55 - r) / 0.08) * (1 + 0.4 * _tissue_texture(n, size, g)).clamp(min=0)
+    dense_region = torch.sigmoid((0.55 - r) / 0.08) * (1 + 0.4 * _tissue_texture(n, image_size, g)).clamp(min=0)
     tissue = tissue + 0.22 * dense_region * dense[:, None, None]
     return 0.03 + breast * tissue, breast, left, cy, ry, rx
 
 # %% ../nbs/01a_synthetic.ipynb #c017c
-def _mammo_lesion(img, breast, labels, left, cy, ry, rx, size, px, visibility, calc_fraction, g):
+def _mammo_lesion(img, breast, labels, left, cy, ry, rx, image_size, px, visibility, calc_fraction, g):
     "The label's evidence inside the breast: a lobulated mass or a cluster of calcifications, drawn in a local window; returns the image, the evidence mask and the calcification flag."
     n = len(labels)
     is_calc = (_u(g, n) < calc_fraction) & (labels > 0)
     rho, ang = _u(g, n, lo=.2, hi=.65), _u(g, n, lo=-1.2, hi=1.2)
     ly = cy[:, 0, 0] + ry[:, 0, 0] * rho * torch.sin(ang)
     lx = torch.where(left[:, 0, 0], rx[:, 0, 0] * rho * torch.cos(ang), 1 - rx[:, 0, 0] * rho * torch.cos(ang))
-    oy, ox, wy, wx = _local_window(ly, lx, 0.075 + 3 * px, size)
+    oy, ox, wy, wx = _local_window(ly, lx, 0.075 + 3 * px, image_size)
     dy, dx = wy[:, :, None] - ly[:, None, None], wx[:, None, :] - lx[:, None, None]
     Rm = _u(g, n, 1, 1, lo=.035, hi=.055); th = torch.atan2(dy, dx); border = torch.ones_like(th)   # mass: lobulated border
     for k in (3, 5, 7): border = border + _u(g, n, 1, 1, hi=0.12) * torch.cos(k * th + _u(g, n, 1, 1, hi=2 * math.pi))
@@ -265,16 +266,16 @@ def _mammo_lesion(img, breast, labels, left, cy, ry, rx, size, px, visibility, c
     calc_ev = ((dc < max(2.5 * rc, 1.5 * px)) & present[..., None, None]).any(1)
     local_a = torch.where(is_calc[:, None, None], calc_a * 0.55, mass_a * 0.28) * visibility
     local_ev = torch.where(is_calc[:, None, None], calc_ev, mass_ev)
-    ev_a = _paste(torch.zeros(n, size, size), local_a, oy, ox) * labels[:, None, None]
-    evidence = _paste(torch.zeros(n, size, size, dtype=torch.bool), local_ev, oy, ox) & (labels[:, None, None] > 0)
+    ev_a = _paste(torch.zeros(n, image_size, image_size), local_a, oy, ox) * labels[:, None, None]
+    evidence = _paste(torch.zeros(n, image_size, image_size, dtype=torch.bool), local_ev, oy, ox) & (labels[:, None, None] > 0)
     return img + ev_a * breast, evidence, is_calc
 
 # %% ../nbs/01a_synthetic.ipynb #c017d
-def _render_mammo(labels, shortcut, dense, size, visibility, g, calc_fraction=0.5):
+def _render_mammo(labels, shortcut, dense, image_size, visibility, g, calc_fraction=0.5):
     "Render one chunk of synth-mammo images; returns uint8 images (N,S,S), evidence and shortcut masks, and the calcification flag. The parts draw from `g` in a fixed order: breast, lesion, marker, noise."
-    n = len(labels); yy, xx = _grid(size); yy, xx = yy[None], xx[None]; px = 1.0 / size
-    img, breast, left, cy, ry, rx = _mammo_breast(n, yy, xx, px, size, dense, g)
-    img, evidence, is_calc = _mammo_lesion(img, breast, labels, left, cy, ry, rx, size, px, visibility, calc_fraction, g)
+    n = len(labels); yy, xx = _grid(image_size); yy, xx = yy[None], xx[None]; px = 1.0 / image_size
+    img, breast, left, cy, ry, rx = _mammo_breast(n, yy, xx, px, image_size, dense, g)
+    img, evidence, is_calc = _mammo_lesion(img, breast, labels, left, cy, ry, rx, image_size, px, visibility, calc_fraction, g)
     # shortcut: a text-like marker block in the top corner away from the breast
     bw, bh = 0.2, max(0.07, 3 * px)
     x0 = torch.where(left, torch.full_like(cy, 0.95 - bw), torch.full_like(cy, 0.05)); y0 = _u(g, n, 1, 1, lo=0.03, hi=0.08)
@@ -286,31 +287,31 @@ def _render_mammo(labels, shortcut, dense, size, visibility, g, calc_fraction=0.
 
 # %% ../nbs/01a_synthetic.ipynb #c017b
 SYNTHETIC_KINDS["synth-mammo"] = SyntheticKind(_render_mammo, MAMMO_CONCEPTS, (
-    Option("dense_rate", float, 0.3, "share of images with dense tissue (the nuisance)", low=0, high=1),
-    Option("calc_fraction", float, 0.5, "share of positives whose evidence is a calcification cluster (else a mass)", low=0, high=1)), grey=True)
+    Setting("dense_rate", float, 0.3, "share of images with dense tissue (the nuisance)", low=0, high=1),
+    Setting("calc_fraction", float, 0.5, "share of positives whose evidence is a calcification cluster (else a mass)", low=0, high=1)), grey=True)
 
 # %% ../nbs/01a_synthetic.ipynb #c020
-def _render_pair(labels, shortcut, distractor, size, visibility, g, n_colours:int=6):
+def _render_pair(labels, shortcut, distractor, image_size, visibility, g, n_colours:int=6):
     "Render one chunk of synth-pair images; returns uint8 images (N,S,S,3), evidence and shortcut masks, and the same-height flag."
-    n = len(labels); yy, xx = _grid(size); yy, xx = yy[None], xx[None]
+    n = len(labels); yy, xx = _grid(image_size); yy, xx = yy[None], xx[None]
     palette = torch.tensor([[0.85, 0.25, 0.2], [0.2, 0.6, 0.25], [0.2, 0.35, 0.85], [0.9, 0.8, 0.2], [0.65, 0.25, 0.75], [0.2, 0.8, 0.8],
                             [0.95, 0.55, 0.15], [0.45, 0.3, 0.15]])[:int(n_colours)]
-    img = 0.5 + 0.06 * torch.randn(n, 3, size, size, generator=g)
+    img = 0.5 + 0.06 * torch.randn(n, 3, image_size, image_size, generator=g)
     first = torch.randint(0, len(palette), (n,), generator=g)
     second = torch.where(labels > 0, (first + torch.randint(1, len(palette), (n,), generator=g)) % len(palette), first)
     half = 0.075
     cy = _u(g, n, 2, lo=half + 0.05, hi=1 - half - 0.05)
     cx = torch.stack([_u(g, n, lo=0.08 + half, hi=0.3), _u(g, n, lo=0.7, hi=0.92 - half)], 1)
-    evidence = torch.zeros(n, size, size, dtype=torch.bool)
+    evidence = torch.zeros(n, image_size, image_size, dtype=torch.bool)
     for j, colour in ((0, first), (1, second)):
         box = ((yy - cy[:, j, None, None]).abs() < half) & ((xx - cx[:, j, None, None]).abs() < half)
         evidence |= box
         c = 0.5 + visibility * (palette[colour] - 0.5)
-        img = torch.where(box[:, None], c[:, :, None, None].expand(-1, -1, size, size), img)
+        img = torch.where(box[:, None], c[:, :, None, None].expand(-1, -1, image_size, image_size), img)
     third = torch.randint(0, len(palette), (n,), generator=g)
     dy = _u(g, n, lo=0.3, hi=0.7)
     dbox = ((yy - dy[:, None, None]).abs() < half * 0.8) & ((xx - 0.5).abs() < half * 0.8) & (distractor[:, None, None] > 0)
-    img = torch.where(dbox[:, None], (0.5 + visibility * (palette[third] - 0.5))[:, :, None, None].expand(-1, -1, size, size), img)
+    img = torch.where(dbox[:, None], (0.5 + visibility * (palette[third] - 0.5))[:, :, None, None].expand(-1, -1, image_size, image_size), img)
     band = (yy < 0.08) & ((xx - 0.5).abs() < 0.15) & (shortcut[:, None, None] > 0)
     img = torch.where(band[:, None], torch.tensor(0.1), img)
     img = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
@@ -318,8 +319,8 @@ def _render_pair(labels, shortcut, distractor, size, visibility, g, n_colours:in
 
 # %% ../nbs/01a_synthetic.ipynb #c020a
 SYNTHETIC_KINDS["synth-pair"] = SyntheticKind(_render_pair, ("has_asymmetry", "has_shortcut", "has_distractor", "same_height"), (
-    Option("distractor_rate", float, 0.3, "share of images with a third, distracting patch in the middle (the nuisance)", low=0, high=1),
-    Option("n_colours", int, 6, "colours a patch can have", low=2, high=8)))
+    Setting("distractor_rate", float, 0.3, "share of images with a third, distracting patch in the middle (the nuisance)", low=0, high=1),
+    Setting("n_colours", int, 6, "colours a patch can have", low=2, high=8)))
 
 # %% ../nbs/01a_synthetic.ipynb #c023
 @FORMATS.register
@@ -327,7 +328,7 @@ class Synthetic(DatasetFormat):
     "The embedded synthetic benchmark (`kind: synth-derm | synth-mammo`), generated once and cached under `path`."
     name, doc = "synthetic", "the embedded synthetic benchmark with ground truth, generated once and cached under `path` (a folder)"
     path_kind = "a folder for the generated cache"
-    options = (Option("kind", str, "synth-derm", "which benchmark", choices=("synth-derm", "synth-mammo", "synth-pair")), *SYNTHETIC_OPTIONS)
+    options = (Setting("kind", str, "synth-derm", "which benchmark", choices=("synth-derm", "synth-mammo", "synth-pair")), *SYNTHETIC_OPTIONS)
     def options_for(self, spec):
         kind = spec.get("kind", "synth-derm")
         # an unhashable or unknown kind adds no options; `values` then refuses it by name
@@ -341,37 +342,37 @@ class Synthetic(DatasetFormat):
     def check_files(self, spec):
         p = Path(spec.path)
         if p.exists() and not p.is_dir(): raise DataError(f"dataset '{spec.name}': path {p} exists and is not a folder (synthetic data is cached in a folder)")
-    def fingerprint(self, spec, size) -> str:
-        key = dict(self.values(spec), size=size, version=GENERATOR_VERSION)
+    def fingerprint(self, spec, image_size) -> str:
+        key = dict(self.values(spec), size=image_size, version=GENERATOR_VERSION)
         return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    def memory_estimate(self, spec, size):
+    def memory_estimate(self, spec, image_size):
         o = self.values(spec)
         n = o["n_train"] + o["n_val"] + o["n_test"] * (2 if o["ood_shortcut"] is not None else 1)
-        return int(n * size * size * (3 + 2 + 3))   # RGB images, two masks, and the generator's working copies (about one image more)
-    def cached_arrays(self, spec, size):
-        f = self.cache_file(spec, size)
+        return int(n * image_size * image_size * (3 + 2 + 3))   # RGB images, two masks, and the generator's working copies (about one image more)
+    def cached_arrays(self, spec, image_size):
+        f = self.cache_file(spec, image_size)
         return f if f.exists() else None
     def cache_file(self,
                    spec, # a dataset entry of a study (name, format, path, options)
-                   size  # image size in pixels (square)
+                   image_size  # image size in pixels (square)
                   ) -> Path:
-        "Where the generated dataset for `spec` at `size` px is cached."
-        return Path(spec.path) / f"{spec.get('kind', 'synth-derm')}_{size}_{self.fingerprint(spec, size)}.npz"
-    def prepare(self, spec, size) -> Path:
-        f = self.cache_file(spec, size)
-        if not f.exists(): save_npz(f, generate(spec.get("kind", "synth-derm"), size=size, **self.generator_options(spec)))
+        "Where the generated dataset for `spec` at `image_size` px is cached."
+        return Path(spec.path) / f"{spec.get('kind', 'synth-derm')}_{image_size}_{self.fingerprint(spec, image_size)}.npz"
+    def prepare(self, spec, image_size) -> Path:
+        f = self.cache_file(spec, image_size)
+        if not f.exists(): save_npz(f, generate(spec.get("kind", "synth-derm"), image_size=image_size, **self.generator_options(spec)))
         return f
-    def load(self, spec, size) -> ImageSplits:
-        return read_npz_splits(self.prepare(spec, size), name=spec.name, class_names=["negative", "positive"])
+    def load(self, spec, image_size) -> ImageSplits:
+        return read_npz_splits(self.prepare(spec, image_size), name=spec.name, class_names=["negative", "positive"])
     def resampled(self, spec, seed) -> DatasetSpec:
         "A fresh sample of the benchmark (train, validation and test) for each seed."
         return spec.replace(seed=(int(spec.get("seed", 0)) + 7919 * (int(seed) + 1)) % 2 ** 32)
     def example(self, root) -> dict:
         return dict(format="synthetic", path=str(root), n_train=48, n_val=16, n_test=24, shortcut_train=0.9, label_noise=0.1)
-    def counterfactual_tests(self, spec, size) -> dict:
+    def counterfactual_tests(self, spec, image_size) -> dict:
         "The test split as rendered, with the shortcut removed, and flipped: `{mode: (uint8 images, labels)}`."
         out = {}
         for mode in SHORTCUT_MODES:
-            d = generate(spec.get("kind", "synth-derm"), size=size, shortcut_mode=mode, **self.generator_options(spec))
+            d = generate(spec.get("kind", "synth-derm"), image_size=image_size, shortcut_mode=mode, **self.generator_options(spec))
             out[mode] = (d["test_images"], d["test_labels"][:, 0])
         return out

@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .data import SPLITS, DataError, DatasetFormat, ImageSplits, Option, load_npz, save_npz
+from .data import SPLITS, DataError, DatasetFormat, ImageSplits, load_npz, save_npz
+from .config import Setting
 from .imaging import read_dicom, read_image, check_window
 from fastcore.basics import patch
 from .config import DatasetSpec, default_cache_dir
@@ -21,13 +22,13 @@ __all__ = ['COMMON_OPTIONS', 'CROP_MATCH', 'read_table', 'row_ref', 'group_carve
 
 # %% ../nbs/01d_tables.ipynb #c005
 COMMON_OPTIONS = (
-    Option("val_fraction", float, 0.15, "share of the training pool carved as validation where the dataset has no official validation split", low=0, high=1, open_low=True, open_high=True),
-    Option("test_fraction", float, 0.2, "share carved as test where the dataset has no official test split", low=0, high=1, open_low=True, open_high=True),
-    Option("split_seed", int, 0, "seed of those carved splits", low=0, high=2 ** 32 - 1),
-    Option("skip_corrupt", bool, False, "true: unreadable images are skipped, counted and listed (never silently); false: an error naming the file"),
-    Option("cache", str, None, "folder of the resized-image cache (default: $ATTNMED_CACHE or ~/.cache/attnmed)", path=True),
-    Option("channels", int, None, "1 (grey) or 3 (RGB); default: the reader's (grey for mammograms and X-rays, RGB otherwise)", choices=(1, 3)),
-    Option("window", (str, list), "auto", "how 16-bit and float pixels become 8-bit: auto (DICOM: its own VOI LUT or window, else its stored bit depth; "
+    Setting("val_fraction", float, 0.15, "share of the training pool carved as validation where the dataset has no official validation split", low=0, high=1, open_low=True, open_high=True),
+    Setting("test_fraction", float, 0.2, "share carved as test where the dataset has no official test split", low=0, high=1, open_low=True, open_high=True),
+    Setting("split_seed", int, 0, "seed of those carved splits", low=0, high=2 ** 32 - 1),
+    Setting("skip_corrupt", bool, False, "true: unreadable images are skipped, counted and listed (never silently); false: an error naming the file"),
+    Setting("cache", str, None, "folder of the resized-image cache (default: $ATTNMED_CACHE or ~/.cache/attnmed)", path=True),
+    Setting("channels", int, None, "1 (grey) or 3 (RGB); default: the reader's (grey for mammograms and X-rays, RGB otherwise)", choices=(1, 3)),
+    Setting("window", (str, list), "auto", "how 16-bit and float pixels become 8-bit: auto (DICOM: its own VOI LUT or window, else its stored bit depth; "
            "other files: their bit depth, 16-bit 0..65535, float 0..1), image (each image stretched to its own min..max) or [low, high] (a fixed window)",
            choices=("auto", "image"), item_type=float),
 )
@@ -105,11 +106,11 @@ def _check_files(table:pd.DataFrame, source:str):
         raise DataError(f"{source}: {len(missing)} of {len(table)} listed image file(s) not found, e.g. {missing[:3]}")
 
 # %% ../nbs/01d_tables.ipynb #c015b
-def _decode_into(out:np.ndarray, paths:list, size:int, channels:int, skip_corrupt:bool, source:str, desc:str="decoding", window="auto"):
+def _decode_into(out:np.ndarray, paths:list, image_size:int, channels:int, skip_corrupt:bool, source:str, desc:str="decoding", window="auto"):
     "Decode `paths` into the rows of `out` (a memory-mapped file: nothing holds every image in memory); returns (kept mask, errors)."
     from tqdm.auto import tqdm
     def one(p):
-        try: return read_image(p, size, channels, window), None
+        try: return read_image(p, image_size, channels, window), None
         except Exception as e: return None, f"{p}: {type(e).__name__}: {e}"
     keep, bad = np.zeros(len(paths), bool), []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -166,10 +167,10 @@ def locate_crop(crop:np.ndarray,      # the cut-out image (h x w, grey)
 # %% ../nbs/01d_tables.ipynb #c016mb
 def read_mask(paths:tuple,    # the image's mask files (united)
               image:str,      # the image file (its size is what a mask must have)
-              size:int,       # the size images are resized to (square)
+              image_size:int,       # the size images are resized to (square)
               frame:str=None  # the image the masks are drawn on, when `image` was cut from it (a CBIS-DDSM crop's mammogram): the crop is found in it, `locate_crop`
              ) -> tuple:
-    "`(mask, problem)`: the united masks (PNG, JPEG, TIFF, DICOM ...), resized to `size` x `size` (nearest neighbour; bool), or None and why it is left out."
+    "`(mask, problem)`: the united masks (PNG, JPEG, TIFF, DICOM ...), resized to `image_size` x `image_size` (nearest neighbour; bool), or None and why it is left out."
     from PIL import Image
     (w, h), _ = _size_and_pixels(frame or image, pixels=False)
     union = np.zeros((h, w), bool)
@@ -184,21 +185,21 @@ def read_mask(paths:tuple,    # the image's mask files (united)
         if r < CROP_MATCH: return None, f"{image}: not found in {frame}, the image its mask is drawn on (best match r = {r:.2f}, below {CROP_MATCH})"
         union = union[y:y + ch, x:x + cw]
         if not union.any(): return None, f"{paths[0]}: marks nothing inside its crop {image}"
-    return np.asarray(Image.fromarray(union.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127, None
+    return np.asarray(Image.fromarray(union.astype(np.uint8) * 255).resize((image_size, image_size), Image.NEAREST)) > 127, None
 
 # %% ../nbs/01d_tables.ipynb #c016mc
 def decode_masks(table:pd.DataFrame, # the prepared table, with a `mask` column (tuples of files)
-                 size:int,           # image size in pixels (square)
+                 image_size:int,           # image size in pixels (square)
                  folder:Path         # where the memory-mapped stack is written
                 ) -> tuple:
     "`(masks, notes)`: one uint8 0/1 mask per row (all 0 where there is none, or it is left out), and the rows left out, as `read_mask` says why."
     from tqdm.auto import tqdm
-    out = np.lib.format.open_memmap(Path(folder) / "masks.npy", mode="w+", dtype=np.uint8, shape=(len(table), size, size))
+    out = np.lib.format.open_memmap(Path(folder) / "masks.npy", mode="w+", dtype=np.uint8, shape=(len(table), image_size, image_size))
     notes = []
     frames = table["mask_frame"] if "mask_frame" in table else [None] * len(table)   # a crop's masks are drawn on the image it was cut from
     for i, (paths, image, frame) in enumerate(tqdm(zip(table["mask"], table["path"], frames), total=len(table), desc="masks", unit="img", mininterval=2, disable=len(table) < 200)):
         if not paths: continue
-        m, problem = read_mask(tuple(paths), image, size, frame or None)
+        m, problem = read_mask(tuple(paths), image, image_size, frame or None)
         if problem: notes.append(problem)
         else: out[i] = m
     return out, notes
@@ -232,14 +233,14 @@ def prepare_table(table:pd.DataFrame, # the image table (path, label, split, pat
 
 # %% ../nbs/01d_tables.ipynb #c018a
 def table_hash(table:pd.DataFrame, # the image table (path, label, split, patient)
-               size:int,           # image size in pixels (square)
+               image_size:int,           # image size in pixels (square)
                channels:int,       # 1 or 3
                class_names:list,   # names of the classes, in label order
                window="auto"       # auto, image or [low, high]
               ) -> str:
     "A hash of the prepared table, the image (and mask) files' sizes and times, the size, channels, classes and window: the cache key and the data's fingerprint."
     deep = window == "auto" and table["path"].str.lower().str.endswith((".png", ".tif", ".tiff")).any()   # files that may hold 16-bit data, decoded by the depth they use since 2026-12
-    key = dict(size=size, channels=channels, classes=list(class_names), **({} if window == "auto" else dict(window=window)), **(dict(depth="used") if deep else {}))
+    key = dict(size=image_size, channels=channels, classes=list(class_names), **({} if window == "auto" else dict(window=window)), **(dict(depth="used") if deep else {}))
     h = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode())
     for row in table[["path", "label", "split", "patient", "id"]].itertuples(index=False):
         st = os.stat(row.path)
@@ -253,34 +254,34 @@ def table_hash(table:pd.DataFrame, # the image table (path, label, split, patien
 # %% ../nbs/01d_tables.ipynb #c018b
 def cache_path(name:str,           # the dataset's name
                table:pd.DataFrame, # the prepared image table
-               size:int,           # image size in pixels (square)
+               image_size:int,           # image size in pixels (square)
                class_names:list,   # names of the classes, in label order
                opts:dict           # the format's checked options
               ) -> Path:
-    "Where the decoded images of `table` at `size` px are cached (the name holds `table_hash`)."
+    "Where the decoded images of `table` at `image_size` px are cached (the name holds `table_hash`)."
     channels = int(opts["channels"] or 3)
-    return Path(opts["cache"] or default_cache_dir()) / f"{name}_{size}px_{channels}ch_{table_hash(table, size, channels, class_names, opts['window'])}.npz"
+    return Path(opts["cache"] or default_cache_dir()) / f"{name}_{image_size}px_{channels}ch_{table_hash(table, image_size, channels, class_names, opts['window'])}.npz"
 
 # %% ../nbs/01d_tables.ipynb #c018c
 def splits_from_table(table:pd.DataFrame,  # the image table (path, label, split, patient)
                       class_names:list,    # names of the classes, in label order
                       name:str,            # the dataset's name
-                      size:int,            # image size in pixels (square)
+                      image_size:int,            # image size in pixels (square)
                       opts:dict,           # the format's checked options
                       source:str,          # the file (or text) the value came from, named in errors
                       shared_groups:str="" # a note when groups are shared across splits (or '')
                      ) -> ImageSplits:
     "Decode, resize and cache the images (and ground-truth masks, `decode_masks`) of a prepared table (`prepare_table`); returns checked `ImageSplits`."
     extra, channels = [s for s in dict.fromkeys(table["split"]) if s not in SPLITS], int(opts["channels"] or 3)
-    cache = cache_path(name, table, size, class_names, opts)
+    cache = cache_path(name, table, image_size, class_names, opts)
     if not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
-        shape = (size, size) if channels == 1 else (size, size, 3)
+        shape = (image_size, image_size) if channels == 1 else (image_size, image_size, 3)
         with tempfile.TemporaryDirectory(prefix=".decoding-", dir=cache.parent) as tmp:   # images go to disk as they are decoded, then into the cache
             stack = np.lib.format.open_memmap(Path(tmp) / "images.npy", mode="w+", dtype=np.uint8, shape=(len(table), *shape))
-            keep, bad = _decode_into(stack, table["path"].tolist(), size, channels, bool(opts["skip_corrupt"]), source, f"{name}: decoding", opts["window"])
+            keep, bad = _decode_into(stack, table["path"].tolist(), image_size, channels, bool(opts["skip_corrupt"]), source, f"{name}: decoding", opts["window"])
             stack, t = _compact(stack, keep), table[keep].reset_index(drop=True)
-            masks, notes = decode_masks(t, size, Path(tmp)) if "mask" in t and t["mask"].map(len).any() else (None, [])
+            masks, notes = decode_masks(t, image_size, Path(tmp)) if "mask" in t and t["mask"].map(len).any() else (None, [])
             arrays = {"skipped": np.array(bad, dtype=str), "extra_sets": np.array(extra, dtype=str), "mask_notes": np.array(notes, dtype=str)}
             for s in [*SPLITS, *extra]:
                 at = np.flatnonzero((t["split"] == s).to_numpy())   # prepare_table sorts by split: one block of rows, a view of the file
@@ -338,17 +339,17 @@ class TableFormat(DatasetFormat):
             return prepare_table(table, class_names, opts, str(Path(spec.path))), class_names, opts
         return shared_table(json.dumps({**spec, "format": self.name}, sort_keys=True, default=str), build)   # once per entry inside `one_table_per_spec`
 
-    def load(self, spec, size):
+    def load(self, spec, image_size):
         table, class_names, opts = self.image_table(spec)
-        return splits_from_table(table, class_names, spec.name, size, opts, str(Path(spec.path)), self.shared_groups)
+        return splits_from_table(table, class_names, spec.name, image_size, opts, str(Path(spec.path)), self.shared_groups)
 
-    def fingerprint(self, spec, size):
+    def fingerprint(self, spec, image_size):
         table, class_names, opts = self.image_table(spec)
-        return table_hash(table, size, opts["channels"], class_names, opts["window"])
-    def cached_arrays(self, spec, size):
-        "The decode cache's file for `spec` at `size` px, or None before the first load."
+        return table_hash(table, image_size, opts["channels"], class_names, opts["window"])
+    def cached_arrays(self, spec, image_size):
+        "The decode cache's file for `spec` at `image_size` px, or None before the first load."
         table, class_names, opts = self.image_table(spec)
-        f = cache_path(spec.name, table, size, class_names, opts)
+        f = cache_path(spec.name, table, image_size, class_names, opts)
         return f if f.exists() else None
     def resampled(self, spec, seed):
         "The carved splits redrawn with `seed` (official splits stay as published)."

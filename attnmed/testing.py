@@ -17,15 +17,15 @@ __all__ = ['ISIC_2019_CLASSES', 'CBIS_CASE_FILES', 'CHEXPERT_LABELS', 'QUICK_BOD
 # %% ../nbs/00b_testing.ipynb #c005
 def blob_image(rng:np.random.Generator, # the random source
                label:int,               # 0 or 1: the blob is brighter for 1
-               size:int=48,             # width and height in pixels
+               image_size:int=48,             # width and height in pixels
                channels:int=3,          # 1 or 3
                with_mask:bool=False     # also return the blob's mask (the same draws: the image is the same)
               ) -> np.ndarray:
     "A small noisy uint8 image whose brightness blob depends on the label (H x W, or H x W x 3); with `with_mask`, `(image, uint8 0/255 mask of the blob)`."
-    yy, xx = np.mgrid[:size, :size] / size
+    yy, xx = np.mgrid[:image_size, :image_size] / image_size
     cy, cx = rng.uniform(.3, .7, 2)
     blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.02) * (0.5 + 0.4 * label)
-    a = np.clip(0.3 + 0.5 * blob + 0.08 * rng.standard_normal((size, size)), 0, 1)
+    a = np.clip(0.3 + 0.5 * blob + 0.08 * rng.standard_normal((image_size, image_size)), 0, 1)
     a = (a * 255).astype(np.uint8)
     a = a if channels == 1 else np.stack([a, (a * 0.8).astype(np.uint8), (a * 0.6).astype(np.uint8)], -1)
     return (a, ((yy - cy) ** 2 + (xx - cx) ** 2 < 0.02).astype(np.uint8) * 255) if with_mask else a
@@ -261,7 +261,7 @@ def write_sample_camelyon17(root:str|Path,     # folder to write into
 # %% ../nbs/00b_testing.ipynb #c021
 def write_sample_medmnist(path:str|Path,  # the .npz file
                           n:int=24,       # number of images
-                          size:int=28,    # image side in pixels
+                          resolution:int=28,    # image side in pixels
                           channels:int=1, # 1 or 3
                           n_labels:int=1, # label columns (1, or more for multi-label)
                           seed:int=0      # random seed
@@ -272,7 +272,7 @@ def write_sample_medmnist(path:str|Path,  # the .npz file
     for s, k in (("train", n), ("val", max(4, n // 3)), ("test", max(4, n // 3))):
         y = (np.arange(k) % 2)[:, None] if n_labels == 1 else (rng.random((k, n_labels)) < 0.3).astype(np.uint8)
         first = y[:, 0] if n_labels == 1 else y.max(1)
-        arrays[f"{s}_images"] = np.stack([blob_image(rng, int(v), size, channels) for v in first])
+        arrays[f"{s}_images"] = np.stack([blob_image(rng, int(v), resolution, channels) for v in first])
         arrays[f"{s}_labels"] = y.astype(np.uint8)
     np.savez_compressed(path, **arrays)
     return path

@@ -30,7 +30,7 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     rows = []
     for name, gen in [(k, partial(generate, k)) for k in ("synth-derm", "synth-mammo")]:
-        t = time.perf_counter(); gen(size=a.size, n_train=a.n_synth, n_val=2, n_test=2); dt = time.perf_counter() - t
+        t = time.perf_counter(); gen(image_size=a.size, n_train=a.n_synth, n_val=2, n_test=2); dt = time.perf_counter() - t
         rows.append((f"generate {name} ({a.n_synth} at {a.size} px)", a.n_synth / dt, dt))
     tmp = Path(tempfile.mkdtemp(prefix="attnmed-bench-"))
     try:

@@ -10,7 +10,8 @@ PLUGIN = '''
 "A study's own dataset format and attention variant, registered where they are defined."
 import numpy as np, torch
 from torch import nn
-from attnmed.data import SPLITS, DatasetFormat, ImageSplits, Option, FORMATS
+from attnmed.config import Setting
+from attnmed.data import SPLITS, DatasetFormat, ImageSplits, FORMATS
 from attnmed.attention import InsertedAttention, ATTENTIONS
 
 def draw(n, size, rate, rng, mode="as_is"):
@@ -29,19 +30,19 @@ def draw(n, size, rate, rng, mode="as_is"):
 @FORMATS.register
 class Squares(DatasetFormat):
     name, doc = "squares", "a throwaway format: a bright square (the evidence) and a corner marker (the shortcut)"
-    options = (Option("n", int, 48, "images per split", low=8), Option("shortcut", float, 0.9, "marker / class co-occurrence in training", low=0, high=1))
+    options = (Setting("n", int, 48, "images per split", low=8), Setting("shortcut", float, 0.9, "marker / class co-occurrence in training", low=0, high=1))
     def check_files(self, spec): pass
-    def splits(self, spec, size, mode="as_is"):
+    def splits(self, spec, image_size, mode="as_is"):
         o, rng = self.values(spec), np.random.default_rng(0)
-        return {s: draw(o["n"], size, o["shortcut"] if s != "test" else 0.5, rng, mode) for s in SPLITS}
-    def load(self, spec, size):
-        d = self.splits(spec, size)
+        return {s: draw(o["n"], image_size, o["shortcut"] if s != "test" else 0.5, rng, mode) for s in SPLITS}
+    def load(self, spec, image_size):
+        d = self.splits(spec, image_size)
         extras = {f"{s}_{k}": d[s][i] for s in SPLITS for k, i in (("masks", 2), ("shortcut_masks", 3), ("concepts", 4))}
         extras["concept_names"] = ["has_square", "has_marker"]
         return ImageSplits(spec["name"], {s: d[s][0] for s in SPLITS}, {s: d[s][1] for s in SPLITS},
                            {s: np.array([f"{s}{i}" for i in range(len(d[s][1]))]) for s in SPLITS}, ["plain", "square"], extras=extras).check(spec["name"])
-    def counterfactual_tests(self, spec, size):
-        return {m: self.splits(spec, size, m)["test"][:2] for m in ("as_is", "removed", "flipped")}
+    def counterfactual_tests(self, spec, image_size):
+        return {m: self.splits(spec, image_size, m)["test"][:2] for m in ("as_is", "removed", "flipped")}
     def example(self, root): return dict(format=self.name, path=str(root))
 
 class PixelGate(nn.Module):

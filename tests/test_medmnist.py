@@ -18,7 +18,7 @@ FLAG, SIZE = "breastmnist", 64
 @pytest.fixture
 def served(tmp_path):
     "The sample file served where INFO says breastmnist_64.npz lives, INFO's MD5 pointed at it, the mirror at the server."
-    body = write_sample_medmnist(tmp_path / "sample.npz", n=30, size=SIZE).read_bytes()
+    body = write_sample_medmnist(tmp_path / "sample.npz", n=30, resolution=SIZE).read_bytes()
     url = urlsplit(medmnist.INFO[FLAG]["url_64"])
     files = {f"{url.path}?{url.query}": body}
     info = {**medmnist.INFO[FLAG], "MD5_64": hashlib.md5(body).hexdigest()}
@@ -58,7 +58,7 @@ def test_a_local_file_with_its_flag_gets_the_official_metrics(tmp_path, served):
     ds = load_dataset(dict(name="breast", format="medmnist", flag=FLAG, path=str(tmp_path / "mine.npz")), 32)
     assert ds.extras["medmnist"] == dict(flag=FLAG, size=SIZE, task="binary-class", catalogue=True) and ds.class_names == ["malignant", "normal, benign"]
     assert len(srv.requests) == 0, "a local file is never downloaded"
-    write_sample_medmnist(tmp_path / "other.npz", n=20, size=SIZE, seed=3)
+    write_sample_medmnist(tmp_path / "other.npz", n=20, resolution=SIZE, seed=3)
     ds = load_dataset(dict(name="breast", format="medmnist", flag=FLAG, path=str(tmp_path / "other.npz")), 32)
     assert ds.extras["medmnist"]["catalogue"] is False and ds.extras["medmnist"]["task"] == "binary-class"
 

@@ -7,7 +7,7 @@ from attnmed.config import DatasetSpec
 
 @pytest.mark.parametrize("gen", [partial(generate, "synth-derm"), partial(generate, "synth-mammo")], ids=["derm", "mammo"])
 def test_shortcut_rates_per_split(gen):
-    d = gen(size=32, n_train=1200, n_val=400, n_test=1200, shortcut_train=0.9, shortcut_test=0.5, seed=5)
+    d = gen(image_size=32, n_train=1200, n_val=400, n_test=1200, shortcut_train=0.9, shortcut_test=0.5, seed=5)
     for split, rate in [("train", 0.9), ("val", 0.9), ("test", 0.5)]:
         y, sc = d[f"{split}_labels"][:, 0] == 1, d[f"{split}_concepts"][:, 1] == 1
         assert abs(sc[y].mean() - rate) < 0.05 and abs((~sc[~y]).mean() - rate) < 0.05, split
@@ -17,13 +17,13 @@ def test_shortcut_rates_per_split(gen):
 
 @pytest.mark.parametrize("gen", [partial(generate, "synth-derm"), partial(generate, "synth-mammo")], ids=["derm", "mammo"])
 def test_deterministic_and_seed_dependent(gen):
-    a, b, c = (gen(size=48, n_train=16, n_val=4, n_test=4, seed=s) for s in (1, 1, 2))
+    a, b, c = (gen(image_size=48, n_train=16, n_val=4, n_test=4, seed=s) for s in (1, 1, 2))
     assert all(np.array_equal(a[k], b[k]) for k in a if k != "concept_names")
     assert not np.array_equal(a["train_images"], c["train_images"])
 
 def test_visibility_zero_hides_the_evidence():
-    vis = generate("synth-derm", size=48, n_train=32, n_val=2, n_test=2, visibility=1.0, seed=3)
-    hid = generate("synth-derm", size=48, n_train=32, n_val=2, n_test=2, visibility=0.0, seed=3)
+    vis = generate("synth-derm", image_size=48, n_train=32, n_val=2, n_test=2, visibility=1.0, seed=3)
+    hid = generate("synth-derm", image_size=48, n_train=32, n_val=2, n_test=2, visibility=0.0, seed=3)
     pos = vis["train_labels"][:, 0] == 1
     m = vis["train_masks"][pos]
     assert vis["train_images"][pos][m].mean() < hid["train_images"][pos][m].mean() - 5, "dark globules only when visible"
