@@ -133,7 +133,8 @@ def test_models_at_chance_give_no_maps_scores_or_localisation_verdict(tmp_path):
     from attnmed.statistics import NOT_DECIDED
     folder = demo_study(tmp_path, datasets=[dict(name="blind", format="synthetic", path=str(tmp_path / "data"), n_train=96, n_val=32, n_test=64, visibility=0.0, label_noise=0.0)],
                         seeds=[0, 1, 2], epochs=1)
-    render_explanations(folder, n_images=2, n_score=4, n_sanity=2)
+    render_explanations(folder, n_images=2, n_score=4, n_sanity=2, only="seed0,seed2")   # picked as the grid's --only picks
+    assert sorted(f.rsplit("/", 1)[1] for f in json.loads((folder / STUDY.explained_cells).read_text())) == ["seed0", "seed0", "seed2", "seed2"]
     out = folder / STUDY.explanations
     read = lambda name: pd.read_csv(out / explanation_table(name))
     not_scored = read("not_scored")
