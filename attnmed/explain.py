@@ -427,7 +427,7 @@ def recorded_params(folder # a done cell's folder
     from pathlib import Path
     f = Path(folder) / CELL.metrics
     p = json.loads(f.read_text())["params"]
-    return check_parameters({**{k: s.default for k, s in PARAMS.items()}, **{k: v for k, v in p.items() if k in CELL_KEYS}}, source=str(f))
+    return check_parameters({**{k: s.default for k, s in PARAMS.items()}, "plugins": [], **{k: v for k, v in p.items() if k in CELL_KEYS}}, source=str(f))
 
 # %% ../nbs/06_explain.ipynb #c028
 def load_cell_model(folder,      # a done cell's folder
